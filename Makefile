@@ -1,0 +1,29 @@
+# One-command entry points. PYTHON/PIP can be overridden, e.g. `make test PIP="uv pip"`.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+# torch is installed first and pinned so that pip does not pull a multi-GB CUDA build where a CPU wheel
+# is wanted; on a CUDA machine use e.g. `make setup TORCH=torch==2.13.0` with PyTorch's CUDA index set up.
+TORCH ?= torch==2.13.0
+CORES ?= 8
+MIRROR ?= ../shared/data/office-caltech-10
+
+.PHONY: setup pipeline quickstart test test-fast
+
+setup:
+	$(PIP) install "$(TORCH)"
+	$(PIP) install -e ".[test]"
+
+# The paper's experiment (params.yaml defaults: Office-Home, VGG-F, 64 bits, 12 tasks).
+pipeline: setup
+	snakemake --cores $(CORES) --resources gpu=1
+
+# Office-Caltech-10 + EfficientNet-Lite0, fully offline with a local copy of the images at $(MIRROR).
+quickstart: setup
+	$(PYTHON) -m stages.preset quickstart --set data.mirror=$(MIRROR)
+	snakemake --cores $(CORES) --resources gpu=1
+
+test: setup
+	$(PYTHON) -m pytest -q
+
+test-fast:
+	$(PYTHON) -m pytest -q -m "not pipeline"

@@ -1,0 +1,71 @@
+# Snakemake entry point: `snakemake --cores 8 --resources gpu=1`.
+# The rules are generated from dvc.yaml (the single source of truth) by workflow/dvcdag.py: one rule
+# per resolved DVC stage, same command, same files, `resources: gpu=1` from the stage's meta.
+# After the run, every stage Snakemake executed is committed to dvc.lock, so `dvc status` agrees.
+import shlex
+import sys
+
+sys.path.insert(0, workflow.basedir)
+
+import yaml
+from snakemake.utils import min_version, validate
+
+from stages.common import StageError, check_cross_keys
+from workflow import dvcdag
+
+min_version("8.0")
+
+# ---- validate params.yaml before anything runs (errors name the key)
+PARAMS = yaml.safe_load(open(f"{workflow.basedir}/params.yaml"))
+validate(PARAMS, f"{workflow.basedir}/workflow/schemas/params.schema.yaml")
+try:
+    check_cross_keys(PARAMS)
+except StageError as exc:
+    raise WorkflowError(str(exc))
+
+STAGES = dvcdag.load_stages(workflow.basedir)
+dvcdag.write_param_stamps(workflow.basedir, STAGES)
+
+
+def _outputs(stage):
+    return [directory(o) if dvcdag.is_directory_out(o) else o for o in stage.outs]
+
+
+rule all:
+    default_target: True
+    input:
+        [o for st in STAGES for o in st.outs],
+
+
+for _st in STAGES:
+
+    rule:
+        name:
+            _st.rule_name
+        input:
+            dvcdag.snakemake_inputs(_st, STAGES),
+        output:
+            _outputs(_st),
+        params:
+            # passed through params: rules made in a loop would otherwise bind the last stage
+            cmd=_st.cmd,
+            done=shlex.quote(f"{dvcdag.DONE_DIR}/{_st.name}"),
+        resources:
+            **_st.resources,
+        log:
+            f"logs/{_st.name}.log",
+        shell:
+            "({params.cmd}) 2>&1 | tee {log}; test ${{PIPESTATUS[0]}} -eq 0 "
+            "&& mkdir -p " + str(dvcdag.DONE_DIR) + " && touch {params.done}"
+
+
+onsuccess:
+    committed = dvcdag.commit_stages(workflow.basedir)
+    if committed:
+        print(f"dvc commit: recorded {len(committed)} stage(s) in dvc.lock")
+
+
+onerror:
+    committed = dvcdag.commit_stages(workflow.basedir)
+    if committed:
+        print(f"dvc commit: recorded the {len(committed)} stage(s) that finished in dvc.lock")

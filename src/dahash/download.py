@@ -1,0 +1,580 @@
+"""Fetching, verifying and safely extracting datasets and weights.
+
+Nothing here leaves a half-written file or folder behind:
+
+* :func:`fetch` downloads with pooch into a private temporary folder inside the cache and moves
+  the file into place only after its checksum (when known) matched; on any failure the temporary
+  folder is removed and :class:`DownloadError` explains how to place the file by hand.
+* :func:`safe_extract` checks every archive member first (absolute paths, ``..``, links leading
+  outside, device files), extracts into a temporary folder beside the destination and renames it.
+* :func:`prepare_dataset` builds ``out_dir`` in a temporary folder beside it, verifies it, and only
+  then replaces an existing ``out_dir``.
+
+Hidden files (names starting with ``.``, e.g. ``.DS_Store``, ``._x.jpg``) are never part of a
+dataset tree: they are neither copied nor digested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+import pooch
+
+from dahash.datasets import DatasetSpec, RemoteFile, get_weights
+
+__all__ = [
+    "DownloadError",
+    "fetch",
+    "fetch_weights",
+    "safe_extract",
+    "prepare_dataset",
+    "tree_digest",
+    "tree_files",
+    "sha256_file",
+]
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """A file could not be obtained, verified or safely unpacked. The message says what to do."""
+
+
+# ---------------------------------------------------------------------------------------------
+# hashing
+# ---------------------------------------------------------------------------------------------
+def sha256_file(path: Path) -> str:
+    """Lower-case hex SHA256 of the file at ``path``."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def tree_files(
+    root: Path, domains: Sequence[str], classes: Sequence[str] | None = None
+) -> list[str]:
+    """Posix paths ``<domain>/<class>/<file>`` (relative to ``root``) of a dataset tree, sorted.
+
+    Only regular files (or links to them) directly inside a class folder count; hidden names are
+    skipped. ``classes=None`` takes every class folder present, otherwise only the listed ones.
+
+    Raises:
+        DownloadError: a domain folder is missing.
+    """
+    root = Path(root)
+    out: list[str] = []
+    for domain in domains:
+        ddir = root / domain
+        if not ddir.is_dir():
+            raise DownloadError(f"domain folder {ddir} is missing (expected <root>/<domain>/<class>/<file>)")
+        class_names = (
+            sorted(c.name for c in ddir.iterdir() if c.is_dir() and not _is_hidden(c.name))
+            if classes is None
+            else list(classes)
+        )
+        for cls in class_names:
+            cdir = ddir / cls
+            if not cdir.is_dir():
+                continue
+            for f in cdir.iterdir():
+                if not _is_hidden(f.name) and f.is_file():
+                    out.append(f"{domain}/{cls}/{f.name}")
+    return sorted(out)
+
+
+def tree_digest(
+    root: Path, domains: Sequence[str], classes: Sequence[str] | None = None
+) -> str:
+    """Content digest of a dataset tree ``root/<domain>/<class>/<file>``.
+
+    SHA256 over the sorted lines ``"<domain>/<class>/<file>\\t<sha256 of file>\\n"`` (UTF-8) of
+    the files :func:`tree_files` lists. Independent of timestamps, permissions and archive format,
+    so it verifies an archive's contents, a mirror and a hand-placed copy alike.
+    """
+    root = Path(root)
+    rels = tree_files(root, domains, classes)
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
+        digests = list(pool.map(lambda r: sha256_file(root / r), rels))
+    lines = sorted(f"{rel}\t{d}\n" for rel, d in zip(rels, digests))
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line.encode("utf-8"))
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# fetch
+# ---------------------------------------------------------------------------------------------
+def _manual_help(remote: RemoteFile, manual_dir: Path | None) -> str:
+    where = (
+        str(Path(manual_dir) / remote.filename)
+        if manual_dir is not None
+        else f"<manual folder>/{remote.filename} and pass that folder as manual_dir"
+    )
+    checksum = f"sha256 {remote.sha256}" if remote.sha256 else "no published checksum"
+    return (
+        f"The file needed is {remote.filename!r} from {remote.url} ({checksum}). "
+        f"Download it by hand and put it at {where}, then run again."
+        + (f" Note: {remote.note}" if remote.note else "")
+    )
+
+
+def _downloader(url: str, progress: bool):
+    if url.startswith(("http://", "https://")):
+        if progress:
+            try:
+                import tqdm  # noqa: F401
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                progress = False
+        return pooch.HTTPDownloader(progressbar=progress, timeout=60)
+    return None  # pooch chooses (ftp://, doi:)
+
+
+def fetch(
+    remote: RemoteFile,
+    cache_dir: Path,
+    *,
+    manual_dir: Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Path of a verified local copy of ``remote``.
+
+    1. ``manual_dir/<filename>`` (placed there by hand) is used in place when present, after its
+       SHA256 is checked (when known). It is never modified or deleted.
+    2. ``cache_dir/<filename>`` is reused when present and (when the checksum is known) it matches.
+    3. Otherwise pooch downloads it into a temporary folder inside ``cache_dir`` and checks the
+       SHA256 (``known_hash=None`` when unknown: pooch then logs the hash it computed); the file
+       is moved to ``cache_dir/<filename>`` only on success.
+
+    Raises:
+        DownloadError: network failure, truncated transfer or checksum mismatch; the message names
+            the file, URL, manual location and checksum. Nothing is left in ``cache_dir``.
+    """
+    cache_dir = Path(cache_dir)
+    if manual_dir is not None:
+        manual = Path(manual_dir) / remote.filename
+        if manual.is_file():
+            if remote.sha256:
+                got = sha256_file(manual)
+                if got != remote.sha256.lower():
+                    raise DownloadError(
+                        f"{manual} (placed by hand) has sha256 {got} but {remote.filename!r} must "
+                        f"have sha256 {remote.sha256}: it is incomplete or a different file. "
+                        f"Replace it with the right file (from {remote.url}). Nothing was written."
+                    )
+            log.info("using %s placed by hand", manual)
+            return manual
+
+    target = cache_dir / remote.filename
+    if target.is_file():
+        if remote.sha256 is None:
+            log.info("using cached %s (no published checksum)", target)
+            return target
+        if sha256_file(target) == remote.sha256.lower():
+            return target
+        log.warning("cached %s fails its checksum; downloading it again", target)
+
+    known_hash = f"sha256:{remote.sha256.lower()}" if remote.sha256 else None
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{remote.filename}.partial-", dir=cache_dir))
+    try:
+        got = pooch.retrieve(
+            remote.url,
+            known_hash=known_hash,
+            fname=remote.filename,
+            path=tmp_dir,
+            downloader=_downloader(remote.url, progress),
+            progressbar=False if remote.url.startswith(("http://", "https://")) else progress,
+        )
+        os.replace(got, target)
+    except Exception as exc:  # network errors (requests), hash mismatch (ValueError), OSError
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, ValueError) and "hash" in str(exc).lower():
+            what = f"the download of {remote.filename!r} failed its checksum ({reason})"
+        else:
+            what = f"could not download {remote.filename!r} from {remote.url}: {type(exc).__name__}: {reason}"
+        raise DownloadError(
+            f"{what}. {_manual_help(remote, manual_dir)} "
+            f"Nothing was written: the partial download was deleted."
+        ) from exc
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return target
+
+
+def fetch_weights(
+    name: str, dest: Path, manual_dir: Path | None = None, *, progress: bool = True
+) -> Path:
+    """Fetch the ``WEIGHTS[name]`` file into the folder ``dest``; returns ``dest/<filename>``.
+
+    ``dest`` also serves as the download cache. A copy placed by hand in ``manual_dir`` is checked
+    (when a checksum is known) and copied into ``dest`` atomically.
+
+    Raises:
+        ValueError: unknown ``name`` (lists the valid ones).
+        DownloadError: as :func:`fetch`.
+    """
+    remote = get_weights(name)
+    dest = Path(dest)
+    got = fetch(remote, dest, manual_dir=manual_dir, progress=progress)
+    target = dest / remote.filename
+    if got.resolve() != target.resolve():
+        dest.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{remote.filename}.", suffix=".tmp", dir=dest)
+        os.close(fd)
+        try:
+            shutil.copyfile(got, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# safe extraction
+# ---------------------------------------------------------------------------------------------
+def _unsafe_name_reason(name: str) -> str | None:
+    """Why a member name is unsafe, or None. Backslashes count as separators."""
+    norm = name.replace("\\", "/")
+    if not norm:
+        return "empty member name"
+    if norm.startswith("/") or (len(norm) >= 2 and norm[1] == ":"):
+        return "absolute path"
+    if ".." in PurePosixPath(norm).parts:
+        return "'..' path component (would escape the destination)"
+    if "\x00" in norm:
+        return "NUL byte in name"
+    return None
+
+
+def _link_escapes(member_name: str, target: str, *, hard: bool) -> bool:
+    """Whether a link named ``member_name`` pointing to ``target`` resolves outside the root."""
+    target = target.replace("\\", "/")
+    if target.startswith("/") or (len(target) >= 2 and target[1] == ":"):
+        return True
+    base = PurePosixPath() if hard else PurePosixPath(member_name.replace("\\", "/")).parent
+    depth = 0
+    for part in (base / target).parts:
+        if part in ("", "."):
+            continue
+        depth = depth - 1 if part == ".." else depth + 1
+        if depth < 0:
+            return True
+    return False
+
+
+def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
+    for info in zf.infolist():
+        reason = _unsafe_name_reason(info.filename)
+        mode = info.external_attr >> 16
+        if reason is None and info.create_system == 3 and mode:  # unix attributes present
+            if stat.S_ISLNK(mode):
+                target = zf.read(info).decode("utf-8", "replace")
+                reason = (
+                    f"symlink to {target!r} outside the archive"
+                    if _link_escapes(info.filename, target, hard=False)
+                    else f"symlink to {target!r} (links are not allowed in zip archives)"
+                )
+            elif stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+                reason = "device, fifo or socket file"
+        if reason:
+            raise DownloadError(
+                f"refusing to extract {archive}: unsafe member {info.filename!r} ({reason}). "
+                f"The archive is corrupt or malicious; delete it and obtain a genuine copy."
+            )
+
+
+def _check_tar(tf: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    members = tf.getmembers()
+    for m in members:
+        reason = _unsafe_name_reason(m.name)
+        if reason is None:
+            if m.issym() and _link_escapes(m.name, m.linkname, hard=False):
+                reason = f"symlink to {m.linkname!r} outside the archive"
+            elif m.islnk() and (
+                _unsafe_name_reason(m.linkname) or _link_escapes(m.name, m.linkname, hard=True)
+            ):
+                reason = f"hardlink to {m.linkname!r} outside the archive"
+            elif m.ischr() or m.isblk() or m.isfifo() or m.isdev():
+                reason = "device or fifo file"
+            elif not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
+                reason = f"unsupported member type {m.type!r}"
+        if reason:
+            raise DownloadError(
+                f"refusing to extract {archive}: unsafe member {m.name!r} ({reason}). "
+                f"The archive is corrupt or malicious; delete it and obtain a genuine copy."
+            )
+    return members
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Move the finished folder ``new`` to ``dest``, replacing an existing ``dest`` only now."""
+    if dest.exists() or dest.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        old.rmdir()
+        os.replace(dest, old)
+        try:
+            os.replace(new, dest)
+        except BaseException:
+            os.replace(old, dest)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, dest)
+
+
+def safe_extract(archive: Path, dest: Path) -> Path:
+    """Extract a zip, tar, tar.gz/tgz, tar.bz2 or tar.xz ``archive`` into the folder ``dest``.
+
+    Every member is checked before anything is written: absolute paths, ``..`` components, links
+    resolving outside the archive, device/fifo files are refused. Tar members are additionally
+    extracted with ``filter="data"``. Extraction goes to a temporary folder beside ``dest``
+    which is renamed to ``dest`` on success (an existing ``dest`` is replaced only then).
+
+    Raises:
+        DownloadError: unsafe member (named), or the archive is unreadable/truncated.
+    """
+    archive, dest = Path(archive), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                _check_zip(zf, archive)
+                bad = zf.testzip()
+                if bad is not None:
+                    raise DownloadError(f"{archive} is corrupt: member {bad!r} fails its CRC check")
+                zf.extractall(tmp)
+        else:
+            try:
+                tf = tarfile.open(archive, "r:*")
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise DownloadError(
+                    f"{archive} is not a readable zip or tar archive ({type(exc).__name__}: {exc}); "
+                    f"it is probably truncated or not the dataset file (e.g. an HTML page)."
+                ) from exc
+            with tf:
+                members = _check_tar(tf, archive)
+                try:
+                    if hasattr(tarfile, "data_filter"):
+                        tf.extractall(tmp, members=members, filter="data")
+                    else:  # pragma: no cover - Python without PEP 706
+                        tf.extractall(tmp, members=members)
+                except tarfile.FilterError as exc:  # pragma: no cover - caught by _check_tar
+                    name = getattr(getattr(exc, "tarinfo", None), "name", "?")
+                    raise DownloadError(
+                        f"refusing to extract {archive}: unsafe member {name!r} ({exc})"
+                    ) from exc
+        _replace_dir(tmp, dest)
+    except DownloadError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DownloadError(
+            f"could not extract {archive} ({type(exc).__name__}: {exc}); it is probably truncated "
+            f"or corrupt. Delete it and download it again. Nothing was extracted."
+        ) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare_dataset
+# ---------------------------------------------------------------------------------------------
+def _candidate_roots(base: Path) -> Iterator[Path]:
+    """``base`` and, while a folder holds exactly one visible sub-folder, that sub-folder."""
+    cur = base
+    for _ in range(3):
+        yield cur
+        subs = [p for p in cur.iterdir() if p.is_dir() and not _is_hidden(p.name)]
+        if len(subs) != 1:
+            return
+        cur = subs[0]
+
+
+def _locate_domains(base: Path, spec: DatasetSpec) -> dict[str, Path]:
+    """Map each domain to its class-folder parent under ``base``.
+
+    Accepts the extracted-archive layout (``spec.domain_dirs``, optionally below a single wrapper
+    folder) or the normalised layout ``<domain>/<class>/``.
+    """
+    if not base.is_dir():
+        raise DownloadError(f"{base} is not a folder")
+    for root in _candidate_roots(base):
+        for layout in (spec.domain_dirs, {d: d for d in spec.domains}):
+            found = {d: root / rel for d, rel in layout.items()}
+            if all(p.is_dir() for p in found.values()):
+                return found
+    expected_a = ", ".join(f"{spec.domain_dirs[d]!r}" for d in spec.domains)
+    expected_b = ", ".join(repr(d) for d in spec.domains)
+    raise DownloadError(
+        f"{base} does not hold the {spec.name!r} domains: expected the folders {expected_a} "
+        f"(archive layout) or {expected_b} (normalised layout <domain>/<class>/), each holding the "
+        f"class folders. Found: {sorted(p.name for p in base.iterdir())[:20]}."
+    )
+
+
+def _populate(src_domains: dict[str, Path], build: Path, *, move: bool) -> dict[str, int]:
+    """Copy (or move) ``src/<class>/<file>`` of each domain into ``build/<domain>/<class>/``."""
+    counts: dict[str, int] = {}
+    jobs: list[tuple[Path, Path]] = []
+    for domain, src in src_domains.items():
+        n = 0
+        (build / domain).mkdir(parents=True)
+        for cdir in sorted(src.iterdir()):
+            if _is_hidden(cdir.name) or not cdir.is_dir():
+                continue
+            out = build / domain / cdir.name
+            out.mkdir()
+            for f in sorted(cdir.iterdir()):
+                if _is_hidden(f.name) or not f.is_file():
+                    continue
+                jobs.append((f, out / f.name))
+                n += 1
+        counts[domain] = n
+
+    def _one(job: tuple[Path, Path]) -> None:
+        s, d = job
+        if move and not s.is_symlink():
+            os.replace(s, d)
+        else:
+            shutil.copyfile(s, d)  # content only: mirrors may be read-only
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(_one, jobs))
+    return counts
+
+
+def _write_json_atomic(path: Path, obj: object) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def prepare_dataset(
+    spec: DatasetSpec,
+    out_dir: Path,
+    *,
+    mirror: Path | None = None,
+    cache_dir: Path,
+    manual_dir: Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Produce the normalised tree ``out_dir/<domain>/<class>/<file>`` for ``spec``.
+
+    Source, in order: ``mirror`` (a local folder in the archive layout, possibly below one wrapper
+    folder, or already normalised); else the archive, from ``manual_dir`` if placed there by hand,
+    else downloaded into ``cache_dir`` (:func:`fetch`), then :func:`safe_extract`-ed.
+
+    The tree is built in a temporary folder beside ``out_dir``; ``spec.tree_sha256`` (when set) is
+    verified; ``SOURCE.json`` (provenance, counts, digest) is written; only then does it replace
+    ``out_dir``. On failure ``out_dir`` is left as it was and no temporary folder remains.
+
+    Raises:
+        DownloadError: download/extraction failure, layout not found, or digest mismatch.
+    """
+    out_dir = Path(out_dir)
+    cache_dir = Path(cache_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    scratch: Path | None = None
+    source: dict[str, object] = {"dataset": spec.name}
+    try:
+        if mirror is not None:
+            mirror = Path(mirror)
+            src_domains = _locate_domains(mirror, spec)
+            source.update(kind="mirror", mirror=str(mirror.resolve()))
+            counts = _populate(src_domains, build, move=False)
+        else:
+            archive = fetch(spec.archive, cache_dir, manual_dir=manual_dir, progress=progress)
+            from_cache = manual_dir is None or archive != Path(manual_dir) / spec.archive.filename
+            source.update(
+                kind="download" if from_cache else "manual",
+                url=spec.archive.url,
+                archive=str(archive.resolve()),
+                archive_sha256=sha256_file(archive),
+            )
+            scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.extract-", dir=out_dir.parent))
+            extracted = scratch / "x"
+            try:
+                safe_extract(archive, extracted)
+                src_domains = _locate_domains(extracted, spec)
+            except DownloadError as exc:
+                if from_cache:  # a bad archive in our own cache would fail forever: drop it
+                    archive.unlink(missing_ok=True)
+                raise DownloadError(
+                    f"{exc} {_manual_help(spec.archive, manual_dir)}"
+                    + (" The cached archive was deleted." if from_cache else "")
+                ) from exc
+            counts = _populate(src_domains, build, move=True)
+
+        digest = tree_digest(build, spec.domains)
+        counts_txt = ", ".join(f"{d} {counts[d]}" for d in spec.domains)
+        if spec.image_counts:
+            expected_txt = ", ".join(f"{d} {spec.image_counts[d]}" for d in spec.domains)
+        else:
+            expected_txt = "unknown"
+        if spec.tree_sha256 is not None and digest != spec.tree_sha256:
+            raise DownloadError(
+                f"the {spec.name!r} image tree from {source.get('mirror') or source.get('archive')} "
+                f"does not match its registered digest: got tree sha256 {digest}, expected "
+                f"{spec.tree_sha256}. Files found per domain: {counts_txt} (expected {expected_txt}). "
+                f"Files are missing, extra or altered; use a complete, unmodified copy. "
+                f"{out_dir} was not changed."
+            )
+        if spec.image_counts and any(counts[d] != spec.image_counts[d] for d in spec.domains):
+            warnings.warn(
+                f"{spec.name}: files per domain {counts_txt} differ from the published counts "
+                f"({expected_txt})",
+                stacklevel=2,
+            )
+        source.update(
+            domains=list(spec.domains),
+            counts=counts,
+            expected_counts=spec.image_counts,
+            tree_sha256=digest,
+            tree_sha256_verified=spec.tree_sha256 is not None,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        _write_json_atomic(build / "SOURCE.json", source)
+        _replace_dir(build, out_dir)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    log.info("prepared %s in %s (%s)", spec.name, out_dir, source.get("kind"))
+    return out_dir

@@ -1,0 +1,329 @@
+"""Training loop of DAH on cached features (the authors' ``cnn_train_dah.m`` without the backbone).
+
+Batch: ``k*C`` source items (k per class, class order; :class:`~dahash.sampler.KPerClassSampler`)
+followed by as many target items; one epoch = one pass over the shuffled target set
+(:func:`~dahash.sampler.target_batches`). Both halves go through the head in ONE forward pass, so
+BatchNorm statistics are over the joint batch, as in the code. Per batch::
+
+    J = hash(U_s) + beta * (quant(U_s) + quant(U_t)) + eta * H(U_t, U_s) [gated]
+        + gamma * sum_{l in mmd_layers} MMD_lin(l_s, l_t)
+
+SGD with momentum and weight decay; the learning rate of epoch ``e`` is
+``logspace(log10(lr_start), log10(lr_end), epochs)[e]`` times each group's ``lr_mult``.
+Target labels are never seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dahash.losses import (
+    is_class_ordered_k_batch,
+    linear_mk_mmd,
+    pairwise_hash_loss,
+    quantization_loss,
+    target_entropy_loss,
+)
+from dahash.model import DAHHead, HeadOutput
+from dahash.sampler import KPerClassSampler, target_batches
+
+__all__ = [
+    "DAHConfig",
+    "DAHResult",
+    "NonFiniteLossError",
+    "encode",
+    "lr_schedule",
+    "train_dah",
+]
+
+MMD_LAYER_NAMES: tuple[str, ...] = ("fc6", "fc7", "fc8", "u")
+HISTORY_KEYS: tuple[str, ...] = ("epoch", "lr", "hash", "quantization", "entropy", "mmd", "total")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss component became nan/inf; ``epoch`` (1-based) and ``component`` say where."""
+
+    def __init__(self, epoch: int, batch: int, component: str, value: float) -> None:
+        super().__init__(f"non-finite {component} loss ({value}) at epoch {epoch}, batch {batch}")
+        self.epoch, self.batch, self.component, self.value = epoch, batch, component, value
+
+
+def _pair(name: str, value, *, positive: bool = False) -> tuple[float, float]:
+    try:
+        out = tuple(float(v) for v in value)
+    except TypeError as exc:
+        raise ValueError(f"{name} must be a pair of numbers, got {value!r}") from exc
+    if len(out) != 2 or any(not math.isfinite(v) for v in out) or min(out) < 0 or (positive and min(out) <= 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be two finite numbers {bound}, got {value!r}")
+    return out  # type: ignore[return-value]
+
+
+@dataclass
+class DAHConfig:
+    """Hyper-parameters of :func:`train_dah`; defaults are the authors' Office settings.
+
+    Loss weights: ``beta`` quantization (source and target), ``eta`` entropy, ``gamma`` MK-MMD
+    (scaled to the SUMMED statistic, hence 5e3). ``mmd_scale_exponents=(lo, hi)`` gives the
+    kernel scales ``2^lo .. 2^hi``. ``entropy_gate``: add the entropy term only when the source
+    part of the batch is exactly k items of each class in class order (always true with the
+    k-per-class sampler; kept for fidelity). ``bn_lr_mult``: (scale, shift) multipliers of the
+    BatchNorm parameters (no weight decay on them).
+
+    ``divide_by_batch`` (not in the paper; default False): backpropagate ``J / batch_size``
+    instead of ``J``, which is what MatConvNet's stock ``cnn_train`` does to every gradient
+    (``-1/batchSize * dzdw``). The logged losses are never divided.
+    """
+
+    hash_bits: int = 64
+    hidden_dims: tuple[int, int] = (4096, 4096)
+    k_per_class: int = 5
+    epochs: int = 300
+    lr_start: float = 1e-4
+    lr_end: float = 1e-5
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    similar_weight: float = 10.0
+    hash_scale: float = 0.5
+    beta: float = 1.0
+    eta: float = 1.0
+    gamma: float = 5e3
+    mmd_layers: tuple[str, ...] = ("fc6", "fc7", "fc8")
+    mmd_scale_exponents: tuple[int, int] = (-8, 8)
+    reduction: Literal["sum", "mean"] = "sum"
+    entropy_gate: bool = True
+    pretrained_lr_mult: tuple[float, float] = (0.1, 0.2)
+    new_lr_mult: tuple[float, float] = (1.0, 2.0)
+    bn_lr_mult: tuple[float, float] = (2.0, 1.0)
+    divide_by_batch: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("hash_bits", "k_per_class", "epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            setattr(self, name, int(value))
+        try:
+            dims = tuple(int(h) for h in self.hidden_dims)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"hidden_dims must be two positive ints, got {self.hidden_dims!r}") from exc
+        if len(dims) != 2 or min(dims) < 1:
+            raise ValueError(f"hidden_dims must be two positive ints, got {self.hidden_dims!r}")
+        self.hidden_dims = dims  # type: ignore[assignment]
+        for name in ("lr_start", "lr_end", "similar_weight", "hash_scale"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
+            setattr(self, name, value)
+        for name in ("weight_decay", "beta", "eta", "gamma"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
+            setattr(self, name, value)
+        momentum = float(self.momentum)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        self.momentum = momentum
+        if isinstance(self.mmd_layers, str):
+            raise ValueError(f"mmd_layers must be a sequence of layer names, got the string {self.mmd_layers!r}")
+        layers = tuple(self.mmd_layers)
+        bad = [name for name in layers if name not in MMD_LAYER_NAMES]
+        if bad or len(set(layers)) != len(layers):
+            raise ValueError(f"mmd_layers must be distinct names from {MMD_LAYER_NAMES}, got {self.mmd_layers!r}")
+        self.mmd_layers = layers
+        try:
+            lo, hi = (int(e) for e in self.mmd_scale_exponents)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"mmd_scale_exponents must be two ints (lo, hi), got {self.mmd_scale_exponents!r}") from exc
+        if lo > hi:
+            raise ValueError(f"mmd_scale_exponents must have lo <= hi, got {self.mmd_scale_exponents!r}")
+        self.mmd_scale_exponents = (lo, hi)
+        if self.reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
+        for name in ("entropy_gate", "divide_by_batch"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        for name in ("pretrained_lr_mult", "new_lr_mult", "bn_lr_mult"):
+            setattr(self, name, _pair(name, getattr(self, name)))
+
+    @property
+    def mmd_scales(self) -> tuple[float, ...]:
+        """Kernel scales ``q = 2^lo, ..., 2^hi``."""
+        lo, hi = self.mmd_scale_exponents
+        return tuple(2.0**e for e in range(lo, hi + 1))
+
+
+@dataclass
+class DAHResult:
+    """Trained head (on the training device, train mode) and one record per epoch.
+
+    Each record: ``epoch`` (1-based), ``lr`` (schedule value before multipliers), and the means over
+    the epoch's batches of the UNWEIGHTED components ``hash``, ``quantization`` (source + target),
+    ``entropy`` (0 for gated-out batches), ``mmd`` (sum over ``mmd_layers``) and the weighted
+    ``total`` J.
+    """
+
+    model: DAHHead
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def lr_schedule(lr_start: float, lr_end: float, epochs: int) -> np.ndarray:
+    """``(epochs,)`` per-epoch rates ``logspace(log10(lr_start), log10(lr_end), epochs)``."""
+    if lr_start <= 0 or lr_end <= 0 or epochs < 1:
+        raise ValueError(f"need lr_start > 0, lr_end > 0, epochs >= 1; got {lr_start}, {lr_end}, {epochs}")
+    return np.logspace(math.log10(lr_start), math.log10(lr_end), epochs)
+
+
+def _validate_data(xs: Tensor, ys: Tensor, xt: Tensor, num_classes: int) -> None:
+    for name, x in (("xs", xs), ("xt", xt)):
+        if not isinstance(x, Tensor) or x.dim() != 2 or not x.is_floating_point():
+            raise ValueError(f"{name} must be a 2-D floating-point tensor, got {getattr(x, 'shape', type(x))}")
+    if xs.shape[1] != xt.shape[1]:
+        raise ValueError(f"xs and xt must have the same feature dimension, got {tuple(xs.shape)} and {tuple(xt.shape)}")
+    if not isinstance(ys, Tensor) or ys.dim() != 1 or ys.shape[0] != xs.shape[0]:
+        raise ValueError(f"ys must have shape ({xs.shape[0]},), got {getattr(ys, 'shape', type(ys))}")
+    if ys.is_floating_point() or ys.dtype == torch.bool:
+        raise ValueError(f"ys must be an integer tensor, got dtype {ys.dtype}")
+    if int(num_classes) < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if xt.shape[0] < 1:
+        raise ValueError("xt must hold at least one target item")
+
+
+def _batch_losses(
+    out: HeadOutput, ns: int, ys_batch: Tensor, num_classes: int, config: DAHConfig, generator: torch.Generator
+) -> dict[str, Tensor]:
+    """Unweighted components and weighted ``total`` for one joint batch (source rows first)."""
+    u_s, u_t = out.u[:ns], out.u[ns:]
+    hash_term = pairwise_hash_loss(u_s, ys_batch, config.similar_weight, config.hash_scale, config.reduction)
+    quant = quantization_loss(u_s, config.reduction) + quantization_loss(u_t, config.reduction)
+    gate_open = (not config.entropy_gate) or is_class_ordered_k_batch(ys_batch, num_classes, config.k_per_class)
+    if gate_open:
+        entropy = target_entropy_loss(u_t, u_s, ys_batch, num_classes, config.reduction)
+    else:
+        entropy = u_s.new_zeros(())
+    mmd = u_s.new_zeros(())
+    for name in config.mmd_layers:
+        layer = getattr(out, name)
+        mmd = mmd + linear_mk_mmd(layer[:ns], layer[ns:], config.mmd_scales, config.reduction, generator)
+    total = hash_term + config.beta * quant + config.eta * entropy + config.gamma * mmd
+    return {"hash": hash_term, "quantization": quant, "entropy": entropy, "mmd": mmd, "total": total}
+
+
+def train_dah(
+    xs: Tensor,
+    ys: Tensor,
+    xt: Tensor,
+    num_classes: int,
+    config: DAHConfig,
+    *,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    pretrained: Mapping[str, Tensor] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> DAHResult:
+    """Train a :class:`~dahash.model.DAHHead` on source features/labels and unlabeled target features.
+
+    Args:
+        xs: ``(ns, f)`` source features. ys: ``(ns,)`` labels in ``[0, num_classes)``, every class
+            present. xt: ``(nt, f)`` target features (no labels, ever). Features are cast to float32.
+        config: hyper-parameters. device: where the head and the data live.
+        seed: the only source of randomness: ``torch.Generator().manual_seed(seed)`` (init, MMD
+            halves) and ``np.random.default_rng(seed)`` (batches). The global torch RNG is neither
+            used nor advanced. Same seed on CPU -> bit-identical history and weights.
+        pretrained: fc6/fc7 weights for :class:`DAHHead` (those layers then get ``pretrained_lr_mult``).
+        on_epoch: called with each epoch's history record.
+
+    Raises:
+        ValueError: bad shapes/labels, a class without source items.
+        NonFiniteLossError: a loss component became nan/inf (names epoch, batch and component).
+    """
+    if not isinstance(config, DAHConfig):
+        raise ValueError(f"config must be a DAHConfig, got {type(config).__name__}")
+    _validate_data(xs, ys, xt, num_classes)
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(int(seed))
+    rng = np.random.default_rng(int(seed))
+
+    with torch.random.fork_rng(devices=[]):  # nn.Linear's default init would advance the global RNG
+        model = DAHHead(xs.shape[1], config.hidden_dims, config.hash_bits, pretrained, generator=generator)
+    model.to(device)
+    xs_d = xs.detach().to(device=device, dtype=torch.float32)
+    xt_d = xt.detach().to(device=device, dtype=torch.float32)
+    ys_cpu = ys.detach().cpu().long()
+    ys_d = ys_cpu.to(device)
+
+    sampler = KPerClassSampler(ys_cpu.numpy(), num_classes, config.k_per_class, rng)
+    batch_ns = sampler.batch_size
+    groups = model.param_groups(
+        config.lr_start, config.weight_decay, config.pretrained_lr_mult, config.new_lr_mult, config.bn_lr_mult
+    )
+    optimizer = torch.optim.SGD(groups, lr=config.lr_start, momentum=config.momentum)
+    schedule = lr_schedule(config.lr_start, config.lr_end, config.epochs)
+    names = ("hash", "quantization", "entropy", "mmd", "total")
+
+    history: list[dict[str, float]] = []
+    model.train()
+    for epoch_idx in range(config.epochs):
+        epoch = epoch_idx + 1
+        lr = float(schedule[epoch_idx])
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+        sums = np.zeros(len(names))
+        t_batches = target_batches(xt_d.shape[0], batch_ns, rng)
+        for b_idx, t_idx in enumerate(t_batches, start=1):
+            s_idx = torch.from_numpy(sampler.next_batch()).to(device)
+            t_idx_d = torch.from_numpy(t_idx).to(device)
+            out = model(torch.cat([xs_d[s_idx], xt_d[t_idx_d]]))
+            terms = _batch_losses(out, batch_ns, ys_d[s_idx], num_classes, config, generator)
+            values = torch.stack([terms[n].detach() for n in names]).cpu().tolist()
+            for name, value in zip(names, values):
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(epoch, b_idx, name, value)
+            sums += values
+            loss = terms["total"] / (2 * batch_ns) if config.divide_by_batch else terms["total"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        means = sums / len(t_batches)
+        record: dict[str, float] = {"epoch": float(epoch), "lr": lr}
+        record.update({name: float(v) for name, v in zip(names, means)})
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(dict(record))
+    return DAHResult(model=model, history=history)
+
+
+def encode(
+    model: DAHHead, x: Tensor, *, batch_size: int = 1024, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """Continuous hash outputs ``u = tanh(BN(fc8))`` of ``x (N, f)`` in eval mode (BN running
+    statistics), as a float32 ``(N, d)`` array. Moves ``model`` to ``device`` in place; its
+    train/eval mode is restored afterwards. Binary codes are ``u >= 0`` (:func:`~dahash.losses.hash_sign`).
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != model.in_dim:
+        raise ValueError(f"x must have shape (N, {model.in_dim}), got {getattr(x, 'shape', type(x))}")
+    device = torch.device(device)
+    was_training = model.training
+    model.to(device)
+    model.eval()
+    chunks: list[np.ndarray] = []
+    try:
+        with torch.no_grad():
+            for start in range(0, x.shape[0], int(batch_size)):
+                xb = x[start : start + int(batch_size)].to(device=device, dtype=torch.float32)
+                chunks.append(model(xb).u.float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    if not chunks:
+        return np.zeros((0, model.hash_bits), dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32, copy=False)

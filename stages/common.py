@@ -1,0 +1,161 @@
+"""Shared helpers for the stages: project paths, params loading/validation, atomic writes, devices.
+
+Kept out of the library on purpose: this is where params.yaml is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS_FILE = ROOT / "params.yaml"
+SCHEMA_FILE = ROOT / "workflow" / "schemas" / "params.schema.yaml"
+
+
+class StageError(RuntimeError):
+    """A user-facing error: printed without a traceback, exit status 1."""
+
+
+def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+    """Read params.yaml and validate it (JSON schema, then cross-key checks).
+
+    Raises:
+        StageError: naming the file and the offending key (e.g. ``train.epochs``) and what to do.
+    """
+    import jsonschema
+
+    try:
+        params = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise StageError(f"{path}: not found; run from the project root or restore it with git") from exc
+    except yaml.YAMLError as exc:
+        raise StageError(f"{path}: not valid YAML: {exc}") from exc
+    schema = yaml.safe_load(SCHEMA_FILE.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors]
+        raise StageError(f"{path}: invalid params (see {SCHEMA_FILE.relative_to(ROOT)}):\n" + "\n".join(lines))
+    check_cross_keys(params, path)
+    return params
+
+
+def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> None:
+    """Checks a JSON schema cannot express: domains belong to the dataset, tasks use known domains."""
+    from dahash.datasets import get_dataset
+
+    spec = get_dataset(params["data"]["dataset"])
+    unknown = [d for d in params["data"]["domains"] if d not in spec.domains]
+    if unknown:
+        raise StageError(
+            f"{path}: data.domains has {unknown}, not domains of {spec.name} {list(spec.domains)}; "
+            "fix data.domains or apply a preset (python -m stages.preset NAME)"
+        )
+    for key, task in params["tasks"].items():
+        for side in ("source", "target"):
+            if task[side] not in params["data"]["domains"]:
+                raise StageError(
+                    f"{path}: tasks.{key}.{side} = {task[side]!r} is not in data.domains "
+                    f"{params['data']['domains']}"
+                )
+        if task["source"] == task["target"]:
+            raise StageError(f"{path}: tasks.{key}: source and target are the same domain")
+    if params["backbone"]["name"] == "vggf" and list(params["train"]["hidden_dims"]) != [4096, 4096]:
+        raise StageError(
+            f"{path}: train.hidden_dims must be [4096, 4096] with backbone.name = vggf "
+            "(fc6/fc7 start from the pretrained VGG-F layers)"
+        )
+
+
+def project_path(value: str | os.PathLike[str]) -> Path:
+    """A path from params: absolute as given, relative ones against the project root."""
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else ROOT / p
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; explicit names pass through."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise StageError(f"device {name!r} requested in params.yaml but torch sees no CUDA device; use 'auto' or 'cpu'")
+    return name
+
+
+# ---------------------------------------------------------------- atomic writes
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``dest``; on success rename it onto ``dest`` (file or directory).
+
+    On error the temp path is removed and ``dest`` is left as it was.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    tmp.rmdir()
+    try:
+        yield tmp
+        if dest.is_dir() and not dest.is_symlink():
+            old = dest.with_name(f".{dest.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            dest.rename(old)
+            tmp.rename(dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+
+
+def write_json(dest: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as pretty JSON."""
+    with atomic_path(dest) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return o.as_posix()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def file_md5(path: Path, chunk: int = 1 << 20) -> str:
+    """MD5 of a file's bytes (DVC 3's hash for a file output)."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def main_wrapper(main: Callable[[list[str] | None], None]) -> Callable[[list[str] | None], None]:
+    """Run a stage's main; a StageError (or a library error with a user message) exits 1 with no traceback."""
+
+    def wrapped(argv: list[str] | None = None) -> None:
+        from dahash.download import DownloadError
+
+        try:
+            main(argv)
+        except (StageError, DownloadError) as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+
+    return wrapped

@@ -1,0 +1,36 @@
+"""Stage `download`: put the dataset's images at data/raw/<dataset>/<domain>/<class>/.
+
+Sources, in order: ``data.mirror`` (a local, already-downloaded copy), an archive placed by hand in
+``data.manual_dir``, the dataset's official URL (checksummed, resumable, via pooch). Without network
+and without a local copy it stops with a message naming the file, where to put it and its checksum.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from dahash.datasets import get_dataset
+from dahash.download import prepare_dataset
+from stages.common import ROOT, load_params, main_wrapper, project_path
+
+
+@main_wrapper
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__).parse_args(argv)
+    params = load_params()
+    data = params["data"]
+    spec = get_dataset(data["dataset"])
+    out = ROOT / "data" / "raw" / spec.name
+    mirror = project_path(data["mirror"]) if data["mirror"] else None
+    root = prepare_dataset(
+        spec,
+        out,
+        mirror=mirror,
+        cache_dir=project_path(data["cache_dir"]),
+        manual_dir=project_path(data["manual_dir"]),
+    )
+    print(f"{spec.name}: images ready at {root.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Orchestration helpers (Snakemake side). Imported by the Snakefile only."""

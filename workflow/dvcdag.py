@@ -1,0 +1,168 @@
+"""Build Snakemake rules from DVC's resolved stages, so dvc.yaml is the single source of truth.
+
+For every stage that DVC resolves (``foreach`` expanded, ``${...}`` interpolated) we take the command,
+the file deps, the outs, the params it declares and ``meta.snakemake.resources``. The Snakefile turns
+each into a rule. Staleness is kept in agreement between the two tools:
+
+* file deps and outs: Snakemake compares modification times, DVC compares hashes in dvc.lock;
+* params: DVC compares the values recorded in dvc.lock. For Snakemake we keep one stamp file per
+  stage, ``.snakemake/dvc-params/<stage>.json``, as an extra input. Its mtime is set to the epoch when
+  the stage's current params equal those recorded in dvc.lock (or the stage has no lock entry yet),
+  and to "now" when they differ, so Snakemake reruns exactly the stages DVC considers params-stale;
+* after Snakemake runs a stage, the stage is committed to dvc.lock (``dvc commit``) by
+  :func:`commit_stages`, so DVC then sees it as up to date too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STAMP_DIR = Path(".snakemake") / "dvc-params"
+DONE_DIR = Path(".snakemake") / "dvc-done"
+
+
+@dataclass(frozen=True)
+class DvcStage:
+    """One resolved DVC stage, as Snakemake needs it."""
+
+    name: str  # DVC address, e.g. "train@A_W"
+    cmd: str
+    deps: list[str]
+    outs: list[str]
+    params: dict[str, Any]  # "<file>:<key>" -> current value
+    resources: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rule_name(self) -> str:
+        """Snakemake rule names must be identifiers: ``train@A_W`` -> ``train__A_W``."""
+        return self.name.replace("@", "__").replace("-", "_")
+
+    @property
+    def stamp(self) -> str:
+        return (STAMP_DIR / f"{self.name}.json").as_posix()
+
+
+def is_directory_out(path: str) -> bool:
+    """Convention of this project's dvc.yaml: an out without a file extension is a directory."""
+    return Path(path).suffix == ""
+
+
+def load_stages(root: str | os.PathLike[str]) -> list[DvcStage]:
+    """Resolve dvc.yaml with DVC's own loader and return the stages in definition order."""
+    from dvc.repo import Repo
+
+    repo = Repo(os.fspath(root))
+    try:
+        stages = []
+        for s in repo.index.stages:
+            params: dict[str, Any] = {}
+            deps: list[str] = []
+            for d in s.deps:
+                if hasattr(d, "read_params"):
+                    params.update({f"{d.def_path}:{k}": v for k, v in d.read_params().items()})
+                else:
+                    deps.append(d.def_path)
+            resources = ((s.meta or {}).get("snakemake") or {}).get("resources") or {}
+            stages.append(
+                DvcStage(
+                    name=s.addressing,
+                    cmd=s.cmd,
+                    deps=deps,
+                    outs=[o.def_path for o in s.outs],
+                    params=params,
+                    resources={k: int(v) for k, v in resources.items()},
+                )
+            )
+        return stages
+    finally:
+        repo.close()
+
+
+def locked_params(root: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Params recorded in dvc.lock per stage: ``{stage: {"<file>:<key>": value}}`` (empty without a lock)."""
+    lock = Path(root) / "dvc.lock"
+    if not lock.exists():
+        return {}
+    data = yaml.safe_load(lock.read_text()) or {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in (data.get("stages") or {}).items():
+        flat: dict[str, Any] = {}
+        for fname, values in (entry.get("params") or {}).items():
+            flat.update({f"{fname}:{k}": v for k, v in values.items()})
+        out[name] = flat
+    return out
+
+
+def write_param_stamps(root: str | os.PathLike[str], stages: list[DvcStage]) -> None:
+    """Write each stage's params stamp; mtime = epoch when in agreement with dvc.lock, now otherwise."""
+    root = Path(root)
+    locked = locked_params(root)
+    (root / STAMP_DIR).mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for st in stages:
+        path = root / st.stamp
+        text = json.dumps(st.params, sort_keys=True, indent=1, default=str)
+        if not path.exists() or path.read_text() != text:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        recorded = locked.get(st.name)
+        stale = recorded is not None and _normalise(recorded) != _normalise(st.params)
+        stamp_time = now if stale else 0.0
+        os.utime(path, (stamp_time, stamp_time))
+
+
+def _normalise(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def snakemake_inputs(stage: DvcStage, stages: list[DvcStage]) -> list[str]:
+    """A stage's deps for Snakemake: a directory dep that contains other stages' outs is expanded to those outs.
+
+    DVC links ``deps: [metrics/ds]`` to every stage writing ``metrics/ds/<task>.json``; Snakemake
+    needs the files themselves.
+    """
+    all_outs = [o for s in stages if s is not stage for o in s.outs]
+    inputs: list[str] = []
+    for dep in stage.deps:
+        inside = [o for o in all_outs if o != dep and Path(o).is_relative_to(dep)]
+        inputs.extend(inside if inside else [dep])
+    return inputs + [stage.stamp]
+
+
+def mark_done(root: str | os.PathLike[str], stage_name: str) -> None:
+    """Record that Snakemake finished ``stage_name`` (committed to dvc.lock at the end of the run)."""
+    d = Path(root) / DONE_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    (d / stage_name).touch()
+
+
+def commit_stages(root: str | os.PathLike[str]) -> list[str]:
+    """``dvc commit`` every stage Snakemake finished in this run, so dvc.lock matches the outputs.
+
+    Returns the committed stage names. Called from the Snakefile's onsuccess/onerror handlers.
+    """
+    from dvc.repo import Repo
+
+    root = Path(root)
+    done_dir = root / DONE_DIR
+    names = sorted(p.name for p in done_dir.glob("*")) if done_dir.exists() else []
+    if not names:
+        return []
+    repo = Repo(os.fspath(root))
+    try:
+        for name in names:
+            repo.commit(name, force=True)
+            (done_dir / name).unlink()
+    finally:
+        repo.close()
+    # params now agree with dvc.lock: reset the stamps so a dry run right after shows nothing to do
+    write_param_stamps(root, load_stages(root))
+    return names
