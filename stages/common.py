@@ -53,10 +53,17 @@ def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
 
 def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> None:
     """Checks a JSON schema cannot express: domains belong to the dataset, tasks use known domains."""
-    from dahash.datasets import get_dataset
+    from dahash.datasets import CUSTOM, get_dataset
 
-    spec = get_dataset(params["data"]["dataset"])
-    unknown = [d for d in params["data"]["domains"] if d not in spec.domains]
+    if params["data"]["dataset"] == CUSTOM:
+        if not params["data"]["mirror"]:
+            raise StageError(
+                f"{path}: data.dataset = custom needs data.mirror: the folder holding your <domain>/<class>/ images"
+            )
+        spec = None
+    else:
+        spec = get_dataset(params["data"]["dataset"])
+    unknown = [d for d in params["data"]["domains"] if spec is not None and d not in spec.domains]
     if unknown:
         raise StageError(
             f"{path}: data.domains has {unknown}, not domains of {spec.name} {list(spec.domains)}; "
@@ -76,6 +83,26 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
             f"{path}: train.hidden_dims must be [4096, 4096] with backbone.name = vggf "
             "(fc6/fc7 start from the pretrained VGG-F layers)"
         )
+
+
+def dataset_spec(params: dict[str, Any], *, source: bool = False):  # -> dahash.datasets.DatasetSpec
+    """The DatasetSpec of ``data.dataset``.
+
+    For ``custom`` (a user's own ``<domain>/<class>/`` folders) the spec is read from the folders:
+    from ``data.mirror`` for the download stage (``source=True``), from the copy under data/raw/custom
+    for every later stage, so they depend only on DVC-tracked files.
+    """
+    from dahash.datasets import CUSTOM, folder_dataset, get_dataset
+
+    data = params["data"]
+    if data["dataset"] != CUSTOM:
+        return get_dataset(data["dataset"])
+    raw = ROOT / "data" / "raw" / CUSTOM
+    root = project_path(data["mirror"]) if source or not raw.exists() else raw
+    try:
+        return folder_dataset(root, data["domains"])
+    except ValueError as exc:
+        raise StageError(str(exc)) from exc
 
 
 def project_path(value: str | os.PathLike[str]) -> Path:

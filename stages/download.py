@@ -2,16 +2,22 @@
 
 Sources, in order: ``data.mirror`` (a local, already-downloaded copy), an archive placed by hand in
 ``data.manual_dir``, the dataset's official URL (checksummed, resumable, via pooch). Without network
-and without a local copy it stops with a message naming the file, where to put it and its checksum.
+(or with ``DAHASH_OFFLINE=1``) and without a local copy it stops with a message naming the file, where to put it and its checksum.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from dahash.datasets import get_dataset
+import os
+
 from dahash.download import prepare_dataset
-from stages.common import ROOT, load_params, main_wrapper, project_path
+from stages.common import ROOT, dataset_spec, load_params, main_wrapper, project_path
+
+
+def offline() -> bool:
+    """``DAHASH_OFFLINE=1`` in the environment: never touch the network, use local files only."""
+    return os.environ.get("DAHASH_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
 
 
 @main_wrapper
@@ -19,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
     params = load_params()
     data = params["data"]
-    spec = get_dataset(data["dataset"])
+    spec = dataset_spec(params, source=True)
     out = ROOT / "data" / "raw" / spec.name
     mirror = project_path(data["mirror"]) if data["mirror"] else None
     root = prepare_dataset(
@@ -28,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         mirror=mirror,
         cache_dir=project_path(data["cache_dir"]),
         manual_dir=project_path(data["manual_dir"]),
+        offline=offline(),
     )
     print(f"{spec.name}: images ready at {root.relative_to(ROOT)}")
 

@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from dahash.metrics import accuracy, binarize, mean_average_precision, precision_recall_curve, predict_eq6
-from dahash.datasets import get_dataset
 from dahash.report import EVALUATION_RULES, plot_pr_curve
 from stages import tracking
-from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper, write_json
+from stages.common import ROOT, dataset_spec, StageError, atomic_path, load_params, main_wrapper, write_json
 from stages.features import domain_rows, load_features
 from stages.train import model_dir
 
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         raise StageError(f"params.yaml: tasks.{args.task} not defined; tasks are {list(params['tasks'])}")
     task = params["tasks"][args.task]
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
-    spec = get_dataset(dataset)
+    spec = dataset_spec(params)
     mdir = model_dir(params, args.task)
     try:
         codes = np.load(mdir / "codes.npz")

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from dahash.datasets import get_dataset
 from dahash.manifest import build_manifest, manifest_summary, write_manifest
-from stages.common import ROOT, load_params, main_wrapper, write_json
+from stages.common import ROOT, dataset_spec, load_params, main_wrapper, write_json
 
 
 def manifest_path(dataset: str):
@@ -22,7 +21,7 @@ def manifest_path(dataset: str):
 def main(argv: list[str] | None = None) -> None:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
     params = load_params()
-    spec = get_dataset(params["data"]["dataset"])
+    spec = dataset_spec(params)
     raw = ROOT / "data" / "raw" / spec.name
     df = build_manifest(raw, spec, domains=params["data"]["domains"])
     out = manifest_path(spec.name)

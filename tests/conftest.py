@@ -138,7 +138,7 @@ def http_server() -> Iterator[LocalServer]:
     httpd.daemon_threads = True
     handle = LocalServer(port=httpd.server_address[1])
     server_ref["s"] = handle
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield handle

@@ -1,7 +1,9 @@
 """Registry of the datasets and pretrained weights the pipeline can fetch.
 
 Pure data: no I/O happens here (see :mod:`dahash.download` for fetching, verifying and
-extracting, and :mod:`dahash.manifest` for listing the images).
+extracting, and :mod:`dahash.manifest` for listing the images). The one exception is
+:func:`folder_dataset`, which lists the folders of a user's own images to describe them as a
+:class:`DatasetSpec` (dataset name :data:`CUSTOM`).
 
 Conventions
 -----------
@@ -17,25 +19,42 @@ Conventions
 
 Checksums
 ---------
-No checksum here is invented. ``sha256=None`` means no published checksum is known for that file;
-``dahash.download.fetch`` then downloads without verification, pooch logs the SHA256 of what it got,
-and ``prepare_dataset`` records it in ``SOURCE.json`` so that the first verified download can pin it.
+No checksum here is invented. ``RemoteFile.known_hash`` is the checksum as published, in pooch's
+format ``"<alg>:<hex>"`` (``alg`` one of md5, sha1, sha256: publishers use all three), and every
+copy (downloaded, cached or placed by hand) is verified with that same algorithm.
+``known_hash=None`` means no checksum is published for that file; ``dahash.download.fetch`` then
+downloads without verification, pooch logs the SHA256 of what it got, and ``prepare_dataset``
+records it in ``SOURCE.json`` so that the first verified download can pin it.
 Office-Caltech-10 is verified through ``tree_sha256``, a digest of the extracted image tree
 (see :func:`dahash.download.tree_digest`), because GitHub's zip archives are not byte-stable.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = [
     "RemoteFile",
     "DatasetSpec",
     "DATASETS",
     "WEIGHTS",
+    "CUSTOM",
+    "HASH_ALGORITHMS",
+    "folder_dataset",
     "get_dataset",
     "get_weights",
 ]
+
+#: Checksum algorithms accepted in ``RemoteFile.known_hash``, with their hex digest lengths.
+HASH_ALGORITHMS: dict[str, int] = {"md5": 32, "sha1": 40, "sha256": 64}
+
+#: Dataset name of a user's own image folders (see :func:`folder_dataset`).
+CUSTOM = "custom"
+
+_KNOWN_HASH = re.compile(r"^(md5|sha1|sha256):([0-9a-fA-F]+)$")
 
 
 @dataclass(frozen=True)
@@ -46,16 +65,51 @@ class RemoteFile:
         url: where :func:`dahash.download.fetch` downloads it from.
         filename: the name it is stored under (in the cache, and the name a user must give a
             copy placed by hand in the manual folder).
-        sha256: published/verified SHA256 (lower-case hex) or ``None`` when none is known.
+        known_hash: the published checksum in pooch's format ``"<alg>:<hex>"`` with ``alg`` one of
+            ``md5``, ``sha1``, ``sha256`` (hex stored lower-case), or ``None`` when no checksum is
+            published.
         size: size in bytes when known (informational), else ``None``.
         note: free text for the user (provenance, why a checksum is missing, how to download by hand).
+
+    Raises:
+        ValueError: ``known_hash`` is not ``"<alg>:<hex>"`` with a supported ``alg`` and a hex
+            digest of that algorithm's length.
     """
 
     url: str
     filename: str
-    sha256: str | None
+    known_hash: str | None
     size: int | None
     note: str
+
+    def __post_init__(self) -> None:
+        if self.known_hash is None:
+            return
+        m = _KNOWN_HASH.match(self.known_hash) if isinstance(self.known_hash, str) else None
+        if m is None or len(m.group(2)) != HASH_ALGORITHMS[m.group(1)]:
+            lengths = ", ".join(f"{a} {n}" for a, n in HASH_ALGORITHMS.items())
+            raise ValueError(
+                f"RemoteFile {self.filename!r}: known_hash {self.known_hash!r} is not "
+                f"'<alg>:<hex>' with alg one of {', '.join(HASH_ALGORITHMS)} and a hex digest of "
+                f"that algorithm's length ({lengths} hex digits), e.g. 'md5:' + 32 hex digits; "
+                f"use None when no checksum is published"
+            )
+        object.__setattr__(self, "known_hash", f"{m.group(1)}:{m.group(2).lower()}")
+
+    @property
+    def hash_alg(self) -> str | None:
+        """Algorithm of ``known_hash`` (``"md5"``, ``"sha1"`` or ``"sha256"``), or ``None``."""
+        return self.known_hash.split(":", 1)[0] if self.known_hash else None
+
+    @property
+    def hash_hex(self) -> str | None:
+        """Hex digest of ``known_hash`` (lower-case), or ``None``."""
+        return self.known_hash.split(":", 1)[1] if self.known_hash else None
+
+    @property
+    def checksum_text(self) -> str:
+        """``"<alg> <hex>"`` (e.g. ``"md5 b1c1..."``) or ``"no published checksum"``, for messages."""
+        return f"{self.hash_alg} {self.hash_hex}" if self.known_hash else "no published checksum"
 
 
 @dataclass(frozen=True)
@@ -66,7 +120,8 @@ class DatasetSpec:
         name: registry key.
         domains: domain names, in the registry's order.
         classes: exact class folder names, sorted; label ``i`` is ``classes[i]`` in every domain.
-        archive: the archive to download.
+        archive: the archive to download; ``None`` for a dataset that exists only as local
+            folders (:func:`folder_dataset`), which ``prepare_dataset`` copies from its ``mirror``.
         domain_dirs: domain -> folder (posix, relative to the archive root below any single
             wrapper folder) that holds that domain's class folders.
         homepage: the dataset's home page.
@@ -80,7 +135,7 @@ class DatasetSpec:
     name: str
     domains: tuple[str, ...]
     classes: tuple[str, ...]
-    archive: RemoteFile
+    archive: RemoteFile | None
     domain_dirs: dict[str, str] = field(hash=False)
     homepage: str
     citation: str
@@ -114,9 +169,9 @@ class DatasetSpec:
 
 
 _NO_CHECKSUM = (
-    "No published checksum is known: the file is downloaded unverified, pooch logs the SHA256 of "
-    "what it received, and prepare_dataset records it in SOURCE.json; pin that value here after the "
-    "first verified download."
+    "No checksum is published for this file: it is downloaded unverified, pooch logs the SHA256 of "
+    "what it received, and prepare_dataset records it in SOURCE.json; pin that value here (known_hash "
+    "'sha256:<hex>') after the first verified download."
 )
 
 # --------------------------------------------------------------------------------------------
@@ -145,14 +200,16 @@ OFFICE_HOME = DatasetSpec(
     archive=RemoteFile(
         url="https://drive.google.com/uc?export=download&id=0B81rNlvomiwed0V1YUxQdC1uOTg",
         filename="OfficeHomeDataset_10072016.zip",
-        sha256=None,
+        known_hash="md5:b1c14819770c4448fd5b6d931031c91c",
         size=None,
         note=(
             "Official Google Drive file linked from https://www.hemanthdv.org/officeHomeDataset.html. "
             "Google Drive usually answers large files with a confirmation page instead of the file, "
             "so download OfficeHomeDataset_10072016.zip in a browser and put it in the manual folder "
             "(or point the pipeline at an extracted copy as a mirror). The archive holds "
-            "OfficeHomeDataset_10072016/{Art,Clipart,Product,Real World}/<class>/. " + _NO_CHECKSUM
+            "OfficeHomeDataset_10072016/{Art,Clipart,Product,Real World}/<class>/. The md5 checksum "
+            "is the one published in public loaders for this exact file; a copy placed by hand is "
+            "checked against it too."
         ),
     ),
     domain_dirs={"Art": "Art", "Clipart": "Clipart", "Product": "Product", "RealWorld": "Real World"},
@@ -183,14 +240,16 @@ OFFICE31 = DatasetSpec(
     archive=RemoteFile(
         url="https://drive.google.com/uc?export=download&id=0B4IapRTv9pJ1WGZVd1VDMmhwdlE",
         filename="domain_adaptation_images.tar.gz",
-        sha256=None,
+        known_hash="sha1:7aa25a86f3880b6e79283227816f9d4d8506d636",
         size=None,
         note=(
             "Google Drive file linked from the Office dataset page "
             "(https://faculty.cc.gatech.edu/~judy/domainadapt/). Google Drive usually answers large "
             "files with a confirmation page instead of the file, so download "
             "domain_adaptation_images.tar.gz in a browser and put it in the manual folder. The archive "
-            "holds {amazon,dslr,webcam}/images/<class>/. " + _NO_CHECKSUM
+            "holds {amazon,dslr,webcam}/images/<class>/. The sha1 checksum is the one published in "
+            "public loaders (download scripts) for this exact file; a copy placed by hand is checked "
+            "against it too."
         ),
     ),
     domain_dirs={"amazon": "amazon/images", "dslr": "dslr/images", "webcam": "webcam/images"},
@@ -221,15 +280,16 @@ OFFICE_CALTECH10 = DatasetSpec(
             f"{_OFFICE_CALTECH_COMMIT}.zip"
         ),
         filename=f"OfficeCaltechDomainAdaptation-{_OFFICE_CALTECH_COMMIT}.zip",
-        sha256=None,
+        known_hash=None,
         size=None,
         note=(
             "GitHub archive of redhat12345/OfficeCaltechDomainAdaptation at commit "
             f"{_OFFICE_CALTECH_COMMIT}; images under <root>/images/<domain>/<class>/*.jpg "
-            "(958/1123/157/295 images; 4 caltech10 JPEGs are grayscale). GitHub regenerates zip "
-            "archives, so their bytes (and SHA256) are not stable: the archive itself is not "
-            "checksummed, the extracted image tree is (DatasetSpec.tree_sha256), whether it comes "
-            "from the archive, a mirror or a copy placed by hand."
+            "(958/1123/157/295 images; 4 caltech10 JPEGs are grayscale). No checksum is published "
+            "for this archive, and GitHub regenerates zip archives, so their bytes are not stable "
+            "anyway: the archive itself is not checksummed, the extracted image tree is "
+            "(DatasetSpec.tree_sha256), whether it comes from the archive, a mirror or a copy "
+            "placed by hand."
         ),
     ),
     domain_dirs={
@@ -261,7 +321,7 @@ WEIGHTS: dict[str, RemoteFile] = {
     "vggf": RemoteFile(
         url="https://www.vlfeat.org/matconvnet/models/imagenet-vgg-f.mat",
         filename="imagenet-vgg-f.mat",
-        sha256=None,
+        known_hash=None,
         size=None,
         note=(
             "MatConvNet's ImageNet VGG-F (Chatfield et al., BMVC 2014 'Return of the Devil in the "
@@ -289,3 +349,88 @@ def get_weights(name: str) -> RemoteFile:
         raise ValueError(
             f"unknown weights {name!r}; valid names: {', '.join(sorted(WEIGHTS))}"
         ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# A user's own image folders
+# --------------------------------------------------------------------------------------------
+def _list_preview(names: Sequence[str], limit: int = 20) -> str:
+    shown = list(names[:limit])
+    return str(shown) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def folder_dataset(root: Path, domains: Sequence[str], name: str = CUSTOM) -> DatasetSpec:
+    """Describe a user's own images ``root/<domain>/<class>/<image>`` as a :class:`DatasetSpec`.
+
+    ``classes`` are the class sub-folder names, sorted (hidden names, starting with ``.``, are
+    ignored); every domain must have exactly the same class folders, so that label ``i`` means the
+    same class in every domain. The spec has no archive (``prepare_dataset`` copies it from its
+    ``mirror``, i.e. ``root``), no ``tree_sha256``, no ``image_counts``, and ``domain_dirs`` maps
+    each domain to the folder of the same name. Only folder names are read; images are not opened.
+
+    Args:
+        root: the folder holding one sub-folder per domain.
+        domains: the domain folder names to use (other folders under ``root`` are ignored).
+        name: the dataset name (:data:`CUSTOM` by default).
+
+    Raises:
+        ValueError: ``root`` or a domain folder is missing, ``domains`` is empty, repeats a name or
+            holds a name that is not a plain folder name, a domain has no class folders, or the
+            class folders differ between domains (the message lists which classes are missing
+            from which domain folder).
+    """
+    root = Path(root)
+    domains = tuple(domains)
+    if not root.is_dir():
+        raise ValueError(
+            f"dataset {name!r}: {root} is not a folder; point it at the folder holding your "
+            f"<domain>/<class>/<image> folders"
+        )
+    if not domains:
+        raise ValueError(f"dataset {name!r}: no domains given; name the domain folders under {root}")
+    if len(set(domains)) != len(domains):
+        raise ValueError(f"dataset {name!r}: domains {list(domains)} repeat a name")
+    for d in domains:
+        if not isinstance(d, str) or not d or d.startswith(".") or Path(d).name != d or "\\" in d:
+            raise ValueError(
+                f"dataset {name!r}: domain {d!r} must be the plain name of a folder directly under "
+                f"{root} (no path separators, not hidden)"
+            )
+    present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    per_domain: dict[str, list[str]] = {}
+    for d in domains:
+        ddir = root / d
+        if not ddir.is_dir():
+            raise ValueError(
+                f"dataset {name!r}: domain folder {ddir} is missing (folders found under {root}: "
+                f"{_list_preview(present)}); create it or fix the domain names"
+            )
+        classes = sorted(c.name for c in ddir.iterdir() if c.is_dir() and not c.name.startswith("."))
+        if not classes:
+            raise ValueError(
+                f"dataset {name!r}: domain folder {ddir} has no class sub-folders; expected "
+                f"{ddir}/<class>/<image>"
+            )
+        per_domain[d] = classes
+    all_classes = sorted(set().union(*per_domain.values()))
+    missing = {d: [c for c in all_classes if c not in set(cs)] for d, cs in per_domain.items()}
+    if any(missing.values()):
+        lines = "; ".join(
+            f"{root / d} lacks {_list_preview(m)}" for d, m in missing.items() if m
+        )
+        raise ValueError(
+            f"dataset {name!r}: the class folders differ between the domains under {root} "
+            f"(every domain needs the same <class> folders, so that a label means the same class "
+            f"everywhere): {lines}. Add the missing class folders or remove the extra ones."
+        )
+    return DatasetSpec(
+        name=name,
+        domains=domains,
+        classes=tuple(all_classes),
+        archive=None,
+        domain_dirs={d: d for d in domains},
+        homepage=str(root.resolve()),
+        citation="the user's own images (cite their source)",
+        tree_sha256=None,
+        image_counts=None,
+    )

@@ -3,8 +3,10 @@
 Nothing here leaves a half-written file or folder behind:
 
 * :func:`fetch` downloads with pooch into a private temporary folder inside the cache and moves
-  the file into place only after its checksum (when known) matched; on any failure the temporary
-  folder is removed and :class:`DownloadError` explains how to place the file by hand.
+  the file into place only after its checksum (when published: md5, sha1 or sha256, see
+  ``RemoteFile.known_hash``) matched; on any failure the temporary folder is removed and
+  :class:`DownloadError` explains how to place the file by hand. With ``offline=True`` nothing is
+  downloaded: only a copy placed by hand or already cached is used.
 * :func:`safe_extract` checks every archive member first (absolute paths, ``..``, links leading
   outside, device files), extracts into a temporary folder beside the destination and renames it.
 * :func:`prepare_dataset` builds ``out_dir`` in a temporary folder beside it, verifies it, and only
@@ -45,6 +47,7 @@ __all__ = [
     "tree_digest",
     "tree_files",
     "sha256_file",
+    "hash_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,13 +62,25 @@ class DownloadError(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 # hashing
 # ---------------------------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    """Lower-case hex SHA256 of the file at ``path``."""
-    h = hashlib.sha256()
+def hash_file(path: Path, alg: str = "sha256") -> str:
+    """Lower-case hex digest of the file at ``path`` with ``alg`` (``md5``, ``sha1``, ``sha256``)."""
+    h = hashlib.new(alg)
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Lower-case hex SHA256 of the file at ``path``."""
+    return hash_file(path, "sha256")
+
+
+def _matches(path: Path, remote: RemoteFile) -> tuple[bool, str]:
+    """Whether ``path`` matches ``remote.known_hash`` (which must be set) and its digest."""
+    assert remote.hash_alg is not None and remote.hash_hex is not None
+    got = hash_file(path, remote.hash_alg)
+    return got == remote.hash_hex, got
 
 
 def _is_hidden(name: str) -> bool:
@@ -133,11 +148,10 @@ def _manual_help(remote: RemoteFile, manual_dir: Path | None) -> str:
         if manual_dir is not None
         else f"<manual folder>/{remote.filename} and pass that folder as manual_dir"
     )
-    checksum = f"sha256 {remote.sha256}" if remote.sha256 else "no published checksum"
     return (
-        f"The file needed is {remote.filename!r} from {remote.url} ({checksum}). "
+        f"The file needed is {remote.filename!r} from {remote.url} ({remote.checksum_text}). "
         f"Download it by hand and put it at {where}, then run again."
-        + (f" Note: {remote.note}" if remote.note else "")
+        + (f" Note: {remote.note.rstrip()}" if remote.note.strip() else "")
     )
 
 
@@ -158,51 +172,71 @@ def fetch(
     *,
     manual_dir: Path | None = None,
     progress: bool = True,
+    offline: bool = False,
 ) -> Path:
     """Path of a verified local copy of ``remote``.
 
     1. ``manual_dir/<filename>`` (placed there by hand) is used in place when present, after its
-       SHA256 is checked (when known). It is never modified or deleted.
-    2. ``cache_dir/<filename>`` is reused when present and (when the checksum is known) it matches.
-    3. Otherwise pooch downloads it into a temporary folder inside ``cache_dir`` and checks the
-       SHA256 (``known_hash=None`` when unknown: pooch then logs the hash it computed); the file
-       is moved to ``cache_dir/<filename>`` only on success.
+       checksum (``remote.known_hash``, when published) is checked with the published algorithm.
+       It is never modified or deleted.
+    2. ``cache_dir/<filename>`` is reused when present and (when a checksum is published) it matches.
+    3. Otherwise, unless ``offline``, pooch downloads it into a temporary folder inside
+       ``cache_dir`` and checks ``remote.known_hash`` (when ``None``, pooch logs the SHA256 it
+       computed); the file is moved to ``cache_dir/<filename>`` only on success.
+
+    Args:
+        offline: never touch the network: use only a copy placed by hand or already cached.
 
     Raises:
-        DownloadError: network failure, truncated transfer or checksum mismatch; the message names
-            the file, URL, manual location and checksum. Nothing is left in ``cache_dir``.
+        DownloadError: network failure, truncated transfer or checksum mismatch, or (``offline``)
+            no usable local copy; the message names the file, URL, manual location and checksum.
+            Nothing is left in ``cache_dir``.
     """
     cache_dir = Path(cache_dir)
     if manual_dir is not None:
         manual = Path(manual_dir) / remote.filename
         if manual.is_file():
-            if remote.sha256:
-                got = sha256_file(manual)
-                if got != remote.sha256.lower():
+            if remote.known_hash:
+                ok, got = _matches(manual, remote)
+                if not ok:
                     raise DownloadError(
-                        f"{manual} (placed by hand) has sha256 {got} but {remote.filename!r} must "
-                        f"have sha256 {remote.sha256}: it is incomplete or a different file. "
-                        f"Replace it with the right file (from {remote.url}). Nothing was written."
+                        f"{manual} (placed by hand) has {remote.hash_alg} {got} but "
+                        f"{remote.filename!r} must have {remote.checksum_text}: it is incomplete or "
+                        f"a different file. Replace it with the right file (from {remote.url}). "
+                        f"Nothing was written."
                     )
             log.info("using %s placed by hand", manual)
             return manual
 
     target = cache_dir / remote.filename
+    stale = False
     if target.is_file():
-        if remote.sha256 is None:
+        if remote.known_hash is None:
             log.info("using cached %s (no published checksum)", target)
             return target
-        if sha256_file(target) == remote.sha256.lower():
+        if _matches(target, remote)[0]:
             return target
-        log.warning("cached %s fails its checksum; downloading it again", target)
+        stale = True
+        if not offline:
+            log.warning("cached %s fails its %s checksum; downloading it again", target, remote.hash_alg)
 
-    known_hash = f"sha256:{remote.sha256.lower()}" if remote.sha256 else None
+    if offline:
+        found = (
+            f"the cached copy {target} fails its {remote.hash_alg} checksum (delete or replace it)"
+            if stale
+            else f"it is neither placed by hand nor in the cache {cache_dir}"
+        )
+        raise DownloadError(
+            f"offline mode: {remote.filename!r} is not available locally ({found}), and offline "
+            f"mode does not download. Nothing was written. {_manual_help(remote, manual_dir)}"
+        )
+
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{remote.filename}.partial-", dir=cache_dir))
     try:
         got = pooch.retrieve(
             remote.url,
-            known_hash=known_hash,
+            known_hash=remote.known_hash,
             fname=remote.filename,
             path=tmp_dir,
             downloader=_downloader(remote.url, progress),
@@ -212,12 +246,15 @@ def fetch(
     except Exception as exc:  # network errors (requests), hash mismatch (ValueError), OSError
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, ValueError) and "hash" in str(exc).lower():
-            what = f"the download of {remote.filename!r} failed its checksum ({reason})"
+            what = (
+                f"the download of {remote.filename!r} failed its {remote.hash_alg} checksum "
+                f"(expected {remote.checksum_text}; {reason})"
+            )
         else:
             what = f"could not download {remote.filename!r} from {remote.url}: {type(exc).__name__}: {reason}"
         raise DownloadError(
-            f"{what}. {_manual_help(remote, manual_dir)} "
-            f"Nothing was written: the partial download was deleted."
+            f"{what}. Nothing was written: the partial download was deleted. "
+            f"{_manual_help(remote, manual_dir)}"
         ) from exc
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -225,12 +262,18 @@ def fetch(
 
 
 def fetch_weights(
-    name: str, dest: Path, manual_dir: Path | None = None, *, progress: bool = True
+    name: str,
+    dest: Path,
+    manual_dir: Path | None = None,
+    *,
+    progress: bool = True,
+    offline: bool = False,
 ) -> Path:
     """Fetch the ``WEIGHTS[name]`` file into the folder ``dest``; returns ``dest/<filename>``.
 
     ``dest`` also serves as the download cache. A copy placed by hand in ``manual_dir`` is checked
-    (when a checksum is known) and copied into ``dest`` atomically.
+    (when a checksum is published) and copied into ``dest`` atomically. With ``offline=True``
+    nothing is downloaded (see :func:`fetch`).
 
     Raises:
         ValueError: unknown ``name`` (lists the valid ones).
@@ -238,7 +281,7 @@ def fetch_weights(
     """
     remote = get_weights(name)
     dest = Path(dest)
-    got = fetch(remote, dest, manual_dir=manual_dir, progress=progress)
+    got = fetch(remote, dest, manual_dir=manual_dir, progress=progress, offline=offline)
     target = dest / remote.filename
     if got.resolve() != target.resolve():
         dest.mkdir(parents=True, exist_ok=True)
@@ -491,22 +534,33 @@ def prepare_dataset(
     cache_dir: Path,
     manual_dir: Path | None = None,
     progress: bool = True,
+    offline: bool = False,
 ) -> Path:
     """Produce the normalised tree ``out_dir/<domain>/<class>/<file>`` for ``spec``.
 
     Source, in order: ``mirror`` (a local folder in the archive layout, possibly below one wrapper
     folder, or already normalised); else the archive, from ``manual_dir`` if placed there by hand,
-    else downloaded into ``cache_dir`` (:func:`fetch`), then :func:`safe_extract`-ed.
+    else from ``cache_dir``, else (unless ``offline``) downloaded into ``cache_dir``
+    (:func:`fetch`), then :func:`safe_extract`-ed. A spec without an archive (a user's own folders,
+    :func:`dahash.datasets.folder_dataset`) needs ``mirror``.
 
     The tree is built in a temporary folder beside ``out_dir``; ``spec.tree_sha256`` (when set) is
     verified; ``SOURCE.json`` (provenance, counts, digest) is written; only then does it replace
     ``out_dir``. On failure ``out_dir`` is left as it was and no temporary folder remains.
 
     Raises:
-        DownloadError: download/extraction failure, layout not found, or digest mismatch.
+        DownloadError: download/extraction failure, no local copy in ``offline`` mode, layout not
+            found, digest mismatch, or a spec without an archive and no ``mirror``.
     """
     out_dir = Path(out_dir)
     cache_dir = Path(cache_dir)
+    if mirror is None and spec.archive is None:
+        raise DownloadError(
+            f"dataset {spec.name!r} has no archive to download (it is a folder of your own images): "
+            f"set data.mirror (prepare_dataset's mirror) to the folder holding its "
+            f"<domain>/<class>/<image> folders (domains {list(spec.domains)}). "
+            f"{out_dir} was not changed."
+        )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
     scratch: Path | None = None
@@ -518,13 +572,16 @@ def prepare_dataset(
             source.update(kind="mirror", mirror=str(mirror.resolve()))
             counts = _populate(src_domains, build, move=False)
         else:
-            archive = fetch(spec.archive, cache_dir, manual_dir=manual_dir, progress=progress)
-            from_cache = manual_dir is None or archive != Path(manual_dir) / spec.archive.filename
+            remote = spec.archive
+            assert remote is not None  # checked above
+            archive = fetch(remote, cache_dir, manual_dir=manual_dir, progress=progress, offline=offline)
+            from_cache = manual_dir is None or archive != Path(manual_dir) / remote.filename
             source.update(
                 kind="download" if from_cache else "manual",
-                url=spec.archive.url,
+                url=remote.url,
                 archive=str(archive.resolve()),
                 archive_sha256=sha256_file(archive),
+                archive_known_hash=remote.known_hash,
             )
             scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.extract-", dir=out_dir.parent))
             extracted = scratch / "x"
@@ -535,7 +592,7 @@ def prepare_dataset(
                 if from_cache:  # a bad archive in our own cache would fail forever: drop it
                     archive.unlink(missing_ok=True)
                 raise DownloadError(
-                    f"{exc} {_manual_help(spec.archive, manual_dir)}"
+                    f"{exc} {_manual_help(remote, manual_dir)}"
                     + (" The cached archive was deleted." if from_cache else "")
                 ) from exc
             counts = _populate(src_domains, build, move=True)

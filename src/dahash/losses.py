@@ -271,6 +271,12 @@ def mk_gaussian_kernel(
         raise ValueError(f"bandwidth must be a scalar, got shape {tuple(m.shape)}")
     if not bool(m > 0):
         raise ValueError(f"bandwidth must be > 0, got {float(m)}")
+    return _mk_kernel(a, b, m, q)
+
+
+def _mk_kernel(a: Tensor, b: Tensor, m: Tensor, q: Tensor) -> Tensor:
+    """Unchecked core of :func:`mk_gaussian_kernel` (``q`` a 1-D tensor, ``m`` a 0-d tensor);
+    no host sync, so nan inputs propagate instead of raising."""
     d2 = (a - b).pow(2).sum(dim=1)  # (n,)
     return torch.exp(-(q[None, :] / m) * d2[:, None]).mean(dim=1)
 
@@ -293,11 +299,11 @@ def split_halves(
 
 def median_bandwidth(d2: Tensor) -> Tensor:
     """MATLAB ``median`` of squared distances (mean of the two middle values for an even count),
-    computed without gradient; clamped to the dtype's smallest normal so it is always > 0
+    computed without gradient; clamped below at the dtype's machine epsilon so it is always > 0
     (all-zero distances give every kernel value 1)."""
     with torch.no_grad():
         med = torch.quantile(d2.detach().flatten(), 0.5)
-        return med.clamp_min(torch.finfo(d2.dtype).tiny)
+        return med.clamp_min(torch.finfo(d2.dtype).eps)
 
 
 def linear_mk_mmd(
@@ -335,7 +341,8 @@ def linear_mk_mmd(
         bandwidth: fixed ``m`` instead of the median heuristic.
 
     Returns:
-        0-d tensor (may be negative).
+        0-d tensor (may be negative; nan when the inputs hold nan, no error is raised here so that
+        the caller can report which loss went non-finite).
     """
     _check_matrix("x_s", x_s)
     _check_matrix("x_t", x_t)
@@ -351,6 +358,9 @@ def linear_mk_mmd(
     if isinstance(scales, Tensor):
         scales = scales.detach().cpu().tolist()
     scales = [float(q) for q in scales]
+    if not scales or min(scales) <= 0:
+        raise ValueError(f"scales must be a non-empty sequence of numbers > 0, got {scales}")
+    q = torch.tensor(scales, dtype=x_s.dtype, device=x_s.device)
     s1, s2 = split_halves(n, generator)
     t1, t2 = split_halves(n, generator)
     s1, s2, t1, t2 = (i.to(x_s.device) for i in (s1, s2, t1, t2))
@@ -360,8 +370,10 @@ def linear_mk_mmd(
             d2 = torch.cat([(a - b).pow(2).sum(dim=1) for a, b in pairs])
             m = median_bandwidth(d2)
     else:
+        if not isinstance(bandwidth, Tensor) and not float(bandwidth) > 0:
+            raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
         m = torch.as_tensor(bandwidth, dtype=x_s.dtype, device=x_s.device).detach()
-    k1, k2, k3, k4 = (mk_gaussian_kernel(a, b, m, scales) for a, b in pairs)
+    k1, k2, k3, k4 = (_mk_kernel(a, b, m, q) for a, b in pairs)
     total = (k1 - k2 - k3 + k4).sum()
     return total / s1.numel() if reduction == "mean" else total
 

@@ -77,8 +77,8 @@ class DAHConfig:
     k-per-class sampler; kept for fidelity). ``bn_lr_mult``: (scale, shift) multipliers of the
     BatchNorm parameters (no weight decay on them).
 
-    ``divide_by_batch`` (not in the paper; default False): backpropagate ``J / batch_size``
-    instead of ``J``, which is what MatConvNet's stock ``cnn_train`` does to every gradient
+    ``divide_by_batch`` (not in the paper; default True, the code's behaviour): backpropagate ``J / (2 k C)`` (the
+    joint batch size) instead of ``J``, which is what MatConvNet's stock ``cnn_train`` does to every gradient
     (``-1/batchSize * dzdw``). The logged losses are never divided.
     """
 
@@ -102,7 +102,7 @@ class DAHConfig:
     pretrained_lr_mult: tuple[float, float] = (0.1, 0.2)
     new_lr_mult: tuple[float, float] = (1.0, 2.0)
     bn_lr_mult: tuple[float, float] = (2.0, 1.0)
-    divide_by_batch: bool = False
+    divide_by_batch: bool = True
 
     def __post_init__(self) -> None:
         for name in ("hash_bits", "k_per_class", "epochs"):
@@ -141,7 +141,9 @@ class DAHConfig:
         try:
             lo, hi = (int(e) for e in self.mmd_scale_exponents)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"mmd_scale_exponents must be two ints (lo, hi), got {self.mmd_scale_exponents!r}") from exc
+            raise ValueError(
+                f"mmd_scale_exponents must be two ints (lo, hi), got {self.mmd_scale_exponents!r}"
+            ) from exc
         if lo > hi:
             raise ValueError(f"mmd_scale_exponents must have lo <= hi, got {self.mmd_scale_exponents!r}")
         self.mmd_scale_exponents = (lo, hi)
@@ -198,13 +200,19 @@ def _validate_data(xs: Tensor, ys: Tensor, xt: Tensor, num_classes: int) -> None
 
 
 def _batch_losses(
-    out: HeadOutput, ns: int, ys_batch: Tensor, num_classes: int, config: DAHConfig, generator: torch.Generator
+    out: HeadOutput,
+    ns: int,
+    ys_batch: Tensor,
+    num_classes: int,
+    config: DAHConfig,
+    generator: torch.Generator,
+    gate_open: bool,
 ) -> dict[str, Tensor]:
-    """Unweighted components and weighted ``total`` for one joint batch (source rows first)."""
+    """Unweighted components and weighted ``total`` for one joint batch (source rows first);
+    the entropy term is 0 unless ``gate_open``."""
     u_s, u_t = out.u[:ns], out.u[ns:]
     hash_term = pairwise_hash_loss(u_s, ys_batch, config.similar_weight, config.hash_scale, config.reduction)
     quant = quantization_loss(u_s, config.reduction) + quantization_loss(u_t, config.reduction)
-    gate_open = (not config.entropy_gate) or is_class_ordered_k_batch(ys_batch, num_classes, config.k_per_class)
     if gate_open:
         entropy = target_entropy_loss(u_t, u_s, ys_batch, num_classes, config.reduction)
     else:
@@ -260,7 +268,8 @@ def train_dah(
     ys_cpu = ys.detach().cpu().long()
     ys_d = ys_cpu.to(device)
 
-    sampler = KPerClassSampler(ys_cpu.numpy(), num_classes, config.k_per_class, rng)
+    ys_np = ys_cpu.numpy()
+    sampler = KPerClassSampler(ys_np, num_classes, config.k_per_class, rng)
     batch_ns = sampler.batch_size
     groups = model.param_groups(
         config.lr_start, config.weight_decay, config.pretrained_lr_mult, config.new_lr_mult, config.bn_lr_mult
@@ -279,10 +288,14 @@ def train_dah(
         sums = np.zeros(len(names))
         t_batches = target_batches(xt_d.shape[0], batch_ns, rng)
         for b_idx, t_idx in enumerate(t_batches, start=1):
-            s_idx = torch.from_numpy(sampler.next_batch()).to(device)
+            s_np = sampler.next_batch()
+            gate_open = (not config.entropy_gate) or is_class_ordered_k_batch(
+                ys_np[s_np], num_classes, config.k_per_class
+            )
+            s_idx = torch.from_numpy(s_np).to(device)
             t_idx_d = torch.from_numpy(t_idx).to(device)
             out = model(torch.cat([xs_d[s_idx], xt_d[t_idx_d]]))
-            terms = _batch_losses(out, batch_ns, ys_d[s_idx], num_classes, config, generator)
+            terms = _batch_losses(out, batch_ns, ys_d[s_idx], num_classes, config, generator, gate_open)
             values = torch.stack([terms[n].detach() for n in names]).cpu().tolist()
             for name, value in zip(names, values):
                 if not math.isfinite(value):
@@ -293,7 +306,7 @@ def train_dah(
             loss.backward()
             optimizer.step()
         means = sums / len(t_batches)
-        record: dict[str, float] = {"epoch": float(epoch), "lr": lr}
+        record: dict[str, float] = {"epoch": epoch, "lr": lr}  # epoch: int, 1-based
         record.update({name: float(v) for name, v in zip(names, means)})
         history.append(record)
         if on_epoch is not None:

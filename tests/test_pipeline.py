@@ -1,0 +1,202 @@
+"""End to end: really run snakemake and dvc on tiny generated images in a temp git repo.
+
+One module-scoped project is built once (copy of this checkout + generated images as a ``custom``
+dataset + a tiny training config) and the tests below run in order against it:
+snakemake runs the whole DAG -> every run is in MLflow -> a training param is edited -> ``snakemake -n``
+and ``dvc repro`` agree on exactly the train/evaluate/report stages -> push/pull through the remote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+pytestmark = pytest.mark.pipeline
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOMAINS = ["d1", "d2"]
+CLASSES = ["circle", "cross", "square"]
+TASKS = {"d1_d2": {"source": "d1", "target": "d2"}, "d2_d1": {"source": "d2", "target": "d1"}}
+
+
+def _env(proj: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = str(proj / "src")
+    env["DAHASH_OFFLINE"] = "1"
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "dahash test"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@dahash.invalid"
+    return env
+
+
+def run(proj: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command in the temp project; on failure show its output."""
+    res = subprocess.run(cmd, cwd=proj, env=_env(proj), capture_output=True, text=True, timeout=900)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
+    return res
+
+
+def copy_checkout(dest: Path) -> None:
+    """Copy the tracked + untracked-but-not-ignored files of this checkout to ``dest``."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO_ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+def make_images(root: Path, per_class: int = 6) -> None:
+    """Tiny shape images per domain; d2 is a darker, noisier version of d1 (a domain shift)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:48]
+    masks = {
+        "circle": (yy - 24) ** 2 + (xx - 24) ** 2 < 15**2,
+        "cross": (abs(yy - 24) < 5) | (abs(xx - 24) < 5),
+        "square": (abs(yy - 24) < 14) & (abs(xx - 24) < 14),
+    }
+    for d_i, domain in enumerate(DOMAINS):
+        for cls, mask in masks.items():
+            for i in range(per_class):
+                img = np.full((48, 48, 3), 30 + 60 * d_i, np.float64)
+                img[mask] = [220 - 80 * d_i, 120 + 20 * i, 40]
+                img += rng.normal(0, 8 + 10 * d_i, img.shape)
+                out = root / domain / cls / f"{cls}_{i}.jpg"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(out)
+
+
+def stage_names_from_snakemake(out: str) -> set[str]:
+    """Job names of `snakemake -n`'s "Job stats" table (rule names train__d1_d2 -> DVC train@d1_d2)."""
+    jobs = set()
+    m = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", out, re.S)
+    if m:
+        for line in m.group(1).splitlines():
+            name = line.split()[0]
+            if name != "all":
+                jobs.add(name.replace("__", "@"))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("pipeline")
+    proj = base / "proj"
+    proj.mkdir()
+    copy_checkout(proj)
+    make_images(base / "images")
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["data"].update(dataset="custom", domains=DOMAINS, mirror=str(base / "images"))
+    params["backbone"]["name"] = "efficientnet_lite0"
+    params["extract"]["batch_size"] = 8
+    params["train"].update(hash_bits=16, hidden_dims=[32, 32], k_per_class=2, epochs=3, lr_start=1e-2, lr_end=1e-3,
+                           gamma=1.0)
+    params["report"]["title"] = "pipeline test"
+    params["tasks"] = TASKS
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(proj, "git", "init", "-q")
+    run(proj, "git", "add", "-A")
+    run(proj, "git", "commit", "-qm", "test project")
+    return proj
+
+
+def test_snakemake_runs_the_whole_dag(project: Path) -> None:
+    res = run(project, "snakemake", "--cores", "2", "--resources", "gpu=1")
+    assert "dvc commit: recorded" in res.stdout + res.stderr
+    html = (project / "report" / "index.html").read_text()
+    for key in TASKS:
+        assert key in html
+        metrics = json.loads((project / "metrics" / "custom" / f"{key}.json").read_text())
+        assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["map"] <= 1.0
+        assert metrics["hash_bits"] == 16 and metrics["n_target"] == len(CLASSES) * 6
+    assert (project / "report" / "results.md").exists()
+    # snakemake's run was recorded in dvc.lock: DVC sees nothing to do
+    status = run(project, "dvc", "status")
+    assert "up to date" in status.stdout, status.stdout
+    dry = run(project, "snakemake", "-n")
+    assert stage_names_from_snakemake(dry.stdout) == set(), dry.stdout
+
+
+def test_every_training_run_is_in_mlflow(project: Path) -> None:
+    code = (
+        "import json, mlflow; from stages.tracking import tracking_uri; "
+        "c = mlflow.MlflowClient(tracking_uri()); e = c.get_experiment_by_name('dahash-custom'); "
+        "runs = c.search_runs([e.experiment_id]); "
+        "print(json.dumps([dict(name=r.info.run_name, status=r.info.status, metrics=r.data.metrics, "
+        "params=r.data.params, hist=len(c.get_metric_history(r.info.run_id, 'total')), "
+        "arts=[a.path for a in c.list_artifacts(r.info.run_id)]) for r in runs]))"
+    )
+    runs = json.loads(run(project, sys.executable, "-c", code).stdout.strip().splitlines()[-1])
+    assert {r["name"] for r in runs} == {f"dah:{k}:seed0" for k in TASKS}
+    for r in runs:
+        assert r["status"] == "FINISHED"
+        assert {"accuracy", "map", "hash", "quantization", "entropy", "mmd", "total"} <= set(r["metrics"])
+        assert r["hist"] == 3  # one point per epoch
+        assert r["params"]["train.epochs"] == "3"
+        assert any(a.endswith(".json") for a in r["arts"]) and any(a.endswith(".png") for a in r["arts"])
+    assert (project / "mlflow.db").exists()
+
+
+def test_param_edit_reruns_only_training_evaluation_report(project: Path) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["epochs"] = 4
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    expected = {f"{s}@{k}" for s in ("train", "evaluate") for k in TASKS} | {"report"}
+
+    dry = run(project, "snakemake", "-n")
+    assert stage_names_from_snakemake(dry.stdout) == expected, dry.stdout
+    status = run(project, "dvc", "status").stdout
+    assert {f"train@{k}" for k in TASKS} <= set(re.findall(r"^(\S+):$", status, re.M)), status
+
+    repro = run(project, "dvc", "repro")
+    ran = set(re.findall(r"Running stage '([^']+)'", repro.stdout))
+    assert ran == expected, repro.stdout
+    # and now both tools agree that nothing is stale
+    assert stage_names_from_snakemake(run(project, "snakemake", "-n").stdout) == set()
+    assert "up to date" in run(project, "dvc", "status").stdout
+    metrics = json.loads((project / "metrics" / "custom" / "d1_d2.json").read_text())
+    assert metrics["epochs"] == 4
+
+
+def test_dvc_metrics_plots_and_remote(project: Path) -> None:
+    shown = run(project, "dvc", "metrics", "show").stdout
+    assert "accuracy" in shown and "map" in shown and "d1_d2" in shown
+    out = project / "plots-html"
+    run(project, "dvc", "plots", "show", "-o", str(out))
+    assert (out / "index.html").exists()
+    # push to the default local remote, delete the features, pull them back
+    run(project, "dvc", "push")
+    feats = project / "data" / "features" / "custom" / "efficientnet_lite0" / "d1" / "features.npy"
+    before = feats.read_bytes()
+    shutil.rmtree(project / "data" / "features")
+    run(project, "dvc", "pull")
+    assert feats.read_bytes() == before
+
+
+def test_main_job_stops_at_download_with_instructions(tmp_path: Path) -> None:
+    """Default params (Office-Home, VGG-F) without network: a clear stop, nothing half-written."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    copy_checkout(proj)
+    run(proj, "git", "init", "-q")
+    res = run(proj, "snakemake", "--cores", "2", "--resources", "gpu=1", check=False)
+    text = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "OfficeHomeDataset_10072016.zip" in text
+    assert "downloads" in text and "md5" in text
+    assert not (proj / "data" / "raw" / "office_home").exists()
+    leftovers = [p for p in (proj / "data").rglob("*") if p.is_file()] if (proj / "data").exists() else []
+    assert leftovers == []
