@@ -5,10 +5,20 @@ import re
 
 import pytest
 
-from dahash.datasets import DATASETS, WEIGHTS, DatasetSpec, RemoteFile, get_dataset, get_weights
+from dahash.datasets import (
+    CUSTOM,
+    DATASETS,
+    WEIGHTS,
+    DatasetSpec,
+    RemoteFile,
+    folder_dataset,
+    get_dataset,
+    get_weights,
+)
 from dahash.download import tree_digest, tree_files
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+KNOWN_HASH = re.compile(r"^(md5:[0-9a-f]{32}|sha1:[0-9a-f]{40}|sha256:[0-9a-f]{64})$")
 
 
 def test_registry_names_and_shapes():
@@ -57,11 +67,105 @@ def test_exact_class_folders():
 def test_checksums_are_real_or_documented_none():
     files = [s.archive for s in DATASETS.values()] + list(WEIGHTS.values())
     for f in files:
-        if f.sha256 is None:
-            assert "checksum" in f.note.lower(), f.filename
+        if f.known_hash is None:
+            assert "no checksum is published" in f.note.lower(), f.filename
+            assert f.checksum_text == "no published checksum"
         else:
-            assert HEX64.match(f.sha256), f.filename
+            assert KNOWN_HASH.match(f.known_hash), f.filename
+            assert "published in public loaders" in f.note, f.filename
+    # the values published for these exact files
+    assert DATASETS["office_home"].archive.known_hash == "md5:b1c14819770c4448fd5b6d931031c91c"
+    assert DATASETS["office31"].archive.known_hash == "sha1:7aa25a86f3880b6e79283227816f9d4d8506d636"
+    assert DATASETS["office_home"].archive.checksum_text == "md5 b1c14819770c4448fd5b6d931031c91c"
+    assert DATASETS["office_caltech10"].archive.known_hash is None
+    assert "tree_sha256" in DATASETS["office_caltech10"].archive.note
+    assert WEIGHTS["vggf"].known_hash is None
     assert HEX64.match(DATASETS["office_caltech10"].tree_sha256)
+
+
+@pytest.mark.parametrize(
+    "value, alg",
+    [("md5:" + "ab" * 16, "md5"), ("sha1:" + "cd" * 20, "sha1"), ("sha256:" + "ef" * 32, "sha256"),
+     ("sha1:" + "CD" * 20, "sha1")],
+)
+def test_known_hash_accepted(value, alg):
+    f = RemoteFile("http://x.invalid/f", "f.bin", value, None, "")
+    assert f.hash_alg == alg
+    assert f.hash_hex == value.split(":")[1].lower()
+    assert f.known_hash == f"{alg}:{f.hash_hex}"  # hex normalised to lower case
+    assert f.checksum_text == f"{alg} {f.hash_hex}"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["ab" * 32,  # no algorithm
+     "sha256 " + "ab" * 32,  # wrong separator
+     "crc32:deadbeef",  # unsupported algorithm
+     "sha512:" + "ab" * 64,
+     "md5:" + "ab" * 20,  # a sha1-length digest labelled md5
+     "sha256:" + "a" * 63,
+     "sha1:" + "g" * 40,  # not hex
+     "md5:",
+     ""],
+)
+def test_known_hash_rejected(value):
+    with pytest.raises(ValueError, match=r"f\.bin.*'<alg>:<hex>'"):
+        RemoteFile("http://x.invalid/f", "f.bin", value, None, "")
+
+
+# ---------------------------------------------------------------------------------------------
+# a user's own folders
+# ---------------------------------------------------------------------------------------------
+def test_folder_dataset(tmp_path, make_image_tree):
+    root = tmp_path / "mine"
+    make_image_tree(root, ["photos", "sketches"], ["dog", "Cat", "bird"], n_per_class=1)
+    (root / "photos" / ".hidden_class").mkdir()  # hidden folders are ignored
+    (root / "sketches" / ".git").mkdir()
+    (root / "photos" / "notes.txt").write_text("a file, not a class")
+    (root / "unused_domain" / "zebra").mkdir(parents=True)  # domains not asked for are ignored
+
+    spec = folder_dataset(root, ["sketches", "photos"])
+
+    assert CUSTOM == "custom" and spec.name == CUSTOM
+    assert spec.domains == ("sketches", "photos")
+    assert spec.classes == ("Cat", "bird", "dog")  # code-point order, like ImageFolder
+    assert spec.label_of("dog") == 2
+    assert spec.archive is None and spec.tree_sha256 is None and spec.image_counts is None
+    assert spec.domain_dirs == {"sketches": "sketches", "photos": "photos"}
+    hash(spec)
+    assert folder_dataset(root, ("photos",), name="pets").name == "pets"
+
+
+def test_folder_dataset_mismatching_classes(tmp_path, make_image_tree):
+    root = tmp_path / "mine"
+    make_image_tree(root, ["a"], ["cat", "dog", "owl"], n_per_class=1)
+    make_image_tree(root, ["b"], ["cat", "dog", "yak"], n_per_class=1)
+    with pytest.raises(ValueError) as ei:
+        folder_dataset(root, ["a", "b"])
+    msg = str(ei.value)
+    assert f"{root / 'a'} lacks ['yak']" in msg
+    assert f"{root / 'b'} lacks ['owl']" in msg
+    assert "same <class> folders" in msg
+
+
+def test_folder_dataset_missing_folders(tmp_path, make_image_tree):
+    root = tmp_path / "mine"
+    make_image_tree(root, ["a"], ["cat"], n_per_class=1)
+    with pytest.raises(ValueError) as ei:
+        folder_dataset(root, ["a", "b"])
+    assert str(root / "b") in str(ei.value) and "missing" in str(ei.value)
+    assert "['a']" in str(ei.value)  # what was found instead
+    with pytest.raises(ValueError, match="not a folder"):
+        folder_dataset(tmp_path / "nowhere", ["a"])
+    (root / "empty").mkdir()
+    with pytest.raises(ValueError, match="no class sub-folders"):
+        folder_dataset(root, ["a", "empty"])
+    with pytest.raises(ValueError, match="no domains"):
+        folder_dataset(root, [])
+    with pytest.raises(ValueError, match="repeat"):
+        folder_dataset(root, ["a", "a"])
+    with pytest.raises(ValueError, match="plain name"):
+        folder_dataset(root, ["../mine/a"])
 
 
 def test_weights_registry():

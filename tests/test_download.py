@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dahash.datasets import DatasetSpec, RemoteFile
+from dahash.datasets import DatasetSpec, RemoteFile, folder_dataset
 from dahash.download import (
     DownloadError,
     fetch,
@@ -92,6 +92,10 @@ def sha(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
+def digest(alg: str, b: bytes) -> str:
+    return hashlib.new(alg, b).hexdigest()
+
+
 # ---------------------------------------------------------------------------------------------
 # good archives from the local server
 # ---------------------------------------------------------------------------------------------
@@ -144,6 +148,150 @@ def test_fetch_redownloads_cached_file_failing_checksum(tiny, http_server):
     assert http_server.hits["/f.bin"] == 1
     fetch(remote, tiny["cache"], progress=False)
     assert http_server.hits["/f.bin"] == 1
+
+
+@pytest.mark.parametrize("alg", ["md5", "sha1"])
+def test_fetch_published_md5_sha1(alg, tiny, http_server):
+    body = b"published archive " * 50
+    url = http_server.add("f.bin", body)
+    good = RemoteFile(url, "f.bin", f"{alg}:{digest(alg, body)}", None, "")
+    path = fetch(good, tiny["cache"], progress=False)
+    assert path == tiny["cache"] / "f.bin" and path.read_bytes() == body
+    fetch(good, tiny["cache"], progress=False)  # the cached copy is verified with the same alg
+    assert http_server.hits["/f.bin"] == 1
+
+    wrong_hex = digest(alg, b"something else")
+    wrong = RemoteFile(url, "f.bin", f"{alg}:{wrong_hex}", None, "")
+    cache2 = tiny["cache"].parent / "cache2"
+    with pytest.raises(DownloadError) as ei:
+        fetch(wrong, cache2, manual_dir=tiny["manual"], progress=False)
+    msg = str(ei.value)
+    assert f"failed its {alg} checksum" in msg and f"{alg} {wrong_hex}" in msg
+    assert "Nothing was written" in msg and str(tiny["manual"] / "f.bin") in msg
+    assert files_under(cache2) == []
+
+
+@pytest.mark.parametrize("alg", ["md5", "sha1"])
+def test_manual_and_cached_copies_checked_with_published_alg(alg, tiny, closed_port_url):
+    body = b"hand-placed file"
+    (tiny["manual"] / "f.bin").write_bytes(body)
+    good = RemoteFile(closed_port_url, "f.bin", f"{alg}:{digest(alg, body)}", None, "")
+    assert fetch(good, tiny["cache"], manual_dir=tiny["manual"], progress=False) == tiny["manual"] / "f.bin"
+
+    wrong_hex = "0" * len(digest(alg, body))
+    wrong = RemoteFile(closed_port_url, "f.bin", f"{alg}:{wrong_hex}", None, "")
+    with pytest.raises(DownloadError) as ei:
+        fetch(wrong, tiny["cache"], manual_dir=tiny["manual"], progress=False)
+    msg = str(ei.value)
+    assert f"has {alg} {digest(alg, body)}" in msg and f"must have {alg} {wrong_hex}" in msg
+    assert (tiny["manual"] / "f.bin").read_bytes() == body
+    assert files_under(tiny["cache"]) == []
+
+    tiny["cache"].mkdir(parents=True)
+    (tiny["cache"] / "f.bin").write_bytes(body)  # a cached copy: reused without any network
+    assert fetch(good, tiny["cache"], progress=False).read_bytes() == body
+
+
+# ---------------------------------------------------------------------------------------------
+# offline mode: no network access at all
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail the test if anything tries to download."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("offline mode must not download")
+
+    monkeypatch.setattr("dahash.download.pooch.retrieve", refuse)
+
+
+def test_offline_fetch_without_local_copy(tiny, no_network):
+    url = "https://example.invalid/tiny.zip"
+    remote = RemoteFile(url, "tiny.zip", "md5:" + "c" * 32, None, "a note")
+    with pytest.raises(DownloadError) as ei:
+        fetch(remote, tiny["cache"], manual_dir=tiny["manual"], progress=False, offline=True)
+    msg = str(ei.value)
+    assert "offline mode" in msg and "'tiny.zip'" in msg and url in msg
+    assert str(tiny["manual"] / "tiny.zip") in msg and "md5 " + "c" * 32 in msg
+    assert "by hand" in msg and "Nothing was written" in msg
+    assert not tiny["cache"].exists()
+
+    unverified = RemoteFile(url, "tiny.zip", None, None, "")
+    with pytest.raises(DownloadError, match="offline mode") as ei:
+        fetch(unverified, tiny["cache"], progress=False, offline=True)
+    assert "no published checksum" in str(ei.value) and "manual_dir" in str(ei.value)
+    assert not tiny["cache"].exists()
+
+
+def test_offline_uses_manual_and_cached_copies(tiny, no_network):
+    body = b"local copy"
+    remote = RemoteFile("https://example.invalid/f.bin", "f.bin", "sha1:" + digest("sha1", body), None, "")
+    (tiny["manual"] / "f.bin").write_bytes(body)
+    got = fetch(remote, tiny["cache"], manual_dir=tiny["manual"], progress=False, offline=True)
+    assert got == tiny["manual"] / "f.bin"
+    (tiny["manual"] / "f.bin").unlink()
+    tiny["cache"].mkdir(parents=True)
+    (tiny["cache"] / "f.bin").write_bytes(body)
+    assert fetch(remote, tiny["cache"], manual_dir=tiny["manual"], progress=False, offline=True) == tiny["cache"] / "f.bin"
+
+    (tiny["cache"] / "f.bin").write_bytes(b"stale")  # fails its checksum: not replaced offline
+    with pytest.raises(DownloadError, match=r"offline mode.*fails its sha1 checksum"):
+        fetch(remote, tiny["cache"], manual_dir=tiny["manual"], progress=False, offline=True)
+    assert (tiny["cache"] / "f.bin").read_bytes() == b"stale"
+
+
+def test_offline_prepare_dataset_and_weights(tiny, tmp_path, no_network):
+    spec = make_spec("https://example.invalid/tiny.zip", "tiny.zip", known_hash=None, tree_sha256=None)
+    with pytest.raises(DownloadError) as ei:
+        prepare_dataset(spec, tiny["data"] / "tiny", cache_dir=tiny["cache"],
+                        manual_dir=tiny["manual"], progress=False, offline=True)
+    msg = str(ei.value)
+    assert "offline mode" in msg and str(tiny["manual"] / "tiny.zip") in msg
+    assert "no published checksum" in msg and "https://example.invalid/tiny.zip" in msg
+    assert_nothing_written(tiny)
+
+    # a mirror needs no network, offline or not
+    spec = make_spec("https://example.invalid/tiny.zip", "tiny.zip", known_hash=None,
+                     tree_sha256=tiny["digest"])
+    out = prepare_dataset(spec, tiny["data"] / "tiny", mirror=tiny["src"], cache_dir=tiny["cache"],
+                          progress=False, offline=True)
+    assert tree_files(out, DOMAINS) == tiny["rels"]
+
+    dest = tmp_path / "models"
+    with pytest.raises(DownloadError) as ei:
+        fetch_weights("vggf", dest, manual_dir=tiny["manual"], progress=False, offline=True)
+    assert "offline mode" in str(ei.value) and "imagenet-vgg-f.mat" in str(ei.value)
+    assert str(tiny["manual"] / "imagenet-vgg-f.mat") in str(ei.value)
+    assert files_under(dest) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# a user's own folders
+# ---------------------------------------------------------------------------------------------
+def test_prepare_custom_folders(tmp_path, make_image_tree):
+    root = tmp_path / "my images"
+    rels = make_image_tree(root, ["day", "night"], ["car", "person"], n_per_class=2)
+    (root / "day" / "car" / ".DS_Store").write_bytes(b"hidden")
+    spec = folder_dataset(root, ["day", "night"])
+    data = tmp_path / "data"
+    out = prepare_dataset(spec, data / "custom", mirror=root, cache_dir=tmp_path / "cache",
+                          progress=False, offline=True)
+    assert tree_files(out, spec.domains) == rels
+    for rel in rels:
+        assert (out / rel).read_bytes() == (root / rel).read_bytes()
+    assert sorted(entries(out)) == ["SOURCE.json", "day", "night"]
+    info = json.loads((out / "SOURCE.json").read_text())
+    assert info["kind"] == "mirror" and info["dataset"] == "custom"
+    assert info["counts"] == {"day": 4, "night": 4} and not info["tree_sha256_verified"]
+    assert entries(data) == ["custom"]
+    assert folder_dataset(out, ["day", "night"]) == spec  # later stages read the copy
+    df = build_manifest(out, spec)
+    assert len(df) == 8 and (df["status"] == "ok").all()
+
+    with pytest.raises(DownloadError, match=r"data\.mirror") as ei:
+        prepare_dataset(spec, data / "other", cache_dir=tmp_path / "cache", progress=False)
+    assert "'custom'" in str(ei.value)
+    assert entries(data) == ["custom"] and not (tmp_path / "cache").exists()
 
 
 # ---------------------------------------------------------------------------------------------

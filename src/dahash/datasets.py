@@ -365,8 +365,10 @@ def folder_dataset(root: Path, domains: Sequence[str], name: str = CUSTOM) -> Da
     ``classes`` are the class sub-folder names, sorted (hidden names, starting with ``.``, are
     ignored); every domain must have exactly the same class folders, so that label ``i`` means the
     same class in every domain. The spec has no archive (``prepare_dataset`` copies it from its
-    ``mirror``, i.e. ``root``), no ``tree_sha256``, no ``image_counts``, and ``domain_dirs`` maps
-    each domain to the folder of the same name. Only folder names are read; images are not opened.
+    ``mirror``, i.e. ``root``), no ``tree_sha256``, no ``image_counts``, no homepage, and
+    ``domain_dirs`` maps each domain to the folder of the same name. The spec does not depend on
+    where ``root`` is, so one read from a prepared copy equals the one read from the original. Only
+    folder names are read; images are not opened.
 
     Args:
         root: the folder holding one sub-folder per domain.
@@ -429,7 +431,7 @@ def folder_dataset(root: Path, domains: Sequence[str], name: str = CUSTOM) -> Da
         classes=tuple(all_classes),
         archive=None,
         domain_dirs={d: d for d in domains},
-        homepage=str(root.resolve()),
+        homepage="",  # path-independent: the spec read from a copy equals the original's
         citation="the user's own images (cite their source)",
         tree_sha256=None,
         image_counts=None,

