@@ -55,18 +55,23 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
     """Checks a JSON schema cannot express: domains belong to the dataset, tasks use known domains."""
     from dahash.datasets import CUSTOM, get_dataset
 
-    if params["data"]["dataset"] == CUSTOM:
+    dataset = params["data"]["dataset"]
+    if dataset == CUSTOM:
         if not params["data"]["mirror"]:
             raise StageError(
                 f"{path}: data.dataset = custom needs data.mirror: the folder holding your <domain>/<class>/ images"
             )
-        spec = None
+        domains: tuple[str, ...] | None = None
+    elif dataset == "digits":
+        from dahash.digits import DIGITS_DOMAINS
+
+        domains = tuple(DIGITS_DOMAINS)
     else:
-        spec = get_dataset(params["data"]["dataset"])
-    unknown = [d for d in params["data"]["domains"] if spec is not None and d not in spec.domains]
+        domains = get_dataset(dataset).domains
+    unknown = [d for d in params["data"]["domains"] if domains is not None and d not in domains]
     if unknown:
         raise StageError(
-            f"{path}: data.domains has {unknown}, not domains of {spec.name} {list(spec.domains)}; "
+            f"{path}: data.domains has {unknown}, not domains of {dataset} {list(domains or [])}; "
             "fix data.domains or apply a preset (python -m stages.preset NAME)"
         )
     for key, task in params["tasks"].items():
@@ -78,7 +83,13 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
                 )
         if task["source"] == task["target"]:
             raise StageError(f"{path}: tasks.{key}: source and target are the same domain")
-    if params["backbone"]["name"] == "vggf" and list(params["train"]["hidden_dims"]) != [4096, 4096]:
+    train = params["train"]
+    if params["backbone"]["name"] == "smallcnn" and train["mode"] != "finetune":
+        raise StageError(f"{path}: backbone.name = smallcnn has no pretrained weights: set train.mode: finetune")
+    if train["gamma"] == "auto" and train["mode"] != "head":
+        raise StageError(f"{path}: train.gamma = auto runs the gamma sweep in head mode; set train.mode: head "
+                         "or a fixed train.gamma")
+    if params["backbone"]["name"] == "vggf" and list(train["hidden_dims"]) != [4096, 4096]:
         raise StageError(
             f"{path}: train.hidden_dims must be [4096, 4096] with backbone.name = vggf "
             "(fc6/fc7 start from the pretrained VGG-F layers)"
@@ -95,6 +106,8 @@ def dataset_spec(params: dict[str, Any], *, source: bool = False):  # -> dahash.
     from dahash.datasets import CUSTOM, folder_dataset, get_dataset
 
     data = params["data"]
+    if data["dataset"] == "digits":  # built by dahash.digits.prepare_digits as <domain>/<digit>/*.png
+        return folder_dataset(ROOT / "data" / "raw" / "digits", data["domains"], name="digits")
     if data["dataset"] != CUSTOM:
         return get_dataset(data["dataset"])
     raw = ROOT / "data" / "raw" / CUSTOM
@@ -103,6 +116,26 @@ def dataset_spec(params: dict[str, Any], *, source: bool = False):  # -> dahash.
         return folder_dataset(root, data["domains"])
     except ValueError as exc:
         raise StageError(str(exc)) from exc
+
+
+def task_of(params: dict[str, Any], key: str) -> dict[str, str]:
+    """``tasks.<key>`` ({source, target}), or a StageError listing the defined tasks."""
+    if key not in params["tasks"]:
+        raise StageError(f"params.yaml: tasks.{key} not defined; tasks are {list(params['tasks'])}")
+    return params["tasks"][key]
+
+
+def method_params(params: dict[str, Any], method: str) -> dict[str, Any]:
+    """``train`` params with ``methods.<method>``'s overrides applied (e.g. dah_e: eta = 0)."""
+    if method not in params["methods"]:
+        raise StageError(f"params.yaml: methods.{method} not defined; methods are {list(params['methods'])}")
+    return {**params["train"], **(params["methods"][method] or {})}
+
+
+def run_dir(top: str, params: dict[str, Any], method: str, task: str, seed: int) -> Path:
+    """``<top>/<dataset>/<backbone>/<method>/<task>/seed<seed>`` (top: models, checkpoints, ...)."""
+    p = params
+    return ROOT / top / p["data"]["dataset"] / p["backbone"]["name"] / method / task / f"seed{seed}"
 
 
 def project_path(value: str | os.PathLike[str]) -> Path:

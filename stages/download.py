@@ -25,9 +25,17 @@ def main(argv: list[str] | None = None) -> None:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
     params = load_params()
     data = params["data"]
+    mirror = project_path(data["mirror"]) if data["mirror"] else None
+    if data["dataset"] == "digits":
+        from dahash.digits import prepare_digits
+
+        out = ROOT / "data" / "raw" / "digits"
+        prepare_digits(out, mirror=mirror, cache_dir=project_path(data["cache_dir"]),
+                       manual_dir=project_path(data["manual_dir"]), offline=offline())
+        print(f"digits: images ready at {out.relative_to(ROOT)}")
+        return
     spec = dataset_spec(params, source=True)
     out = ROOT / "data" / "raw" / spec.name
-    mirror = project_path(data["mirror"]) if data["mirror"] else None
     root = prepare_dataset(
         spec,
         out,

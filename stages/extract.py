@@ -2,6 +2,8 @@
 
 Writes data/features/<dataset>/<backbone>/<D>/features.npy (N x F float32; VGG-F: pool5, 9216-d;
 EfficientNet-Lite0: pooled 1280-d) and meta.json, streaming images in batches with a progress bar.
+With ``train.mode: finetune`` the training stage reads the images itself: F = 0 and only the list of
+images (meta.json) is written.
 """
 
 from __future__ import annotations
@@ -27,16 +29,18 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = domain_rows(dataset, args.domain)
     raw = ROOT / "data" / "raw" / dataset
-    backbone = build_backbone(name, weights=weights_file(name))
     device = resolve_device(params["extract"]["device"])
-    feats = extract_features(
-        [raw / p for p in rows["path"]],
-        backbone,
-        batch_size=params["extract"]["batch_size"],
-        device=device,
-        num_workers=params["extract"]["num_workers"],
-        desc=f"{args.domain} ({name})",
-    )
+    if params["train"]["mode"] == "finetune":  # training reads the images; only the image list is recorded
+        feats = np.zeros((len(rows), 0), np.float32)
+    else:
+        feats = extract_features(
+            [raw / p for p in rows["path"]],
+            build_backbone(name, weights=weights_file(name)),
+            batch_size=params["extract"]["batch_size"],
+            device=device,
+            num_workers=params["extract"]["num_workers"],
+            desc=f"{args.domain} ({name})",
+        )
     out = features_dir(dataset, name, args.domain)
     with atomic_path(out) as tmp:
         tmp.mkdir()

@@ -1,17 +1,22 @@
-"""Stage `train --task KEY`: DAH on cached features for one transfer task (source -> target).
+"""Stage `train --method M --task KEY --seed S`: DAH (or DAH-e) for one transfer task and seed.
 
 Reads the source and target features, the SOURCE labels only (target labels are never read here),
-trains the DAH head (fc6, fc7, hash fc8 -> BatchNorm -> tanh) with the paper's losses and schedule,
-and writes models/<dataset>/<backbone>/<method>/<KEY>/: model.pt, codes.npz (continuous outputs u of
-every source and target image, the FINAL epoch's model: no model selection), history.csv, run.json
-(the MLflow run id). The MLflow run gets the params, the per-epoch losses and the data hashes.
+trains the DAH head (fc6, fc7, hash fc8 -> BatchNorm -> tanh) with the paper's losses and schedule, and
+writes models/<dataset>/<backbone>/<M>/<KEY>/seed<S>/: model.pt, codes.npz (continuous outputs u of every
+source and target image from the FINAL epoch's model: no model selection), history.csv and run.json (the
+MLflow run id). The method's params are ``train`` with ``methods.<M>`` applied (dah_e: eta = 0); gamma is
+the one gamma_select recorded (the fixed ``train.gamma`` or the sweep's choice for ``auto``).
+Checkpoints go to checkpoints/<same path> every ``train.checkpoint_every`` epochs: a killed job resumes
+from the last one and ends with the same metrics; they are deleted once the model is written.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import shutil
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,104 +24,118 @@ import torch
 
 from dahash.train import DAHConfig, encode, train_dah
 from stages import tracking
-from stages.common import ROOT, dataset_spec, StageError, atomic_path, file_md5, load_params, main_wrapper, resolve_device, write_json
+from stages.common import (ROOT, atomic_path, dataset_spec, file_md5, load_params, main_wrapper, method_params,
+                           resolve_device, run_dir, task_of, write_json)
 from stages.features import features_dir, labels_for, load_features
-from stages.weights import weights_file
+from stages.gamma_select import selected_gamma
+from stages.runs import dah_config, parse_run_args, pretrained_head
 
 LOSS_KEYS = ["hash", "quantization", "entropy", "mmd", "total", "lr"]
 
 
-def model_dir(params: dict, task: str):
-    """models/<dataset>/<backbone>/<method>/<task>."""
-    p = params
-    return ROOT / "models" / p["data"]["dataset"] / p["backbone"]["name"] / p["train"]["method"] / task
-
-
-def dah_config(train: dict) -> DAHConfig:
-    """DAHConfig from the ``train`` params (keys that are not DAH hyper-parameters are dropped)."""
-    names = {f.name for f in dataclasses.fields(DAHConfig)}
-    kwargs = {k: v for k, v in train.items() if k in names}
-    kwargs["hidden_dims"] = tuple(train["hidden_dims"])
-    return DAHConfig(**kwargs)
-
-
 @main_wrapper
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--task", required=True)
-    args = ap.parse_args(argv)
+    args = parse_run_args(argv, __doc__)
     params = load_params()
-    if args.task not in params["tasks"]:
-        raise StageError(f"params.yaml: tasks.{args.task} not defined; tasks are {list(params['tasks'])}")
-    task = params["tasks"][args.task]
+    task = task_of(params, args.task)
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
     spec = dataset_spec(params)
-    tp = params["train"]
+    tp = {**method_params(params, args.method), "gamma": selected_gamma(params, args.task)}
     config = dah_config(tp)
     device = resolve_device(tp["device"])
 
     xs, src_paths = load_features(dataset, backbone, task["source"])
-    xt, _ = load_features(dataset, backbone, task["target"])
-    ys = labels_for(dataset, task["source"], src_paths)
-    pretrained = None
-    if backbone == "vggf":
-        from dahash.backbones import build_backbone
-
-        pretrained = build_backbone("vggf", weights=weights_file("vggf")).head_init
+    xt, tgt_paths = load_features(dataset, backbone, task["target"])
+    ys = labels_for(dataset, task["source"], src_paths)  # source labels only
+    n_target = len(tgt_paths)
 
     experiment = params["tracking"]["experiment"] or f"dahash-{dataset}"
-    run_name = f"{tp['method']}:{args.task}:seed{tp['seed']}"
-    data_hashes = {
-        f"dvc_md5.{side}": file_md5(features_dir(dataset, backbone, task[side]) / "features.npy")
-        for side in ("source", "target")
-    }
-    run_id = tracking.start_run(
+    data_hashes = {f"dvc_md5.{side}": file_md5(features_dir(dataset, backbone, task[side]) / "features.npy")
+                   for side in ("source", "target")}
+    ckpt = run_dir("checkpoints", params, args.method, args.task, args.seed)
+    run_id = resumable_run(ckpt, lambda: tracking.start_run(
         experiment,
-        run_name,
+        f"{args.method}:{args.task}:seed{args.seed}",
         tags={"task": args.task, "source": task["source"], "target": task["target"], "dataset": dataset,
-              "backbone": backbone, "method": tp["method"], "device": device, **data_hashes},
-        params={**{f"train.{k}": v for k, v in tp.items()}, "backbone": backbone, "dataset": dataset,
-                "task": args.task, "n_source": len(xs), "n_target": len(xt)},
-    )
-    history: list[dict] = []
+              "backbone": backbone, "method": args.method, "seed": str(args.seed), "device": device, **data_hashes},
+        params={**{f"train.{k}": v for k, v in dataclasses.asdict(config).items()}, "train.mode": tp["mode"],
+                "seed": args.seed, "backbone": backbone, "dataset": dataset, "task": args.task, "method": args.method,
+                "n_source": len(ys), "n_target": n_target},
+    ))
     pending: list[dict] = []
 
     def on_epoch(row: dict) -> None:
-        history.append(row)
         pending.append(row)
         if len(pending) >= 10:
             tracking.log_history(run_id, pending, LOSS_KEYS)
             pending.clear()
         if row["epoch"] % max(1, config.epochs // 10) == 0 or row["epoch"] == config.epochs:
-            print(f"[{args.task}] epoch {row['epoch']}/{config.epochs} " +
-                  " ".join(f"{k}={row[k]:.4g}" for k in LOSS_KEYS if k in row), flush=True)
+            print(f"[{args.method} {args.task} seed{args.seed}] epoch {row['epoch']}/{config.epochs} "
+                  + " ".join(f"{k}={row[k]:.4g}" for k in LOSS_KEYS if k in row), flush=True)
 
     t0 = time.perf_counter()
+    resumed = 0
     try:
-        result = train_dah(
-            torch.from_numpy(xs), torch.from_numpy(ys), torch.from_numpy(xt), len(spec.classes), config,
-            device=device, seed=tp["seed"], pretrained=pretrained, on_epoch=on_epoch,
-        )
+        if tp["mode"] == "finetune":
+            from stages.finetune import finetune_run
+
+            raw = ROOT / "data" / "raw" / dataset
+            us, ut, out = finetune_run(
+                [raw / p for p in src_paths], ys, [raw / p for p in tgt_paths], len(spec.classes), config,
+                backbone=backbone, device=device, seed=args.seed, num_workers=params["extract"]["num_workers"],
+                on_epoch=on_epoch)
+            state, history = out["state_dict"], out["history"]
+        else:
+            result = train_dah(
+                torch.from_numpy(xs), torch.tensor(ys), torch.from_numpy(xt), len(spec.classes), config,
+                device=device, seed=args.seed, pretrained=pretrained_head(backbone), on_epoch=on_epoch,
+                checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"],
+            )
+            us = encode(result.model, torch.from_numpy(xs), device=device)
+            ut = encode(result.model, torch.from_numpy(xt), device=device)
+            state, history, resumed = result.model.state_dict(), result.history, result.resumed_epoch
     except Exception:
         tracking.finish_run(run_id, "FAILED")
         raise
     if pending:
         tracking.log_history(run_id, pending, LOSS_KEYS)
     wall = time.perf_counter() - t0
-    us = encode(result.model, torch.from_numpy(xs), device=device)
-    ut = encode(result.model, torch.from_numpy(xt), device=device)
-    tracking.log_metrics(run_id, {"train_seconds": wall})
+    tracking.log_metrics(run_id, {"train_seconds": wall, "resumed_epoch": resumed})
+    write_outputs(run_dir("models", params, args.method, args.task, args.seed), state, history, config, us, ut,
+                  {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.tracking_uri(),
+                   "train_seconds": wall, "device": device, "mode": tp["mode"], "resumed_epoch": resumed})
+    shutil.rmtree(ckpt, ignore_errors=True)
+    print(f"[{args.method} {args.task} seed{args.seed}] trained in {wall:.1f} s on {device} (MLflow run {run_id})")
 
-    out = model_dir(params, args.task)
+
+def resumable_run(ckpt: Path, start: Callable[[], str]) -> str:
+    """The MLflow run of an interrupted job (its id is kept beside the checkpoints), else a new one.
+
+    A resumed job keeps logging into the same run, so the per-epoch history stays one series.
+    """
+    marker = ckpt / "mlflow_run_id"
+    if marker.exists():
+        run_id = marker.read_text().strip()
+        try:
+            tracking.client().get_run(run_id)
+            return run_id
+        except Exception:  # the store was reset: start afresh
+            pass
+    run_id = start()
+    ckpt.mkdir(parents=True, exist_ok=True)
+    marker.write_text(run_id)
+    return run_id
+
+
+def write_outputs(out: Path, state: dict, history: list[dict], config: DAHConfig, us: np.ndarray, ut: np.ndarray,
+                  run: dict) -> None:
+    """model.pt, codes.npz, history.csv, run.json into ``out`` (atomically, as one folder)."""
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        torch.save({"state_dict": result.model.state_dict(), "config": dataclasses.asdict(config),
-                    "in_dim": int(xs.shape[1]), "num_classes": len(spec.classes)}, tmp / "model.pt")
+        torch.save({"config": dataclasses.asdict(config), "state_dict": state}, tmp / "model.pt")
         np.savez(tmp / "codes.npz", u_source=us, u_target=ut)
-        pd.DataFrame(result.history).to_csv(tmp / "history.csv", index=False)
-        write_json(tmp / "run.json", {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.tracking_uri(),
-                                      "train_seconds": wall, "device": device})
-    print(f"[{args.task}] trained in {wall:.1f} s on {device} -> {out.relative_to(ROOT)} (MLflow run {run_id})")
+        pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
+        write_json(tmp / "run.json", run)
 
 
 if __name__ == "__main__":

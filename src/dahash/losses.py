@@ -72,14 +72,29 @@ def _check_labels(name: str, labels: Tensor, n: int, num_classes: int | None = N
 
 
 # ----------------------------------------------------------------------------- hash loss
-def hash_sign(u: Tensor) -> Tensor:
-    """Elementwise sign with ``sign(0) = +1``; same shape, dtype and device as ``u``.
+def _check_sign_zero(sign_zero: float) -> float:
+    value = float(sign_zero)
+    if value not in (1.0, -1.0):
+        raise ValueError(f"sign_zero must be +1.0 or -1.0, got {sign_zero!r}")
+    return value
 
-    ``h = +1 if u >= 0 else -1`` (torch.sign would give 0 at 0). Not differentiable: the result
-    carries no graph.
+
+def hash_sign(u: Tensor, *, sign_zero: float = 1.0) -> Tensor:
+    """Elementwise sign with ``sign(0) = sign_zero``; same shape, dtype and device as ``u``.
+
+    ``h = +1 if u > 0, -1 if u < 0, sign_zero if u == 0`` (both zeros, ``+0.0`` and ``-0.0``).
+    ``sign_zero=+1.0`` (default, the authors' quantization target) is ``h = +1 iff u >= 0``;
+    ``sign_zero=-1.0`` is ``h = +1 iff u > 0`` (the ``U > 0`` rule of the authors' ``calcMap``).
+    torch.sign would give 0 at 0. Not differentiable: the result carries no graph.
+
+    Raises:
+        ValueError: ``sign_zero`` not +1.0 or -1.0.
     """
+    zero = _check_sign_zero(sign_zero)
     one = torch.ones((), dtype=u.dtype, device=u.device)
-    return torch.where(u.detach() >= 0, one, -one)
+    u = u.detach()
+    positive = u >= 0 if zero > 0 else u > 0
+    return torch.where(positive, one, -one)
 
 
 def stable_softplus(x: Tensor) -> Tensor:
@@ -142,18 +157,20 @@ def pairwise_hash_loss(
     return total / (n * n) if reduction == "mean" else total
 
 
-def quantization_loss(u: Tensor, reduction: Reduction = "sum") -> Tensor:
-    """Quantization loss ``||u - sign(u)||^2`` with ``sign(u)`` a constant and ``sign(0) = +1``.
+def quantization_loss(u: Tensor, reduction: Reduction = "sum", *, sign_zero: float = 1.0) -> Tensor:
+    """Quantization loss ``Q = sum_i ||u_i - sign(u_i)||^2`` with ``sign(u)`` a constant.
 
-    Gradient ``2 (u - sign(u))``. ``u`` is ``(n, d)``; ``reduction="mean"`` divides by the ``n``
-    items (sum over bits, mean over items). Returns a 0-d tensor.
+    ``sign`` is :func:`hash_sign` with ``sign(0) = sign_zero`` (+1 in the authors' code, the
+    default; -1 selectable). Gradient ``dQ/du = 2 (u - sign(u))``, so at ``u = 0`` it is
+    ``-2 sign_zero``. ``u`` is ``(n, d)``; ``reduction="mean"`` divides by the ``n`` items (sum
+    over bits, mean over items). Returns a 0-d tensor.
     """
     if not isinstance(u, Tensor) or not u.is_floating_point():
         raise ValueError("u must be a floating-point torch.Tensor")
     if u.dim() != 2:
         raise ValueError(f"u must be 2-D (items, bits), got shape {tuple(u.shape)}")
     _check_reduction(reduction)
-    total = (u - hash_sign(u)).pow(2).sum()
+    total = (u - hash_sign(u, sign_zero=sign_zero)).pow(2).sum()
     if reduction == "mean":
         if u.shape[0] == 0:
             raise ValueError("quantization_loss(reduction='mean') needs at least one item")

@@ -72,6 +72,42 @@ class KPerClassSampler:
             self._cursors[c] = cur + n_take
         return np.asarray(out, dtype=np.int64)
 
+    def state_dict(self) -> dict[str, list]:
+        """Copy of the sampler's position: ``{"perms": [C arrays], "cursors": [C ints]}``.
+
+        ``perms[c]`` is class ``c``'s current ``(n_c,)`` int64 permutation of its item indices and
+        ``cursors[c]`` in ``[0, n_c]`` how many of them were handed out. The shared ``rng`` is NOT
+        included: save ``rng.bit_generator.state`` alongside (the trainer does).
+        """
+        return {"perms": [p.copy() for p in self._perms], "cursors": [int(c) for c in self._cursors]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` (arrays or tensors accepted for ``perms``).
+
+        Raises:
+            ValueError: missing ``perms``/``cursors``, wrong number of classes, a ``perms[c]`` that
+                is not a permutation of class ``c``'s items, or a cursor outside ``[0, n_c]``.
+        """
+        if not isinstance(state, dict) or "perms" not in state or "cursors" not in state:
+            raise ValueError("sampler state must be a dict with 'perms' and 'cursors'")
+        perms_in, cursors_in = list(state["perms"]), list(state["cursors"])
+        if len(perms_in) != self.num_classes or len(cursors_in) != self.num_classes:
+            raise ValueError(
+                f"sampler state perms/cursors must have {self.num_classes} entries, "
+                f"got {len(perms_in)} and {len(cursors_in)}"
+            )
+        perms: list[np.ndarray] = []
+        cursors: list[int] = []
+        for c, (perm, cur) in enumerate(zip(perms_in, cursors_in)):
+            arr = np.asarray(perm, dtype=np.int64).reshape(-1)
+            if arr.shape != self._items[c].shape or not np.array_equal(np.sort(arr), np.sort(self._items[c])):
+                raise ValueError(f"sampler state perms[{c}] is not a permutation of class {c}'s items")
+            if isinstance(cur, bool) or not 0 <= int(cur) <= arr.size:
+                raise ValueError(f"sampler state cursors[{c}] must be in [0, {arr.size}], got {cur!r}")
+            perms.append(arr.copy())
+            cursors.append(int(cur))
+        self._perms, self._cursors = perms, cursors
+
     def next_batch(self) -> np.ndarray:
         """``(k*C,)`` int64 indices into ``labels``: k of class 0, then k of class 1, ..."""
         return np.concatenate([self._take(c) for c in range(self.num_classes)])

@@ -10,20 +10,24 @@ BatchNorm statistics are over the joint batch, as in the code. Per batch::
 
 SGD with momentum and weight decay; the learning rate of epoch ``e`` is
 ``logspace(log10(lr_start), log10(lr_end), epochs)[e]`` times each group's ``lr_mult``.
-Target labels are never seen.
+Target labels are never seen. With ``checkpoint_dir`` the run is checkpointed every
+``checkpoint_every`` epochs and resumed from its newest checkpoint (:mod:`dahash.checkpoint`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from dahash.checkpoint import load_latest_checkpoint, run_fingerprint, save_checkpoint
 from dahash.losses import (
     is_class_ordered_k_batch,
     linear_mk_mmd,
@@ -38,6 +42,7 @@ __all__ = [
     "DAHConfig",
     "DAHResult",
     "NonFiniteLossError",
+    "batch_losses",
     "encode",
     "lr_schedule",
     "train_dah",
@@ -45,6 +50,8 @@ __all__ = [
 
 MMD_LAYER_NAMES: tuple[str, ...] = ("fc6", "fc7", "fc8", "u")
 HISTORY_KEYS: tuple[str, ...] = ("epoch", "lr", "hash", "quantization", "entropy", "mmd", "total")
+#: How many ``epoch-XXXX.pt`` files :func:`train_dah` keeps in ``checkpoint_dir``.
+CHECKPOINTS_KEPT: int = 2
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -72,14 +79,44 @@ class DAHConfig:
 
     Loss weights: ``beta`` quantization (source and target), ``eta`` entropy, ``gamma`` MK-MMD
     (scaled to the SUMMED statistic, hence 5e3). ``mmd_scale_exponents=(lo, hi)`` gives the
-    kernel scales ``2^lo .. 2^hi``. ``entropy_gate``: add the entropy term only when the source
-    part of the batch is exactly k items of each class in class order (always true with the
-    k-per-class sampler; kept for fidelity). ``bn_lr_mult``: (scale, shift) multipliers of the
-    BatchNorm parameters (no weight decay on them).
+    kernel scales ``2^lo .. 2^hi``. ``bn_lr_mult``: (scale, shift) multipliers of the BatchNorm
+    parameters (no weight decay on them).
 
-    ``divide_by_batch`` (not in the paper; default True, the code's behaviour): backpropagate ``J / (2 k C)`` (the
-    joint batch size) instead of ``J``, which is what MatConvNet's stock ``cnn_train`` does to every gradient
-    (``-1/batchSize * dzdw``). The logged losses are never divided.
+    Where the paper and the authors' code differ, the default is the code's behaviour and the
+    paper's reading is selectable (``shared/docs/dah-reference.md``):
+
+    ================== =================================== ================================= =========
+    field              paper                               authors' code                     default
+    ================== =================================== ================================= =========
+    reduction          ``"mean"`` for the entropy (eq. 7,  ``"sum"``: every term summed      ``"sum"``
+                       ``1/n_t``); sums in eq. 5
+    hash_scale         ``0.5`` (``theta = u.u / 2``)       ``0.5``                           ``0.5``
+    similar_weight     "S_ij in {0, 10}" (ambiguous;       ``10``: weight W on like pairs,   ``10``
+                       ``1`` = unweighted eq. 5)           1 on unlike pairs
+    sign_zero          ``sgn(.)``, value at 0 unstated;    ``+1.0`` (``u >= 0``); its        ``+1.0``
+                       ``-1.0`` = the ``u > 0`` rule       ``calcMap`` uses ``U > 0``
+    entropy_gate       ``False`` (eq. 7 always)            ``True``: entropy only on         ``True``
+                                                           k-per-class, class-ordered
+                                                           source batches
+    hash_diagonal_grad ``True`` (eq. 5 differentiated      ``False``: i == j pairs in the    ``False``
+                       as written)                         value, no gradient
+    divide_by_batch    ``False`` (gradient of J)           ``True``: MatConvNet divides by   ``True``
+                                                           the batch size ``2kC``
+    gamma              chosen by a domain classifier       ``5e3``                           ``5e3``
+                       (sec. 5.2, :mod:`dahash.gamma`)
+    eta                ``1`` (``0`` = DAH-e)               ``1``                             ``1``
+    ================== =================================== ================================= =========
+
+    * ``sign_zero``: value of ``sign(0)`` in the quantization target ``||u - sign(u)||^2``
+      (:func:`~dahash.losses.quantization_loss`); +1.0 or -1.0 only.
+    * ``entropy_gate``: with the k-per-class sampler the gate is always open; kept for fidelity.
+    * ``hash_diagonal_grad``: passed as ``diagonal_grad`` to
+      :func:`~dahash.losses.pairwise_hash_loss`.
+    * ``divide_by_batch`` (not in the paper): backpropagate ``J / (2 k C)`` (the joint batch size)
+      instead of ``J``, which is what MatConvNet's stock ``cnn_train`` does to every gradient
+      (``-1/batchSize * dzdw``). The logged losses are never divided.
+    * ``eta = 0`` is the paper's DAH-e variant: the entropy term is then not computed at all (its
+      logged value is 0).
     """
 
     hash_bits: int = 64
@@ -99,6 +136,8 @@ class DAHConfig:
     mmd_scale_exponents: tuple[int, int] = (-8, 8)
     reduction: Literal["sum", "mean"] = "sum"
     entropy_gate: bool = True
+    sign_zero: float = 1.0
+    hash_diagonal_grad: bool = False
     pretrained_lr_mult: tuple[float, float] = (0.1, 0.2)
     new_lr_mult: tuple[float, float] = (1.0, 2.0)
     bn_lr_mult: tuple[float, float] = (2.0, 1.0)
@@ -149,7 +188,14 @@ class DAHConfig:
         self.mmd_scale_exponents = (lo, hi)
         if self.reduction not in ("sum", "mean"):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
-        for name in ("entropy_gate", "divide_by_batch"):
+        try:
+            sign_zero = float(self.sign_zero)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"sign_zero must be +1.0 or -1.0, got {self.sign_zero!r}") from exc
+        if isinstance(self.sign_zero, bool) or sign_zero not in (1.0, -1.0):
+            raise ValueError(f"sign_zero must be +1.0 or -1.0, got {self.sign_zero!r}")
+        self.sign_zero = sign_zero
+        for name in ("entropy_gate", "hash_diagonal_grad", "divide_by_batch"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         for name in ("pretrained_lr_mult", "new_lr_mult", "bn_lr_mult"):
@@ -169,11 +215,12 @@ class DAHResult:
     Each record: ``epoch`` (1-based), ``lr`` (schedule value before multipliers), and the means over
     the epoch's batches of the UNWEIGHTED components ``hash``, ``quantization`` (source + target),
     ``entropy`` (0 for gated-out batches), ``mmd`` (sum over ``mmd_layers``) and the weighted
-    ``total`` J.
+    ``total`` J. ``resumed_epoch``: epochs restored from a checkpoint (0 for a fresh run).
     """
 
     model: DAHHead
     history: list[dict[str, float]] = field(default_factory=list)
+    resumed_epoch: int = 0
 
 
 def lr_schedule(lr_start: float, lr_end: float, epochs: int) -> np.ndarray:
@@ -199,30 +246,116 @@ def _validate_data(xs: Tensor, ys: Tensor, xt: Tensor, num_classes: int) -> None
         raise ValueError("xt must hold at least one target item")
 
 
-def _batch_losses(
+def batch_losses(
     out: HeadOutput,
-    ns: int,
-    ys_batch: Tensor,
+    n_source: int,
+    ys: Tensor,
     num_classes: int,
     config: DAHConfig,
     generator: torch.Generator,
     gate_open: bool,
 ) -> dict[str, Tensor]:
-    """Unweighted components and weighted ``total`` for one joint batch (source rows first);
-    the entropy term is 0 unless ``gate_open``."""
+    """Loss components of ONE joint batch (``n_source`` source rows first, then the target rows).
+
+    With ``U_s = out.u[:n_source]`` ``(ns, d)``, ``U_t = out.u[n_source:]`` ``(nt, d)`` and the
+    layers ``l`` in ``config.mmd_layers`` (each ``(ns + nt, h_l)``)::
+
+        hash         = pairwise_hash_loss(U_s, ys)                       (supervised, source pairs)
+        quantization = ||U_s - sign(U_s)||^2 + ||U_t - sign(U_t)||^2      (constant sign, sign(0) = sign_zero)
+        entropy      = H(U_t, U_s, ys)   if gate_open and eta > 0, else 0 (not even computed)
+        mmd          = sum_l MMD_lin(l[:ns], l[ns:])                      (draws halves from ``generator``)
+        total        = hash + beta * quantization + eta * entropy + gamma * mmd
+
+    Args:
+        out: the head's output on the joint batch.
+        n_source: number of source rows ``ns`` at the top of the batch.
+        ys: ``(ns,)`` integer labels of the source rows.
+        num_classes: number of classes ``C``.
+        config: weights and paper-vs-code options (``reduction``, ``hash_scale``, ``similar_weight``,
+            ``sign_zero``, ``hash_diagonal_grad``).
+        generator: torch RNG for the MK-MMD random halves (advanced once per MMD layer).
+        gate_open: whether the entropy term applies to this batch (see ``DAHConfig.entropy_gate``).
+
+    Returns:
+        0-d tensors under the keys ``hash``, ``quantization``, ``entropy``, ``mmd`` (the UNWEIGHTED
+        components) and ``total`` (the weighted J, still attached to the graph; not divided by the
+        batch size -- :func:`train_dah` does that when ``config.divide_by_batch``).
+    """
+    ns = int(n_source)
+    if not 1 <= ns < out.u.shape[0]:
+        raise ValueError(f"n_source must be in [1, {out.u.shape[0] - 1}], got {n_source!r}")
     u_s, u_t = out.u[:ns], out.u[ns:]
-    hash_term = pairwise_hash_loss(u_s, ys_batch, config.similar_weight, config.hash_scale, config.reduction)
-    quant = quantization_loss(u_s, config.reduction) + quantization_loss(u_t, config.reduction)
-    if gate_open:
-        entropy = target_entropy_loss(u_t, u_s, ys_batch, num_classes, config.reduction)
-    else:
+    hash_term = pairwise_hash_loss(
+        u_s, ys, config.similar_weight, config.hash_scale, config.reduction,
+        diagonal_grad=config.hash_diagonal_grad,
+    )
+    quant = quantization_loss(u_s, config.reduction, sign_zero=config.sign_zero) + quantization_loss(
+        u_t, config.reduction, sign_zero=config.sign_zero
+    )
+    if gate_open and config.eta > 0:
+        entropy = target_entropy_loss(u_t, u_s, ys, num_classes, config.reduction)
+    else:  # gated out, or DAH-e (eta = 0): not computed at all
         entropy = u_s.new_zeros(())
     mmd = u_s.new_zeros(())
     for name in config.mmd_layers:
         layer = getattr(out, name)
         mmd = mmd + linear_mk_mmd(layer[:ns], layer[ns:], config.mmd_scales, config.reduction, generator)
-    total = hash_term + config.beta * quant + config.eta * entropy + config.gamma * mmd
+    total = hash_term + config.beta * quant
+    if config.eta > 0:
+        total = total + config.eta * entropy
+    total = total + config.gamma * mmd
     return {"hash": hash_term, "quantization": quant, "entropy": entropy, "mmd": mmd, "total": total}
+
+
+def _fingerprint(
+    xs: Tensor, ys: Tensor, xt: Tensor, num_classes: int, config: DAHConfig, seed: int,
+    pretrained: Mapping[str, Tensor] | None,
+) -> str:
+    """:func:`~dahash.checkpoint.run_fingerprint` of a :func:`train_dah` call: the config as JSON,
+    the seed, ``num_classes``, and the bytes of the float32 ``xs``/``xt``, int64 ``ys`` and any
+    ``pretrained`` weights (what training actually consumes)."""
+    arrays: dict[str, Tensor] = {
+        "xs": xs.detach().to(dtype=torch.float32), "ys": ys.detach().long(), "xt": xt.detach().to(dtype=torch.float32),
+    }
+    for key, value in (pretrained or {}).items():
+        arrays[f"pretrained.{key}"] = torch.as_tensor(value).detach().to(dtype=torch.float32)
+    return run_fingerprint(dataclasses.asdict(config), seed, arrays, {"num_classes": int(num_classes)})
+
+
+def _capture_state(
+    model: DAHHead, optimizer: torch.optim.Optimizer, generator: torch.Generator, rng: np.random.Generator,
+    sampler: KPerClassSampler, history: list[dict[str, float]], fingerprint: str,
+) -> dict:
+    """Everything that determines the rest of a run, in ``torch.load(weights_only=True)``-safe types."""
+    sampler_state = sampler.state_dict()
+    return {
+        "fingerprint": fingerprint,
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "torch_generator": generator.get_state(),
+        "numpy_rng": rng.bit_generator.state,
+        "sampler": {"perms": [torch.from_numpy(p) for p in sampler_state["perms"]],
+                    "cursors": sampler_state["cursors"]},
+        "history": [dict(h) for h in history],
+    }
+
+
+def _restore_state(
+    ckpt: dict, model: DAHHead, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+    rng: np.random.Generator, sampler: KPerClassSampler, epochs: int,
+) -> tuple[int, list[dict[str, float]]]:
+    """Load a :func:`_capture_state` payload in place; returns ``(completed epochs, history)``."""
+    epoch = int(ckpt["epoch"])
+    history = [dict(h) for h in ckpt["history"]]
+    if not 1 <= epoch <= epochs or len(history) != epoch:
+        raise ValueError(f"checkpoint epoch {epoch} / history length {len(history)} do not fit epochs={epochs}")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    generator.set_state(ckpt["torch_generator"])
+    rng.bit_generator.state = ckpt["numpy_rng"]
+    sampler.load_state_dict({"perms": [t.numpy() for t in ckpt["sampler"]["perms"]],
+                             "cursors": list(ckpt["sampler"]["cursors"])})
+    return epoch, history
 
 
 def train_dah(
@@ -236,6 +369,8 @@ def train_dah(
     seed: int = 0,
     pretrained: Mapping[str, Tensor] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int = 10,
 ) -> DAHResult:
     """Train a :class:`~dahash.model.DAHHead` on source features/labels and unlabeled target features.
 
@@ -247,15 +382,30 @@ def train_dah(
             halves) and ``np.random.default_rng(seed)`` (batches). The global torch RNG is neither
             used nor advanced. Same seed on CPU -> bit-identical history and weights.
         pretrained: fc6/fc7 weights for :class:`DAHHead` (those layers then get ``pretrained_lr_mult``).
-        on_epoch: called with each epoch's history record.
+        on_epoch: called with each epoch's history record, after that epoch's checkpoint (if any)
+            is saved; only for the epochs trained by THIS call (not for epochs restored from a
+            checkpoint).
+        checkpoint_dir: folder of this run's checkpoints (:mod:`dahash.checkpoint`), or None for
+            none. After every ``checkpoint_every``-th epoch and after the last one (never mid-epoch)
+            ``epoch-XXXX.pt`` is saved atomically with the model and optimizer state, the torch and
+            numpy generator states, the sampler's permutations and cursors, the history, the epoch
+            and the run's fingerprint (config, seed, data; see :func:`_fingerprint`); the last 2
+            are kept. On start the newest readable checkpoint with the same fingerprint is resumed
+            (an unreadable newest file is set aside and the previous one used). On CPU a resumed run
+            ends bit-identical (history and state_dict) to an uninterrupted one.
+        checkpoint_every: epochs between checkpoints, ``>= 1``.
 
     Raises:
-        ValueError: bad shapes/labels, a class without source items.
+        ValueError: bad shapes/labels, a class without source items, ``checkpoint_every < 1``, or a
+            checkpoint in ``checkpoint_dir`` from a run with another fingerprint.
         NonFiniteLossError: a loss component became nan/inf (names epoch, batch and component).
     """
     if not isinstance(config, DAHConfig):
         raise ValueError(f"config must be a DAHConfig, got {type(config).__name__}")
     _validate_data(xs, ys, xt, num_classes)
+    if (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer))
+            or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be an int >= 1, got {checkpoint_every!r}")
     device = torch.device(device)
     generator = torch.Generator().manual_seed(int(seed))
     rng = np.random.default_rng(int(seed))
@@ -279,8 +429,16 @@ def train_dah(
     names = ("hash", "quantization", "entropy", "mmd", "total")
 
     history: list[dict[str, float]] = []
+    start_epoch, fingerprint = 0, ""
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(checkpoint_dir)
+        fingerprint = _fingerprint(xs, ys, xt, num_classes, config, int(seed), pretrained)
+        ckpt = load_latest_checkpoint(checkpoint_dir, fingerprint)
+        if ckpt is not None:
+            start_epoch, history = _restore_state(ckpt, model, optimizer, generator, rng, sampler, config.epochs)
+
     model.train()
-    for epoch_idx in range(config.epochs):
+    for epoch_idx in range(start_epoch, config.epochs):
         epoch = epoch_idx + 1
         lr = float(schedule[epoch_idx])
         for group in optimizer.param_groups:
@@ -295,7 +453,7 @@ def train_dah(
             s_idx = torch.from_numpy(s_np).to(device)
             t_idx_d = torch.from_numpy(t_idx).to(device)
             out = model(torch.cat([xs_d[s_idx], xt_d[t_idx_d]]))
-            terms = _batch_losses(out, batch_ns, ys_d[s_idx], num_classes, config, generator, gate_open)
+            terms = batch_losses(out, batch_ns, ys_d[s_idx], num_classes, config, generator, gate_open)
             values = torch.stack([terms[n].detach() for n in names]).cpu().tolist()
             for name, value in zip(names, values):
                 if not math.isfinite(value):
@@ -309,9 +467,12 @@ def train_dah(
         record: dict[str, float] = {"epoch": epoch, "lr": lr}  # epoch: int, 1-based
         record.update({name: float(v) for name, v in zip(names, means)})
         history.append(record)
+        if checkpoint_dir is not None and (epoch % int(checkpoint_every) == 0 or epoch == config.epochs):
+            state = _capture_state(model, optimizer, generator, rng, sampler, history, fingerprint)
+            save_checkpoint(checkpoint_dir, epoch, state, keep=CHECKPOINTS_KEPT)
         if on_epoch is not None:
             on_epoch(dict(record))
-    return DAHResult(model=model, history=history)
+    return DAHResult(model=model, history=history, resumed_epoch=start_epoch)
 
 
 def encode(

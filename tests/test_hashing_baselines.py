@@ -1,0 +1,269 @@
+"""Hashing baselines of Table 4 (ITQ, KMH, BA, BDNN, DPSH) and the target query/database split.
+
+Every test runs on a small synthetic toy so the whole file stays within a few tens of seconds on
+two cores; each checks a property the original paper's algorithm guarantees or is built for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from dahash.baselines.ba import BinaryAutoencoder, _penalised_cost, z_step
+from dahash.baselines.bdnn import BDNN
+from dahash.baselines.dpsh import DPSH, fit_noda, fit_suh
+from dahash.baselines.itq import ITQ
+from dahash.baselines.kmh import KMeansHashing, affinity_preserving_kmeans, balanced_partition, index_codes
+from dahash.baselines.split import target_query_database_split
+from dahash.metrics import binarize, hamming_distance, mean_average_precision
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny networks run much faster on one thread (no oversubscription on a shared box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def clustered(n: int = 400, f: int = 24, classes: int = 6, spread: float = 3.0, seed: int = 0):
+    """Gaussian clusters: ``(X (n, f), y (n,))`` with class centres ``spread`` apart (scale)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, f)) * spread
+    y = rng.integers(0, classes, n)
+    return centres[y] + rng.standard_normal((n, f)), y
+
+
+def assert_codes(codes: np.ndarray, n: int, bits: int) -> None:
+    assert codes.shape == (n, bits)
+    assert codes.dtype == np.float32
+    assert set(np.unique(codes)) <= {-1.0, 1.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# split
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n, frac, expected_q", [(100, 0.1, 10), (95, 0.1, 10), (7, 0.1, 1), (10, 0.95, 9), (2, 0.5, 1)])
+def test_split_disjoint_cover_and_fraction(n: int, frac: float, expected_q: int) -> None:
+    q, db = target_query_database_split(n, query_fraction=frac, seed=3)
+    assert q.size == expected_q and db.size == n - expected_q
+    assert np.intersect1d(q, db).size == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([q, db])), np.arange(n))
+    assert np.all(np.diff(q) > 0) and np.all(np.diff(db) > 0)
+    assert q.dtype == np.int64 and db.dtype == np.int64
+
+
+def test_split_deterministic_and_seed_dependent() -> None:
+    a = target_query_database_split(1000, seed=7)
+    b = target_query_database_split(1000, seed=7)
+    c = target_query_database_split(1000, seed=8)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    # not a contiguous block: queries are spread over the whole index range
+    assert a[0].min() < 200 and a[0].max() > 800
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"n": 1}, "n must be"), ({"n": 10, "query_fraction": 0.0}, "query_fraction"),
+     ({"n": 10, "query_fraction": 1.0}, "query_fraction"), ({"n": 10.0}, "n must be"),
+     ({"n": 10, "seed": 1.5}, "seed")],
+)
+def test_split_rejects_bad_input(kwargs: dict, match: str) -> None:
+    n = kwargs.pop("n")
+    with pytest.raises(ValueError, match=match):
+        target_query_database_split(n, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# ITQ
+# ---------------------------------------------------------------------------------------------
+def test_itq_rotation_orthogonal_loss_monotone_codes_balanced() -> None:
+    rng = np.random.default_rng(1)  # correlated, anisotropic Gaussian (no clusters -> balanced bits)
+    x = rng.standard_normal((500, 32)) @ rng.standard_normal((32, 32)) + 5.0
+    itq = ITQ(16, seed=0).fit(x)
+    r = itq.rotation_
+    np.testing.assert_allclose(r.T @ r, np.eye(16), atol=1e-10)
+    np.testing.assert_allclose(r @ r.T, np.eye(16), atol=1e-10)
+    hist = itq.loss_history_
+    assert hist.shape == (2 * 50 + 1,)
+    assert np.all(np.diff(hist) <= 1e-9 * hist[0]), "quantization loss increased"
+    assert hist[-1] < hist[0]
+    # the final loss equals ||B - V R||^2 recomputed from the fitted model
+    v = (x - itq.mean_) @ itq.components_
+    b = itq.encode(x)
+    assert np.sum((b - v @ r) ** 2) == pytest.approx(hist[-1], rel=1e-9)
+    assert_codes(b, 500, 16)
+    assert np.abs(b.mean(axis=0)).max() < 0.2  # each bit splits the centred data roughly in half
+    # ITQ beats the unrotated PCA quantization (R = I) on the same projections
+    assert hist[-1] < np.sum((np.where(v >= 0, 1.0, -1.0) - v) ** 2)
+
+
+def test_itq_deterministic_and_validates() -> None:
+    x, _ = clustered(n=200, f=16, seed=2)
+    np.testing.assert_array_equal(ITQ(8, seed=4).fit(x).encode(x), ITQ(8, seed=4).fit(x).encode(x))
+    with pytest.raises(ValueError, match="bits"):
+        ITQ(32).fit(x)  # 32 > f = 16
+    with pytest.raises(ValueError, match="bits"):
+        ITQ(0)
+    with pytest.raises(ValueError, match="X"):
+        ITQ(4).fit(np.ones(10))
+    with pytest.raises(ValueError, match="X"):
+        ITQ(4).fit(x).encode(x[:, :5])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ITQ(4).encode(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# KMH
+# ---------------------------------------------------------------------------------------------
+def _pair_stats(centres: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+    codes = index_codes(b)
+    ham = (codes[:, None, :] != codes[None, :, :]).sum(axis=2)
+    dist = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=2)
+    iu = np.triu_indices(2**b, 1)
+    return ham[iu], dist[iu]
+
+
+def test_kmh_hamming_tracks_centre_distances() -> None:
+    x, _ = clustered(n=600, f=16, classes=12, seed=3)
+    kmh = KMeansHashing(8, bits_per_subspace=4, n_iter=10).fit(x)
+    assert kmh.n_subspaces == 2 and len(kmh.centers_) == 2
+    codes = kmh.encode(x)
+    assert_codes(codes, 600, 8)
+    for centres, hist in zip(kmh.centers_, kmh.history_):
+        assert centres.shape == (16, 8)
+        ham, dist = _pair_stats(centres, 4)
+        assert spearmanr(ham, dist).statistic > 0.5
+        assert hist[-1] < hist[0]  # the alternating optimisation lowers E_quan + w E_aff
+    # encoding = binary representation of the nearest codeword index per subspace
+    idx = kmh.assign(x)
+    np.testing.assert_array_equal(codes[:, :4], index_codes(4)[idx[:, 0]])
+    np.testing.assert_array_equal(codes[:, 4:], index_codes(4)[idx[:, 1]])
+
+
+def test_kmh_affinity_term_preserves_distances_better_than_plain_kmeans() -> None:
+    """With w = 0 the update is plain k-means; the affinity term must give a lower affinity error
+    sum n_i n_j / n^2 (d_ij - d_h(i, j))^2 between centre and Hamming-based distances."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((800, 6)) * np.array([3.0, 2.5, 2.0, 1.5, 1.0, 0.5])
+
+    def affinity_error(weight: float) -> float:
+        centres, scale, _ = affinity_preserving_kmeans(x, 3, n_iter=15, weight=weight, max_inner_iter=50)
+        idx = np.argmin(((x[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        counts = np.bincount(idx, minlength=8) / x.shape[0]
+        codes = index_codes(3)
+        dh = 2 * scale * np.sqrt((codes[:, None, :] != codes[None, :, :]).sum(-1))
+        d = np.linalg.norm(centres[:, None] - centres[None], axis=2)
+        return float(np.sum(np.outer(counts, counts) * (d - dh) ** 2))
+
+    assert affinity_error(10.0) < 0.5 * affinity_error(0.0)
+
+
+def test_kmh_balanced_partition_matches_authors_rule() -> None:
+    groups = balanced_partition(np.array([8.0, 4.0, 2.0, 1.0]), 2)
+    # axis 0 -> s0; then s1 (smaller sum) gets axis 1; s1 sum (log4) < s0 sum (log8) -> axis 2 to s1,
+    # s1 full -> axis 3 to s0
+    assert [g.tolist() for g in groups] == [[0, 3], [1, 2]]
+    with pytest.raises(ValueError, match="divisible"):
+        balanced_partition(np.ones(5), 2)
+
+
+def test_kmh_validates() -> None:
+    with pytest.raises(ValueError, match="multiple of bits_per_subspace"):
+        KMeansHashing(10, bits_per_subspace=4)
+    x, _ = clustered(n=100, f=6, seed=0)
+    with pytest.raises(ValueError, match="subspaces needs"):
+        KMeansHashing(16, bits_per_subspace=4).fit(x)  # 4 subspaces of 6 // 4 = 1 dim < b
+
+
+# ---------------------------------------------------------------------------------------------
+# BA
+# ---------------------------------------------------------------------------------------------
+def test_ba_z_step_enumeration_is_optimal_and_bitwise_is_a_local_minimum() -> None:
+    rng = np.random.default_rng(0)
+    xc = rng.standard_normal((150, 12))
+    A, c = rng.standard_normal((12, 6)), rng.standard_normal(12) * 0.1
+    h = np.where(rng.standard_normal((150, 6)) >= 0, 1.0, -1.0)
+    mu = 0.7
+    z_enum = z_step(xc, A, c, h, mu, max_enum_bits=6)
+    z_alt = z_step(xc, A, c, h, mu, max_enum_bits=0)
+    cost_enum = _penalised_cost(xc, z_enum, A, c, h, mu)
+    cost_alt = _penalised_cost(xc, z_alt, A, c, h, mu)
+    assert np.all(cost_enum <= cost_alt + 1e-9)
+    assert np.all(cost_alt <= _penalised_cost(xc, h, A, c, h, mu) + 1e-9)  # never worse than z = h(x)
+    for l in range(6):  # no single bit flip improves the bitwise solution
+        flipped = z_alt.copy()
+        flipped[:, l] *= -1
+        assert np.all(_penalised_cost(xc, flipped, A, c, h, mu) >= cost_alt - 1e-9)
+
+
+def test_ba_reconstruction_not_worse_than_itq_init() -> None:
+    x, _ = clustered(n=500, f=24, classes=8, seed=4)
+    ba = BinaryAutoencoder(12, n_mu=8, seed=0).fit(x)
+    assert ba.train_error_ <= ba.init_error_
+    assert ba.train_error_ < 0.99 * ba.init_error_  # MAC actually improves on ITQ here
+    codes = ba.encode(x)
+    assert_codes(codes, 500, 12)
+    # the reported error is the real reconstruction error of the final codes
+    assert np.sum((x - ba.reconstruct(x)) ** 2) == pytest.approx(ba.train_error_, rel=1e-6)
+    assert ba.history_ and all(np.isfinite(h["e_q"]) for h in ba.history_)
+
+
+# ---------------------------------------------------------------------------------------------
+# BDNN
+# ---------------------------------------------------------------------------------------------
+def test_bdnn_outputs_become_binary_and_balanced() -> None:
+    x, _ = clustered(n=300, f=24, seed=6)
+    x = x + 4.0  # an offset the network must not turn into unbalanced bits
+    model = BDNN(12, hidden_dims=(32,), outer_iter=3, inner_iter=20, seed=0).fit(x)
+    init, final = model.init_stats_, model.final_stats_
+    assert final["binary_gap"] < 0.5 * init["binary_gap"]  # |u| close to 1
+    assert final["balance"] < 0.5 * init["balance"]  # per-bit mean near 0
+    assert final["balance"] < 0.1
+    totals = [h["total"] for h in model.history_]
+    assert totals[-1] < totals[0]
+    u = model.project(x)
+    assert float(np.mean(np.abs(np.abs(u) - 1.0))) == pytest.approx(final["binary_gap"], rel=1e-4)
+    assert_codes(model.encode(x), 300, 12)
+    with pytest.raises(ValueError, match="hidden_dims"):
+        BDNN(8, hidden_dims=())
+
+
+# ---------------------------------------------------------------------------------------------
+# DPSH
+# ---------------------------------------------------------------------------------------------
+def test_dpsh_separates_classes_and_beats_random_codes() -> None:
+    x, y = clustered(n=600, f=32, classes=5, spread=1.2, seed=7)
+    xq, yq = x[:100], y[:100]
+    xd, yd = x[100:], y[100:]
+    model = DPSH(16, epochs=25, batch_size=64, seed=0).fit(xd, yd)
+    assert model.history_[-1] < model.history_[0]
+    bq, bd = binarize(model.encode(xq)), binarize(model.encode(xd))
+    dist = hamming_distance(bq, bd)
+    same = yq[:, None] == yd[None, :]
+    assert dist[same].mean() + 3.0 < dist[~same].mean()
+    learned = mean_average_precision(bq, bd, yq, yd).map
+    rng = np.random.default_rng(0)
+    random_map = mean_average_precision(rng.integers(0, 2, bq.shape), rng.integers(0, 2, bd.shape), yq, yd).map
+    assert learned > 0.9 and learned > random_map + 0.4
+
+
+def test_dpsh_noda_and_suh_helpers_and_validation() -> None:
+    x, y = clustered(n=200, f=16, classes=3, seed=8)
+    a = fit_noda(x, y, 8, epochs=2, seed=1)
+    b = fit_suh(x, y, 8, epochs=2, seed=1)
+    np.testing.assert_array_equal(a.encode(x), b.encode(x))  # same training data + seed -> same model
+    assert_codes(a.encode(x), 200, 8)
+    with pytest.raises(ValueError, match="y is required"):
+        DPSH(8).fit(x, None)
+    with pytest.raises(ValueError, match="y must"):
+        DPSH(8).fit(x, y.astype(float))
+    with pytest.raises(ValueError, match="optimizer"):
+        DPSH(8, optimizer="lbfgs")  # type: ignore[arg-type]

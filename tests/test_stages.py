@@ -1,0 +1,161 @@
+"""The stage layer's own logic: params validation, presets, atomic writes, the DVC -> Snakemake bridge."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.common import PARAMS_FILE, StageError, atomic_path, check_cross_keys, load_params, write_json
+from stages.preset import apply_preset
+from workflow import dvcdag
+
+
+@pytest.fixture
+def params(tmp_path: Path) -> dict:
+    """The paper's params (whatever preset the checkout's params.yaml currently has)."""
+    target = tmp_path / "paper.yaml"
+    target.write_text(PARAMS_FILE.read_text())
+    apply_preset("paper", [], target)
+    return yaml.safe_load(target.read_text())
+
+
+def _write(tmp_path: Path, params: dict) -> Path:
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(params))
+    return p
+
+
+def test_shipped_params_and_presets_are_valid(tmp_path: Path) -> None:
+    load_params(PARAMS_FILE)
+    for name in ("quickstart", "paper"):
+        target = tmp_path / f"{name}.yaml"
+        target.write_text(PARAMS_FILE.read_text())
+        apply_preset(name, ["data.mirror=some/folder"] if name == "quickstart" else [], target)
+        load_params(target)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "needle"),
+    [
+        (("train", "epochs"), 0, "train.epochs"),
+        (("train", "reduction"), "median", "train.reduction"),
+        (("data", "dataset"), "imagenet", "data.dataset"),
+        (("extract", "device"), "tpu", "extract.device"),
+    ],
+)
+def test_schema_errors_name_the_key(tmp_path: Path, params: dict, path: tuple, value, needle: str) -> None:
+    params[path[0]][path[1]] = value
+    with pytest.raises(StageError, match=needle.replace(".", r"\.")):
+        load_params(_write(tmp_path, params))
+
+
+def test_unknown_key_is_rejected(tmp_path: Path, params: dict) -> None:
+    params["train"]["learning_rate"] = 0.1
+    with pytest.raises(StageError, match="learning_rate"):
+        load_params(_write(tmp_path, params))
+
+
+def test_cross_key_checks(params: dict) -> None:
+    bad = copy.deepcopy(params)
+    bad["tasks"]["Ar_Cl"]["target"] = "Sketch"
+    with pytest.raises(StageError, match=r"tasks\.Ar_Cl\.target"):
+        check_cross_keys(bad)
+    bad = copy.deepcopy(params)
+    bad["data"]["domains"] = ["amazon", "webcam"]
+    with pytest.raises(StageError, match="not domains of office_home"):
+        check_cross_keys(bad)
+    bad = copy.deepcopy(params)
+    bad["train"]["hidden_dims"] = [1024, 1024]
+    with pytest.raises(StageError, match="hidden_dims"):
+        check_cross_keys(bad)
+    bad = copy.deepcopy(params)
+    bad["data"]["dataset"] = "custom"
+    with pytest.raises(StageError, match="data.mirror"):
+        check_cross_keys(bad)
+
+
+def test_preset_keeps_comments_replaces_tasks_and_rejects_bad_input(tmp_path: Path) -> None:
+    tmp_path = tmp_path / "p"
+    tmp_path.mkdir()
+    target = tmp_path / "params.yaml"
+    target.write_text(PARAMS_FILE.read_text())
+    apply_preset("quickstart", ["train.epochs=7", "data.mirror=x"], target)
+    text = target.read_text()
+    assert "# dahash parameters" in text and "# MK-MMD weight" in text
+    p = yaml.safe_load(text)
+    assert p["data"]["dataset"] == "office_caltech10" and p["train"]["epochs"] == 7
+    assert set(p["tasks"]) == {f"{s}_{t}" for s in "ACDW" for t in "ACDW" if s != t}
+    before = target.read_text()
+    with pytest.raises(StageError, match="not a key"):
+        apply_preset("quickstart", ["train.nope=1"], target)
+    with pytest.raises(StageError, match="train.epochs"):
+        apply_preset("quickstart", ["train.epochs=-3"], target)
+    with pytest.raises(StageError, match="no preset"):
+        apply_preset("nonexistent", [], target)
+    assert target.read_text() == before  # nothing half-written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_atomic_path_keeps_old_content_on_failure(tmp_path: Path) -> None:
+    dest = tmp_path / "out.json"
+    write_json(dest, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(dest) as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("boom")
+    assert json.loads(dest.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    d = tmp_path / "dir"
+    d.mkdir()
+    (d / "old").write_text("x")
+    with atomic_path(d) as tmp:
+        tmp.mkdir()
+        (tmp / "new").write_text("y")
+    assert [p.name for p in d.iterdir()] == ["new"]
+
+
+def _stage(name: str, deps=(), outs=(), params=None) -> dvcdag.DvcStage:
+    return dvcdag.DvcStage(name=name, cmd=f"run {name}", deps=list(deps), outs=list(outs), params=params or {})
+
+
+def test_directory_deps_expand_to_other_stages_outs() -> None:
+    ev = [_stage(f"evaluate@{k}", outs=[f"metrics/ds/{k}.json"]) for k in ("a", "b")]
+    rep = _stage("report", deps=["metrics/ds", "stages/report.py"], outs=["report"])
+    inputs = dvcdag.snakemake_inputs(rep, [*ev, rep])
+    assert inputs == ["metrics/ds/a.json", "metrics/ds/b.json", "stages/report.py", rep.stamp]
+    assert dvcdag.is_directory_out("models/ds/x") and not dvcdag.is_directory_out("metrics/x.json")
+    assert _stage("train@A-W").rule_name == "train__A_W"
+
+
+def test_param_stamps_follow_dvc_lock(tmp_path: Path) -> None:
+    st = _stage("train@a", params={"params.yaml:train": {"epochs": 3}})
+    stamp = tmp_path / st.stamp
+    dvcdag.write_param_stamps(tmp_path, [st])
+    assert stamp.stat().st_mtime == 0  # no lock entry yet: never forces a rerun
+    lock = {"schema": "2.0", "stages": {"train@a": {"params": {"params.yaml": {"train": {"epochs": 3}}}}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    dvcdag.write_param_stamps(tmp_path, [st])
+    assert stamp.stat().st_mtime == 0  # agrees with dvc.lock
+    changed = _stage("train@a", params={"params.yaml:train": {"epochs": 4}})
+    dvcdag.write_param_stamps(tmp_path, [changed])
+    assert stamp.stat().st_mtime > 1e9  # differs from dvc.lock: newer than any output
+    assert json.loads(stamp.read_text()) == {"params.yaml:train": {"epochs": 4}}
+
+
+def test_snakefile_rules_match_dvc_stages() -> None:
+    """The Snakefile is generated from dvc.yaml: every resolved stage becomes a rule with its command."""
+    stages = dvcdag.load_stages(PARAMS_FILE.parent)
+    names = [s.name for s in stages]
+    params = load_params()
+    assert names[:3] == ["download", "weights", "preprocess"]
+    assert {f"train@{k}" for k in params["tasks"]} <= set(names)
+    train = next(s for s in stages if s.name.startswith("train@"))
+    assert train.resources == {"gpu": 1}
+    assert train.cmd.startswith("python -m stages.train --task ")
+    assert any(k.endswith(":train") for k in train.params)
+    assert os.path.basename(train.outs[0]) == train.name.split("@")[1]
