@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -32,10 +31,10 @@ def _write(tmp_path: Path, params: dict) -> Path:
 
 def test_shipped_params_and_presets_are_valid(tmp_path: Path) -> None:
     load_params(PARAMS_FILE)
-    for name in ("quickstart", "paper"):
+    for name in ("quickstart", "paper", "digits"):
         target = tmp_path / f"{name}.yaml"
         target.write_text(PARAMS_FILE.read_text())
-        apply_preset(name, ["data.mirror=some/folder"] if name == "quickstart" else [], target)
+        apply_preset(name, ["data.mirror=some/folder"] if name != "paper" else [], target)
         load_params(target)
 
 
@@ -90,6 +89,10 @@ def test_preset_keeps_comments_replaces_tasks_and_rejects_bad_input(tmp_path: Pa
     p = yaml.safe_load(text)
     assert p["data"]["dataset"] == "office_caltech10" and p["train"]["epochs"] == 7
     assert set(p["tasks"]) == {f"{s}_{t}" for s in "ACDW" for t in "ACDW" if s != t}
+    assert p["methods"] == {"dah": {}, "dah_e": {"eta": 0.0}}
+    apply_preset("digits", [], target)  # methods are replaced as a whole, like tasks
+    p = yaml.safe_load(target.read_text())
+    assert p["methods"] == {"dah": {}} and set(p["tasks"]) == {"M_U", "U_M"} and p["train"]["mode"] == "finetune"
     before = target.read_text()
     with pytest.raises(StageError, match="not a key"):
         apply_preset("quickstart", ["train.nope=1"], target)
@@ -153,9 +156,13 @@ def test_snakefile_rules_match_dvc_stages() -> None:
     names = [s.name for s in stages]
     params = load_params()
     assert names[:3] == ["download", "weights", "preprocess"]
-    assert {f"train@{k}" for k in params["tasks"]} <= set(names)
+    runs = {(m, t, s) for m in params["methods"] for t in params["tasks"] for s in params["train"]["seeds"]}
+    assert {f"train@{m}-{t}-{s}" for m, t, s in runs} == {n for n in names if n.startswith("train@")}
+    assert {f"evaluate@{m}-{t}-{s}" for m, t, s in runs} == {n for n in names if n.startswith("evaluate@")}
     train = next(s for s in stages if s.name.startswith("train@"))
     assert train.resources == {"gpu": 1}
-    assert train.cmd.startswith("python -m stages.train --task ")
+    method, task, seed = train.name.split("@")[1].split("-")
+    assert train.cmd == f"python -m stages.train --method {method} --task {task} --seed {seed}"
     assert any(k.endswith(":train") for k in train.params)
-    assert os.path.basename(train.outs[0]) == train.name.split("@")[1]
+    assert train.outs[0].endswith(f"/{method}/{task}/seed{seed}")
+    assert any(d.endswith(f"{task}.selected.json") for d in train.deps)

@@ -6,7 +6,7 @@ Maths (paper Algorithm 1). With ``Cs = cov(Xs) + eps I`` and ``Ct = cov(Xt) + ep
 
     Xs* = Xs Cs^{-1/2} Ct^{1/2}        (whiten the source, then re-colour it with the target)
 
-minimises ``||C_hat_s - Ct||_F^2`` over linear maps of the source (paper eq. 1-8), so
+minimises ``||C_hat_s - Ct||_F^2`` over linear maps of the source (paper section 3), so
 ``cov(Xs*) ~ Ct`` (exactly ``Ct`` up to the ``eps`` regulariser). The target is left unchanged.
 Matrix powers ``C^{+-1/2}`` are computed from :func:`numpy.linalg.eigh` (``C`` is symmetric PD).
 

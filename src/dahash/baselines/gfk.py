@@ -8,7 +8,7 @@ subspaces of the source and target, and ``Rs`` (``D x (D-d)``) the orthogonal co
 
 ``Gamma = diag(cos theta_i)``, ``Sigma = diag(sin theta_i)`` and ``theta_i`` the principal angles,
 the geodesic on the Grassmannian from ``Ps`` (t = 0) to ``Pt`` (t = 1) is
-``Phi(t) = Ps U1 Gamma(t) - Rs U2 Sigma(t)`` and the kernel is (paper eq. 6-7)
+``Phi(t) = Ps U1 Gamma(t) - Rs U2 Sigma(t)`` and the kernel is (the paper's closed form)
 
     G = [Ps U1, Rs U2] [[Lambda1, Lambda2], [Lambda2, Lambda3]] [Ps U1, Rs U2]^T,
     lambda1_i = 1 + sin(2 theta_i) / (2 theta_i),
@@ -68,9 +68,9 @@ def pca_subspace(X: np.ndarray, dim: int) -> np.ndarray:
     Example: ``pca_subspace(np.c_[np.arange(5.), np.zeros(5)], 1)`` -> ``+-[[1], [0]]``.
     """
     X = check_matrix(X, "X", min_rows=2)
-    if not (isinstance(dim, (int, np.integer)) and 1 <= dim <= min(X.shape[0] - 1, X.shape[1])):
-        raise ValueError(f"dim must be an integer in [1, min(N-1, D)] = [1, {min(X.shape[0] - 1, X.shape[1])}]; "
-                         f"got {dim!r}")
+    limit = min(X.shape[0] - 1, X.shape[1])
+    if not (isinstance(dim, (int, np.integer)) and 1 <= dim <= limit):
+        raise ValueError(f"dim must be an integer in [1, min(N-1, D)] = [1, {limit}]; got {dim!r}")
     _, _, vt = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
     return vt[:dim].T.copy()
 
@@ -84,8 +84,11 @@ def _check_basis(P: Any, name: str) -> np.ndarray:
     return P
 
 
-def _angle_decomposition(Ps: np.ndarray, Pt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(A, B, theta, rho)``: ``A = Ps U1``, ``B = (I - Ps Ps^T) Pt V``, angles, ``rho_i = ||(g_i, b_i)||``."""
+def _angle_decomposition(
+    Ps: np.ndarray, Pt: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(A, B, theta, rho)``: ``A = Ps U1``, ``B = (I - Ps Ps^T) Pt V``, the angles ``theta``
+    (ascending) and ``rho_i = ||(gamma_i, ||B_i||)||`` (1 up to round-off)."""
     U1, gamma, Vt = np.linalg.svd(Ps.T @ Pt)
     V = Vt.T
     A = Ps @ U1
@@ -150,7 +153,7 @@ def gfk_factor(Ps: Any, Pt: Any) -> np.ndarray:
 
 
 def geodesic_flow_kernel(Ps: Any, Pt: Any) -> np.ndarray:
-    """The GFK ``G (D, D)`` (paper eq. 7), symmetric PSD. Shapes ``Ps, Pt (D, d)``.
+    """The GFK ``G (D, D)`` (the paper's closed form), symmetric PSD. Shapes ``Ps, Pt (D, d)``.
 
     Example: for identical subspaces every ``theta = 0`` and ``G = 2 Ps Ps^T``.
     """
@@ -217,4 +220,5 @@ class GFK:
 
     def predict(self, Xt: Any) -> np.ndarray:
         """1-NN labels ``(n,)`` under the GFK distance, source as the gallery."""
-        return nearest_neighbour_predict(self.Zs_, self.ys_, self.transform(Xt))
+        Z = self.transform(Xt)
+        return nearest_neighbour_predict(self.Zs_, self.ys_, Z)
