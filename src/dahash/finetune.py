@@ -39,7 +39,6 @@ bit-identical histories and weights.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +53,7 @@ from dahash.augment import ImageInput
 from dahash.losses import is_class_ordered_k_batch
 from dahash.model import DAHHead, HeadOutput
 from dahash.sampler import KPerClassSampler, target_batches
-from dahash.train import DAHConfig, NonFiniteLossError, batch_losses, lr_schedule
+from dahash.train import LOSS_NAMES, DAHConfig, batch_losses, lr_schedule, sgd_step
 
 __all__ = [
     "FinetuneResult",
@@ -65,7 +64,7 @@ __all__ = [
     "train_dah_finetune",
 ]
 
-_LOSS_NAMES: tuple[str, ...] = ("hash", "quantization", "entropy", "mmd", "total")
+_LOSS_NAMES = LOSS_NAMES
 _NORM_TYPES: tuple[type[nn.Module], ...] = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 ImageTransformFn = Callable[..., Tensor]
@@ -317,15 +316,7 @@ def train_dah_finetune(
             out: HeadOutput = head(feats)
             s_idx = torch.from_numpy(s_np).to(device)
             terms = batch_losses(out, batch_ns, ys_d[s_idx], num_classes, config, generator, gate_open)
-            values = torch.stack([terms[n].detach() for n in _LOSS_NAMES]).cpu().tolist()
-            for name, value in zip(_LOSS_NAMES, values):
-                if not math.isfinite(value):
-                    raise NonFiniteLossError(epoch, b_idx, name, value)
-            sums += values
-            loss = terms["total"] / (2 * batch_ns) if config.divide_by_batch else terms["total"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            sums += sgd_step(terms, optimizer, config, batch_ns, epoch, b_idx)
         means = sums / len(t_batches)
         record: dict[str, float] = {"epoch": epoch, "lr": lr}
         record.update({name: float(v) for name, v in zip(_LOSS_NAMES, means)})

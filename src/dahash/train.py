@@ -41,10 +41,12 @@ from dahash.sampler import KPerClassSampler, target_batches
 __all__ = [
     "DAHConfig",
     "DAHResult",
+    "LOSS_NAMES",
     "NonFiniteLossError",
     "batch_losses",
     "encode",
     "lr_schedule",
+    "sgd_step",
     "train_dah",
 ]
 
@@ -358,6 +360,30 @@ def _restore_state(
     return epoch, history
 
 
+#: The loss components of one batch, in the order :func:`sgd_step` returns them.
+LOSS_NAMES: tuple[str, ...] = ("hash", "quantization", "entropy", "mmd", "total")
+
+
+def sgd_step(terms: Mapping[str, Tensor], optimizer: torch.optim.Optimizer, config: DAHConfig, n_source: int,
+             epoch: int, batch: int) -> list[float]:
+    """One optimiser step on a batch's :func:`batch_losses`, shared by head mode and fine-tuning.
+
+    Checks every component is finite (:class:`NonFiniteLossError` names epoch, batch and component),
+    backpropagates ``J`` or, with ``config.divide_by_batch``, ``J / (2 n_source)`` (MatConvNet's
+    ``1/batchSize`` on gradients; weight decay is not divided), and steps. Returns the unweighted
+    component values in :data:`LOSS_NAMES` order (for the epoch means).
+    """
+    values = torch.stack([terms[n].detach() for n in LOSS_NAMES]).cpu().tolist()
+    for name, value in zip(LOSS_NAMES, values):
+        if not math.isfinite(value):
+            raise NonFiniteLossError(epoch, batch, name, value)
+    loss = terms["total"] / (2 * n_source) if config.divide_by_batch else terms["total"]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return values
+
+
 def train_dah(
     xs: Tensor,
     ys: Tensor,
@@ -426,7 +452,7 @@ def train_dah(
     )
     optimizer = torch.optim.SGD(groups, lr=config.lr_start, momentum=config.momentum)
     schedule = lr_schedule(config.lr_start, config.lr_end, config.epochs)
-    names = ("hash", "quantization", "entropy", "mmd", "total")
+    names = LOSS_NAMES
 
     history: list[dict[str, float]] = []
     start_epoch, fingerprint = 0, ""
@@ -454,15 +480,7 @@ def train_dah(
             t_idx_d = torch.from_numpy(t_idx).to(device)
             out = model(torch.cat([xs_d[s_idx], xt_d[t_idx_d]]))
             terms = batch_losses(out, batch_ns, ys_d[s_idx], num_classes, config, generator, gate_open)
-            values = torch.stack([terms[n].detach() for n in names]).cpu().tolist()
-            for name, value in zip(names, values):
-                if not math.isfinite(value):
-                    raise NonFiniteLossError(epoch, b_idx, name, value)
-            sums += values
-            loss = terms["total"] / (2 * batch_ns) if config.divide_by_batch else terms["total"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            sums += sgd_step(terms, optimizer, config, batch_ns, epoch, b_idx)
         means = sums / len(t_batches)
         record: dict[str, float] = {"epoch": epoch, "lr": lr}  # epoch: int, 1-based
         record.update({name: float(v) for name, v in zip(names, means)})

@@ -14,7 +14,10 @@ Matrix powers ``C^{+-1/2}`` are computed from :func:`numpy.linalg.eigh` (``C`` i
 source-domain data). ``predict(Xt)`` classifies target data as they are.
 
 Classifier (stated, as in the paper's Office experiments): a linear SVM
-(:class:`sklearn.svm.LinearSVC`, liblinear, ``C = 1``) trained on ``(Xs*, ys)``. The paper's
+(:class:`sklearn.svm.LinearSVC`, LIBLINEAR's default dual solver, ``C = 1``) trained on
+``(Xs*, ys)``. Simplification: ``C`` is fixed. The MATLAB ``CORAL_SVM.m`` evaluation code in
+circulation (inherited from Subspace Alignment's) instead picks ``C`` in ``{1e-3, ..., 1e4}`` by
+2-fold cross-validation on the source with LIBSVM on the linear kernel. The paper's
 features are already normalised per domain (z-score, see :func:`dahash.surf.surf_preprocess`);
 CORAL itself does not centre the data.
 
