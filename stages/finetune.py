@@ -38,8 +38,10 @@ def build_trunk(backbone: str, seed: int) -> tuple[torch.nn.Module, int, dict | 
 
 
 def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_classes: int, config: DAHConfig, *,
-                 backbone: str, device: str, seed: int, num_workers: int, on_epoch) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Train end to end; return (u_source, u_target, {"state_dict": ..., "history": ...})."""
+                 backbone: str, device: str, seed: int, num_workers: int, on_epoch, checkpoint_dir: Path | None = None,
+                 checkpoint_every: int = 10) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Train end to end (checkpointed into ``checkpoint_dir`` and resumed from it, if given); return
+    (u_source, u_target, {"state_dict": ..., "history": ..., "resumed_epoch": ...})."""
     size, channels, pretrained, flip = TRUNKS[backbone]
     moments = channel_moments(source + target, size, channels=channels)
     std = np.where(moments.std > 0, moments.std, 1.0)
@@ -53,9 +55,10 @@ def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_cla
     channels_last = channels == 3 and device == "cpu"
     result = train_dah_finetune(source, ys, target, num_classes, config, trunk=trunk, head=head,
                                 trunk_pretrained=pretrained, train_transform=train_tf, device=device, seed=seed,
-                                num_workers=num_workers, on_epoch=on_epoch, channels_last=channels_last)
+                                num_workers=num_workers, on_epoch=on_epoch, channels_last=channels_last,
+                                checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
     us = encode_images(result.trunk, result.head, source, eval_tf, device=device, channels_last=channels_last)
     ut = encode_images(result.trunk, result.head, target, eval_tf, device=device, channels_last=channels_last)
     state = {"trunk": result.trunk.state_dict(), "head": result.head.state_dict(),
              "normalisation": {"mean": moments.mean.tolist(), "std": std.tolist()}}
-    return us, ut, {"state_dict": state, "history": result.history}
+    return us, ut, {"state_dict": state, "history": result.history, "resumed_epoch": result.resumed_epoch}

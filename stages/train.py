@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> None:
             us, ut, out = finetune_run(
                 [raw / p for p in src_paths], ys, [raw / p for p in tgt_paths], len(spec.classes), config,
                 backbone=backbone, device=device, seed=args.seed, num_workers=params["extract"]["num_workers"],
-                on_epoch=on_epoch)
-            state, history = out["state_dict"], out["history"]
+                on_epoch=on_epoch, checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"])
+            state, history, resumed = out["state_dict"], out["history"], out["resumed_epoch"]
         else:
             result = train_dah(
                 torch.from_numpy(xs), torch.tensor(ys), torch.from_numpy(xt), len(spec.classes), config,

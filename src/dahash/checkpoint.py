@@ -28,13 +28,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "capture_rng_state",
     "checkpoint_path",
+    "checkpoint_progress",
+    "cpu_state_dict",
     "list_checkpoints",
     "load_latest_checkpoint",
+    "restore_rng_state",
     "run_fingerprint",
     "save_checkpoint",
     "tensor_digest",
@@ -217,3 +221,46 @@ def load_latest_checkpoint(directory: Path, fingerprint: str) -> dict[str, Any] 
             )
         return data
     return None
+
+
+# ----------------------------------------------------------------------------- trainer state helpers
+# Shared by dahash.train.train_dah and dahash.finetune.train_dah_finetune: the payload pieces that
+# are the same in both trainers, in torch.load(weights_only=True)-safe types.
+def cpu_state_dict(module: nn.Module) -> dict[str, Tensor]:
+    """A detached CPU copy of ``module.state_dict()`` (safe to save while training goes on)."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def capture_rng_state(generator: torch.Generator, rng: np.random.Generator, sampler: Any) -> dict[str, Any]:
+    """``{"torch_generator", "numpy_rng", "sampler"}``: the torch generator's state, the numpy
+    generator's ``bit_generator.state`` and a :class:`~dahash.sampler.KPerClassSampler`'s
+    ``state_dict()`` (its permutations as tensors)."""
+    sampler_state = sampler.state_dict()
+    return {
+        "torch_generator": generator.get_state(),
+        "numpy_rng": rng.bit_generator.state,
+        "sampler": {"perms": [torch.from_numpy(p) for p in sampler_state["perms"]],
+                    "cursors": sampler_state["cursors"]},
+    }
+
+
+def restore_rng_state(ckpt: Mapping[str, Any], generator: torch.Generator, rng: np.random.Generator,
+                      sampler: Any) -> None:
+    """Load a :func:`capture_rng_state` payload (keys of ``ckpt``) in place."""
+    generator.set_state(ckpt["torch_generator"])
+    rng.bit_generator.state = ckpt["numpy_rng"]
+    sampler.load_state_dict({"perms": [t.numpy() for t in ckpt["sampler"]["perms"]],
+                             "cursors": list(ckpt["sampler"]["cursors"])})
+
+
+def checkpoint_progress(ckpt: Mapping[str, Any], epochs: int) -> tuple[int, list[dict[str, float]]]:
+    """``(completed epochs, history)`` of a loaded checkpoint of a run of ``epochs`` epochs.
+
+    Raises:
+        ValueError: the epoch is not in ``[1, epochs]`` or the history does not have one record per epoch.
+    """
+    epoch = int(ckpt["epoch"])
+    history = [dict(h) for h in ckpt["history"]]
+    if not 1 <= epoch <= epochs or len(history) != epoch:
+        raise ValueError(f"checkpoint epoch {epoch} / history length {len(history)} do not fit epochs={epochs}")
+    return epoch, history

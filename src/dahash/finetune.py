@@ -35,12 +35,19 @@ Randomness: ``np.random.default_rng(seed)`` (batches), ``torch.Generator().manua
 torch RNG is not used. The trunk and head are initialised by the caller (so, unlike head mode, the
 MMD generator is not first advanced by the head's initialisation: the halves differ from head mode's). On CPU a fixed seed gives
 bit-identical histories and weights.
+
+With ``checkpoint_dir`` the run is checkpointed every ``checkpoint_every`` epochs and resumed from its
+newest checkpoint (:mod:`dahash.checkpoint`), as head mode does. The per-image augmentation generators
+are derived from ``(seed, epoch, batch, slot)``, so they carry no state between epochs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,10 +57,19 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from dahash.augment import ImageInput
+from dahash.checkpoint import (
+    capture_rng_state,
+    checkpoint_progress,
+    cpu_state_dict,
+    load_latest_checkpoint,
+    restore_rng_state,
+    run_fingerprint,
+    save_checkpoint,
+)
 from dahash.losses import is_class_ordered_k_batch
 from dahash.model import DAHHead, HeadOutput
 from dahash.sampler import KPerClassSampler, target_batches
-from dahash.train import LOSS_NAMES, DAHConfig, batch_losses, lr_schedule, sgd_step
+from dahash.train import CHECKPOINTS_KEPT, LOSS_NAMES, DAHConfig, batch_losses, lr_schedule, sgd_step
 
 __all__ = [
     "FinetuneResult",
@@ -75,11 +91,13 @@ class FinetuneResult:
     """Trained trunk and head (on the training device, train mode; a pretrained trunk's BatchNorm
     layers in eval mode) and one record per epoch with the keys of head mode's history:
     ``epoch`` (1-based), ``lr`` (schedule value before multipliers) and the epoch means of the
-    unweighted ``hash``, ``quantization``, ``entropy``, ``mmd`` and the weighted ``total``."""
+    unweighted ``hash``, ``quantization``, ``entropy``, ``mmd`` and the weighted ``total``.
+    ``resumed_epoch``: epochs restored from a checkpoint (0 = trained from the start)."""
 
     trunk: nn.Module
     head: DAHHead
     history: list[dict[str, float]] = field(default_factory=list)
+    resumed_epoch: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,6 +232,28 @@ def _validate(source: Sequence, ys: np.ndarray, target: Sequence, num_classes: i
         raise ValueError("target must hold at least one image")
 
 
+def _image_id(item: ImageInput) -> str:
+    """A path as its string; a PIL image as ``pil:<mode>:<w>x<h>:<sha256 of its pixel bytes>``."""
+    if isinstance(item, Image.Image):
+        digest = hashlib.sha256(item.tobytes()).hexdigest()
+        return f"pil:{item.mode}:{item.size[0]}x{item.size[1]}:{digest}"
+    return str(item)
+
+
+def _fingerprint(source: Sequence[ImageInput], ys: np.ndarray, target: Sequence[ImageInput], num_classes: int,
+                 config: DAHConfig, seed: int, trunk: nn.Module, head: DAHHead, trunk_pretrained: bool) -> str:
+    """:func:`~dahash.checkpoint.run_fingerprint` of a :func:`train_dah_finetune` call: the config,
+    seed, ``num_classes``, ``trunk_pretrained``, the source/target images (:func:`_image_id`), the
+    source labels and the INITIAL trunk and head state (every parameter and buffer)."""
+    arrays: dict[str, Any] = {"ys": torch.from_numpy(ys)}
+    for prefix, module in (("trunk", trunk), ("head", head)):
+        for key, value in module.state_dict().items():
+            arrays[f"{prefix}.{key}"] = value
+    extra = {"num_classes": int(num_classes), "trunk_pretrained": bool(trunk_pretrained),
+             "source": [_image_id(x) for x in source], "target": [_image_id(x) for x in target]}
+    return run_fingerprint(dataclasses.asdict(config), seed, arrays, extra)
+
+
 # ---------------------------------------------------------------------------------------------
 # training
 # ---------------------------------------------------------------------------------------------
@@ -233,6 +273,8 @@ def train_dah_finetune(
     num_workers: int = 0,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     channels_last: bool = False,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int = 10,
 ) -> FinetuneResult:
     """Train ``trunk`` + ``head`` end to end with the DAH objective (module docstring).
 
@@ -250,17 +292,30 @@ def train_dah_finetune(
         device: where trunk, head and batches live (``"cuda"`` trains on the GPU).
         seed: the only source of randomness (module docstring).
         num_workers: DataLoader worker processes for decoding/augmenting (0 = in this process).
-        on_epoch: called with each epoch's history record.
+        on_epoch: called with each epoch's history record, after that epoch's checkpoint (if any)
+            is saved; only for the epochs trained by THIS call (not for epochs restored from a checkpoint).
         channels_last: run the trunk in ``torch.channels_last`` memory format (trunk converted in
             place, batches converted on the fly). Same maths, different kernels (results differ in the
             last bits, still deterministic); about 3x faster training steps for EfficientNet-Lite0 on
             CPU (depthwise-convolution backward), so recommended there.
+        checkpoint_dir: folder of this run's checkpoints (:mod:`dahash.checkpoint`), or None for
+            none. After every ``checkpoint_every``-th epoch and after the last one (never mid-epoch)
+            ``epoch-XXXX.pt`` is saved atomically with the trunk, head and optimizer state, the torch
+            and numpy generator states, the sampler's permutations and cursors, the history, the epoch
+            and the run's fingerprint (config, seed, ``num_classes``, ``trunk_pretrained``, the image
+            paths -- or a digest of PIL images' bytes --, the labels and the initial trunk and head
+            state); the last 2 are kept. On start the newest readable checkpoint with the same
+            fingerprint is resumed, so pass the same freshly initialised trunk and head. On CPU a
+            resumed run ends bit-identical (history and state_dicts) to an uninterrupted one.
+        checkpoint_every: epochs between checkpoints, ``>= 1``.
 
     Returns:
         :class:`FinetuneResult` (trunk and head are the objects passed in, trained in place).
 
     Raises:
-        ValueError: bad labels/sizes, a class without source images, trunk output not ``head.in_dim``.
+        ValueError: bad labels/sizes, a class without source images, trunk output not ``head.in_dim``,
+            ``checkpoint_every < 1``, or a checkpoint in ``checkpoint_dir`` from a run with another
+            fingerprint (the message names the file).
         NonFiniteLossError: a loss component became nan/inf (names epoch, batch and component).
     """
     if not isinstance(config, DAHConfig):
@@ -268,8 +323,15 @@ def train_dah_finetune(
     ys_np = (ys.detach().cpu().numpy() if isinstance(ys, Tensor) else np.asarray(ys)).reshape(-1)
     _validate(source, ys_np, target, num_classes, head, trunk)
     ys_np = ys_np.astype(np.int64)
+    if (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer))
+            or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be an int >= 1, got {checkpoint_every!r}")
     device = torch.device(device)
     seed = int(seed)
+    fingerprint = ""
+    if checkpoint_dir is not None:  # of the trunk and head as passed in (before any training)
+        checkpoint_dir = Path(checkpoint_dir)
+        fingerprint = _fingerprint(source, ys_np, target, num_classes, config, seed, trunk, head, trunk_pretrained)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     sampler = KPerClassSampler(ys_np, num_classes, config.k_per_class, rng)
@@ -285,7 +347,21 @@ def train_dah_finetune(
     dataset = _KeyedImages((source, target), train_transform)
 
     history: list[dict[str, float]] = []
-    for epoch_idx in range(config.epochs):
+    start_epoch = 0
+    if checkpoint_dir is not None:
+        ckpt = load_latest_checkpoint(checkpoint_dir, fingerprint)
+        if ckpt is not None:
+            start_epoch, history = checkpoint_progress(ckpt, config.epochs)
+            trunk.load_state_dict(ckpt["trunk"])
+            head.load_state_dict(ckpt["head"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            restore_rng_state(ckpt, generator, rng, sampler)
+            trunk.train()  # the modes training leaves (also when no epoch is left to train)
+            head.train()
+            if trunk_pretrained:
+                freeze_batchnorm(trunk)
+
+    for epoch_idx in range(start_epoch, config.epochs):
         epoch = epoch_idx + 1
         lr = float(schedule[epoch_idx])
         for group in optimizer.param_groups:
@@ -321,9 +397,14 @@ def train_dah_finetune(
         record: dict[str, float] = {"epoch": epoch, "lr": lr}
         record.update({name: float(v) for name, v in zip(_LOSS_NAMES, means)})
         history.append(record)
+        if checkpoint_dir is not None and (epoch % int(checkpoint_every) == 0 or epoch == config.epochs):
+            state = {"fingerprint": fingerprint, "trunk": cpu_state_dict(trunk), "head": cpu_state_dict(head),
+                     "optimizer": optimizer.state_dict(), **capture_rng_state(generator, rng, sampler),
+                     "history": [dict(h) for h in history]}
+            save_checkpoint(checkpoint_dir, epoch, state, keep=CHECKPOINTS_KEPT)
         if on_epoch is not None:
             on_epoch(dict(record))
-    return FinetuneResult(trunk=trunk, head=head, history=history)
+    return FinetuneResult(trunk=trunk, head=head, history=history, resumed_epoch=start_epoch)
 
 
 # ---------------------------------------------------------------------------------------------

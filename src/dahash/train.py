@@ -27,7 +27,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dahash.checkpoint import load_latest_checkpoint, run_fingerprint, save_checkpoint
+from dahash.checkpoint import (
+    capture_rng_state,
+    checkpoint_progress,
+    cpu_state_dict,
+    load_latest_checkpoint,
+    restore_rng_state,
+    run_fingerprint,
+    save_checkpoint,
+)
 from dahash.losses import (
     is_class_ordered_k_batch,
     linear_mk_mmd,
@@ -329,15 +337,11 @@ def _capture_state(
     sampler: KPerClassSampler, history: list[dict[str, float]], fingerprint: str,
 ) -> dict:
     """Everything that determines the rest of a run, in ``torch.load(weights_only=True)``-safe types."""
-    sampler_state = sampler.state_dict()
     return {
         "fingerprint": fingerprint,
-        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "model": cpu_state_dict(model),
         "optimizer": optimizer.state_dict(),
-        "torch_generator": generator.get_state(),
-        "numpy_rng": rng.bit_generator.state,
-        "sampler": {"perms": [torch.from_numpy(p) for p in sampler_state["perms"]],
-                    "cursors": sampler_state["cursors"]},
+        **capture_rng_state(generator, rng, sampler),
         "history": [dict(h) for h in history],
     }
 
@@ -347,16 +351,10 @@ def _restore_state(
     rng: np.random.Generator, sampler: KPerClassSampler, epochs: int,
 ) -> tuple[int, list[dict[str, float]]]:
     """Load a :func:`_capture_state` payload in place; returns ``(completed epochs, history)``."""
-    epoch = int(ckpt["epoch"])
-    history = [dict(h) for h in ckpt["history"]]
-    if not 1 <= epoch <= epochs or len(history) != epoch:
-        raise ValueError(f"checkpoint epoch {epoch} / history length {len(history)} do not fit epochs={epochs}")
+    epoch, history = checkpoint_progress(ckpt, epochs)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
-    generator.set_state(ckpt["torch_generator"])
-    rng.bit_generator.state = ckpt["numpy_rng"]
-    sampler.load_state_dict({"perms": [t.numpy() for t in ckpt["sampler"]["perms"]],
-                             "cursors": list(ckpt["sampler"]["cursors"])})
+    restore_rng_state(ckpt, generator, rng, sampler)
     return epoch, history
 
 
