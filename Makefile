@@ -5,6 +5,9 @@ PIP ?= $(PYTHON) -m pip
 # is wanted; on a CUDA machine use e.g. `make setup TORCH=torch==2.13.0` with PyTorch's CUDA index set up.
 TORCH ?= torch==2.13.0
 CORES ?= 8
+# training jobs running at once (`resources: gpu=1` per training job): 1 per GPU; on a CPU-only machine 2 lets
+# two training jobs share the cores
+GPU_SLOTS ?= 1
 MIRROR ?= ../shared/data/office-caltech-10
 
 .PHONY: setup pipeline quickstart test test-fast
@@ -20,7 +23,7 @@ pipeline: setup
 # Office-Caltech-10 + EfficientNet-Lite0, fully offline with a local copy of the images at $(MIRROR).
 quickstart: setup
 	$(PYTHON) -m stages.preset quickstart --set data.mirror=$(MIRROR)
-	snakemake --cores $(CORES) --resources gpu=1
+	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS)
 
 test: setup
 	$(PYTHON) -m pytest -q
