@@ -20,8 +20,6 @@ Example::
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
+from dahash.atomic import write_bytes_atomic
 
 __all__ = ["a_distance", "plot_tsne", "tsne_embedding"]
 
@@ -108,23 +107,6 @@ def tsne_embedding(features: Any, *, seed: int = 0, perplexity: float = 30.0,
     return np.asarray(tsne.fit_transform(X), dtype=np.float64)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def plot_tsne(emb: Any, domain: Sequence[Any] | np.ndarray, labels: Sequence[Any] | np.ndarray,
               path: str | Path, title: str = "") -> Path:
     """Scatter a 2-D embedding: colour = class label, marker = domain; write a PNG atomically.
@@ -182,5 +164,5 @@ def plot_tsne(emb: Any, domain: Sequence[Any] | np.ndarray, labels: Sequence[Any
         ax.legend(handles=cls_handles, loc="lower right", fontsize=7, title="class", ncol=2)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    _atomic_write_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
     return path

@@ -15,15 +15,14 @@ import html
 import io
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from dahash.atomic import write_bytes_atomic, write_text_atomic
 
 __all__ = ["EVALUATION_RULES", "REQUIRED_KEYS", "collect_records", "plot_pr_curve", "render_report"]
 
@@ -65,27 +64,6 @@ _GROUP_KEYS = ("dataset", "method", "backbone", "hash_bits")
 # --------------------------------------------------------------------------------------------
 # I/O helpers
 # --------------------------------------------------------------------------------------------
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def _check_record(rec: Any, where: str) -> dict[str, Any]:
     """Validate one record and return a normalised copy (``map`` None -> NaN)."""
     if not isinstance(rec, Mapping):
@@ -287,7 +265,7 @@ def plot_pr_curve(frame: pd.DataFrame, path: Path, *, title: str) -> Path:
 
     ``frame`` is :func:`dahash.metrics.precision_recall_curve`'s output; the write is atomic.
     """
-    _atomic_write_bytes(Path(path), _task_figure(title, _check_pr(title, frame)))
+    write_bytes_atomic(Path(path), _task_figure(title, _check_pr(title, frame)))
     return Path(path)
 
 
@@ -435,17 +413,17 @@ def render_report(
 
     figures: list[tuple[str, str]] = []
     if curves:
-        _atomic_write_bytes(out / "pr_all.png", _all_figure(curves))
+        write_bytes_atomic(out / "pr_all.png", _all_figure(curves))
         written["pr_all.png"] = out / "pr_all.png"
         figures.append(("pr_all.png", "All tasks"))
     for key, frame in curves.items():
         fname = fig_names[key]
-        _atomic_write_bytes(out / fname, _task_figure(key, frame))
+        write_bytes_atomic(out / fname, _task_figure(key, frame))
         written[fname] = out / fname
         figures.append((fname, key))
 
-    _atomic_write_text(out / "results.md", _markdown(title, protocol, tables))
+    write_text_atomic(out / "results.md", _markdown(title, protocol, tables))
     written["results.md"] = out / "results.md"
-    _atomic_write_text(out / "index.html", _html(title, protocol, tables, figures))
+    write_text_atomic(out / "index.html", _html(title, protocol, tables, figures))
     written["index.html"] = out / "index.html"
     return written
