@@ -110,6 +110,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            gamma="auto", seeds=[0], checkpoint_every=1)
     params["gamma_sweep"].update(grid=[0.5, 5.0], epochs=2)
     params["report"]["title"] = "pipeline test"
+    params["methods"] = {"dah": {}, "dah_e": {"eta": 0.0}}
     params["tasks"] = TASKS
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(proj, "git", "init", "-q")
