@@ -83,7 +83,23 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
                 )
         if task["source"] == task["target"]:
             raise StageError(f"{path}: tasks.{key}: source and target are the same domain")
+    if params["train"]["mode"] == "finetune" and params["baselines"]["methods"]:
+        raise StageError(f"{path}: baselines.methods run on cached features, which train.mode: finetune does not "
+                         "extract; set baselines.methods: {} or train.mode: head")
+    clash = sorted(set(params["methods"]) & set(params["baselines"]["methods"]))
+    if clash:
+        raise StageError(f"{path}: {clash} named in both methods and baselines.methods; rename one "
+                         "(they share models/<dataset>/<backbone>/<name>/)")
     train = params["train"]
+    if params["backbone"]["name"] == "surf800" and (dataset != "office_caltech10" or train["mode"] != "head"):
+        raise StageError(f"{path}: backbone.name = surf800 (precomputed SURF-800 features) needs "
+                         "data.dataset: office_caltech10 and train.mode: head")
+    if params["analysis"]["tasks"] and ("dah" not in params["methods"] or "dan" not in params["baselines"]["methods"]):
+        raise StageError(f"{path}: analysis.tasks compares backbone, DAN and DAH features: it needs methods.dah and "
+                         "baselines.methods.dan (or set analysis.tasks: [])")
+    for key in params["analysis"]["tasks"]:
+        if key not in params["tasks"]:
+            raise StageError(f"{path}: analysis.tasks has {key!r}, not a key of tasks {list(params['tasks'])}")
     if params["backbone"]["name"] == "smallcnn" and train["mode"] != "finetune":
         raise StageError(f"{path}: backbone.name = smallcnn has no pretrained weights: set train.mode: finetune")
     if train["gamma"] == "auto" and train["mode"] != "head":
@@ -130,6 +146,39 @@ def method_params(params: dict[str, Any], method: str) -> dict[str, Any]:
     if method not in params["methods"]:
         raise StageError(f"params.yaml: methods.{method} not defined; methods are {list(params['methods'])}")
     return {**params["train"], **(params["methods"][method] or {})}
+
+
+def baseline_options(params: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    """(algorithm, options) of ``baselines.methods.<name>``; the algorithm defaults to the name.
+
+    Deep algorithms get ``hidden_dims`` from ``train.hidden_dims`` unless the entry sets it (same head as DAH).
+    """
+    from dahash.methods import ALGORITHMS, check_options
+
+    methods = params["baselines"]["methods"]
+    if name not in methods:
+        raise StageError(f"params.yaml: baselines.methods.{name} not defined; baselines are {list(methods)}")
+    entry = dict(methods[name] or {})
+    algorithm = entry.pop("algorithm", name)
+    if algorithm not in ALGORITHMS:
+        raise StageError(f"params.yaml: baselines.methods.{name}: algorithm {algorithm!r} unknown; "
+                         f"set `algorithm:` to one of {list(ALGORITHMS)}")
+    try:
+        options = check_options(algorithm, entry)
+    except ValueError as exc:
+        raise StageError(f"params.yaml: baselines.methods.{name}: {exc}") from exc
+    if algorithm in ("source_only", "dan", "dann"):
+        options.setdefault("hidden_dims", list(params["train"]["hidden_dims"]))
+    return algorithm, options
+
+
+def run_seed(params: dict[str, Any], method: str, seed: int | None = None) -> int:
+    """The seed of a run: the given one for DAH methods, ``baselines.seed`` for comparison methods."""
+    if method in params["baselines"]["methods"]:
+        return int(params["baselines"]["seed"])
+    if seed is None:
+        raise StageError(f"{method}: a DAH method needs --seed")
+    return seed
 
 
 def run_dir(top: str, params: dict[str, Any], method: str, task: str, seed: int) -> Path:

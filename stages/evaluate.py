@@ -6,7 +6,11 @@ This is the first and only place target labels are read. Rules (see dahash.metri
 * codes: bit = 1 iff u > 0 (authors' calcMap; training's quantization uses sign(0) = +1);
 * mAP@d: queries = all target codes, database = all source codes, full Hamming ranking, ties keep
   database order (stable sort), queries with no relevant item excluded from the mean (and counted);
-* PR curve: Hamming-radius retrieval r = 0..d over the same ranking.
+* PR curve: Hamming-radius retrieval r = 0..d over the same ranking;
+* comparison methods (stage baseline): classifiers give ``pred_target`` (accuracy = mean of pred == label);
+  unsupervised hashing and SuH have no source database: queries and database are the seeded label-free
+  split of the target (``eval.query_fraction``, ``eval.split_seed``); methods without codes have no mAP
+  (null, an empty PR table) and hashing methods without a classifier no accuracy (null).
 Writes metrics/<dataset>/<M>/<KEY>/seed<S>.json (a DVC metric) and plots/pr/<dataset>/<M>/<KEY>/seed<S>.csv
 (a DVC plot),
 and logs both (plus a PR figure) to the task's MLflow run, which it then closes.
@@ -15,12 +19,13 @@ and logs both (plus a PR figure) to the task's MLflow run, which it then closes.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from dahash.metrics import accuracy, binarize, mean_average_precision, precision_recall_curve, predict_eq6
+from dahash.evaluation import score
 from dahash.report import EVALUATION_RULES, plot_pr_curve
 from stages import tracking
 from stages.common import (ROOT, StageError, atomic_path, dataset_spec, load_params, main_wrapper, method_params,
@@ -30,7 +35,11 @@ from stages.runs import parse_run_args
 
 RULES = {
     **EVALUATION_RULES,
-    "model": "final epoch (no model selection); no target label is read before this stage",
+    "model": "final epoch (no model selection); no target label is read before this stage "
+             "(SuH, the supervised upper bound, trains on the labels of the target split's database part)",
+    "target split": "unsupervised hashing and SuH: target-only retrieval, queries = a seeded uniformly random "
+                    "round(query_fraction x n_t) of the target items (no labels used), database = the rest",
+    "not applicable": "null accuracy: the method has no classifier; null mAP: the method has no codes",
 }
 
 
@@ -50,46 +59,64 @@ def main(argv: list[str] | None = None) -> None:
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
     spec = dataset_spec(params)
     mdir = run_dir("models", params, args.method, args.task, args.seed)
+    producer = "baseline" if args.method in params["baselines"]["methods"] else "train"
     try:
-        codes = np.load(mdir / "codes.npz")
+        codes = dict(np.load(mdir / "codes.npz"))
         run = json.loads((mdir / "run.json").read_text())
     except FileNotFoundError as exc:
-        raise StageError(f"{exc.filename}: missing; run the train stage (dvc repro train@{args.method}-{args.task}-{args.seed})") from exc
-    us, ut = codes["u_source"], codes["u_target"]
+        raise StageError(f"{exc.filename}: missing; run the {producer} stage "
+                         f"(dvc repro {producer}@{args.method}-{args.task}"
+                         + (f"-{args.seed})" if producer == "train" else ")")) from exc
     _, src_paths = load_features(dataset, backbone, task["source"])
     _, tgt_paths = load_features(dataset, backbone, task["target"])
     ys = domain_rows(dataset, task["source"])["label"].to_numpy(np.int64)
     yt = domain_rows(dataset, task["target"])["label"].to_numpy(np.int64)  # the test: target labels
-    if len(ys) != len(us) or len(yt) != len(ut):
-        raise StageError(f"{mdir}: codes do not match the manifest ({len(us)}/{len(ys)}, {len(ut)}/{len(yt)}); retrain")
-
-    pred = predict_eq6(ut, us, ys, len(spec.classes), max_per_class=params["eval"]["max_per_class"])
-    acc = accuracy(pred, yt)
-    bs, bt = binarize(us), binarize(ut)
-    m = mean_average_precision(bt, bs, yt, ys)
-    pr = precision_recall_curve(bt, bs, yt, ys)
-    bits = int(us.shape[1])
+    for key, n in (("u_source", len(ys)), ("u_target", len(yt)), ("pred_target", len(yt))):
+        if key in codes and len(codes[key]) != n:
+            raise StageError(f"{mdir}: {key} has {len(codes[key])} rows, the manifest {n}; retrain")
+    family = run.get("family", "dah")
+    retrieval = run.get("retrieval", "source_database")
+    try:
+        result = score(codes, ys, yt, num_classes=len(spec.classes), retrieval=retrieval,
+                       max_per_class=params["eval"]["max_per_class"], query_fraction=params["eval"]["query_fraction"],
+                       split_seed=params["eval"]["split_seed"])
+    except ValueError as exc:
+        raise StageError(f"{mdir}: {exc}") from exc
+    epochs = method_params(params, args.method)["epochs"] if producer == "train" else run.get("epochs")
     record = {
         "task": args.task, "source": task["source"], "target": task["target"], "dataset": dataset,
-        "backbone": backbone, "method": args.method, "hash_bits": bits,
-        "seed": args.seed, "epochs": method_params(params, args.method)["epochs"],
-        "accuracy": acc, "map": m.map, "n_source": int(len(ys)), "n_target": int(len(yt)),
-        "n_queries_scored": m.n_scored, "n_queries_empty": m.n_empty, "rules": RULES,
-        "mlflow_run_id": run["run_id"],
+        "backbone": backbone, "method": args.method, "algorithm": run.get("algorithm", "dah"), "family": family,
+        "retrieval": retrieval if result["map"] is not None else None,
+        "uses_target_labels": bool(run.get("uses_target_labels", False)),
+        "hash_bits": result["bits"] or int(params["train"]["hash_bits"]),
+        "seed": args.seed, "epochs": epochs, "accuracy": result["accuracy"], "map": result["map"],
+        "n_source": int(len(ys)), "n_target": int(len(yt)), "n_queries": result["n_queries"],
+        "n_database": result["n_database"], "n_queries_scored": result["n_scored"],
+        "n_queries_empty": result["n_empty"], "rules": RULES, "mlflow_run_id": run["run_id"],
+        "train_seconds": run.get("train_seconds"),
     }
     mpath = metrics_path(dataset, args.method, args.task, args.seed)
     ppath = pr_path(dataset, args.method, args.task, args.seed)
     write_json(mpath, record)
+    pr = result["pr"]
     with atomic_path(ppath) as tmp:
         pr.to_csv(tmp, index=False)
 
-    tracking.log_metrics(run["run_id"], {"accuracy": acc, f"map_at_{bits}": m.map, "map": m.map})
+    bits = record["hash_bits"]
+    scores = {k: v for k, v in {"accuracy": result["accuracy"], f"map_at_{bits}": result["map"],
+                                "map": result["map"]}.items() if v is not None and not math.isnan(v)}
+    tracking.log_metrics(run["run_id"], scores)
+    artifacts = [mpath, ppath]
     with tempfile.TemporaryDirectory() as td:
-        png = Path(td) / f"pr_{args.method}_{args.task}_seed{args.seed}.png"
-        plot_pr_curve(pr, png, title=f"{args.method} {args.task}: {task['source']} -> {task['target']} (seed {args.seed})")
-        tracking.log_artifacts(run["run_id"], [mpath, ppath, png])
+        if len(pr):
+            png = Path(td) / f"pr_{args.method}_{args.task}_seed{args.seed}.png"
+            plot_pr_curve(pr, png, title=f"{args.method} {args.task}: {task['source']} -> {task['target']} (seed {args.seed})")
+            artifacts.append(png)
+        tracking.log_artifacts(run["run_id"], artifacts)
     tracking.finish_run(run["run_id"])
-    print(f"[{args.method} {args.task} seed{args.seed}] accuracy {100 * acc:.1f} %  mAP@{bits} {100 * m.map:.1f} %  -> {mpath.relative_to(ROOT)}")
+    shown = "  ".join(f"{k} {100 * v:.1f} %" for k, v in (("accuracy", result["accuracy"]), (f"mAP@{bits}", result["map"]))
+                      if v is not None)
+    print(f"[{args.method} {args.task} seed{args.seed}] {shown or 'nothing to score'}  -> {mpath.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

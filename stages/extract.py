@@ -1,7 +1,8 @@
 """Stage `extract --domain D`: backbone features of every usable image of one domain.
 
 Writes data/features/<dataset>/<backbone>/<D>/features.npy (N x F float32; VGG-F: pool5, 9216-d;
-EfficientNet-Lite0: pooled 1280-d) and meta.json, streaming images in batches with a progress bar.
+EfficientNet-Lite0: pooled 1280-d; SURF-800: the GFK release's 800-d
+bag of words, L1 + z-score per domain) and meta.json, streaming images in batches with a progress bar.
 With ``train.mode: finetune`` the training stage reads the images itself: F = 0 and only the list of
 images (meta.json) is written.
 """
@@ -13,7 +14,7 @@ import argparse
 import numpy as np
 
 from dahash.backbones import build_backbone
-from stages.common import ROOT, atomic_path, load_params, main_wrapper, resolve_device, write_json
+from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper, resolve_device, write_json
 from stages.features import domain_rows, features_dir
 from stages.weights import weights_file
 
@@ -30,7 +31,14 @@ def main(argv: list[str] | None = None) -> None:
     rows = domain_rows(dataset, args.domain)
     raw = ROOT / "data" / "raw" / dataset
     device = resolve_device(params["extract"]["device"])
-    if params["train"]["mode"] == "finetune":  # training reads the images; only the image list is recorded
+    if name == "surf800":  # the classic SURF-800 features: looked up by image name, L1 + z-score per domain
+        from dahash.surf import surf_features_for
+
+        try:
+            feats = surf_features_for(weights_file(name), args.domain, rows["path"].tolist())
+        except ValueError as exc:
+            raise StageError(str(exc)) from exc
+    elif params["train"]["mode"] == "finetune":  # training reads the images; only the image list is recorded
         feats = np.zeros((len(rows), 0), np.float32)
     else:
         feats = extract_features(

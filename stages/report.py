@@ -1,19 +1,27 @@
-"""Stage `report`: report/index.html and report/results.md from every run's metrics and PR curve.
+"""Stage `report`: report/index.html and report/results.md, the paper's comparison report.
 
-One table per method (tasks x accuracy, mAP@d; mean +- std over seeds when there are several), the
-averages, the protocol, and the precision-recall figures (first seed of each method and task).
+Reads every metrics file (methods x tasks x seeds) and the first seed's PR curve per method and task,
+plus the feature-analysis records of ``analysis.tasks`` that exist (analysis/<dataset>/<task>/
+analysis.json), and renders Table 2/3 (accuracy), Table 4 (mAP per target domain) and Figures 3-5
+analogues beside the paper's published values (dahash.paper_results).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import pandas as pd
 
-from dahash.report import collect_records, render_report
-from stages.common import ROOT, load_params, main_wrapper
+from dahash.report import collect_analysis, collect_records, render_report
+from stages.common import ROOT, StageError, load_params, main_wrapper
 from stages.evaluate import RULES, metrics_path, pr_path
+
+
+def analysis_path(dataset: str, task: str) -> Path:
+    return ROOT / "analysis" / dataset / task / "analysis.json"
 
 
 @main_wrapper
@@ -22,25 +30,72 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     dataset = params["data"]["dataset"]
     seeds = params["train"]["seeds"]
-    runs = [(m, t, s) for m in params["methods"] for t in params["tasks"] for s in seeds]
+    tasks = list(params["tasks"])
+    baselines = params["baselines"]
+    # DAH methods run once per train.seeds, comparison methods once with baselines.seed
+    first_seed = {**{m: seeds[0] for m in params["methods"]}, **{m: baselines["seed"] for m in baselines["methods"]}}
+    methods = list(first_seed)
+    runs = [(m, t, s) for m in params["methods"] for t in tasks for s in seeds]
+    runs += [(m, t, baselines["seed"]) for m in baselines["methods"] for t in tasks]
     records = collect_records([metrics_path(dataset, m, t, s) for m, t, s in runs])
-    curves = {f"{m} {t}": pd.read_csv(pr_path(dataset, m, t, seeds[0])) for m in params["methods"] for t in params["tasks"]}
-    tp = params["train"]
+    first = {(r["method"], r["task"]): r for r in records if r["seed"] == first_seed[r["method"]]}
+
+    curves = {}
+    for m in methods:
+        for t in tasks:
+            path = pr_path(dataset, m, t, first_seed[m])
+            if path.exists():
+                curves[(m, t)] = pd.read_csv(path)
+            elif first.get((m, t), {}).get("map") is not None:
+                raise StageError(f"{path}: missing although {metrics_path(dataset, m, t, first_seed[m])} has an mAP; "
+                                 f"rerun its evaluate stage")
+
+    analysis_tasks = list((params.get("analysis") or {}).get("tasks") or [])
+    found = [t for t in analysis_tasks if analysis_path(dataset, t).exists()]
+    missing = [t for t in analysis_tasks if t not in found]
+    if missing:
+        print(f"report: no feature analysis yet for {missing} (analysis/{dataset}/<task>/analysis.json)",
+              file=sys.stderr)
+    analysis = collect_analysis([analysis_path(dataset, t) for t in found])
+
+    tp, ev = params["train"], params.get("eval") or {}
+    query_fraction, split_seed = ev.get("query_fraction", 0.1), ev.get("split_seed", 0)
     protocol = {
         "setting": "unsupervised domain adaptation, transductive: all labeled source + all unlabeled target images "
         "for training; tested on all target images",
         "dataset": dataset,
         "backbone": f"{params['backbone']['name']} (training mode: {tp['mode']})",
-        "methods": ", ".join(f"{m} ({json.dumps(o or {})})" for m, o in params["methods"].items()),
+        "methods": ", ".join(f"{m} ({json.dumps(o or {})})" for m, o in params["methods"].items())
+        + f"; trained once per seed in {seeds}",
+        "comparison methods": ", ".join(f"{m} ({json.dumps(o or {})})" for m, o in baselines["methods"].items())
+        + f"; each run once, seed {baselines['seed']}",
         "hash bits": str(tp["hash_bits"]),
         "epochs": str(tp["epochs"]),
         "gamma": str(tp["gamma"]) + (" (per task: largest held-out domain-classifier error, paper sec. 5.2)"
                                      if tp["gamma"] == "auto" else ""),
-        "seeds": ", ".join(map(str, seeds)) + (" (cells: mean +- std over seeds)" if len(seeds) > 1 else ""),
+        "seeds": ", ".join(map(str, seeds)) + (" (DAH methods; cells: mean +- std over seeds)" if len(seeds) > 1 else ""),
         "model": RULES["model"],
         **{k: v for k, v in RULES.items() if k != "model"},
     }
-    written = render_report(records, curves, ROOT / "report", title=params["report"]["title"], protocol=protocol)
+    if "retrieval" in protocol:
+        protocol["retrieval"] = f"methods marked 'source database' (DAH, DAH-e, NoDA): {protocol['retrieval']}"
+    concrete = f"this run: {100 * query_fraction:g} % of the target items are queries (split seed {split_seed})"
+    if "target split" in protocol:  # worded by the evaluate stage
+        protocol["target split"] = f"{protocol['target split']}; {concrete}"
+    else:
+        protocol["target split"] = (
+            "unsupervised hashing (ITQ, KMH, BA, BDNN) and SuH have no source database: queries = a seeded random "
+            "part of the target items (no label used to split), database = the rest, relevant = same class; " + concrete)
+    protocol.setdefault("SuH", "SuH uses target labels: an upper bound, not a domain-adaptation result")
+    protocol.setdefault("not applicable", "an empty cell: the method has no classifier (accuracy) or no hash "
+                        "codes (mAP, PR curves); never 0")
+    if analysis_tasks:
+        protocol.setdefault("feature analysis", f"tasks {', '.join(analysis_tasks)}"
+                            + (f" (not yet computed: {', '.join(missing)})" if missing else ""))
+    written = render_report(
+        records, curves, ROOT / "report", title=params["report"]["title"], protocol=protocol,
+        methods=methods, tasks=tasks, domains=params["data"]["domains"], analysis=analysis,
+    )
     for p in written.values():
         print(f"wrote {p.relative_to(ROOT)}")
 

