@@ -10,7 +10,7 @@ CORES ?= 8
 GPU_SLOTS ?= 1
 MIRROR ?= ../shared/data/office-caltech-10
 
-.PHONY: setup pipeline quickstart test test-fast
+.PHONY: setup pipeline quickstart surf test test-fast
 
 setup:
 	$(PIP) install "$(TORCH)"
@@ -23,6 +23,11 @@ pipeline: setup
 # Office-Caltech-10 + EfficientNet-Lite0, fully offline with a local copy of the images at $(MIRROR).
 quickstart: setup
 	$(PYTHON) -m stages.preset quickstart --set data.mirror=$(MIRROR)
+	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS)
+
+# The classic shallow benchmark: SURF-800 features of Office-Caltech-10 (from $(MIRROR)/features or downloaded).
+surf: setup
+	$(PYTHON) -m stages.preset surf --set data.mirror=$(MIRROR)
 	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS)
 
 test: setup

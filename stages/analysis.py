@@ -23,8 +23,7 @@ from dahash.analysis import a_distance, plot_tsne, tsne_embedding
 from dahash.model import DAHHead
 from stages.common import (ROOT, StageError, atomic_path, load_params, main_wrapper, run_dir, task_of,
                            write_json)
-from stages.features import domain_rows, load_features
-from stages.runs import penultimate_features
+from stages.features import domain_rows, load_features, penultimate_features
 
 KINDS = ("backbone", "dan", "dah")
 

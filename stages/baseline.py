@@ -2,7 +2,7 @@
 
 ``baselines.methods.<M>`` names the algorithm (``algorithm:``, default M) and its options; the run uses
 ``baselines.seed`` and ``train.hash_bits``. Inputs are the same cached features DAH trains on (shallow and
-hashing methods: the backbone's fc7-level features, see stages.runs.penultimate_features). Target
+hashing methods: the backbone's fc7-level features, see stages.features.penultimate_features). Target
 labels are NOT read, except by SuH (``suh``: supervised hashing on the labelled target database part, the
 paper's upper bound), which reads the labels of the split's database items only (split rule:
 ``eval.query_fraction``, ``eval.split_seed``; see dahash.methods).
@@ -24,8 +24,8 @@ from dahash.methods import algorithm_of, run_baseline
 from stages import tracking
 from stages.common import (atomic_path, baseline_options, dataset_spec, file_md5, load_params, main_wrapper,
                            resolve_device, run_dir, task_of, write_json)
-from stages.features import features_dir, labels_for, load_features
-from stages.runs import penultimate_features, pretrained_head
+from stages.features import features_dir, labels_for, load_features, penultimate_features
+from stages.runs import pretrained_head
 
 
 @main_wrapper

@@ -2,8 +2,9 @@
 
 One module-scoped project is built once (copy of this checkout + generated images as a ``custom``
 dataset + a tiny training config) and the tests below run in order against it:
-snakemake runs the whole DAG -> every run is in MLflow -> a training param is edited -> ``snakemake -n``
-and ``dvc repro`` agree on exactly the train/evaluate/report stages -> push/pull through the remote.
+snakemake runs the whole DAG (DAH, DAH-e, one comparison method of each family, the feature analysis, the
+report) -> every run is in MLflow -> a training param is edited -> ``snakemake -n`` and ``dvc repro`` agree on
+exactly the train/evaluate/analysis/report stages -> push/pull through the remote, offline ``dvc plots show``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ DOMAINS = ["d1", "d2"]
 CLASSES = ["circle", "cross", "square"]
 TASKS = {"d1_d2": {"source": "d1", "target": "d2"}, "d2_d1": {"source": "d2", "target": "d1"}}
 METHODS = ["dah", "dah_e"]
+# comparison methods, one per family: deep (DAN), shallow (CORAL), unsupervised hashing (ITQ), upper bound (SuH)
+BASELINES = {"dan": {"epochs": 2}, "coral": {}, "itq": {"n_iter": 5}, "suh": {"epochs": 2}}
 
 
 def _env(proj: Path) -> dict[str, str]:
@@ -113,6 +116,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params["gamma_sweep"].update(grid=[0.5, 5.0], epochs=2)
     params["report"]["title"] = "pipeline test"
     params["methods"] = {"dah": {}, "dah_e": {"eta": 0.0}}
+    params["baselines"] = {"seed": 0, "methods": BASELINES}
+    params["analysis"] = {"tasks": ["d1_d2"], "max_points": 1000}
     params["tasks"] = TASKS
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(proj, "git", "init", "-q")
@@ -131,6 +136,18 @@ def test_snakemake_runs_the_whole_dag(project: Path) -> None:
             metrics = json.loads((project / "metrics" / "custom" / method / key / "seed0.json").read_text())
             assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["map"] <= 1.0
             assert metrics["hash_bits"] == 16 and metrics["n_target"] == len(CLASSES) * 6
+    for key in TASKS:  # comparison methods: null where the method has no classifier / no codes
+        get = lambda m: json.loads((project / "metrics" / "custom" / m / key / "seed0.json").read_text())  # noqa: E731
+        for m in ("dan", "coral"):
+            assert 0.0 <= get(m)["accuracy"] <= 1.0 and get(m)["map"] is None and get(m)["retrieval"] is None
+        for m in ("itq", "suh"):
+            assert get(m)["accuracy"] is None and 0.0 <= get(m)["map"] <= 1.0
+            assert get(m)["retrieval"] == "target_split" and get(m)["n_queries"] == round(0.1 * len(CLASSES) * 6)
+        assert get("suh")["uses_target_labels"] and not get("itq")["uses_target_labels"]
+    analysis = json.loads((project / "analysis" / "custom" / "d1_d2" / "analysis.json").read_text())
+    assert set(analysis["a_distance"]) == {"backbone", "dan", "dah"}
+    assert all((project / "analysis" / "custom" / "d1_d2" / f"tsne_{k}.png").exists() for k in analysis["a_distance"])
+    assert "Table 4" in html or "mAP" in html
     for key in TASKS:  # gamma = auto: chosen per task among the swept values
         sel = json.loads((project / "sweeps" / "gamma" / "custom" / "efficientnet_lite0" / f"{key}.selected.json").read_text())
         assert sel["gamma"] in (0.5, 5.0) and set(sel["domain_errors"]) == {"0.5", "5.0"}
@@ -153,9 +170,13 @@ def test_every_training_run_is_in_mlflow(project: Path) -> None:
         "arts=[a.path for a in c.list_artifacts(r.info.run_id)]) for r in runs]))"
     )
     runs = json.loads(run(project, sys.executable, "-c", code).stdout.strip().splitlines()[-1])
-    assert {r["name"] for r in runs} == {f"{m}:{k}:seed0" for m in METHODS for k in TASKS}
+    assert {r["name"] for r in runs} == {f"{m}:{k}:seed0" for m in [*METHODS, *BASELINES] for k in TASKS}
     for r in runs:
         assert r["status"] == "FINISHED"
+        if r["name"].split(":")[0] in BASELINES:
+            assert r["params"]["algorithm"] == r["name"].split(":")[0] and "train_seconds" in r["metrics"]
+            assert any(a.endswith(".json") for a in r["arts"])
+            continue
         assert {"accuracy", "map", "hash", "quantization", "entropy", "mmd", "total"} <= set(r["metrics"])
         assert r["hist"] == 3  # one point per epoch
         assert r["params"]["train.epochs"] == "3"
@@ -167,12 +188,14 @@ def test_param_edit_reruns_only_training_evaluation_report(project: Path) -> Non
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["epochs"] = 4
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    expected = {f"{s}@{m}-{k}-0" for s in ("train", "evaluate") for m in METHODS for k in TASKS} | {"report"}
+    # the comparison methods do not use train.epochs: they stay; the analysis reads the DAH models: it reruns
+    expected = {f"{s}@{m}-{k}-0" for s in ("train", "evaluate") for m in METHODS for k in TASKS} | {"analysis", "report"}
 
     dry = run(project, "snakemake", "-n")
     assert stage_names_from_snakemake(project, dry.stdout) == expected, dry.stdout
     status = run(project, "dvc", "status").stdout
-    assert {f"train@{m}-{k}-0" for m in METHODS for k in TASKS} == set(re.findall(r"^(\S+):$", status, re.M)), status
+    # params changed: the trainings, and the report (it prints the epochs in its protocol)
+    assert {f"train@{m}-{k}-0" for m in METHODS for k in TASKS} | {"report"} == set(re.findall(r"^(\S+):$", status, re.M)), status
 
     repro = run(project, "dvc", "repro")
     ran = set(re.findall(r"Running stage '([^']+)'", repro.stdout))
@@ -189,7 +212,9 @@ def test_dvc_metrics_plots_and_remote(project: Path) -> None:
     assert "accuracy" in shown and "map" in shown and "dah/d1_d2/seed0.json" in shown
     out = project / "plots-html"
     run(project, "dvc", "plots", "show", "-o", str(out))
-    assert (out / "index.html").exists()
+    page = (out / "index.html").read_text()
+    assert "<script src=" not in page and "cdn.jsdelivr" not in page  # offline: vega inlined (workflow/vega)
+    assert "a_distance" in page and "precision" in page
     # push to the default local remote, delete the features, pull them back
     run(project, "dvc", "push")
     feats = project / "data" / "features" / "custom" / "efficientnet_lite0" / "d1" / "features.npy"
@@ -221,13 +246,16 @@ def test_training_never_reads_target_labels(project: Path) -> None:
 
     manifest = project / "data" / "manifests" / "custom.parquet"
     codes = project / "models" / "custom" / "efficientnet_lite0" / "dah" / "d1_d2" / "seed0" / "codes.npz"
-    before = dict(np.load(codes))
+    dan = project / "models" / "custom" / "efficientnet_lite0" / "dan" / "d1_d2" / "seed0" / "codes.npz"
+    before, dan_before = dict(np.load(codes)), dict(np.load(dan))
     df = pd.read_parquet(manifest)
     target = df["domain"] == "d2"
     df.loc[target, "label"] = np.random.default_rng(1).permutation(df.loc[target, "label"].to_numpy())
     df.to_parquet(manifest)
     run(project, sys.executable, "-m", "stages.train", "--method", "dah", "--task", "d1_d2", "--seed", "0")
-    after = dict(np.load(codes))
-    assert before.keys() == after.keys()
-    for k in before:
-        assert np.array_equal(before[k], after[k]), k
+    run(project, sys.executable, "-m", "stages.baseline", "--method", "dan", "--task", "d1_d2")
+    for old, path in ((before, codes), (dan_before, dan)):
+        after = dict(np.load(path))
+        assert old.keys() == after.keys()
+        for k in old:
+            assert np.array_equal(old[k], after[k]), (path, k)

@@ -76,6 +76,42 @@ def test_cross_key_checks(params: dict) -> None:
     bad["data"]["dataset"] = "custom"
     with pytest.raises(StageError, match="data.mirror"):
         check_cross_keys(bad)
+    bad = copy.deepcopy(params)
+    bad["baselines"]["methods"]["dah"] = {"algorithm": "tca"}
+    with pytest.raises(StageError, match="both methods and baselines.methods"):
+        check_cross_keys(bad)
+    bad = copy.deepcopy(params)
+    bad["train"]["mode"] = "finetune"
+    with pytest.raises(StageError, match="baselines.methods run on cached features"):
+        check_cross_keys(bad)
+    bad = copy.deepcopy(params)
+    bad["backbone"]["name"] = "surf800"
+    with pytest.raises(StageError, match="surf800"):
+        check_cross_keys(bad)
+    bad = copy.deepcopy(params)
+    del bad["baselines"]["methods"]["dan"]
+    with pytest.raises(StageError, match="analysis.tasks"):
+        check_cross_keys(bad)
+    bad = copy.deepcopy(params)
+    bad["analysis"]["tasks"] = ["Xx_Yy"]
+    with pytest.raises(StageError, match="analysis.tasks has 'Xx_Yy'"):
+        check_cross_keys(bad)
+
+
+def test_baseline_options_resolve_algorithm_and_refuse_unknown_keys(params: dict) -> None:
+    from stages.common import baseline_options
+
+    p = copy.deepcopy(params)
+    p["baselines"]["methods"] = {"nn1": {"algorithm": "shallow_source_only", "classifier": "svm"},
+                                 "dan": {}, "tca": {"dims": 3}, "mystery": {}}
+    assert baseline_options(p, "nn1") == ("shallow_source_only", {"classifier": "svm"})
+    assert baseline_options(p, "dan") == ("dan", {"hidden_dims": [4096, 4096]})  # the same head as DAH
+    with pytest.raises(StageError, match=r"baselines.methods.tca: .*unknown option\(s\) \['dims'\].*'dim'"):
+        baseline_options(p, "tca")
+    with pytest.raises(StageError, match="algorithm 'mystery' unknown"):
+        baseline_options(p, "mystery")
+    with pytest.raises(StageError, match="baselines.methods.gfk not defined"):
+        baseline_options(p, "gfk")
 
 
 def test_preset_keeps_comments_replaces_tasks_and_rejects_bad_input(tmp_path: Path) -> None:
@@ -166,3 +202,26 @@ def test_snakefile_rules_match_dvc_stages() -> None:
     assert any(k.endswith(":train") for k in train.params)
     assert train.outs[0].endswith(f"/{method}/{task}/seed{seed}")
     assert any(d.endswith(f"{task}.selected.json") for d in train.deps)
+
+
+def test_surf_weights_come_from_the_mirror_checked_or_stop_with_instructions(tmp_path: Path, monkeypatch) -> None:
+    """backbone surf800: the mirror's features/ files are copied only when their sha256 matches the registry;
+    offline without a copy the stage stops naming the file and its URL."""
+    from dahash.datasets import SURF800_FILES
+    from dahash.download import DownloadError
+    from stages.weights import fetch_surf
+
+    monkeypatch.setenv("DAHASH_OFFLINE", "1")
+    mirror = tmp_path / "mirror"
+    rel = "surf/amazon.mat"
+    (mirror / "features" / "surf").mkdir(parents=True)
+    (mirror / "features" / rel).write_bytes(b"not the SURF file")
+    params = {"data": {"mirror": str(mirror), "cache_dir": str(tmp_path / "cache"),
+                       "manual_dir": str(tmp_path / "downloads")}}
+    with pytest.raises(StageError, match=r"amazon\.mat: sha256 .* must have sha256:df32548b"):
+        fetch_surf(tmp_path / "out", params)
+    (mirror / "features" / rel).unlink()
+    with pytest.raises(DownloadError, match="amazon.mat") as err:
+        fetch_surf(tmp_path / "out", params)
+    assert SURF800_FILES[rel].url in str(err.value)
+    assert "raw.githubusercontent.com/redhat12345/OfficeCaltechDomainAdaptation" in SURF800_FILES[rel].url

@@ -179,3 +179,45 @@ def test_real_surf_amazon_to_webcam_accuracies(shared_data: Path) -> None:
     assert 0.20 <= so <= 0.35, so
     assert 0.30 <= gfk <= 0.50, gfk
     assert gfk > so + 0.03
+
+
+def test_surf_features_for_orders_rows_by_image_path(tmp_path: Path) -> None:
+    """Rows come back in the order of the given image paths, preprocessed over the domain's rows."""
+    from dahash.surf import surf_features_for
+
+    fts = write_surf(tmp_path, "webcam", [1, 2, 6, 10])
+    paths = ["webcam/laptop/frame_0003.jpg", "webcam/backpack/frame_0001.jpg",
+             "webcam/projector/frame_0004.jpg", "webcam/bike/frame_0002.jpg"]
+    got = surf_features_for(tmp_path, "webcam", paths)
+    want = surf_preprocess(fts[[2, 0, 3, 1]].astype(np.float64))
+    assert got.shape == (4, 800) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_surf_features_for_names_a_missing_image(tmp_path: Path) -> None:
+    from dahash.surf import surf_features_for
+
+    write_surf(tmp_path, "dslr", [1, 2])
+    with pytest.raises(ValueError, match="dslr/mug/frame_0009.jpg"):
+        surf_features_for(tmp_path, "dslr", ["dslr/backpack/frame_0001.jpg", "dslr/mug/frame_0009.jpg"])
+    write_surf(tmp_path, "amazon", [1, 2], names=False)
+    with pytest.raises(ValueError, match="image-name file"):
+        surf_features_for(tmp_path, "amazon", ["amazon/backpack/frame_0001.jpg"])
+
+
+@pytest.mark.realdata
+def test_real_surf_files_match_the_registry_and_the_images(shared_data: Path) -> None:
+    """The shared SURF files have the registry's sha256 and every Office-Caltech-10 image has a SURF row."""
+    from dahash.datasets import SURF800_FILES
+    from dahash.download import sha256_file
+    from dahash.surf import surf_features_for
+
+    folder = shared_data / "office-caltech-10" / "features"
+    for rel, remote in SURF800_FILES.items():
+        assert f"sha256:{sha256_file(folder / rel)}" == remote.known_hash, rel
+    images = shared_data / "office-caltech-10" / "images"
+    for domain, n in {"amazon": 958, "caltech10": 1123, "dslr": 157, "webcam": 295}.items():
+        paths = sorted(p.relative_to(images).as_posix() for p in (images / domain).rglob("*.jpg"))
+        assert len(paths) == n
+        feats = surf_features_for(folder, domain, paths)
+        assert feats.shape == (n, 800) and np.isfinite(feats).all()
