@@ -27,6 +27,8 @@ def score(codes: dict[str, np.ndarray], ys: np.ndarray, yt: np.ndarray, *, num_c
     label-free split of the target (``target_query_database_split(n_t, query_fraction, split_seed)``),
     its query part vs its database part; no codes -> None and an empty PR table.
     """
+    if retrieval not in (None, "source_database", "target_split"):
+        raise ValueError(f"unknown retrieval protocol {retrieval!r}; expected source_database or target_split")
     acc = None
     if "pred_target" in codes:
         acc = accuracy(codes["pred_target"], yt)
@@ -41,11 +43,9 @@ def score(codes: dict[str, np.ndarray], ys: np.ndarray, yt: np.ndarray, *, num_c
     bt = binarize(codes["u_target"])
     if retrieval == "source_database":
         q, yq, db, ydb = bt, yt, binarize(codes["u_source"]), ys
-    elif retrieval == "target_split":
+    else:  # target_split
         qi, di = target_query_database_split(len(yt), query_fraction=query_fraction, seed=split_seed)
         q, yq, db, ydb = bt[qi], yt[qi], bt[di], yt[di]
-    else:
-        raise ValueError(f"unknown retrieval protocol {retrieval!r}; expected source_database or target_split")
     m = mean_average_precision(q, db, yq, ydb)
     out.update(map=m.map, bits=int(bt.shape[1]), pr=precision_recall_curve(q, db, yq, ydb),
                n_queries=int(len(q)), n_database=int(len(db)), n_scored=m.n_scored, n_empty=m.n_empty)

@@ -1,0 +1,231 @@
+"""Stages ``baseline`` and ``evaluate`` for comparison methods, on a tiny project in a temp folder.
+
+The project (params.yaml validated against the real schema, a ``custom`` dataset of 3 classes, a manifest,
+cached 16-d features of two domains, an MLflow sqlite store) lives under tmp_path; the stage modules run
+in process with every ``stages.*`` module's ``ROOT`` pointed at it. Checked: what ``baseline`` writes for a
+shallow DA method (coral) and an unsupervised hashing method (itq), what ``evaluate`` makes of it, and
+the honesty rule: shuffling the TARGET labels in the manifest leaves coral's outputs bit-identical.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+import stages.baseline as baseline_stage
+import stages.evaluate as evaluate_stage
+from dahash.baselines.split import target_query_database_split
+from dahash.manifest import write_manifest
+from stages import common, tracking
+
+DOMAINS = ("src", "tgt")
+CLASSES = ("a", "b", "c")
+N = {"src": 45, "tgt": 30}
+TASK = "src_tgt"
+DATASET, BACKBONE = "custom", "efficientnet_lite0"  # a backbone whose cached features are already fc7-level
+BITS = 8
+REAL_ROOT = common.ROOT
+
+
+def _features(rng: np.random.Generator, labels: np.ndarray, shift: float) -> np.ndarray:
+    centres = 3.0 * np.random.default_rng(7).standard_normal((len(CLASSES), 16))
+    return (centres[labels] + shift + rng.standard_normal((len(labels), 16))).astype(np.float32)
+
+
+def make_project(root: Path) -> dict:
+    """Write params.yaml, the class folders, the manifest and the cached features; return the params."""
+    rng = np.random.default_rng(0)
+    raw = root / "data" / "raw" / DATASET
+    for d in DOMAINS:
+        for c in CLASSES:
+            (raw / d / c).mkdir(parents=True)
+    rows = []
+    for d_i, d in enumerate(DOMAINS):
+        labels = rng.permutation(np.arange(N[d]) % len(CLASSES))
+        paths = [f"{d}/{CLASSES[y]}/img_{i:03d}.jpg" for i, y in enumerate(labels)]
+        fdir = root / "data" / "features" / DATASET / BACKBONE / d
+        fdir.mkdir(parents=True)
+        np.save(fdir / "features.npy", _features(rng, labels, 1.5 * d_i))
+        (fdir / "meta.json").write_text(json.dumps({"paths": paths}))
+        rows += [{"path": p, "domain": d, "label": int(y), "class_name": CLASSES[y], "width": 8, "height": 8,
+                  "mode": "RGB", "status": "ok", "reason": ""} for p, y in zip(paths, labels)]
+    write_manifest(pd.DataFrame(rows), root / "data" / "manifests" / f"{DATASET}.parquet")
+
+    params = yaml.safe_load(common.PARAMS_FILE.read_text())  # the real file, only read: every other key
+    params["data"].update(dataset=DATASET, domains=list(DOMAINS), mirror=str(raw))
+    params["backbone"]["name"] = BACKBONE
+    params["train"].update(mode="head", hash_bits=BITS, hidden_dims=[16, 16], device="cpu", gamma=5000.0)
+    params["methods"] = {"dah": {}}
+    params["baselines"] = {"seed": 0, "methods": {"coral": {}, "itq": {"n_iter": 5},
+                                                 "suh": {"epochs": 20, "batch_size": 16, "lr": 0.01}}}
+    params["eval"].update(max_per_class=200, query_fraction=0.2, split_seed=1)
+    params["analysis"] = {"tasks": [], "max_points": 1000}
+    params["tracking"]["experiment"] = "dahash-baseline-stage-test"
+    params["tasks"] = {TASK: {"source": DOMAINS[0], "target": DOMAINS[1]}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return common.load_params(root / "params.yaml")  # valid against the real schema and cross-key checks
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("baseline_stage") / "proj"
+    root.mkdir()
+    make_project(root)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, mod in list(sys.modules.items()):  # every stages.* module that bound the project root
+            if (name == "stages" or name.startswith("stages.")) and getattr(mod, "ROOT", None) == REAL_ROOT:
+                mp.setattr(mod, "ROOT", root)
+        mp.setattr(tracking, "DEFAULT_DB", root / "mlflow.db")
+        mp.setattr(tracking, "ARTIFACT_ROOT", root / "mlartifacts")
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        for mod in (baseline_stage, evaluate_stage):
+            mp.setattr(mod, "load_params", lambda: common.load_params(root / "params.yaml"))
+        # guard: nothing may be written into the real checkout (a pipeline may be running there)
+        assert common.run_dir("models", {"data": {"dataset": DATASET}, "backbone": {"name": BACKBONE}},
+                              "coral", TASK, 0).is_relative_to(root)
+        assert evaluate_stage.metrics_path(DATASET, "coral", TASK, 0).is_relative_to(root)
+        for method in ("coral", "itq"):
+            baseline_stage.main(["--method", method, "--task", TASK])
+            evaluate_stage.main(["--method", method, "--task", TASK, "--seed", "0"])
+        yield root
+    torch.set_num_threads(threads)
+
+
+def model_dir(root: Path, method: str) -> Path:
+    return root / "models" / DATASET / BACKBONE / method / TASK / "seed0"
+
+
+def metrics_of(root: Path, method: str) -> dict:
+    return json.loads((root / "metrics" / DATASET / method / TASK / "seed0.json").read_text())
+
+
+def codes_of(root: Path, method: str) -> dict[str, np.ndarray]:
+    with np.load(model_dir(root, method) / "codes.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_baseline_stage_writes_codes_and_run_record(project: Path) -> None:
+    coral, itq = codes_of(project, "coral"), codes_of(project, "itq")
+    assert set(coral) == {"pred_target"}
+    assert coral["pred_target"].shape == (N["tgt"],) and coral["pred_target"].dtype == np.int64
+    assert set(itq) == {"u_target"}
+    assert itq["u_target"].shape == (N["tgt"], BITS) and itq["u_target"].dtype == np.float32
+    assert set(np.unique(itq["u_target"])) <= {-1.0, 1.0}
+
+    run = json.loads((model_dir(project, "coral") / "run.json").read_text())
+    assert (run["algorithm"], run["family"], run["retrieval"], run["uses_target_labels"]) == (
+        "coral", "shallow", None, False)
+    assert run["seed"] == 0 and run["hash_bits"] == BITS and run["options"] == {}
+    run = json.loads((model_dir(project, "itq") / "run.json").read_text())
+    assert (run["algorithm"], run["family"], run["retrieval"], run["uses_target_labels"]) == (
+        "itq", "hashing", "target_split", False)
+    assert run["options"] == {"n_iter": 5}
+    # no deep history for these methods: history.csv exists (a DVC output) but is empty
+    assert (model_dir(project, "itq") / "history.csv").exists()
+    assert not any(p.name.startswith(".") for p in model_dir(project, "itq").parent.iterdir())  # no temp leftovers
+
+
+def test_evaluate_scores_a_classifier_and_a_hashing_method(project: Path) -> None:
+    coral = metrics_of(project, "coral")
+    assert coral["family"] == "shallow" and coral["algorithm"] == "coral"
+    assert 0.0 <= coral["accuracy"] <= 1.0
+    assert coral["map"] is None and coral["retrieval"] is None and coral["uses_target_labels"] is False
+    assert coral["n_queries"] is None and coral["n_database"] is None
+    assert coral["hash_bits"] == BITS and coral["n_target"] == N["tgt"] and coral["n_source"] == N["src"]
+    pr = project / "plots" / "pr" / DATASET / "coral" / TASK / "seed0.csv"
+    assert pr.read_text().strip() == "radius,precision,recall"  # header only: no codes, no curve
+
+    itq = metrics_of(project, "itq")
+    assert itq["family"] == "hashing" and itq["accuracy"] is None
+    assert 0.0 <= itq["map"] <= 1.0 and itq["retrieval"] == "target_split" and itq["uses_target_labels"] is False
+    assert (itq["n_queries"], itq["n_database"]) == (6, 24)  # round(0.2 * 30) target queries, the rest database
+    assert itq["hash_bits"] == BITS
+    curve = pd.read_csv(project / "plots" / "pr" / DATASET / "itq" / TASK / "seed0.csv")
+    assert list(curve["radius"]) == list(range(BITS + 1)) and curve["recall"].iloc[-1] == pytest.approx(1.0)
+
+
+def test_mlflow_runs_are_closed_with_their_scores(project: Path) -> None:
+    client = tracking.client()
+    for method, key in (("coral", "accuracy"), ("itq", "map")):
+        run_id = json.loads((model_dir(project, method) / "run.json").read_text())["run_id"]
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["uses_target_labels"] == "false" and run.data.tags["method"] == method
+        assert key in run.data.metrics and "train_seconds" in run.data.metrics
+    assert str(tracking.tracking_uri()).endswith(str(project / "mlflow.db"))
+
+
+def test_baseline_stage_never_reads_target_labels(project: Path) -> None:
+    """Shuffling the target domain's labels in the manifest leaves coral's outputs bit-identical."""
+    before = codes_of(project, "coral")
+    manifest = project / "data" / "manifests" / f"{DATASET}.parquet"
+    original = pd.read_parquet(manifest)
+    df = original.copy()
+    target = df["domain"] == DOMAINS[1]
+    df.loc[target, "label"] = np.random.default_rng(1).permutation(df.loc[target, "label"].to_numpy())
+    assert not np.array_equal(df["label"].to_numpy(), original["label"].to_numpy())
+    write_manifest(df, manifest)
+    try:
+        baseline_stage.main(["--method", "coral", "--task", TASK])
+        after = codes_of(project, "coral")
+        assert before.keys() == after.keys()
+        for k in before:
+            np.testing.assert_array_equal(before[k], after[k])
+        # the control: the SOURCE labels are read, so shuffling them does change the predictions
+        src = df["domain"] == DOMAINS[0]
+        df.loc[src, "label"] = np.random.default_rng(2).permutation(df.loc[src, "label"].to_numpy())
+        write_manifest(df, manifest)
+        baseline_stage.main(["--method", "coral", "--task", TASK])
+        assert not np.array_equal(before["pred_target"], codes_of(project, "coral")["pred_target"])
+    finally:
+        write_manifest(original, manifest)
+
+
+def _shuffle_target_labels(df: pd.DataFrame, positions: np.ndarray, seed: int) -> pd.DataFrame:
+    """``df`` with the labels of the target rows at ``positions`` (in target order) permuted."""
+    out = df.copy()
+    rows = np.flatnonzero((out["domain"] == DOMAINS[1]).to_numpy())[positions]
+    labels = out.loc[rows, "label"].to_numpy()
+    perm = np.random.default_rng(seed).permutation(len(rows))
+    while np.array_equal(labels[perm], labels):  # make sure the labels really move
+        perm = np.random.default_rng(seed := seed + 1).permutation(len(rows))
+    out.loc[rows, "label"] = labels[perm]
+    return out
+
+
+def test_suh_stage_reads_only_the_target_databases_labels(project: Path) -> None:
+    """SuH (the upper bound) is the one method given target labels, and only those of the split's database."""
+    manifest = project / "data" / "manifests" / f"{DATASET}.parquet"
+    original = pd.read_parquet(manifest)
+    qi, db = target_query_database_split(N["tgt"], query_fraction=0.2, seed=1)  # eval.query_fraction/split_seed
+    try:
+        baseline_stage.main(["--method", "suh", "--task", TASK])
+        before = codes_of(project, "suh")
+        assert set(before) == {"u_target"} and before["u_target"].shape == (N["tgt"], BITS)
+        run = json.loads((model_dir(project, "suh") / "run.json").read_text())
+        assert (run["family"], run["retrieval"], run["uses_target_labels"]) == ("supervised_hashing",
+                                                                               "target_split", True)
+        evaluate_stage.main(["--method", "suh", "--task", TASK, "--seed", "0"])
+        m = metrics_of(project, "suh")
+        assert m["uses_target_labels"] is True and m["retrieval"] == "target_split" and m["accuracy"] is None
+        assert (m["n_queries"], m["n_database"]) == (len(qi), len(db)) == (6, 24)
+
+        write_manifest(_shuffle_target_labels(original, qi, 3), manifest)  # QUERY labels: never read
+        baseline_stage.main(["--method", "suh", "--task", TASK])
+        np.testing.assert_array_equal(before["u_target"], codes_of(project, "suh")["u_target"])
+
+        write_manifest(_shuffle_target_labels(original, db, 3), manifest)  # DATABASE labels: trained on
+        baseline_stage.main(["--method", "suh", "--task", TASK])
+        assert not np.array_equal(before["u_target"], codes_of(project, "suh")["u_target"])
+    finally:
+        write_manifest(original, manifest)
