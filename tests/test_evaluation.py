@@ -148,3 +148,6 @@ def test_unknown_retrieval_protocol_raises() -> None:
     with pytest.raises(ValueError, match="unknown retrieval protocol 'target_database'"):
         score({"u_target": f32([[1, -1], [-1, 1]])}, np.array([0]), np.array([0, 1]), num_classes=2,
               retrieval="target_database", **KW)
+    with pytest.raises(ValueError, match="unknown retrieval protocol 'typo'"):  # even with nothing to rank
+        score({"pred_target": np.array([0, 1])}, np.array([0]), np.array([0, 1]), num_classes=2,
+              retrieval="typo", **KW)
