@@ -4,7 +4,6 @@ the API, and adaptation on a two-Gaussian domain shift."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -21,12 +20,7 @@ from dahash.baselines.deep import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def shifted_gaussians(seed: int, n: int = 300, d: int = 10) -> tuple[np.ndarray, ...]:

@@ -6,11 +6,9 @@ two cores; each checks a property the original paper's algorithm guarantees or i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 from scipy.stats import spearmanr
 
 from dahash.baselines.ba import BinaryAutoencoder, _penalised_cost, z_step
@@ -22,13 +20,7 @@ from dahash.baselines.split import target_query_database_split
 from dahash.metrics import binarize, hamming_distance, mean_average_precision
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny networks run much faster on one thread (no oversubscription on a shared box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def clustered(n: int = 400, f: int = 24, classes: int = 6, spread: float = 3.0, seed: int = 0):

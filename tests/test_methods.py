@@ -8,11 +8,9 @@ iterations/epochs, so the file stays within seconds on two busy cores.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 
 from dahash.baselines.split import target_query_database_split
 from dahash.methods import ALGORITHMS, BaselineOutput, accepted_options, algorithm_of, check_options, run_baseline
@@ -47,12 +45,7 @@ EXPECTED_KEYS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
