@@ -32,17 +32,26 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_DB}"
 
 
+def _lock() -> FileLock:
+    return FileLock(str(ROOT / ".mlflow.lock"), timeout=300)
+
+
 def client():  # -> mlflow.MlflowClient
-    """An MlflowClient on :func:`tracking_uri` (import deferred: mlflow is slow to import)."""
+    """An MlflowClient on :func:`tracking_uri` (import deferred: mlflow is slow to import).
+
+    Built under the project's file lock: the client creates and migrates a new sqlite store, and two jobs
+    doing that at once fail ("table ... already exists").
+    """
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri())
+    with _lock():
+        return MlflowClient(tracking_uri())
 
 
 def experiment_id(name: str) -> str:
     """Get or create experiment ``name`` (artifacts under ``mlartifacts/<name>``), under a file lock."""
-    with FileLock(str(ROOT / ".mlflow.lock"), timeout=300):
-        c = client()
+    c = client()
+    with _lock():
         exp = c.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
