@@ -229,6 +229,7 @@ def test_main_job_stops_at_download_with_instructions(tmp_path: Path) -> None:
     proj = tmp_path / "proj"
     proj.mkdir()
     copy_checkout(proj)
+    run(proj, sys.executable, "-m", "stages.preset", "paper")  # whatever preset the checkout has now
     run(proj, "git", "init", "-q")
     res = run(proj, "snakemake", "--cores", "2", "--resources", "gpu=1", check=False)
     text = res.stdout + res.stderr

@@ -161,14 +161,20 @@ def commit_stages(root: str | os.PathLike[str]) -> list[str]:
     try:
         # What `dvc commit -f <stage>` does, but with the pipeline resolved ONCE: Repo.commit re-parses
         # and re-resolves dvc.yaml for every target, which costs seconds per stage on a large matrix.
+        # The lock file is written ONCE per dvc file (dump_stages): dumping stage by stage re-reads and
+        # rewrites the whole dvc.lock each time, quadratic in the number of stages (minutes for 500).
         by_name = {s.addressing: s for s in repo.index.stages}
         with repo.lock:
+            by_file: dict[str, tuple[object, list]] = {}
             for name in names:
                 stage = by_name.get(name)
                 if stage is not None:
                     stage.save()
                     stage.commit()
-                    stage.dump(update_pipeline=False)
+                    by_file.setdefault(stage.dvcfile.path, (stage.dvcfile, []))[1].append(stage)
+            for dvcfile, stages in by_file.values():
+                dvcfile.dump_stages(stages, update_pipeline=False)
+            for name in names:
                 (done_dir / name).unlink()
     finally:
         repo.close()
