@@ -30,7 +30,7 @@ from dahash.report import EVALUATION_RULES, plot_pr_curve
 from stages import tracking
 from stages.common import (ROOT, StageError, atomic_path, dataset_spec, load_params, main_wrapper, method_params,
                            run_dir, task_of, write_json)
-from stages.features import domain_rows, load_features
+from stages.features import domain_rows
 from stages.runs import parse_run_args
 
 RULES = {
@@ -67,8 +67,6 @@ def main(argv: list[str] | None = None) -> None:
         raise StageError(f"{exc.filename}: missing; run the {producer} stage "
                          f"(dvc repro {producer}@{args.method}-{args.task}"
                          + (f"-{args.seed})" if producer == "train" else ")")) from exc
-    _, src_paths = load_features(dataset, backbone, task["source"])
-    _, tgt_paths = load_features(dataset, backbone, task["target"])
     ys = domain_rows(dataset, task["source"])["label"].to_numpy(np.int64)
     yt = domain_rows(dataset, task["target"])["label"].to_numpy(np.int64)  # the test: target labels
     for key, n in (("u_source", len(ys)), ("u_target", len(yt)), ("pred_target", len(yt))):

@@ -157,7 +157,7 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/missing.zip"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """torch on one thread for the test (small CPU tests run faster and do not fight over the cores)."""
     import torch
@@ -166,3 +166,37 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def kill_at_checkpoint() -> Callable[[list[str], Path, Path], None]:
+    """``kill(cmd, ckpt_dir, cwd)``: start ``cmd``, SIGKILL it once ``ckpt_dir/epoch-0002.pt`` exists.
+
+    Fails the test when the process exits first or no checkpoint appears within 240 s (a hang guard, not a
+    timing assertion); asserts the process died of the SIGKILL.
+    """
+    import signal
+    import subprocess
+    import time
+
+    def kill(cmd: list[str], ckpt_dir: Path, cwd: Path) -> None:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
+        try:
+            deadline = time.monotonic() + 240
+            while not (ckpt_dir / "epoch-0002.pt").exists():
+                if proc.poll() is not None:
+                    pytest.fail(f"training script exited early ({proc.returncode}): {proc.stderr.read().decode()}")
+                if time.monotonic() > deadline:
+                    pytest.fail("no second checkpoint appeared")
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        assert proc.returncode == -signal.SIGKILL
+
+    return kill

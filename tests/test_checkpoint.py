@@ -4,11 +4,9 @@ from a corrupt checkpoint, and bit-identical resumption (in process and after a 
 from __future__ import annotations
 
 import dataclasses
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ from dahash.checkpoint import (
     tensor_digest,
 )
 from dahash.sampler import KPerClassSampler
-from dahash.train import DAHConfig, DAHResult, train_dah
+from dahash.train import DAHResult, train_dah
 
 C = 3
 
@@ -275,29 +273,11 @@ def _run(script: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=script.parent)
 
 
-def test_resume_after_sigkill_is_bit_identical(tmp_path: Path) -> None:
+def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, kill_at_checkpoint) -> None:
     script = tmp_path / "train_script.py"
     script.write_text(SCRIPT)
     ckpt_dir, killed_out = tmp_path / "ckpt", tmp_path / "resumed.pt"
-    proc = subprocess.Popen([sys.executable, str(script), str(killed_out), str(ckpt_dir), "slow"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 240  # a hang guard, not a timing assertion
-        while not (ckpt_dir / "epoch-0002.pt").exists():
-            if proc.poll() is not None:
-                pytest.fail(f"training script exited early ({proc.returncode}): {proc.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                pytest.fail("no second checkpoint appeared")
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
+    kill_at_checkpoint([sys.executable, str(script), str(killed_out), str(ckpt_dir), "slow"], ckpt_dir, tmp_path)
     assert not killed_out.exists()
     left = [e for e, _ in list_checkpoints(ckpt_dir)]
     assert 2 in left and max(left) < 12  # killed mid-run, with the 2nd checkpoint on disk

@@ -5,11 +5,9 @@ another run (config, seed, images, trunk) is refused with an error naming the fi
 from __future__ import annotations
 
 import dataclasses
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -70,13 +68,7 @@ make_images, make_models, make_config, TRANSFORM = (_ns[k] for k in ("make_image
                                                                      "TRANSFORM"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors; the subprocess script uses one thread too, so both do the same arithmetic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(source, ys, target, epochs: int, seed: int = 3, model_seed: int = 0, config=None, **kw) -> FinetuneResult:
@@ -222,31 +214,14 @@ SCRIPT = PROBLEM_SRC + textwrap.dedent(
 ).replace("EPOCHS", str(EPOCHS))
 
 
-def test_resume_after_sigkill_is_bit_identical(tmp_path: Path) -> None:
+def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, kill_at_checkpoint) -> None:
     script = tmp_path / "finetune_script.py"
     script.write_text(SCRIPT)
     images, ckpt_dir, killed_out = tmp_path / "images", tmp_path / "ckpt", tmp_path / "resumed.pt"
     images.mkdir()
     source, ys, target = make_images(images)
     args = [sys.executable, str(script), str(killed_out), str(images), str(ckpt_dir)]
-    proc = subprocess.Popen([*args, "slow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 240  # a hang guard, not a timing assertion
-        while not (ckpt_dir / "epoch-0002.pt").exists():
-            if proc.poll() is not None:
-                pytest.fail(f"training script exited early ({proc.returncode}): {proc.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                pytest.fail("no second checkpoint appeared")
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
+    kill_at_checkpoint([*args, "slow"], ckpt_dir, tmp_path)
     assert not killed_out.exists()
     left = [e for e, _ in list_checkpoints(ckpt_dir)]
     assert 2 in left and max(left) < EPOCHS  # killed mid-run, with the 2nd checkpoint on disk
