@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass, field
 
@@ -84,7 +86,7 @@ def test_smallcnn_from_scratch_trains_end_to_end():
     assert res.trunk.training and res.head.training
     codes = encode_images(res.trunk, res.head, TARGET, EvalTransform(32, 70.0, 70.0, channels=1, crop_fraction=1.0),
                           batch_size=7)
-    assert codes.shape == (20, 12) and codes.dtype == np.float32 and np.all(np.abs(codes) < 1)
+    assert codes.shape == (20, 12) and codes.dtype == np.float32 and np.all(np.abs(codes) <= 1)  # tanh, float32
     assert res.trunk.training and res.head.training  # modes restored
 
 
@@ -150,11 +152,20 @@ def test_param_groups_multipliers():
         norm = config.pretrained_lr_mult if pretrained else config.bn_lr_mult
         assert (by["trunk.0.weight"]["lr_mult"], by["trunk.0.bias"]["lr_mult"]) == conv
         assert by["trunk.0.weight"]["weight_decay"] == config.weight_decay
+        assert by["trunk.0.bias"]["weight_decay"] == config.weight_decay * config.bias_decay == 0.0
         assert (by["trunk.1.weight"]["lr_mult"], by["trunk.1.bias"]["lr_mult"]) == norm
         assert by["trunk.1.weight"]["weight_decay"] == 0.0 and by["trunk.1.bias"]["weight_decay"] == 0.0
         assert (by["head.fc8.weight"]["lr_mult"], by["head.bn.weight"]["lr_mult"]) == (1.0, 2.0)
         params = [id(p) for g in groups for p in g["params"]]
         assert len(params) == len(set(params)) == len(list(bn_trunk.parameters())) + len(list(head.parameters()))
+
+
+def test_bias_decay_param_decays_biases_when_asked():
+    trunk, head, config, _ = small_setup()
+    conv_trunk = nn.Sequential(nn.Conv2d(1, 4, 3))
+    cfg = dataclasses.replace(config, bias_decay=1.0)
+    by = {g["name"]: g for g in finetune_param_groups(conv_trunk, head, cfg, trunk_pretrained=True)}
+    assert by["trunk.0.bias"]["weight_decay"] == by["head.fc8.bias"]["weight_decay"] == cfg.weight_decay > 0
 
 
 def test_errors_are_explicit():

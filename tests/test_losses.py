@@ -326,19 +326,87 @@ def test_linear_mmd_hand_case_value_and_gradient() -> None:
     xt = torch.rand(n, f, generator=g, dtype=F64) + 0.5
     scales = [0.25, 1.0, 4.0]
     halves = torch.Generator().manual_seed(5)
-    s1, s2 = split_halves(n, halves)
-    t1, t2 = split_halves(n, halves)
+    s1, s2 = split_halves(n, halves, "drop")
+    t1, t2 = split_halves(n, halves, "drop")
     assert len(s1) == len(s2) == len(t1) == len(t2) == 2
     ref, gs, gt, _ = _mmd_loops(xs.tolist(), xt.tolist(), s1.tolist(), s2.tolist(), t1.tolist(), t2.tolist(), scales)
     a, b = xs.clone().requires_grad_(), xt.clone().requires_grad_()
-    val = linear_mk_mmd(a, b, scales, generator=torch.Generator().manual_seed(5))
+    val = linear_mk_mmd(a, b, scales, generator=torch.Generator().manual_seed(5), odd="drop")
     assert val.item() == pytest.approx(ref, rel=1e-12)
     val.backward()
     # autograd treats the median bandwidth as a constant, exactly like the code's hand-written backward
     assert torch.allclose(a.grad, torch.tensor(gs, dtype=F64), atol=1e-12)
     assert torch.allclose(b.grad, torch.tensor(gt, dtype=F64), atol=1e-12)
-    mean = linear_mk_mmd(xs, xt, scales, reduction="mean", generator=torch.Generator().manual_seed(5))
+    mean = linear_mk_mmd(xs, xt, scales, reduction="mean", generator=torch.Generator().manual_seed(5), odd="drop")
     assert mean.item() == pytest.approx(ref / 2, rel=1e-12)
+
+
+def _mmd_code_port_odd(xs, xt, s_perm, t_perm, scales):
+    """vl_nnlinearMmdLoss for an odd n, column by column: ns1 = ceil(n/2), Us2/Ut2 get a copy of their
+    last column appended, every column gets its gradient, then the copy's gradient column is deleted
+    (``gradUs2(:, end) = []``). Returns (value, grad xs, grad xt)."""
+    n = len(s_perm)
+    h1 = (n + 1) // 2
+    sidx1, sidx2 = s_perm[:h1], s_perm[h1:] + s_perm[-1:]
+    tidx1, tidx2 = t_perm[:h1], t_perm[h1:] + t_perm[-1:]
+    live2 = [True] * (h1 - 1) + [False]  # the appended copy gets no gradient
+    us1, us2 = [xs[i] for i in sidx1], [xs[i] for i in sidx2]
+    ut1, ut2 = [xt[i] for i in tidx1], [xt[i] for i in tidx2]
+    d = lambda a, b: sum((p - q) ** 2 for p, q in zip(a, b))  # noqa: E731
+    kd = [[d(a, b) for a, b in zip(A, B)] for A, B in ((us1, us2), (us1, ut2), (us2, ut1), (ut1, ut2))]
+    flat = sorted(v for col in kd for v in col)
+    mid = len(flat) // 2
+    m = (flat[mid - 1] + flat[mid]) / 2 if len(flat) % 2 == 0 else flat[mid]
+    f = len(xs[0])
+    gs = [[0.0] * f for _ in xs]
+    gt = [[0.0] * f for _ in xt]
+    total = 0.0
+    blocks = [((us1, sidx1, gs, [True] * h1), (us2, sidx2, gs, live2), 1.0),
+              ((us1, sidx1, gs, [True] * h1), (ut2, tidx2, gt, live2), -1.0),
+              ((us2, sidx2, gs, live2), (ut1, tidx1, gt, [True] * h1), -1.0),
+              ((ut1, tidx1, gt, [True] * h1), (ut2, tidx2, gt, live2), 1.0)]
+    for (A, ia, gA, la), (B, ib, gB, lb), sign in blocks:
+        for c in range(h1):
+            dd = d(A[c], B[c])
+            total += sign * sum(math.exp(-(q / m) * dd) for q in scales) / len(scales)
+            dk = sum(math.exp(-(q / m) * dd) * (-q / m) for q in scales) / len(scales)
+            for t in range(f):
+                diff = 2.0 * (A[c][t] - B[c][t])
+                if la[c]:
+                    gA[ia[c]][t] += sign * dk * diff
+                if lb[c]:
+                    gB[ib[c]][t] -= sign * dk * diff
+    return total, gs, gt
+
+
+def test_linear_mmd_odd_n_repeats_the_last_item_as_the_authors_code() -> None:
+    n, f = 7, 3
+    g = torch.Generator().manual_seed(3)
+    xs = torch.rand(n, f, generator=g, dtype=F64)
+    xt = torch.rand(n, f, generator=g, dtype=F64) + 0.3
+    scales = [0.5, 1.0, 2.0]
+    perms = torch.Generator().manual_seed(8)
+    s_perm = torch.randperm(n, generator=perms).tolist()
+    t_perm = torch.randperm(n, generator=perms).tolist()
+    ref, gs, gt = _mmd_code_port_odd(xs.tolist(), xt.tolist(), s_perm, t_perm, scales)
+    a, b = xs.clone().requires_grad_(), xt.clone().requires_grad_()
+    val = linear_mk_mmd(a, b, scales, generator=torch.Generator().manual_seed(8))  # default: odd="repeat"
+    assert val.item() == pytest.approx(ref, rel=1e-12)
+    val.backward()
+    assert torch.allclose(a.grad, torch.tensor(gs, dtype=F64), atol=1e-12)
+    assert torch.allclose(b.grad, torch.tensor(gt, dtype=F64), atol=1e-12)
+    # 4 tuples of ceil(7/2) = 4 items; the "drop" rule uses 3 and gives another value
+    s1, s2 = split_halves(n, torch.Generator().manual_seed(8), "repeat")
+    assert len(s1) == len(s2) == 4 and s2[-1] == s2[-2]
+    dropped = linear_mk_mmd(xs, xt, scales, generator=torch.Generator().manual_seed(8), odd="drop")
+    assert dropped.item() != pytest.approx(ref, rel=1e-6)
+    # even n: both rules are the same statistic
+    even_s, even_t = xs[:6], xt[:6]
+    r = linear_mk_mmd(even_s, even_t, scales, generator=torch.Generator().manual_seed(2), odd="repeat")
+    d_ = linear_mk_mmd(even_s, even_t, scales, generator=torch.Generator().manual_seed(2), odd="drop")
+    assert r.item() == d_.item()
+    with pytest.raises(ValueError, match="odd must be"):
+        split_halves(5, None, "pad")
 
 
 def test_linear_mmd_bandwidth_is_constant_for_the_gradient() -> None:

@@ -72,16 +72,35 @@ def test_pretrained_loading_and_param_groups() -> None:
         assert torch.equal(head.state_dict()[key], value)
     groups = head.param_groups(base_lr=1e-3, weight_decay=5e-4)
     by_name = {g["name"]: g for g in groups}
+    # the code's weightDecay [wd 0]: biases are never decayed (bias_decay = 0 by default)
     expected = {
-        "fc6.weight": (0.1, 5e-4), "fc6.bias": (0.2, 5e-4), "fc7.weight": (0.1, 5e-4), "fc7.bias": (0.2, 5e-4),
-        "fc8.weight": (1.0, 5e-4), "fc8.bias": (2.0, 5e-4), "bn.weight": (2.0, 0.0), "bn.bias": (1.0, 0.0),
+        "fc6.weight": (0.1, 5e-4), "fc6.bias": (0.2, 0.0), "fc7.weight": (0.1, 5e-4), "fc7.bias": (0.2, 0.0),
+        "fc8.weight": (1.0, 5e-4), "fc8.bias": (2.0, 0.0), "bn.weight": (2.0, 0.0), "bn.bias": (1.0, 0.0),
     }
     assert {k: (g["lr_mult"], g["weight_decay"]) for k, g in by_name.items()} == expected
+    decayed = {g["name"]: g["weight_decay"] for g in head.param_groups(1e-3, 5e-4, bias_decay=1.0)}
+    assert decayed["fc6.bias"] == decayed["fc8.bias"] == 5e-4 and decayed["bn.bias"] == 0.0
     assert all(g["lr"] == pytest.approx(1e-3 * g["lr_mult"]) for g in groups)
     # every parameter exactly once
     grouped = [id(p) for g in groups for p in g["params"]]
     assert sorted(grouped) == sorted(id(p) for p in head.parameters())
     torch.optim.SGD(groups, lr=1e-3, momentum=0.9)  # accepted by SGD
+
+
+def test_batchnorm_running_statistics_rate_is_the_codes_0_05() -> None:
+    """bnorm learningRate [2 1 0.05]: running = 0.95 running + 0.05 batch (PyTorch's default is 0.1)."""
+    head = DAHHead(6, (5, 4), 3, generator=torch.Generator().manual_seed(0))
+    assert head.bn.momentum == 0.05
+    x = torch.randn(8, 6, generator=torch.Generator().manual_seed(1))
+    head.train()
+    with torch.no_grad():
+        fc8 = head.fc8(torch.relu(head.fc7(torch.relu(head.fc6(x)))))
+        head(x)
+    assert torch.allclose(head.bn.running_mean, 0.05 * fc8.mean(0), atol=1e-7)
+    assert torch.allclose(head.bn.running_var, 0.95 + 0.05 * fc8.var(0, unbiased=True), atol=1e-6)
+    assert DAHHead(6, (5, 4), 3, bn_momentum=0.1).bn.momentum == 0.1
+    with pytest.raises(ValueError, match="bn_momentum"):
+        DAHHead(6, (5, 4), 3, bn_momentum=0.0)
 
 
 def test_partial_pretrained_and_new_layer_multipliers() -> None:

@@ -129,8 +129,8 @@ def finetune_param_groups(
     """SGD parameter groups ``{"params": [p], "name", "lr_mult", "lr", "weight_decay"}``, one per tensor.
 
     Trunk (names ``"trunk.<param name>"``): conv/linear weights and biases at
-    ``config.pretrained_lr_mult`` (pretrained) or ``config.new_lr_mult`` (scratch), with
-    ``config.weight_decay``; normalisation layers' scale/shift at ``config.pretrained_lr_mult``
+    ``config.pretrained_lr_mult`` (pretrained) or ``config.new_lr_mult`` (scratch), weights with
+    ``config.weight_decay`` and biases with ``config.bias_decay * config.weight_decay`` (the code: 0); normalisation layers' scale/shift at ``config.pretrained_lr_mult``
     (pretrained) or ``config.bn_lr_mult`` (scratch), no weight decay. Parameters with
     ``requires_grad=False`` are left out. Head: :meth:`DAHHead.param_groups` (names ``"head.<name>"``).
     Trunk parameters that the features never reach (e.g. a classifier layer) get no gradient and are
@@ -148,12 +148,12 @@ def finetune_param_groups(
             seen.add(id(param))
             is_bias = p_name == "bias" or p_name.endswith("bias")
             mult = (norm_mult if is_norm else conv_mult)[1 if is_bias else 0]
-            wd = 0.0 if is_norm else config.weight_decay
+            wd = 0.0 if is_norm else config.weight_decay * (config.bias_decay if is_bias else 1.0)
             full = f"{mod_name}.{p_name}" if mod_name else p_name
             groups.append({"params": [param], "name": f"trunk.{full}", "lr_mult": float(mult),
                            "lr": config.lr_start * float(mult), "weight_decay": float(wd)})
     for g in head.param_groups(config.lr_start, config.weight_decay, config.pretrained_lr_mult,
-                               config.new_lr_mult, config.bn_lr_mult):
+                               config.new_lr_mult, config.bn_lr_mult, bias_decay=config.bias_decay):
         g["name"] = f"head.{g['name']}"
         groups.append(g)
     return groups

@@ -299,17 +299,27 @@ def _mk_kernel(a: Tensor, b: Tensor, m: Tensor, q: Tensor) -> Tensor:
 
 
 def split_halves(
-    n: int, generator: torch.Generator | None = None
+    n: int, generator: torch.Generator | None = None, odd: str = "drop"
 ) -> tuple[Tensor, Tensor]:
-    """Random halves of ``range(n)``: ``perm = torch.randperm(n, generator)``,
-    returns ``(perm[:h], perm[h:2h])`` with ``h = n // 2`` (an odd last item is left out).
+    """Random halves of ``range(n)``, ``perm = torch.randperm(n, generator)``.
+
+    * ``odd="drop"``: ``(perm[:h], perm[h:2h])`` with ``h = n // 2`` (an odd last item is left out);
+    * ``odd="repeat"`` (the authors' ``vl_nnlinearMmdLoss``): ``h1 = ceil(n/2)``, the halves are
+      ``perm[:h1]`` and ``perm[h1:]`` padded with its own last index when ``n`` is odd, so both have
+      ``h1`` items. (Even ``n``: both rules give the same halves.)
 
     The permutation is drawn on the generator's device (CPU when ``generator`` is None).
     """
     if n < 2:
         raise ValueError(f"need at least 2 items to split into halves, got {n}")
+    if odd not in ("drop", "repeat"):
+        raise ValueError(f"odd must be 'drop' or 'repeat', got {odd!r}")
     device = generator.device if generator is not None else torch.device("cpu")
     perm = torch.randperm(n, generator=generator, device=device)
+    if odd == "repeat" and n % 2 == 1:
+        h1 = (n + 1) // 2
+        second = perm[h1:]
+        return perm[:h1], torch.cat([second, second[-1:]])
     h = n // 2
     return perm[:h], perm[h : 2 * h]
 
@@ -323,6 +333,15 @@ def median_bandwidth(d2: Tensor) -> Tensor:
         return med.clamp_min(torch.finfo(d2.dtype).eps)
 
 
+def _second_half(x: Tensor, idx: Tensor, n: int) -> Tensor:
+    """``x[idx]``; when ``idx`` repeats its last index (odd ``n``, ``odd="repeat"``) that copy is
+    detached, as the code drops its gradient."""
+    rows = x[idx]
+    if n % 2 == 1 and idx.numel() * 2 > n:
+        rows = torch.cat([rows[:-1], rows[-1:].detach()])
+    return rows
+
+
 def linear_mk_mmd(
     x_s: Tensor,
     x_t: Tensor,
@@ -331,6 +350,7 @@ def linear_mk_mmd(
     generator: torch.Generator | None = None,
     *,
     bandwidth: float | Tensor | None = None,
+    odd: str = "repeat",
 ) -> Tensor:
     """Linear-time MK-MMD estimate (Gretton et al. 2012) as in the authors' ``vl_nnlinearMmdLoss``.
 
@@ -347,8 +367,11 @@ def linear_mk_mmd(
     The estimate is unbiased but NOT non-negative: with equal distributions it fluctuates around
     0 and can be negative, so minimising it can push it below zero.
 
-    Deviation from the code: the code pads an odd half by repeating the last item; here an odd
-    last item is dropped (``h = floor(n/2)``).
+    Odd ``n`` (``odd``, see :func:`split_halves`): ``"repeat"`` is the code's rule: ``s1``/``t1`` get
+    ``ceil(n/2)`` items and ``s2``/``t2`` repeat their last item to match; the repeated copy enters
+    the value and the bandwidth but is DETACHED (the code deletes the copy's gradient column), so the
+    repeated item is differentiated once, through its own tuple. ``"drop"`` leaves the odd last item
+    of the permutation out (``h = floor(n/2)`` tuples). Even ``n``: identical.
 
     Args:
         x_s, x_t: ``(n, f)`` source and target features (same ``n``).
@@ -356,6 +379,7 @@ def linear_mk_mmd(
         reduction: ``"sum"`` (code) or ``"mean"`` (divide by the ``h`` tuples).
         generator: torch.Generator for the halves (reproducibility).
         bandwidth: fixed ``m`` instead of the median heuristic.
+        odd: ``"repeat"`` (authors' code, default) or ``"drop"``: what to do with an odd ``n``.
 
     Returns:
         0-d tensor (may be negative; nan when the inputs hold nan, no error is raised here so that
@@ -378,10 +402,11 @@ def linear_mk_mmd(
     if not scales or min(scales) <= 0:
         raise ValueError(f"scales must be a non-empty sequence of numbers > 0, got {scales}")
     q = torch.tensor(scales, dtype=x_s.dtype, device=x_s.device)
-    s1, s2 = split_halves(n, generator)
-    t1, t2 = split_halves(n, generator)
+    s1, s2 = split_halves(n, generator, odd)
+    t1, t2 = split_halves(n, generator, odd)
     s1, s2, t1, t2 = (i.to(x_s.device) for i in (s1, s2, t1, t2))
-    pairs = ((x_s[s1], x_s[s2]), (x_s[s1], x_t[t2]), (x_s[s2], x_t[t1]), (x_t[t1], x_t[t2]))
+    xs2, xt2 = _second_half(x_s, s2, n), _second_half(x_t, t2, n)
+    pairs = ((x_s[s1], xs2), (x_s[s1], xt2), (xs2, x_t[t1]), (x_t[t1], xt2))
     if bandwidth is None:
         with torch.no_grad():
             d2 = torch.cat([(a - b).pow(2).sum(dim=1) for a, b in pairs])

@@ -44,7 +44,8 @@ class DAHHead(nn.Module):
       * ``fc6``/``fc7`` from ``pretrained`` when given (copied, layer marked pretrained),
         otherwise He/Kaiming-normal weights for ReLU (std ``sqrt(2 / fan_in)``) and zero bias
         (layer counts as new);
-      * BatchNorm: weight 1, bias 0, PyTorch's default momentum 0.1 and eps 1e-5.
+      * BatchNorm: weight 1, bias 0, eps 1e-5, running-statistics rate ``bn_momentum`` (0.05: the
+        code's bnorm ``learningRate [2 1 0.05]``; PyTorch's default would be 0.1).
 
     Args:
         in_dim: feature dimension of the cached inputs (9216 for VGG-F pool5).
@@ -55,6 +56,7 @@ class DAHHead(nn.Module):
             weight and bias.
         generator: optional torch.Generator for the random initialisation (reproducibility
             without touching the global RNG's use elsewhere).
+        bn_momentum: the BatchNorm's running-statistics rate ``r``: ``running = (1 - r) running + r batch``.
     """
 
     def __init__(
@@ -65,8 +67,11 @@ class DAHHead(nn.Module):
         pretrained: Mapping[str, Tensor] | None = None,
         *,
         generator: torch.Generator | None = None,
+        bn_momentum: float = 0.05,
     ) -> None:
         super().__init__()
+        if not 0.0 < float(bn_momentum) <= 1.0:
+            raise ValueError(f"bn_momentum must be in (0, 1], got {bn_momentum}")
         if int(in_dim) < 1:
             raise ValueError(f"in_dim must be >= 1, got {in_dim}")
         hidden_dims = tuple(int(h) for h in hidden_dims)
@@ -79,7 +84,7 @@ class DAHHead(nn.Module):
         self.fc6 = nn.Linear(self.in_dim, h1)
         self.fc7 = nn.Linear(h1, h2)
         self.fc8 = nn.Linear(h2, self.hash_bits)
-        self.bn = nn.BatchNorm1d(self.hash_bits)
+        self.bn = nn.BatchNorm1d(self.hash_bits, momentum=float(bn_momentum))
 
         with torch.no_grad():
             for layer in (self.fc6, self.fc7):
@@ -133,6 +138,8 @@ class DAHHead(nn.Module):
         pretrained_mult: tuple[float, float] = (0.1, 0.2),
         new_mult: tuple[float, float] = (1.0, 2.0),
         bn_mult: tuple[float, float] = (2.0, 1.0),
+        *,
+        bias_decay: float = 0.0,
     ) -> list[dict]:
         """Parameter groups for ``torch.optim.SGD`` with MatConvNet-style lr multipliers.
 
@@ -140,7 +147,8 @@ class DAHHead(nn.Module):
         "lr": base_lr * r, "weight_decay": wd}``; a scheduler sets ``lr = lr_e * lr_mult``.
 
         * fc6/fc7: ``pretrained_mult`` (weight, bias) when loaded from ``pretrained``, else
-          ``new_mult``; fc8: ``new_mult``. Weights and biases get ``weight_decay``.
+          ``new_mult``; fc8: ``new_mult``. Weights get ``weight_decay``, biases
+          ``bias_decay * weight_decay`` (0 by default: the code's ``weightDecay [wd 0]``).
         * BatchNorm scale/shift: ``bn_mult`` = (2, 1) and NO weight decay, as the code's bnorm
           layer (``learningRate [2 1 ...]``, ``weightDecay [0 0]``).
         """
@@ -148,6 +156,8 @@ class DAHHead(nn.Module):
             raise ValueError(f"base_lr must be > 0, got {base_lr}")
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        if bias_decay < 0:
+            raise ValueError(f"bias_decay must be >= 0, got {bias_decay}")
         for label, pair in (("pretrained_mult", pretrained_mult), ("new_mult", new_mult), ("bn_mult", bn_mult)):
             if len(pair) != 2 or min(pair) < 0:
                 raise ValueError(f"{label} must be two non-negative numbers, got {pair}")
@@ -163,7 +173,7 @@ class DAHHead(nn.Module):
             layer: nn.Linear = getattr(self, layer_name)
             w_mult, b_mult = pretrained_mult if layer_name in self.pretrained_layers else new_mult
             add(f"{layer_name}.weight", layer.weight, w_mult, weight_decay)
-            add(f"{layer_name}.bias", layer.bias, b_mult, weight_decay)
+            add(f"{layer_name}.bias", layer.bias, b_mult, weight_decay * bias_decay)
         add("bn.weight", self.bn.weight, bn_mult[0], 0.0)
         add("bn.bias", self.bn.bias, bn_mult[1], 0.0)
         return groups

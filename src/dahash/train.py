@@ -115,6 +115,12 @@ class DAHConfig:
     gamma              chosen by a domain classifier       ``5e3``                           ``5e3``
                        (sec. 5.2, :mod:`dahash.gamma`)
     eta                ``1`` (``0`` = DAH-e)               ``1``                             ``1``
+    bias_decay         not stated                          ``0``: ``weightDecay [wd 0]``,    ``0``
+                                                           no decay on biases
+    bn_momentum        not stated                          ``0.05``: bnorm ``learningRate    ``0.05``
+                                                           [2 1 0.05]`` (moments rate)
+    mmd_odd            not stated                          ``"repeat"``: an odd half is      ``"repeat"``
+                                                           padded with its last item
     ================== =================================== ================================= =========
 
     * ``sign_zero``: value of ``sign(0)`` in the quantization target ``||u - sign(u)||^2``
@@ -125,6 +131,14 @@ class DAHConfig:
     * ``divide_by_batch`` (not in the paper): backpropagate ``J / (2 k C)`` (the joint batch size)
       instead of ``J``, which is what MatConvNet's stock ``cnn_train`` does to every gradient
       (``-1/batchSize * dzdw``). The logged losses are never divided.
+    * ``bias_decay``: factor applied to ``weight_decay`` for every bias (conv/linear layers of the
+      trunk and the head); ``0`` as the code (``weightDecay [wd 0]``), ``1`` = decay biases like weights.
+    * ``bn_momentum``: rate of the running-statistics update of the head's BatchNorm (and of a trunk
+      trained from scratch): ``running = (1 - r) running + r batch``; the code's moments rate 0.05
+      (PyTorch's own default is 0.1).
+    * ``mmd_odd``: linear MK-MMD with an odd number of items per domain
+      (:func:`~dahash.losses.linear_mk_mmd`): ``"repeat"`` (code) or ``"drop"``. Office-Home's
+      ``K C = 325`` and Office-31's 155 are odd, so this matters for the paper's batches.
     * ``eta = 0`` is the paper's DAH-e variant: the entropy term is then not computed at all (its
       logged value is 0).
     """
@@ -152,6 +166,9 @@ class DAHConfig:
     new_lr_mult: tuple[float, float] = (1.0, 2.0)
     bn_lr_mult: tuple[float, float] = (2.0, 1.0)
     divide_by_batch: bool = True
+    bias_decay: float = 0.0
+    bn_momentum: float = 0.05
+    mmd_odd: Literal["repeat", "drop"] = "repeat"
 
     def __post_init__(self) -> None:
         for name in ("hash_bits", "k_per_class", "epochs"):
@@ -171,11 +188,17 @@ class DAHConfig:
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
             setattr(self, name, value)
-        for name in ("weight_decay", "beta", "eta", "gamma"):
+        for name in ("weight_decay", "beta", "eta", "gamma", "bias_decay"):
             value = float(getattr(self, name))
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
             setattr(self, name, value)
+        bn_momentum = float(self.bn_momentum)
+        if not 0.0 < bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum!r}")
+        self.bn_momentum = bn_momentum
+        if self.mmd_odd not in ("repeat", "drop"):
+            raise ValueError(f"mmd_odd must be 'repeat' or 'drop', got {self.mmd_odd!r}")
         momentum = float(self.momentum)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
@@ -309,7 +332,8 @@ def batch_losses(
     mmd = u_s.new_zeros(())
     for name in config.mmd_layers:
         layer = getattr(out, name)
-        mmd = mmd + linear_mk_mmd(layer[:ns], layer[ns:], config.mmd_scales, config.reduction, generator)
+        mmd = mmd + linear_mk_mmd(layer[:ns], layer[ns:], config.mmd_scales, config.reduction, generator,
+                                  odd=config.mmd_odd)
     total = hash_term + config.beta * quant
     if config.eta > 0:
         total = total + config.eta * entropy
@@ -435,7 +459,8 @@ def train_dah(
     rng = np.random.default_rng(int(seed))
 
     with torch.random.fork_rng(devices=[]):  # nn.Linear's default init would advance the global RNG
-        model = DAHHead(xs.shape[1], config.hidden_dims, config.hash_bits, pretrained, generator=generator)
+        model = DAHHead(xs.shape[1], config.hidden_dims, config.hash_bits, pretrained, generator=generator,
+                        bn_momentum=config.bn_momentum)
     model.to(device)
     xs_d = xs.detach().to(device=device, dtype=torch.float32)
     xt_d = xt.detach().to(device=device, dtype=torch.float32)
@@ -446,7 +471,8 @@ def train_dah(
     sampler = KPerClassSampler(ys_np, num_classes, config.k_per_class, rng)
     batch_ns = sampler.batch_size
     groups = model.param_groups(
-        config.lr_start, config.weight_decay, config.pretrained_lr_mult, config.new_lr_mult, config.bn_lr_mult
+        config.lr_start, config.weight_decay, config.pretrained_lr_mult, config.new_lr_mult, config.bn_lr_mult,
+        bias_decay=config.bias_decay,
     )
     optimizer = torch.optim.SGD(groups, lr=config.lr_start, momentum=config.momentum)
     schedule = lr_schedule(config.lr_start, config.lr_end, config.epochs)

@@ -361,7 +361,7 @@ def train_deep_baseline(
                 logits_s = out.logits[:batch_size]
                 if method == "dan":
                     transfer = sum(
-                        linear_mk_mmd(a[:batch_size], a[batch_size:], reduction="mean", generator=mmd_gen)
+                        linear_mk_mmd(a[:batch_size], a[batch_size:], reduction="mean", generator=mmd_gen, odd="drop")
                         for a in out.mmd_layers()
                     )
                     transfer = float(mmd_weight) * transfer
