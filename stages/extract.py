@@ -3,8 +3,11 @@
 Writes data/features/<dataset>/<backbone>/<D>/features.npy (N x F float32; VGG-F: pool5, 9216-d;
 EfficientNet-Lite0: pooled 1280-d; SURF-800: the GFK release's 800-d
 bag of words, L1 + z-score per domain) and meta.json, streaming images in batches with a progress bar.
-With ``train.mode: finetune`` the training stage reads the images itself: F = 0 and only the list of
-images (meta.json) is written.
+Images go through the backbone's input recipe (:mod:`dahash.recipes`): VGG-F subtracts the mean of all
+the dataset's images (data/moments, the authors' rgbMean) from the full central square, bicubic at 224.
+Features are extracted whatever ``train.mode`` is (the comparison methods, the analysis and any head-mode
+method read them). A network trained from scratch (smallcnn, digits) has no features before training:
+F = 0 and only the list of images (meta.json) is written.
 """
 
 from __future__ import annotations
@@ -38,12 +41,18 @@ def main(argv: list[str] | None = None) -> None:
             feats = surf_features_for(weights_file(name), args.domain, rows["path"].tolist())
         except ValueError as exc:
             raise StageError(str(exc)) from exc
-    elif params["train"]["mode"] == "finetune":  # training reads the images; only the image list is recorded
+    elif name == "smallcnn":  # trained from scratch: nothing to extract; training reads the images
         feats = np.zeros((len(rows), 0), np.float32)
     else:
+        backbone = build_backbone(name, weights=weights_file(name))
+        if name == "vggf":  # the authors' preprocessing: rgbMean of the dataset's images, full square, bicubic
+            from dahash.recipes import input_recipe
+            from stages.moments import load_moments
+
+            backbone.transform = input_recipe(name, load_moments(dataset, name, params["data"]["domains"])).eval_transform()
         feats = extract_features(
             [raw / p for p in rows["path"]],
-            build_backbone(name, weights=weights_file(name)),
+            backbone,
             batch_size=params["extract"]["batch_size"],
             device=device,
             num_workers=params["extract"]["num_workers"],

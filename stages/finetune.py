@@ -1,10 +1,12 @@
 """Full fine-tuning (train.mode = finetune) for the train stage: trunk + head trained from images.
 
 The paper's setting: every pretrained layer fine-tuned at the lower learning-rate multipliers
-(``train.pretrained_lr_mult`` via DAHConfig), new layers at the higher ones, training augmentation
-(random crop with aspect ratio in [2/3, 3/2], flip, brightness) and normalisation statistics computed
-from the TRAINING images (all source + all target images, labels unused). Digits use a small CNN
-trained from scratch, grayscale, no flips.
+(``train.pretrained_lr_mult`` via DAHConfig), new layers at the higher ones, and the backbone's input
+recipe (:mod:`dahash.recipes`) with the moments of the TRAINING images (all source + all target images
+of the task, labels unused, merged exactly from the moments stage's per-domain file): VGG-F subtracts
+their mean (no std), full central square, bicubic, random location / aspect [2/3, 3/2] / flip /
+brightness 0.1 x colour deviation; EfficientNet-Lite0 keeps its own (x - 127) / 128; digits subtract
+the mean, no jitter.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dahash.augment import EvalTransform, TrainTransform, brightness_from_covariance, channel_moments
+from dahash.augment import ChannelMoments
 from dahash.finetune import encode_images, train_dah_finetune
 from dahash.model import DAHHead
+from dahash.recipes import input_recipe
 from dahash.train import DAHConfig
 from stages.weights import weights_file
 
-#: backbone -> (input size, channels, pretrained trunk, horizontal flips)
-TRUNKS = {"efficientnet_lite0": (224, 3, True, True), "vggf": (224, 3, True, True), "smallcnn": (28, 1, False, False)}
+#: backbones trained from ImageNet weights (lower lr multipliers, frozen BatchNorm statistics)
+PRETRAINED_TRUNKS = {"efficientnet_lite0": True, "vggf": True, "smallcnn": False}
 
 
 def build_trunk(backbone: str, seed: int) -> tuple[torch.nn.Module, int, dict | None]:
@@ -38,20 +41,18 @@ def build_trunk(backbone: str, seed: int) -> tuple[torch.nn.Module, int, dict | 
 
 
 def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_classes: int, config: DAHConfig, *,
-                 backbone: str, device: str, seed: int, num_workers: int, on_epoch, checkpoint_dir: Path | None = None,
-                 checkpoint_every: int = 10) -> tuple[np.ndarray, np.ndarray, dict]:
+                 backbone: str, moments: ChannelMoments, device: str, seed: int, num_workers: int, on_epoch,
+                 checkpoint_dir: Path | None = None, checkpoint_every: int = 10) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train end to end (checkpointed into ``checkpoint_dir`` and resumed from it, if given); return
-    (u_source, u_target, {"state_dict": ..., "history": ..., "resumed_epoch": ...})."""
-    size, channels, pretrained, flip = TRUNKS[backbone]
-    moments = channel_moments(source + target, size, channels=channels)
-    std = np.where(moments.std > 0, moments.std, 1.0)
-    brightness = brightness_from_covariance(moments.cov, 0.1) if channels == 3 else 0.0
-    train_tf = TrainTransform(size, moments.mean, std, channels=channels, flip=flip, brightness=brightness, seed=seed)
-    eval_tf = EvalTransform(size, moments.mean, std, channels=channels, crop_fraction=0.875 if channels == 3 else 1.0)
+    (u_source, u_target, {"state_dict": ..., "history": ..., "resumed_epoch": ...}). ``moments``: of the
+    task's source + target images (the recipe's mean and brightness jitter)."""
+    recipe = input_recipe(backbone, moments)
+    pretrained, channels = PRETRAINED_TRUNKS[backbone], recipe.channels
+    train_tf, eval_tf = recipe.train_transform(seed), recipe.eval_transform()
     trunk, feat_dim, head_init = build_trunk(backbone, seed)
     with torch.random.fork_rng(devices=[]):
         head = DAHHead(feat_dim, config.hidden_dims, config.hash_bits, head_init,
-                       generator=torch.Generator().manual_seed(seed))
+                       generator=torch.Generator().manual_seed(seed), bn_momentum=config.bn_momentum)
     channels_last = channels == 3 and device == "cpu"
     result = train_dah_finetune(source, ys, target, num_classes, config, trunk=trunk, head=head,
                                 trunk_pretrained=pretrained, train_transform=train_tf, device=device, seed=seed,
@@ -60,5 +61,6 @@ def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_cla
     us = encode_images(result.trunk, result.head, source, eval_tf, device=device, channels_last=channels_last)
     ut = encode_images(result.trunk, result.head, target, eval_tf, device=device, channels_last=channels_last)
     state = {"trunk": result.trunk.state_dict(), "head": result.head.state_dict(),
-             "normalisation": {"mean": moments.mean.tolist(), "std": std.tolist()}}
+             "normalisation": {"mean": list(recipe.mean), "std": list(recipe.std), "eval_crop": recipe.eval_crop,
+                               "interpolation": recipe.interpolation, "size": recipe.size}}
     return us, ut, {"state_dict": state, "history": result.history, "resumed_epoch": result.resumed_epoch}

@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> None:
         "setting": "unsupervised domain adaptation, transductive: all labeled source + all unlabeled target images "
         "for training; tested on all target images",
         "dataset": dataset,
-        "backbone": f"{params['backbone']['name']} (training mode: {tp['mode']})",
+        "backbone": params["backbone"]["name"],
+        "training mode": "; ".join(
+            f"{m}: {(o or {}).get('mode', tp['mode'])}" for m, o in params["methods"].items())
+        + " (finetune = the whole network from images, the paper's protocol; head = fc6/fc7/hash layer on cached "
+        "backbone features, frozen convolutions, no augmentation)",
         "methods": ", ".join(f"{m} ({json.dumps(o or {})})" for m, o in params["methods"].items())
         + f"; trained once per seed in {seeds}",
         "comparison methods": ", ".join(f"{m} ({json.dumps(o or {})})" for m, o in baselines["methods"].items())

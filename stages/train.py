@@ -78,11 +78,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if tp["mode"] == "finetune":
             from stages.finetune import finetune_run
+            from stages.moments import load_moments
 
             raw = ROOT / "data" / "raw" / dataset
             us, ut, out = finetune_run(
                 [raw / p for p in src_paths], ys, [raw / p for p in tgt_paths], len(spec.classes), config,
-                backbone=backbone, device=device, seed=args.seed, num_workers=params["extract"]["num_workers"],
+                backbone=backbone, moments=load_moments(dataset, backbone, [task["source"], task["target"]]),
+                device=device, seed=args.seed, num_workers=params["extract"]["num_workers"],
                 on_epoch=on_epoch, checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"])
             state, history, resumed = out["state_dict"], out["history"], out["resumed_epoch"]
         else:

@@ -55,6 +55,9 @@ __all__ = [
     "center_box",
     "channel_moments",
     "channel_stats",
+    "merge_moments",
+    "moments_from_dict",
+    "moments_to_dict",
     "load_image",
     "sample_crop_box",
 ]
@@ -148,9 +151,20 @@ def center_box(width: int, height: int, crop_fraction: float = 1.0) -> Box:
     return x0, y0, x0 + side, y0 + side
 
 
-def _resize_box(img: Image.Image, box: Box, size: int) -> np.ndarray:
-    """``img[box]`` resized to ``size x size`` (anti-aliased bilinear) as float32 ``(size, size, C)``."""
-    out = img.resize((size, size), Image.Resampling.BILINEAR, box=box)
+#: PIL resampling filters by name (``interpolation`` of the transforms).
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+def _check_interpolation(interpolation: str) -> str:
+    if interpolation not in _RESAMPLE:
+        raise ValueError(f"interpolation must be one of {sorted(_RESAMPLE)}, got {interpolation!r}")
+    return interpolation
+
+
+def _resize_box(img: Image.Image, box: Box, size: int, interpolation: str = "bilinear") -> np.ndarray:
+    """``img[box]`` resized to ``size x size`` (PIL's anti-aliased ``interpolation`` filter) as float32
+    ``(size, size, C)``."""
+    out = img.resize((size, size), _RESAMPLE[interpolation], box=box)
     x = np.asarray(out, dtype=np.float32)
     return x[:, :, None] if x.ndim == 2 else x
 
@@ -188,6 +202,7 @@ class TrainTransform:
         brightness: std ``b`` of an independent per-channel shift (``B = b I``) or a ``(C, C)``
             matrix ``B`` (0..255 scale); 0 disables it.
         seed: seed of the fallback generator.
+        interpolation: ``"bilinear"`` or ``"bicubic"`` (the authors' ``vl_imreadjpeg`` reads bicubic).
     """
 
     size: int
@@ -199,6 +214,7 @@ class TrainTransform:
     flip: bool = True
     brightness: float | np.ndarray = 0.0
     seed: int = 0
+    interpolation: str = "bilinear"
 
     takes_rng = True  # class attribute: dahash.finetune passes a generator per item
 
@@ -210,6 +226,7 @@ class TrainTransform:
         self.mean, self.std = _norm_vectors(self.mean, self.std, self.channels)
         self.aspect = _check_pair("aspect", self.aspect)
         self.scale = _check_pair("scale", self.scale, upper=1.0)
+        _check_interpolation(self.interpolation)
         b = np.asarray(self.brightness, dtype=np.float64)
         if b.ndim == 0:
             b = float(b) * np.eye(self.channels)
@@ -227,7 +244,7 @@ class TrainTransform:
             rng = self._fallback
         pil = load_image(img, self.channels)
         box = sample_crop_box(pil.width, pil.height, rng, aspect=self.aspect, scale=self.scale)
-        x = _resize_box(pil, box, self.size)
+        x = _resize_box(pil, box, self.size, self.interpolation)
         if bool(rng.random() < 0.5) and self.flip:
             x = x[:, ::-1, :]
         shift = self._b @ rng.standard_normal(self.channels)  # (C,)
@@ -242,7 +259,8 @@ class EvalTransform:
 
     ``transform(img[, rng])`` -> float32 ``(channels, size, size)`` (``rng`` is ignored; accepted so
     that both transforms share one call signature). ``crop_fraction=0.875`` equals "shorter side to
-    ``size / 0.875``, centre crop ``size``"; use 1.0 for digits.
+    ``size / 0.875``, centre crop ``size``"; 1.0 (the full central square) is the authors' VGG-F
+    and digits setting (``cropSize = 1``).
     """
 
     size: int
@@ -250,6 +268,7 @@ class EvalTransform:
     std: np.ndarray | float = 1.0
     channels: int = 3
     crop_fraction: float = 0.875
+    interpolation: str = "bilinear"
 
     takes_rng = True
 
@@ -260,10 +279,11 @@ class EvalTransform:
         _mode(self.channels)
         self.mean, self.std = _norm_vectors(self.mean, self.std, self.channels)
         center_box(1, 1, self.crop_fraction)  # validates
+        _check_interpolation(self.interpolation)
 
     def __call__(self, img: ImageInput, rng: np.random.Generator | None = None) -> torch.Tensor:
         pil = load_image(img, self.channels)
-        x = _resize_box(pil, center_box(pil.width, pil.height, self.crop_fraction), self.size)
+        x = _resize_box(pil, center_box(pil.width, pil.height, self.crop_fraction), self.size, self.interpolation)
         return _to_tensor(x, self.mean, self.std)
 
 
@@ -284,19 +304,45 @@ class ChannelMoments:
     images: int
 
 
+def _image_moments(item: ImageInput, size: int, channels: int, crop_fraction: float,
+                   interpolation: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(P, mu (C,), M (C, C))`` of one image's ``P = size^2`` pixels (float64; ``M`` the scatter)."""
+    pil = load_image(item, channels)
+    x = _resize_box(pil, center_box(pil.width, pil.height, crop_fraction), int(size), interpolation)
+    x = x.reshape(-1, channels).astype(np.float64)
+    mu = x.mean(axis=0)
+    d = x - mu
+    return x.shape[0], mu, d.T @ d
+
+
+def _merge(n_a: int, mu_a: np.ndarray, m_a: np.ndarray, n_b: int, mu_b: np.ndarray,
+           m_b: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Chan et al.'s pairwise update of (count, mean, scatter)."""
+    n = n_a + n_b
+    if n == 0:
+        return 0, mu_a, m_a
+    delta = mu_b - mu_a
+    return n, mu_a + delta * (n_b / n), m_a + m_b + np.outer(delta, delta) * (n_a * n_b / n)
+
+
 def channel_moments(
-    images: Iterable[ImageInput], size: int, *, channels: int = 3, crop_fraction: float = 1.0
+    images: Iterable[ImageInput], size: int, *, channels: int = 3, crop_fraction: float = 1.0,
+    interpolation: str = "bilinear", num_threads: int = 1,
 ) -> ChannelMoments:
     """Stream ``images`` once and return their per-channel pixel mean, std and covariance.
 
     Each image is decoded (:func:`load_image`), its centred square of side ``crop_fraction * min(W, H)``
-    is resized to ``size x size`` (what the network sees without jitter), and its ``P = size^2``
-    pixels ``x_p in R^C`` are merged into running moments with Chan et al.'s pairwise update (float64)::
+    is resized to ``size x size`` with ``interpolation`` (what the network sees without jitter; the
+    authors' ``getImageStats`` reads the full central square, bicubic, at 224), and its ``P = size^2``
+    pixels ``x_p in R^C`` are merged, in the order of ``images``, into running moments with Chan et
+    al.'s pairwise update (float64)::
 
         n = n_a + n_b,  d = mu_b - mu_a,  mu = mu_a + d n_b / n,
         M = M_a + M_b + d d^T n_a n_b / n,   cov = M / n   (population)
 
     so memory is O(C^2) whatever the number of images, and constant images give std exactly 0.
+    ``num_threads > 1`` decodes that many images at once (PIL releases the GIL while decoding and
+    resizing); the merge order, hence the result, is the same.
 
     Raises:
         ValueError: no images. OSError: an image cannot be decoded (named).
@@ -304,26 +350,77 @@ def channel_moments(
     if int(size) < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     _mode(channels)
+    _check_interpolation(interpolation)
     n, mu, m2, count = 0, np.zeros(channels), np.zeros((channels, channels)), 0
-    for item in images:
-        pil = load_image(item, channels)
-        x = _resize_box(pil, center_box(pil.width, pil.height, crop_fraction), int(size))
-        x = x.reshape(-1, channels).astype(np.float64)
-        nb = x.shape[0]
-        mu_b = x.mean(axis=0)
-        d_b = x - mu_b
-        m2_b = d_b.T @ d_b
-        total = n + nb
-        delta = mu_b - mu
-        mu = mu + delta * (nb / total)
-        m2 = m2 + m2_b + np.outer(delta, delta) * (n * nb / total)
-        n = total
-        count += 1
+
+    def one(item: ImageInput) -> tuple[int, np.ndarray, np.ndarray]:
+        return _image_moments(item, int(size), channels, crop_fraction, interpolation)
+
+    if int(num_threads) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(int(num_threads)) as pool:
+            parts = pool.map(one, images)
+            for nb, mu_b, m_b in parts:
+                n, mu, m2 = _merge(n, mu, m2, nb, mu_b, m_b)
+                count += 1
+    else:
+        for item in images:
+            n, mu, m2 = _merge(n, mu, m2, *one(item))
+            count += 1
     if count == 0:
         raise ValueError("channel_moments needs at least one training image, got none")
+    return _finish(n, mu, m2, count)
+
+
+def _finish(n: int, mu: np.ndarray, m2: np.ndarray, images: int) -> ChannelMoments:
     cov = m2 / n
     std = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    return ChannelMoments(mean=mu.astype(np.float32), std=std.astype(np.float32), cov=cov, count=n, images=count)
+    return ChannelMoments(mean=mu.astype(np.float32), std=std.astype(np.float32), cov=cov, count=n, images=images)
+
+
+def merge_moments(parts: Iterable[ChannelMoments]) -> ChannelMoments:
+    """Moments of the union of disjoint image sets from each set's moments (exact: Chan's update on
+    ``(count, mean, count * cov)``), e.g. a task's source + target domains from per-domain moments.
+
+    Raises:
+        ValueError: no parts, or parts with different channel counts.
+    """
+    parts = list(parts)
+    if not parts:
+        raise ValueError("merge_moments needs at least one ChannelMoments")
+    c = parts[0].cov.shape[0]
+    if any(p.cov.shape != (c, c) for p in parts):
+        raise ValueError(f"cannot merge moments with different channel counts: {[p.cov.shape[0] for p in parts]}")
+    n, mu, m2, images = 0, np.zeros(c), np.zeros((c, c)), 0
+    for p in parts:
+        n, mu, m2 = _merge(n, mu, m2, int(p.count), np.asarray(p.mean, np.float64),
+                           np.asarray(p.cov, np.float64) * int(p.count))
+        images += int(p.images)
+    return _finish(n, mu, m2, images)
+
+
+def moments_to_dict(m: ChannelMoments) -> dict:
+    """JSON-ready form ``{"mean": [C], "cov": [[C x C]], "count": pixels, "images": n}`` (0..255 scale)."""
+    return {"mean": [float(v) for v in np.asarray(m.mean, np.float64)],
+            "cov": np.asarray(m.cov, np.float64).tolist(), "count": int(m.count), "images": int(m.images)}
+
+
+def moments_from_dict(d: dict) -> ChannelMoments:
+    """Inverse of :func:`moments_to_dict`.
+
+    Raises:
+        ValueError: a key is missing or the shapes disagree (names the key).
+    """
+    try:
+        mean = np.asarray(d["mean"], np.float64)
+        cov = np.asarray(d["cov"], np.float64)
+        count, images = int(d["count"]), int(d["images"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"moments need keys mean, cov, count, images: {exc}") from exc
+    if mean.ndim != 1 or cov.shape != (mean.size, mean.size) or count < 1:
+        raise ValueError(f"moments: mean {mean.shape} and cov {cov.shape} disagree, or count {count} < 1")
+    return _finish(count, mean, cov * count, images)
 
 
 def channel_stats(
