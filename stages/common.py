@@ -83,33 +83,30 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
                 )
         if task["source"] == task["target"]:
             raise StageError(f"{path}: tasks.{key}: source and target are the same domain")
-    if params["train"]["mode"] == "finetune" and params["baselines"]["methods"]:
-        raise StageError(f"{path}: baselines.methods run on cached features, which train.mode: finetune does not "
-                         "extract; set baselines.methods: {} or train.mode: head")
+    if params["backbone"]["name"] == "smallcnn" and params["baselines"]["methods"]:
+        raise StageError(f"{path}: baselines.methods run on cached pretrained features, which backbone.name = "
+                         "smallcnn (trained from scratch) does not have; set baselines.methods: {}")
     clash = sorted(set(params["methods"]) & set(params["baselines"]["methods"]))
     if clash:
         raise StageError(f"{path}: {clash} named in both methods and baselines.methods; rename one "
                          "(they share models/<dataset>/<backbone>/<name>/)")
     train = params["train"]
-    if params["backbone"]["name"] == "surf800" and (dataset != "office_caltech10" or train["mode"] != "head"):
+    modes = {m: (o or {}).get("mode", train["mode"]) for m, o in params["methods"].items()}
+    if params["backbone"]["name"] == "surf800" and (dataset != "office_caltech10" or set(modes.values()) != {"head"}):
         raise StageError(f"{path}: backbone.name = surf800 (precomputed SURF-800 features) needs "
-                         "data.dataset: office_caltech10 and train.mode: head")
+                         f"data.dataset: office_caltech10 and train.mode: head for every method (modes: {modes})")
     if params["analysis"]["tasks"] and ("dah" not in params["methods"] or "dan" not in params["baselines"]["methods"]):
         raise StageError(f"{path}: analysis.tasks compares backbone, DAN and DAH features: it needs methods.dah and "
                          "baselines.methods.dan (or set analysis.tasks: [])")
     for key in params["analysis"]["tasks"]:
         if key not in params["tasks"]:
             raise StageError(f"{path}: analysis.tasks has {key!r}, not a key of tasks {list(params['tasks'])}")
-    if params["backbone"]["name"] == "smallcnn" and train["mode"] != "finetune":
-        raise StageError(f"{path}: backbone.name = smallcnn has no pretrained weights: set train.mode: finetune")
+    if params["backbone"]["name"] == "smallcnn" and set(modes.values()) != {"finetune"}:
+        raise StageError(f"{path}: backbone.name = smallcnn has no pretrained weights: set train.mode: finetune "
+                         f"for every method (modes: {modes})")
     if train["gamma"] == "auto" and train["mode"] != "head":
         raise StageError(f"{path}: train.gamma = auto runs the gamma sweep in head mode; set train.mode: head "
                          "or a fixed train.gamma")
-    if params["backbone"]["name"] == "vggf" and list(train["hidden_dims"]) != [4096, 4096]:
-        raise StageError(
-            f"{path}: train.hidden_dims must be [4096, 4096] with backbone.name = vggf "
-            "(fc6/fc7 start from the pretrained VGG-F layers)"
-        )
 
 
 def dataset_spec(params: dict[str, Any], *, source: bool = False):  # -> dahash.datasets.DatasetSpec

@@ -21,6 +21,7 @@ from dahash.finetune import encode_images, train_dah_finetune
 from dahash.model import DAHHead
 from dahash.recipes import input_recipe
 from dahash.train import DAHConfig
+from stages.runs import check_hidden_dims
 from stages.weights import weights_file
 
 #: backbones trained from ImageNet weights (lower lr multipliers, frozen BatchNorm statistics)
@@ -50,6 +51,7 @@ def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_cla
     pretrained, channels = PRETRAINED_TRUNKS[backbone], recipe.channels
     train_tf, eval_tf = recipe.train_transform(seed), recipe.eval_transform()
     trunk, feat_dim, head_init = build_trunk(backbone, seed)
+    check_hidden_dims(head_init, config.hidden_dims)
     with torch.random.fork_rng(devices=[]):
         head = DAHHead(feat_dim, config.hidden_dims, config.hash_bits, head_init,
                        generator=torch.Generator().manual_seed(seed), bn_momentum=config.bn_momentum)

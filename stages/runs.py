@@ -19,13 +19,33 @@ def dah_config(train: dict) -> DAHConfig:
     return DAHConfig(**kwargs)
 
 
-def pretrained_head(backbone: str) -> dict[str, torch.Tensor] | None:
-    """VGG-F's fc6/fc7 (training starts at pool5 and fine-tunes them); None for backbones with new fc6/fc7."""
+def pretrained_head(backbone: str, hidden_dims: list[int] | tuple[int, ...] | None = None
+                    ) -> dict[str, torch.Tensor] | None:
+    """VGG-F's fc6/fc7 (training starts at pool5 and fine-tunes them); None for backbones with new fc6/fc7.
+
+    With ``hidden_dims`` (``train.hidden_dims``), checks that they are the weights' fc6/fc7 widths (4096, 4096
+    for imagenet-vgg-f.mat) and says which values to set otherwise.
+    """
     if backbone != "vggf":
         return None
     from dahash.backbones import build_backbone
 
-    return build_backbone("vggf", weights=weights_file("vggf")).head_init
+    head = build_backbone("vggf", weights=weights_file("vggf")).head_init
+    check_hidden_dims(head, hidden_dims)
+    return head
+
+
+def check_hidden_dims(head: dict[str, torch.Tensor] | None, hidden_dims) -> None:
+    """``train.hidden_dims`` must equal the pretrained fc6/fc7 widths (they are loaded into the head)."""
+    if head is None or hidden_dims is None:
+        return
+    widths = [int(head["fc6.weight"].shape[0]), int(head["fc7.weight"].shape[0])]
+    if [int(h) for h in hidden_dims] != widths:
+        from stages.common import StageError
+
+        raise StageError(f"params.yaml: train.hidden_dims = {list(hidden_dims)}, but fc6/fc7 start from the "
+                         f"pretrained VGG-F layers of {weights_file('vggf')}, which are {widths} wide: "
+                         f"set train.hidden_dims: {widths}")
 
 
 def parse_run_args(argv: list[str] | None, description: str) -> argparse.Namespace:

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             result = train_dah(
                 torch.from_numpy(xs), torch.tensor(ys), torch.from_numpy(xt), len(spec.classes), config,
-                device=device, seed=args.seed, pretrained=pretrained_head(backbone), on_epoch=on_epoch,
+                device=device, seed=args.seed, pretrained=pretrained_head(backbone, config.hidden_dims), on_epoch=on_epoch,
                 checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"],
             )
             us = encode(result.model, torch.from_numpy(xs), device=device)

@@ -111,7 +111,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params["data"].update(dataset="custom", domains=DOMAINS, mirror=str(base / "images"))
     params["backbone"]["name"] = "efficientnet_lite0"
     params["extract"]["batch_size"] = 8
-    params["train"].update(hash_bits=16, hidden_dims=[32, 32], k_per_class=2, epochs=3, lr_start=1e-2, lr_end=1e-3,
+    params["train"].update(mode="head", hash_bits=16, hidden_dims=[32, 32], k_per_class=2, epochs=3, lr_start=1e-2, lr_end=1e-3,
                            gamma="auto", seeds=[0], checkpoint_every=1)
     params["gamma_sweep"].update(grid=[0.5, 5.0], epochs=2)
     params["report"]["title"] = "pipeline test"

@@ -31,10 +31,10 @@ def _write(tmp_path: Path, params: dict) -> Path:
 
 def test_shipped_params_and_presets_are_valid(tmp_path: Path) -> None:
     load_params(PARAMS_FILE)
-    for name in ("quickstart", "paper", "digits"):
+    for name in ("quickstart", "paper", "paper-head", "digits", "surf"):
         target = tmp_path / f"{name}.yaml"
         target.write_text(PARAMS_FILE.read_text())
-        apply_preset(name, ["data.mirror=some/folder"] if name != "paper" else [], target)
+        apply_preset(name, ["data.mirror=some/folder"] if not name.startswith("paper") else [], target)
         load_params(target)
 
 
@@ -69,10 +69,6 @@ def test_cross_key_checks(params: dict) -> None:
     with pytest.raises(StageError, match="not domains of office_home"):
         check_cross_keys(bad)
     bad = copy.deepcopy(params)
-    bad["train"]["hidden_dims"] = [1024, 1024]
-    with pytest.raises(StageError, match="hidden_dims"):
-        check_cross_keys(bad)
-    bad = copy.deepcopy(params)
     bad["data"]["dataset"] = "custom"
     with pytest.raises(StageError, match="data.mirror"):
         check_cross_keys(bad)
@@ -81,9 +77,18 @@ def test_cross_key_checks(params: dict) -> None:
     with pytest.raises(StageError, match="both methods and baselines.methods"):
         check_cross_keys(bad)
     bad = copy.deepcopy(params)
+    bad["backbone"]["name"] = "smallcnn"
     bad["train"]["mode"] = "finetune"
-    with pytest.raises(StageError, match="baselines.methods run on cached features"):
+    with pytest.raises(StageError, match="baselines.methods run on cached pretrained features"):
         check_cross_keys(bad)
+    bad["baselines"]["methods"], bad["analysis"]["tasks"] = {}, []
+    check_cross_keys(bad)  # digits-like: fine-tuned from scratch, no comparison methods
+    bad["methods"]["dah_head"] = {"mode": "head"}
+    with pytest.raises(StageError, match="smallcnn has no pretrained weights"):
+        check_cross_keys(bad)
+    ok = copy.deepcopy(params)
+    ok["train"]["mode"] = "finetune"  # the paper: fine-tuned DAH beside comparison methods on cached features
+    check_cross_keys(ok)
     bad = copy.deepcopy(params)
     bad["backbone"]["name"] = "surf800"
     with pytest.raises(StageError, match="surf800"):
