@@ -699,14 +699,15 @@ def _unpack_source(
 
 def _all_sources_failed(
     spec: DatasetSpec, sources: list[_Source], errors: dict[int, list[str]], manual_dir: Path | None,
-    offline: bool,
+    offline: bool, out_dir: Path,
 ) -> str:
     """One message naming every source, what went wrong with each, and what to place by hand."""
     where = str(manual_dir) if manual_dir is not None else "the manual folder (data.manual_dir)"
     lines = [
         f"could not obtain the {spec.name!r} images from any of its {len(sources)} sources"
         + (" (offline mode: nothing was downloaded)" if offline else "")
-        + ". Nothing was written. Tried, in order:"
+        + f". {out_dir} was not changed (complete downloads stay in the cache for the next run). "
+        "Tried, in order:"
     ]
     for n, src in enumerate(sources):
         lines.append(f"  {n + 1}. {src.describe()}")
@@ -808,7 +809,7 @@ def prepare_dataset(
             if found is None:
                 if len(sources) == 1:  # the single source's own message(s), as before
                     raise DownloadError(" ".join(dict.fromkeys(errors[0])))
-                raise DownloadError(_all_sources_failed(spec, sources, errors, manual_dir, offline))
+                raise DownloadError(_all_sources_failed(spec, sources, errors, manual_dir, offline, out_dir))
             src_domains, info = found
             source.update(info)
             counts = _populate(src_domains, build, move=True)
