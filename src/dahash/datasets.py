@@ -286,7 +286,9 @@ OFFICE_HOME = DatasetSpec(
         size=None,
         note=(
             "Official Google Drive file linked from https://www.hemanthdv.org/officeHomeDataset.html "
-            "(in a browser: https://drive.google.com/file/d/0B81rNlvomiwed0V1YUxQdC1uOTg/view). It is "
+            "(in a browser: https://drive.google.com/file/d/0B81rNlvomiwed0V1YUxQdC1uOTg/view?"
+            "resourcekey=0-2SNWq0CDAuWOBRRBL7ZZsw, the link with its resource key as public loaders "
+            "give it). It is "
             "downloaded with gdown, which follows Drive's confirmation page; if Drive refuses (quota, "
             "or a link that needs its resourcekey, which gdown cannot pass), download "
             "OfficeHomeDataset_10072016.zip in a browser and put it in the manual folder (or point "

@@ -2,15 +2,18 @@
 
 Nothing here leaves a half-written file or folder behind:
 
-* :func:`fetch` downloads with pooch into a private temporary folder inside the cache and moves
+* :func:`fetch` downloads with pooch (Google Drive links through gdown, which follows Drive's
+  confirmation and virus-scan pages) into a private temporary folder inside the cache and moves
   the file into place only after its checksum (when published: md5, sha1 or sha256, see
   ``RemoteFile.known_hash``) matched; on any failure the temporary folder is removed and
   :class:`DownloadError` explains how to place the file by hand. With ``offline=True`` nothing is
   downloaded: only a copy placed by hand or already cached is used.
 * :func:`safe_extract` checks every archive member first (absolute paths, ``..``, links leading
   outside, device files), extracts into a temporary folder beside the destination and renames it.
-* :func:`prepare_dataset` builds ``out_dir`` in a temporary folder beside it, verifies it, and only
-  then replaces an existing ``out_dir``.
+* :func:`prepare_dataset` tries the dataset's sources in order (its archive, then e.g. one archive
+  per domain from a second publisher; local copies before any download), builds ``out_dir`` in a
+  temporary folder beside it, verifies it, and only then replaces an existing ``out_dir``. When
+  every source fails, one error names each source, what went wrong and what to place by hand.
 
 Hidden files (names starting with ``.``, e.g. ``.DS_Store``, ``._x.jpg``) are never part of a
 dataset tree: they are neither copied nor digested.
