@@ -249,17 +249,27 @@ def test_offline_env_never_touches_the_network(tiny, google_drive, loopback_only
     assert files_under(tiny["cache"]) == [] and files_under(tiny["data"]) == []
 
 
-def test_domain_archive_without_its_folder_is_reported(tiny, http_server, loopback_only):
-    """A per-domain archive that lacks the expected folder names it and what was found."""
-    bad = targz({"elsewhere/x.txt": tiny["src"] / tiny["rels"][0]})
+@pytest.mark.parametrize("fault", ["wrong layout", "truncated"])
+def test_bad_domain_archive_is_reported_and_dropped(fault, tiny, http_server, loopback_only):
+    """A per-domain archive (no checksum to catch it) that lacks the expected folder, or is cut short
+    though served with an honest Content-Length, is reported by name and removed from the cache."""
+    if fault == "wrong layout":
+        bad = targz({"elsewhere/x.txt": tiny["src"] / tiny["rels"][0]})
+    else:
+        whole = domain_archive(tiny["src"], "d2")
+        bad = whole[: len(whole) // 2]
     parts = {"d1": http_server.add("parts/d1.tgz", domain_archive(tiny["src"], "d1")),
              "d2": http_server.add("parts/d2.tgz", bad)}
     spec = make_spec(http_server.url("gone.tar.gz"), None, part_urls=parts)
     with pytest.raises(DownloadError) as ei:
         prepare(spec, tiny)
     msg = str(ei.value)
-    assert "'d2' class folders" in msg and "d_2" in msg and "elsewhere" in msg
-    assert "tiny-2/d2.tgz" not in files_under(tiny["cache"])  # the bad cached part was dropped
+    assert "d2.tgz" in msg and str(tiny["manual"] / "d2.tgz") in msg and "cached archive was deleted" in msg
+    if fault == "wrong layout":
+        assert "'d2' class folders" in msg and "d_2" in msg and "elsewhere" in msg
+    else:
+        assert "truncated" in msg
+    assert files_under(tiny["cache"]) == ["tiny-2/d1.tgz"]  # the bad part was dropped, the good one kept
     assert_no_partial_files(tiny)
 
 
