@@ -343,7 +343,8 @@ OFFICE31 = DatasetSpec(
         size=None,
         note=(
             "Google Drive file linked from the Office dataset page "
-            "(https://faculty.cc.gatech.edu/~judy/domainadapt/). It is downloaded with gdown, which "
+            "(https://faculty.cc.gatech.edu/~judy/domainadapt/; in a browser: "
+            "https://drive.google.com/file/d/0B4IapRTv9pJ1WGZVd1VDMmhwdlE/view). It is downloaded with gdown, which "
             "follows Drive's confirmation page; if Drive refuses, download "
             "domain_adaptation_images.tar.gz in a browser and put it in the manual folder. The archive "
             "holds {amazon,dslr,webcam}/images/<class>/. The sha1 checksum is the one published in "
