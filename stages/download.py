@@ -1,8 +1,11 @@
 """Stage `download`: put the dataset's images at data/raw/<dataset>/<domain>/<class>/.
 
-Sources, in order: ``data.mirror`` (a local, already-downloaded copy), an archive placed by hand in
-``data.manual_dir``, the dataset's official URL (checksummed, resumable, via pooch). Without network
-(or with ``DAHASH_OFFLINE=1``) and without a local copy it stops with a message naming the file, where to put it and its checksum.
+Sources, in order: ``data.mirror`` (a local, already-downloaded copy); else the dataset's sources
+(``dahash.datasets``: its own archive, then a second source such as Transfer-Learning-Library's
+per-domain archives), a copy placed by hand in ``data.manual_dir`` or cached being used before any
+download (checksummed where published; Google Drive through gdown). Without network (or with
+``DAHASH_OFFLINE=1``) and without a local copy it stops with a message naming every source, the files
+to put in the manual folder and their checksums.
 """
 
 from __future__ import annotations

@@ -4,15 +4,23 @@
   use it are marked ``realdata`` and skip when it is absent).
 * ``make_image_tree``: factory writing a tiny ``<root>/<domain>/<class>/<file>`` tree of real images.
 * ``http_server``: a local HTTP server on 127.0.0.1 (port 0) serving bytes the test registers,
-  optionally misbehaving (lying Content-Length), and counting requests.
+  optionally misbehaving (lying Content-Length), and counting requests. It can also stand in for
+  Google Drive (``add_drive``): a confirmation page whose form leads to the file, as gdown expects.
+* ``google_drive``: ``http_server`` made reachable as ``https://drive.google.com`` for requests and
+  gdown, through the standard proxy settings (``HTTPS_PROXY`` pointing at the local server, which
+  answers ``CONNECT`` itself with a certificate from a throw-away CA in ``REQUESTS_CA_BUNDLE``):
+  nothing leaves 127.0.0.1.
 * ``closed_port_url``: a URL on 127.0.0.1 where nothing listens.
 """
 
 from __future__ import annotations
 
+import html
 import http.server
 import socket
+import ssl
 import threading
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -87,12 +95,56 @@ class _Route:
 
 
 @dataclass
+class _DriveFile:
+    body: bytes
+    filename: str
+    token: str  # the uuid the confirmation page hands out; the download needs it
+    send_bytes: int | None = None
+
+
+#: hosts the ``google_drive`` fixture answers for (gdown fetches ``drive.google.com/uc?id=...`` and
+#: follows the confirmation form to ``drive.usercontent.google.com/download``).
+DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")
+
+
+def drive_confirmation_page(file_id: str, token: str) -> bytes:
+    """Google Drive's "can't scan this file for viruses" page, reduced to what gdown parses.
+
+    gdown (``get_url_from_gdrive_confirmation``) reads the page line by line and takes the first
+    line holding ``<form id="download-form">``: the form's ``action`` plus its hidden inputs make
+    the download URL. So the form and its inputs must be on one line, as on the real page.
+    """
+    q = html.escape
+    form = (
+        '<form id="download-form" action="https://drive.usercontent.google.com/download" method="get">'
+        '<input type="submit" id="uc-download-link" class="goog-inline-block jfk-button" value="Download anyway"/>'
+        f'<input type="hidden" name="id" value="{q(file_id)}"><input type="hidden" name="export" value="download">'
+        f'<input type="hidden" name="confirm" value="t"><input type="hidden" name="uuid" value="{q(token)}"></form>'
+    )
+    return (
+        "<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head>\n"
+        '<body><div class="uc-main"><p class="uc-warning-caption">Google Drive can\'t scan this file '
+        "for viruses.</p>\n" + form + "\n</div></body></html>\n"
+    ).encode()
+
+
+@dataclass
 class LocalServer:
     """Handle returned by the ``http_server`` fixture."""
 
     port: int
     routes: dict[str, _Route] = field(default_factory=dict)
     hits: Counter = field(default_factory=Counter)
+    drive: dict[str, _DriveFile] = field(default_factory=dict)
+    tls: ssl.SSLContext | None = None  # set by ``google_drive``: answer CONNECT for DRIVE_HOSTS
+
+    def add_drive(self, file_id: str, body: bytes, filename: str, *, send_bytes: int | None = None) -> str:
+        """Serve ``body`` as the Google Drive file ``file_id``: ``/uc?id=<file_id>`` answers with the
+        confirmation page, whose form leads to ``/download?id=..&confirm=t&uuid=<token>``, which
+        sends the file (``Content-Disposition: attachment``; with ``send_bytes`` only that many
+        bytes of it). A ``/download`` without the page's token gets 403. Returns the Drive URL."""
+        self.drive[file_id] = _DriveFile(body, filename, f"tok-{file_id}-{len(self.drive)}", send_bytes)
+        return f"https://drive.google.com/uc?export=download&id={file_id}"
 
     def add(self, name: str, body: bytes, *, send_bytes: int | None = None) -> str:
         """Serve ``body`` at ``/<name>``; with ``send_bytes`` the response announces the full
@@ -111,25 +163,82 @@ def http_server() -> Iterator[LocalServer]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
 
+        def _send(self, body: bytes, *, send_bytes: int | None = None,
+                  content_type: str = "application/octet-stream",
+                  headers: dict[str, str] | None = None) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            try:
+                self.wfile.write(body if send_bytes is None else body[:send_bytes])
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                pass
+            self.close_connection = True
+
+        def _drive(self, path: str, query: dict[str, list[str]]) -> bool:
+            """Answer a Google Drive request (``/uc``, ``/download``); False if ``path`` is neither."""
+            srv = server_ref["s"]
+            file_id = query.get("id", [""])[0]
+            f = srv.drive.get(file_id)
+            if path == "/uc":
+                if f is None:
+                    self.send_error(404, "Google Drive: file not found")
+                else:
+                    self._send(drive_confirmation_page(file_id, f.token), content_type="text/html; charset=utf-8")
+                return True
+            if path == "/download" and srv.drive:
+                if f is None:
+                    self.send_error(404, "Google Drive: file not found")
+                elif query.get("confirm") != ["t"] or query.get("uuid") != [f.token]:
+                    self.send_error(403, "confirmation token missing or wrong")
+                else:
+                    self._send(f.body, send_bytes=f.send_bytes, headers={
+                        "Content-Disposition": f'attachment; filename="{f.filename}"'})
+                return True
+            return False
+
         def do_GET(self) -> None:  # noqa: N802
             srv = server_ref["s"]
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             srv.hits[path] += 1
+            if self._drive(path, urllib.parse.parse_qs(query)):
+                return
             route = srv.routes.get(path)
             if route is None:
                 self.send_error(404, "not found")
                 return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(route.body)))
+            self._send(route.body, send_bytes=route.send_bytes)
+
+        def do_CONNECT(self) -> None:  # noqa: N802
+            """A proxy tunnel to a Drive host: answered here, over TLS with the test CA's certificate
+            (no connection ever leaves 127.0.0.1); any other host is refused."""
+            srv = server_ref["s"]
+            host = self.path.rsplit(":", 1)[0]
+            srv.hits["CONNECT " + host] += 1
+            if srv.tls is None or host not in DRIVE_HOSTS:
+                self.send_error(403, "this test proxy only answers for Google Drive hosts")
+                return
+            self.send_response(200, "Connection established")
             self.end_headers()
-            body = route.body if route.send_bytes is None else route.body[: route.send_bytes]
-            try:
-                self.wfile.write(body)
-                self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                pass
             self.close_connection = True
+            try:
+                tunnel = srv.tls.wrap_socket(self.connection, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+            try:
+                Handler(tunnel, self.client_address, self.server)  # serves the tunnelled request
+            except (ssl.SSLError, OSError):
+                pass
+            finally:
+                try:
+                    tunnel.unwrap()
+                except (ssl.SSLError, OSError, ValueError):
+                    pass
+                tunnel.close()
 
         def log_message(self, *args: object) -> None:  # keep test output quiet
             pass
@@ -146,6 +255,35 @@ def http_server() -> Iterator[LocalServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def google_drive(http_server: LocalServer, tmp_path_factory: pytest.TempPathFactory,
+                 monkeypatch: pytest.MonkeyPatch) -> LocalServer:
+    """``http_server`` standing in for Google Drive at ``https://drive.google.com`` (see ``add_drive``).
+
+    requests (so gdown) reaches it through ``HTTPS_PROXY=http://127.0.0.1:<port>``; the server
+    answers the ``CONNECT`` itself with a certificate for ``DRIVE_HOSTS`` issued by a throw-away CA
+    (trustme) that ``REQUESTS_CA_BUNDLE`` names. Plain ``http://127.0.0.1`` URLs bypass the proxy.
+    """
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert(*DRIVE_HOSTS)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(ctx)
+    http_server.tls = ctx
+    bundle = tmp_path_factory.mktemp("drive-ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    proxy = f"http://127.0.0.1:{http_server.port}"
+    for var in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(var, proxy)
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    return http_server
 
 
 @pytest.fixture

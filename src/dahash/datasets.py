@@ -27,6 +27,15 @@ downloads without verification, pooch logs the SHA256 of what it got, and ``prep
 records it in ``SOURCE.json`` so that the first verified download can pin it.
 Office-Caltech-10 is verified through ``tree_sha256``, a digest of the extracted image tree
 (see :func:`dahash.download.tree_digest`), because GitHub's zip archives are not byte-stable.
+
+Sources
+-------
+``DatasetSpec.archive`` is the dataset's own archive (Google Drive URLs are fetched with gdown, which
+follows Drive's confirmation and virus-scan pages). ``DatasetSpec.alternates`` lists further public
+sources tried in order after it, each a :class:`SplitSource`: one archive per domain, as
+Transfer-Learning-Library's loaders download them. Their publishers give no checksums, so a copy from
+them is only as trustworthy as the host; ``SOURCE.json`` records which source was used and whether
+it was verified.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from pathlib import Path
 
 __all__ = [
     "RemoteFile",
+    "DomainArchive",
+    "SplitSource",
     "DatasetSpec",
     "DATASETS",
     "WEIGHTS",
@@ -113,6 +124,39 @@ class RemoteFile:
 
 
 @dataclass(frozen=True)
+class DomainArchive:
+    """One domain's archive of a :class:`SplitSource`.
+
+    Attributes:
+        domain: the registry's domain name it holds.
+        remote: the archive.
+        folders: candidate folders (posix, relative to the extracted archive below any single
+            wrapper folder) holding the domain's class folders; the first that exists and holds
+            at least one of the dataset's class folders is used (publishers' layouts are not
+            documented, so e.g. both ``amazon/images`` and ``amazon`` are accepted).
+    """
+
+    domain: str
+    remote: RemoteFile
+    folders: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """A second source of a dataset: one archive per domain (e.g. Transfer-Learning-Library's).
+
+    Attributes:
+        name: short name used in messages and ``SOURCE.json``.
+        parts: one :class:`DomainArchive` per domain of the dataset.
+        note: provenance and what is (not) verified.
+    """
+
+    name: str
+    parts: tuple[DomainArchive, ...]
+    note: str
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """A multi-domain image dataset laid out as ``<domain>/<class>/<image>``.
 
@@ -130,6 +174,7 @@ class DatasetSpec:
             verified after preparation; ``None`` when not known.
         image_counts: number of images per domain when known (informational: reported in error
             messages and ``SOURCE.json``, and a mismatch is warned about).
+        alternates: further sources, tried in order after ``archive`` (see :class:`SplitSource`).
     """
 
     name: str
@@ -141,8 +186,15 @@ class DatasetSpec:
     citation: str
     tree_sha256: str | None
     image_counts: dict[str, int] | None = field(default=None, hash=False)
+    alternates: tuple[SplitSource, ...] = ()
 
     def __post_init__(self) -> None:
+        for alt in self.alternates:
+            if sorted(p.domain for p in alt.parts) != sorted(self.domains):
+                raise ValueError(
+                    f"DatasetSpec {self.name!r}: source {alt.name!r} must have exactly one archive per "
+                    f"domain {list(self.domains)}, got {[p.domain for p in alt.parts]}"
+                )
         if set(self.domain_dirs) != set(self.domains):
             raise ValueError(
                 f"DatasetSpec {self.name!r}: domain_dirs keys {sorted(self.domain_dirs)} must be "
@@ -175,6 +227,36 @@ _NO_CHECKSUM = (
 )
 
 # --------------------------------------------------------------------------------------------
+# Second sources: Transfer-Learning-Library's per-domain archives (Tsinghua cloud)
+# --------------------------------------------------------------------------------------------
+#: thuml/Transfer-Learning-Library commit whose loaders (tllib/vision/datasets/officehome.py and
+#: office31.py, ``download_list``) give these URLs.
+TLL_COMMIT = "c4aa59eb565650a552b809411601d0589efbbfe4"
+_TLL_NOTE = (
+    "One archive per domain, as thuml/Transfer-Learning-Library's loaders download them "
+    f"(tllib/vision/datasets/{{loader}}.py at commit {TLL_COMMIT}, download_list). No checksum is "
+    "published for these archives, so they are downloaded unverified: SOURCE.json records the "
+    "sha256 of every archive, the per-domain image counts (compared with the published counts) and "
+    "tree_sha256_verified false. The loaders' image_list files are not needed (the class folders "
+    "carry the labels) and are not downloaded."
+)
+
+
+def _tll_part(domain: str, filename: str, key: str, folders: tuple[str, ...]) -> DomainArchive:
+    return DomainArchive(
+        domain=domain,
+        remote=RemoteFile(
+            url=f"https://cloud.tsinghua.edu.cn/f/{key}/?dl=1",
+            filename=filename,
+            known_hash=None,
+            size=None,
+            note="Transfer-Learning-Library's per-domain archive (no published checksum)",
+        ),
+        folders=folders,
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # Office-Home (Venkateswara et al., CVPR 2017: the DAH paper's own dataset)
 # --------------------------------------------------------------------------------------------
 _OFFICE_HOME_CLASSES = tuple(
@@ -203,10 +285,14 @@ OFFICE_HOME = DatasetSpec(
         known_hash="md5:b1c14819770c4448fd5b6d931031c91c",
         size=None,
         note=(
-            "Official Google Drive file linked from https://www.hemanthdv.org/officeHomeDataset.html. "
-            "Google Drive usually answers large files with a confirmation page instead of the file, "
-            "so download OfficeHomeDataset_10072016.zip in a browser and put it in the manual folder "
-            "(or point the pipeline at an extracted copy as a mirror). The archive holds "
+            "Official Google Drive file linked from https://www.hemanthdv.org/officeHomeDataset.html "
+            "(in a browser: https://drive.google.com/file/d/0B81rNlvomiwed0V1YUxQdC1uOTg/view?"
+            "resourcekey=0-2SNWq0CDAuWOBRRBL7ZZsw, the link with its resource key as public loaders "
+            "give it). It is "
+            "downloaded with gdown, which follows Drive's confirmation page; if Drive refuses (quota, "
+            "or a link that needs its resourcekey, which gdown cannot pass), download "
+            "OfficeHomeDataset_10072016.zip in a browser and put it in the manual folder (or point "
+            "the pipeline at an extracted copy as a mirror). The archive holds "
             "OfficeHomeDataset_10072016/{Art,Clipart,Product,Real World}/<class>/. The md5 checksum "
             "is the one published in public loaders for this exact file; a copy placed by hand is "
             "checked against it too."
@@ -220,6 +306,19 @@ OFFICE_HOME = DatasetSpec(
     ),
     tree_sha256=None,
     image_counts={"Art": 2427, "Clipart": 4365, "Product": 4439, "RealWorld": 4357},
+    alternates=(
+        SplitSource(
+            name="Transfer-Learning-Library per-domain archives",
+            parts=(
+                _tll_part("Art", "Art.tgz", "6a006656b9a14567ade2", ("Art",)),
+                _tll_part("Clipart", "Clipart.tgz", "ae88aa31d2d7411dad79", ("Clipart",)),
+                _tll_part("Product", "Product.tgz", "f219b0ff35e142b3ab48", ("Product",)),
+                _tll_part("RealWorld", "Real_World.tgz", "6c19f3f15bb24ed3951a",
+                          ("Real_World", "Real World", "RealWorld")),
+            ),
+            note=_TLL_NOTE.format(loader="officehome"),
+        ),
+    ),
 )
 
 # --------------------------------------------------------------------------------------------
@@ -244,8 +343,9 @@ OFFICE31 = DatasetSpec(
         size=None,
         note=(
             "Google Drive file linked from the Office dataset page "
-            "(https://faculty.cc.gatech.edu/~judy/domainadapt/). Google Drive usually answers large "
-            "files with a confirmation page instead of the file, so download "
+            "(https://faculty.cc.gatech.edu/~judy/domainadapt/; in a browser: "
+            "https://drive.google.com/file/d/0B4IapRTv9pJ1WGZVd1VDMmhwdlE/view). It is downloaded with gdown, which "
+            "follows Drive's confirmation page; if Drive refuses, download "
             "domain_adaptation_images.tar.gz in a browser and put it in the manual folder. The archive "
             "holds {amazon,dslr,webcam}/images/<class>/. The sha1 checksum is the one published in "
             "public loaders (download scripts) for this exact file; a copy placed by hand is checked "
@@ -260,6 +360,17 @@ OFFICE31 = DatasetSpec(
     ),
     tree_sha256=None,
     image_counts={"amazon": 2817, "dslr": 498, "webcam": 795},
+    alternates=(
+        SplitSource(
+            name="Transfer-Learning-Library per-domain archives",
+            parts=(
+                _tll_part("amazon", "amazon.tgz", "ec12dfcddade43ab8101", ("amazon/images", "amazon")),
+                _tll_part("dslr", "dslr.tgz", "a41d818ae2f34da7bb32", ("dslr/images", "dslr")),
+                _tll_part("webcam", "webcam.tgz", "8a41009a166e4131adcd", ("webcam/images", "webcam")),
+            ),
+            note=_TLL_NOTE.format(loader="office31"),
+        ),
+    ),
 )
 
 # --------------------------------------------------------------------------------------------

@@ -2,15 +2,18 @@
 
 Nothing here leaves a half-written file or folder behind:
 
-* :func:`fetch` downloads with pooch into a private temporary folder inside the cache and moves
+* :func:`fetch` downloads with pooch (Google Drive links through gdown, which follows Drive's
+  confirmation and virus-scan pages) into a private temporary folder inside the cache and moves
   the file into place only after its checksum (when published: md5, sha1 or sha256, see
   ``RemoteFile.known_hash``) matched; on any failure the temporary folder is removed and
   :class:`DownloadError` explains how to place the file by hand. With ``offline=True`` nothing is
   downloaded: only a copy placed by hand or already cached is used.
 * :func:`safe_extract` checks every archive member first (absolute paths, ``..``, links leading
   outside, device files), extracts into a temporary folder beside the destination and renames it.
-* :func:`prepare_dataset` builds ``out_dir`` in a temporary folder beside it, verifies it, and only
-  then replaces an existing ``out_dir``.
+* :func:`prepare_dataset` tries the dataset's sources in order (its archive, then e.g. one archive
+  per domain from a second publisher; local copies before any download), builds ``out_dir`` in a
+  temporary folder beside it, verifies it, and only then replaces an existing ``out_dir``. When
+  every source fails, one error names each source, what went wrong and what to place by hand.
 
 Hidden files (names starting with ``.``, e.g. ``.DS_Store``, ``._x.jpg``) are never part of a
 dataset tree: they are neither copied nor digested.
@@ -26,20 +29,25 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import urllib.parse
 import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 import pooch
 
-from dahash.datasets import DatasetSpec, RemoteFile, get_weights
+from dahash.datasets import DatasetSpec, RemoteFile, SplitSource, get_weights
 
 __all__ = [
     "DownloadError",
+    "ManualCopyError",
+    "GOOGLE_DRIVE_HOSTS",
+    "is_google_drive",
     "fetch",
     "fetch_weights",
     "safe_extract",
@@ -57,6 +65,13 @@ _CHUNK = 1 << 20
 
 class DownloadError(RuntimeError):
     """A file could not be obtained, verified or safely unpacked. The message says what to do."""
+
+
+class ManualCopyError(DownloadError):
+    """A file placed by hand in the manual folder fails its checksum or cannot be unpacked.
+
+    The file is never touched; the source it belongs to is not retried (it would fail the same way).
+    """
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +170,37 @@ def _manual_help(remote: RemoteFile, manual_dir: Path | None) -> str:
     )
 
 
+#: hosts whose URLs are fetched with gdown (Google Drive answers large files with a confirmation /
+#: virus-scan page that gdown parses and follows; pooch would save that HTML page instead).
+GOOGLE_DRIVE_HOSTS = ("drive.google.com", "docs.google.com")
+
+
+def is_google_drive(url: str) -> bool:
+    """Whether ``url`` is a Google Drive link (fetched with gdown rather than pooch's HTTP client)."""
+    return urllib.parse.urlsplit(url).hostname in GOOGLE_DRIVE_HOSTS
+
+
+def _gdrive_downloader(progress: bool):
+    """A pooch downloader (``(url, output_file, pooch)``) that fetches a Google Drive link with gdown.
+
+    gdown follows Drive's confirmation and virus-scan pages, fails on a transfer shorter than the
+    announced Content-Length, and writes the file in place only when complete; pooch then checks the
+    checksum and moves it. Cookies are kept in the session only (``use_cookies=False``: nothing is
+    read from or written to ``~/.cache/gdown``). Requests honours ``HTTPS_PROXY`` and
+    ``REQUESTS_CA_BUNDLE`` as usual (the tests use them to put a local server in Drive's place).
+    """
+
+    def download(url: str, output_file: str, pooch_obj: object) -> None:
+        import gdown  # imported here: only Drive downloads need it
+
+        gdown.download(url, output=str(output_file), quiet=not progress, use_cookies=False, timeout=60)
+
+    return download
+
+
 def _downloader(url: str, progress: bool):
+    if is_google_drive(url):
+        return _gdrive_downloader(progress)
     if url.startswith(("http://", "https://")):
         if progress:
             try:
@@ -193,32 +238,10 @@ def fetch(
             Nothing is left in ``cache_dir``.
     """
     cache_dir = Path(cache_dir)
-    if manual_dir is not None:
-        manual = Path(manual_dir) / remote.filename
-        if manual.is_file():
-            if remote.known_hash:
-                ok, got = _matches(manual, remote)
-                if not ok:
-                    raise DownloadError(
-                        f"{manual} (placed by hand) has {remote.hash_alg} {got} but "
-                        f"{remote.filename!r} must have {remote.checksum_text}: it is incomplete or "
-                        f"a different file. Replace it with the right file (from {remote.url}). "
-                        f"Nothing was written."
-                    )
-            log.info("using %s placed by hand", manual)
-            return manual
-
+    local, stale = _local_copy(remote, cache_dir, manual_dir, quiet=offline)
+    if local is not None:
+        return local
     target = cache_dir / remote.filename
-    stale = False
-    if target.is_file():
-        if remote.known_hash is None:
-            log.info("using cached %s (no published checksum)", target)
-            return target
-        if _matches(target, remote)[0]:
-            return target
-        stale = True
-        if not offline:
-            log.warning("cached %s fails its %s checksum; downloading it again", target, remote.hash_alg)
 
     if offline:
         found = (
@@ -230,7 +253,50 @@ def fetch(
             f"offline mode: {remote.filename!r} is not available locally ({found}), and offline "
             f"mode does not download. Nothing was written. {_manual_help(remote, manual_dir)}"
         )
+    return _download(remote, cache_dir, manual_dir, progress)
 
+
+def _local_copy(
+    remote: RemoteFile, cache_dir: Path, manual_dir: Path | None, *, quiet: bool = False
+) -> tuple[Path | None, bool]:
+    """``(path, stale)``: the verified copy placed by hand or cached, else ``None``.
+
+    ``stale`` is True when a cached copy exists but fails its checksum (it is left in place).
+
+    Raises:
+        DownloadError: a copy placed by hand fails the published checksum (it is never touched).
+    """
+    if manual_dir is not None:
+        manual = Path(manual_dir) / remote.filename
+        if manual.is_file():
+            if remote.known_hash:
+                ok, got = _matches(manual, remote)
+                if not ok:
+                    raise ManualCopyError(
+                        f"{manual} (placed by hand) has {remote.hash_alg} {got} but "
+                        f"{remote.filename!r} must have {remote.checksum_text}: it is incomplete or "
+                        f"a different file. Replace it with the right file (from {remote.url}). "
+                        f"Nothing was written."
+                    )
+            log.info("using %s placed by hand", manual)
+            return manual, False
+
+    target = Path(cache_dir) / remote.filename
+    if target.is_file():
+        if remote.known_hash is None:
+            log.info("using cached %s (no published checksum)", target)
+            return target, False
+        if _matches(target, remote)[0]:
+            return target, False
+        if not quiet:
+            log.warning("cached %s fails its %s checksum; downloading it again", target, remote.hash_alg)
+        return None, True
+    return None, False
+
+
+def _download(remote: RemoteFile, cache_dir: Path, manual_dir: Path | None, progress: bool) -> Path:
+    """Download ``remote`` into ``cache_dir`` via a private temporary folder (see :func:`fetch`)."""
+    target = cache_dir / remote.filename
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{remote.filename}.partial-", dir=cache_dir))
     try:
@@ -244,7 +310,8 @@ def fetch(
         )
         os.replace(got, target)
     except Exception as exc:  # network errors (requests), hash mismatch (ValueError), OSError
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = " ".join(str(exc).split())  # gdown's messages span several lines
+        reason = (text[:400] + " ...") if len(text) > 400 else (text or type(exc).__name__)
         if isinstance(exc, ValueError) and "hash" in str(exc).lower():
             what = (
                 f"the download of {remote.filename!r} failed its {remote.hash_alg} checksum "
@@ -526,6 +593,140 @@ def _write_json_atomic(path: Path, obj: object) -> None:
         raise
 
 
+@dataclass(frozen=True)
+class _Source:
+    """One way to obtain a dataset's images: its archive, or a :class:`SplitSource`'s per-domain archives."""
+
+    label: str
+    files: tuple[RemoteFile, ...]
+    split: SplitSource | None  # None: ``spec.archive``, laid out as ``spec.domain_dirs``
+    cache_dir: Path
+
+    def describe(self) -> str:
+        files = ", ".join(f"{f.filename} ({f.checksum_text}) from {f.url}" for f in self.files)
+        return f"{self.label}: {files}"
+
+
+def _sources(spec: DatasetSpec, cache_dir: Path) -> list[_Source]:
+    """``spec.archive`` (cached in ``cache_dir``) then each ``spec.alternates`` entry (cached in
+    ``cache_dir/<dataset>-<n>/``: per-domain archive names such as ``amazon.tgz`` are too generic
+    to share one folder)."""
+    assert spec.archive is not None
+    out = [_Source(f"the dataset's archive {spec.archive.filename}", (spec.archive,), None, cache_dir)]
+    for n, alt in enumerate(spec.alternates, start=2):
+        out.append(_Source(alt.name, tuple(p.remote for p in alt.parts), alt, cache_dir / f"{spec.name}-{n}"))
+    return out
+
+
+def _is_local(src: _Source, manual_dir: Path | None) -> bool:
+    """Whether every file of ``src`` has a verified copy placed by hand or cached (no network needed).
+
+    Raises:
+        DownloadError: a copy placed by hand fails its published checksum.
+    """
+    return all(_local_copy(f, src.cache_dir, manual_dir, quiet=True)[0] is not None for f in src.files)
+
+
+def _find_folder(base: Path, candidates: Sequence[str], classes: Sequence[str]) -> Path | None:
+    """The first ``<root>/<candidate>`` (``root``: ``base`` or a single wrapper folder below it)
+    holding at least one of ``classes`` as a sub-folder."""
+    for root in _candidate_roots(base):
+        for rel in candidates:
+            folder = root / rel
+            if folder.is_dir() and any((folder / c).is_dir() for c in classes):
+                return folder
+    return None
+
+
+def _unpack_source(
+    src: _Source,
+    spec: DatasetSpec,
+    scratch: Path,
+    *,
+    manual_dir: Path | None,
+    progress: bool,
+    offline: bool,
+) -> tuple[dict[str, Path], dict[str, object]]:
+    """Fetch ``src``'s files (:func:`fetch`) and :func:`safe_extract` them into ``scratch``.
+
+    Returns the folder holding each domain's class folders, and the provenance for ``SOURCE.json``.
+    An archive from our own cache that cannot be unpacked is deleted (it would fail forever).
+
+    Raises:
+        DownloadError: as :func:`fetch`, or an archive is unreadable, unsafe or lacks its layout.
+    """
+    got: list[Path] = []
+    for remote in src.files:
+        got.append(fetch(remote, src.cache_dir, manual_dir=manual_dir, progress=progress, offline=offline))
+    is_manual = [manual_dir is not None and path == Path(manual_dir) / r.filename
+                 for path, r in zip(got, src.files)]
+    files_info = [
+        {"filename": r.filename, "url": r.url, "archive": str(path.resolve()),
+         "archive_sha256": sha256_file(path), "archive_known_hash": r.known_hash,
+         "kind": "manual" if manual else "download"}
+        for r, path, manual in zip(src.files, got, is_manual)
+    ]
+    info: dict[str, object] = {"source": src.label,
+                               "kind": "manual" if all(is_manual) else "download"}
+    if src.split is None:
+        info.update({k: files_info[0][k] for k in ("url", "archive", "archive_sha256", "archive_known_hash")})
+    else:
+        info["archives"] = files_info
+
+    src_domains: dict[str, Path] = {}
+    for i, (remote, path, manual) in enumerate(zip(src.files, got, is_manual)):
+        extracted = scratch / f"x{i}"
+        try:
+            safe_extract(path, extracted)
+            if src.split is None:
+                src_domains.update(_locate_domains(extracted, spec))
+            else:
+                part = src.split.parts[i]
+                folder = _find_folder(extracted, part.folders, spec.classes)
+                if folder is None:
+                    raise DownloadError(
+                        f"{path} does not hold the {part.domain!r} class folders: expected one of the "
+                        f"folders {list(part.folders)} holding class folders such as "
+                        f"{list(spec.classes[:3])}. Found: {sorted(q.name for q in extracted.iterdir())[:20]}."
+                    )
+                src_domains[part.domain] = folder
+        except DownloadError as exc:
+            if not manual:  # a bad archive in our own cache would fail forever: drop it
+                path.unlink(missing_ok=True)
+            raise (ManualCopyError if manual else DownloadError)(
+                f"{exc} {_manual_help(remote, manual_dir)}"
+                + ("" if manual else " The cached archive was deleted.")
+            ) from exc
+    return src_domains, info
+
+
+def _all_sources_failed(
+    spec: DatasetSpec, sources: list[_Source], errors: dict[int, list[str]], manual_dir: Path | None,
+    offline: bool, out_dir: Path,
+) -> str:
+    """One message naming every source, what went wrong with each, and what to place by hand."""
+    where = str(manual_dir) if manual_dir is not None else "the manual folder (data.manual_dir)"
+    lines = [
+        f"could not obtain the {spec.name!r} images from any of its {len(sources)} sources"
+        + (" (offline mode: nothing was downloaded)" if offline else "")
+        + f". {out_dir} was not changed (complete downloads stay in the cache for the next run). "
+        "Tried, in order:"
+    ]
+    for n, src in enumerate(sources):
+        lines.append(f"  {n + 1}. {src.describe()}")
+        lines.extend(f"     -> {msg}" for msg in dict.fromkeys(errors.get(n, ["not tried"])))
+    options = [
+        " + ".join(f"{f.filename} ({f.checksum_text})" for f in src.files) for src in sources
+    ]
+    lines.append(
+        f"To go on without a download, put into {where} either "
+        + ", or ".join(f"[{o}]" for o in options)
+        + " (exact file names; download them by hand, e.g. in a browser, from the URLs above), "
+        "then run again; or set data.mirror to a folder holding an extracted copy."
+    )
+    return "\n".join(lines)
+
+
 def prepare_dataset(
     spec: DatasetSpec,
     out_dir: Path,
@@ -538,19 +739,29 @@ def prepare_dataset(
 ) -> Path:
     """Produce the normalised tree ``out_dir/<domain>/<class>/<file>`` for ``spec``.
 
-    Source, in order: ``mirror`` (a local folder in the archive layout, possibly below one wrapper
-    folder, or already normalised); else the archive, from ``manual_dir`` if placed there by hand,
-    else from ``cache_dir``, else (unless ``offline``) downloaded into ``cache_dir``
-    (:func:`fetch`), then :func:`safe_extract`-ed. A spec without an archive (a user's own folders,
-    :func:`dahash.datasets.folder_dataset`) needs ``mirror``.
+    Sources: ``mirror`` (a local folder in the archive layout, possibly below one wrapper folder,
+    or already normalised) when given. Otherwise ``spec.archive`` then each of ``spec.alternates``
+    (per-domain archives), in that order:
+
+    1. the first source whose every file is available locally (placed by hand in ``manual_dir``
+       under its exact file name, or in the cache) and unpacks is used: no network;
+    2. else (unless ``offline``) each source in order is fetched (:func:`fetch`: manual copy,
+       cache, download; Google Drive links through gdown) and :func:`safe_extract`-ed; the first
+       that works is used.
+
+    When every source fails, one :class:`DownloadError` names each source (files, URLs, checksums),
+    what went wrong with it, and the file names to place by hand in ``manual_dir``. A spec without
+    an archive (a user's own folders, :func:`dahash.datasets.folder_dataset`) needs ``mirror``.
 
     The tree is built in a temporary folder beside ``out_dir``; ``spec.tree_sha256`` (when set) is
-    verified; ``SOURCE.json`` (provenance, counts, digest) is written; only then does it replace
-    ``out_dir``. On failure ``out_dir`` is left as it was and no temporary folder remains.
+    verified; ``SOURCE.json`` (provenance: source, archives and their sha256, counts, digest) is
+    written; only then does it replace ``out_dir``. On failure ``out_dir`` is left as it was and no
+    temporary folder remains.
 
     Raises:
-        DownloadError: download/extraction failure, no local copy in ``offline`` mode, layout not
-            found, digest mismatch, or a spec without an archive and no ``mirror``.
+        DownloadError: every source failed (download/extraction failure, no local copy in
+            ``offline`` mode, layout not found), digest mismatch, or a spec without an archive
+            and no ``mirror``.
     """
     out_dir = Path(out_dir)
     cache_dir = Path(cache_dir)
@@ -572,29 +783,38 @@ def prepare_dataset(
             source.update(kind="mirror", mirror=str(mirror.resolve()))
             counts = _populate(src_domains, build, move=False)
         else:
-            remote = spec.archive
-            assert remote is not None  # checked above
-            archive = fetch(remote, cache_dir, manual_dir=manual_dir, progress=progress, offline=offline)
-            from_cache = manual_dir is None or archive != Path(manual_dir) / remote.filename
-            source.update(
-                kind="download" if from_cache else "manual",
-                url=remote.url,
-                archive=str(archive.resolve()),
-                archive_sha256=sha256_file(archive),
-                archive_known_hash=remote.known_hash,
-            )
             scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.extract-", dir=out_dir.parent))
-            extracted = scratch / "x"
-            try:
-                safe_extract(archive, extracted)
-                src_domains = _locate_domains(extracted, spec)
-            except DownloadError as exc:
-                if from_cache:  # a bad archive in our own cache would fail forever: drop it
-                    archive.unlink(missing_ok=True)
-                raise DownloadError(
-                    f"{exc} {_manual_help(remote, manual_dir)}"
-                    + (" The cached archive was deleted." if from_cache else "")
-                ) from exc
+            sources = _sources(spec, cache_dir)
+            errors: dict[int, list[str]] = {}
+            found: tuple[dict[str, Path], dict[str, object]] | None = None
+            failed_for_good: set[int] = set()
+            # 1. a source available locally, 2. each source in order (downloads unless offline)
+            for local_pass in (True, False):
+                for n, src in enumerate(sources):
+                    if n in failed_for_good:
+                        continue
+                    try:
+                        if local_pass and not _is_local(src, manual_dir):
+                            continue
+                        work = scratch / f"s{n}"
+                        shutil.rmtree(work, ignore_errors=True)
+                        work.mkdir()
+                        found = _unpack_source(src, spec, work, manual_dir=manual_dir,
+                                               progress=progress, offline=local_pass or offline)
+                        break
+                    except DownloadError as exc:
+                        errors.setdefault(n, []).append(str(exc))
+                        if isinstance(exc, ManualCopyError):  # the same file would fail again
+                            failed_for_good.add(n)
+                        log.warning("source %d of %s (%s) failed: %s", n + 1, spec.name, src.label, exc)
+                if found is not None:
+                    break
+            if found is None:
+                if len(sources) == 1:  # the single source's own message(s), as before
+                    raise DownloadError(" ".join(dict.fromkeys(errors[0])))
+                raise DownloadError(_all_sources_failed(spec, sources, errors, manual_dir, offline, out_dir))
+            src_domains, info = found
+            source.update(info)
             counts = _populate(src_domains, build, move=True)
 
         digest = tree_digest(build, spec.domains)
@@ -605,7 +825,7 @@ def prepare_dataset(
             expected_txt = "unknown"
         if spec.tree_sha256 is not None and digest != spec.tree_sha256:
             raise DownloadError(
-                f"the {spec.name!r} image tree from {source.get('mirror') or source.get('archive')} "
+                f"the {spec.name!r} image tree from {source.get('mirror') or source.get('archive') or source.get('source')} "
                 f"does not match its registered digest: got tree sha256 {digest}, expected "
                 f"{spec.tree_sha256}. Files found per domain: {counts_txt} (expected {expected_txt}). "
                 f"Files are missing, extra or altered; use a complete, unmodified copy. "
@@ -633,5 +853,5 @@ def prepare_dataset(
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-    log.info("prepared %s in %s (%s)", spec.name, out_dir, source.get("kind"))
+    log.info("prepared %s in %s (%s)", spec.name, out_dir, source.get("source") or source.get("kind"))
     return out_dir
