@@ -100,7 +100,7 @@ class DAHConfig:
     ================== =================================== ================================= =========
     reduction          ``"mean"`` for the entropy (eq. 7,  ``"sum"``: every term summed      ``"sum"``
                        ``1/n_t``); sums in eq. 5
-    hash_scale         ``0.5`` (``theta = u.u / 2``)       ``0.5``                           ``0.5``
+    hash_scale         ``1`` (``sigma(u.u)``, eq. 3-5)     ``0.5``                           ``0.5``
     similar_weight     "S_ij in {0, 10}" (ambiguous;       ``10``: weight W on like pairs,   ``10``
                        ``1`` = unweighted eq. 5)           1 on unlike pairs
     sign_zero          ``sgn(.)``, value at 0 unstated;    ``+1.0`` (``u >= 0``); its        ``+1.0``
