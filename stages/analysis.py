@@ -3,7 +3,8 @@
 Feature kinds (source and target items of the task):
 * ``backbone``: the extracted features the heads are trained on (the paper's "Deep (VGG-F)");
 * ``dan``: fc7 of the DAN baseline (baselines.methods.dan, seed baselines.seed);
-* ``dah``: fc7 of the DAH model (methods.dah, first of train.seeds), recomputed from its model.pt.
+* ``dah``: fc7 of the DAH model (methods.dah, first of train.seeds), recomputed from its model.pt (head mode:
+  on the cached features; fine-tune mode: the fine-tuned network on the images).
 A-distance: 2 (1 - 2 err), err of a linear SVM telling source from target, 5-fold cross-validation
 (dahash.analysis.a_distance). t-SNE: up to ``analysis.max_points`` items per domain (seeded sample), the
 first 10 classes, coloured by class (labels are read here only to colour the plot: this runs after training).
@@ -28,18 +29,40 @@ from stages.features import domain_rows, load_features, penultimate_features
 KINDS = ("backbone", "dan", "dah")
 
 
-def dah_fc7(model_dir, xs: np.ndarray, xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """fc7 (after ReLU) of a head-mode DAH model for source and target features, ``(n, h2)`` each."""
-    saved = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=False)
+def dah_fc7(model_dir, xs: np.ndarray, xt: np.ndarray, images: tuple[list, list] | None = None,
+            backbone: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """fc7 (after ReLU) of a DAH model for the task's source and target items, ``(n, h2)`` each.
+
+    Head mode: the head on the cached features ``xs``/``xt``. Fine-tune mode: the fine-tuned trunk and head
+    on the ``images`` (source paths, target paths), preprocessed as at training's evaluation (the model's
+    saved normalisation). model.pt is loaded with ``weights_only=True`` (a shared file must not run code).
+    """
+    saved = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
     state, cfg = saved["state_dict"], saved["config"]
-    if "fc6.weight" not in state:
-        raise StageError(f"{model_dir}/model.pt: not a head-mode DAH model (train.mode: finetune); "
-                         "the analysis needs train.mode: head")
+    if "trunk" in state:
+        return _finetuned_fc7(state, cfg, images, backbone, model_dir)
     head = DAHHead(state["fc6.weight"].shape[1], tuple(cfg["hidden_dims"]), hash_bits=int(cfg["hash_bits"]))
     head.load_state_dict(state)
     head.eval()
     with torch.no_grad():
         return tuple(head(torch.from_numpy(x).float()).fc7.numpy() for x in (xs, xt))  # type: ignore[return-value]
+
+
+def _finetuned_fc7(state: dict, cfg: dict, images, backbone: str | None, model_dir) -> tuple[np.ndarray, np.ndarray]:
+    from dahash.augment import EvalTransform
+    from dahash.finetune import encode_images
+    from stages.finetune import build_trunk
+
+    if images is None or backbone is None:
+        raise StageError(f"{model_dir}/model.pt is a fine-tuned model: its fc7 needs the task's images")
+    trunk, feat_dim, _ = build_trunk(backbone, seed=0)
+    trunk.load_state_dict(state["trunk"])
+    head = DAHHead(feat_dim, tuple(cfg["hidden_dims"]), hash_bits=int(cfg["hash_bits"]))
+    head.load_state_dict(state["head"])
+    norm = state["normalisation"]
+    tf = EvalTransform(int(norm["size"]), np.asarray(norm["mean"]), np.asarray(norm["std"]), channels=len(norm["mean"]),
+                       crop_fraction=float(norm["eval_crop"]), interpolation=norm["interpolation"])
+    return tuple(encode_images(trunk, head, paths, tf, output="fc7") for paths in images)  # type: ignore[return-value]
 
 
 def sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -66,8 +89,9 @@ def analyse_task(params: dict, key: str, out) -> dict:
     """A-distance and t-SNE PNGs of the three feature kinds for task ``key``, into folder ``out``."""
     task = task_of(params, key)
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
-    xs, _ = load_features(dataset, backbone, task["source"])
-    xt, _ = load_features(dataset, backbone, task["target"])
+    xs, src_paths = load_features(dataset, backbone, task["source"])
+    xt, tgt_paths = load_features(dataset, backbone, task["target"])
+    raw = ROOT / "data" / "raw" / dataset
     feats = {"backbone": penultimate_features(backbone, xs, xt)}
     dan_dir = run_dir("models", params, "dan", key, params["baselines"]["seed"])
     try:
@@ -75,7 +99,8 @@ def analyse_task(params: dict, key: str, out) -> dict:
         feats["dan"] = (codes["f_source"], codes["f_target"])
     except (FileNotFoundError, KeyError) as exc:
         raise StageError(f"{dan_dir}: no DAN features; run baseline@dan-{key}") from exc
-    feats["dah"] = dah_fc7(run_dir("models", params, "dah", key, params["train"]["seeds"][0]), xs, xt)
+    feats["dah"] = dah_fc7(run_dir("models", params, "dah", key, params["train"]["seeds"][0]), xs, xt,
+                           ([raw / p for p in src_paths], [raw / p for p in tgt_paths]), backbone)
 
     ys = domain_rows(dataset, task["source"])["label"].to_numpy()
     yt = domain_rows(dataset, task["target"])["label"].to_numpy()

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from dahash.augment import ChannelMoments
+from dahash.checkpoint import cpu_state_dict
 from dahash.finetune import encode_images, train_dah_finetune
 from dahash.model import DAHHead
 from dahash.recipes import input_recipe
@@ -38,6 +39,8 @@ def build_trunk(backbone: str, seed: int) -> tuple[torch.nn.Module, int, dict | 
     from dahash.backbones import build_backbone
 
     bb = build_backbone(backbone, weights=weights_file(backbone))
+    if backbone == "vggf":  # fc6/fc7 live on in the DAH head (head_init); VGG-F's own classifier is never used
+        bb.module.head = torch.nn.Sequential()
     return bb.module, bb.feature_dim, bb.head_init
 
 
@@ -49,20 +52,23 @@ def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_cla
     task's source + target images (the recipe's mean and brightness jitter)."""
     recipe = input_recipe(backbone, moments)
     pretrained, channels = PRETRAINED_TRUNKS[backbone], recipe.channels
-    train_tf, eval_tf = recipe.train_transform(seed), recipe.eval_transform()
+    # JPEG draft decoding: large photos (Office-Home has up to 6500 x 4900) decode at the DCT scale the crop needs
+    train_tf, eval_tf = recipe.train_transform(seed, draft=True), recipe.eval_transform(draft=True)
     trunk, feat_dim, head_init = build_trunk(backbone, seed)
     check_hidden_dims(head_init, config.hidden_dims)
     with torch.random.fork_rng(devices=[]):
         head = DAHHead(feat_dim, config.hidden_dims, config.hash_bits, head_init,
                        generator=torch.Generator().manual_seed(seed), bn_momentum=config.bn_momentum)
-    channels_last = channels == 3 and device == "cpu"
+    channels_last = channels == 3  # faster convolutions on CPU (oneDNN) and GPU (cuDNN NHWC kernels)
+    if str(device).startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     result = train_dah_finetune(source, ys, target, num_classes, config, trunk=trunk, head=head,
                                 trunk_pretrained=pretrained, train_transform=train_tf, device=device, seed=seed,
                                 num_workers=num_workers, on_epoch=on_epoch, channels_last=channels_last,
                                 checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
     us = encode_images(result.trunk, result.head, source, eval_tf, device=device, channels_last=channels_last)
     ut = encode_images(result.trunk, result.head, target, eval_tf, device=device, channels_last=channels_last)
-    state = {"trunk": result.trunk.state_dict(), "head": result.head.state_dict(),
+    state = {"trunk": cpu_state_dict(result.trunk), "head": cpu_state_dict(result.head),
              "normalisation": {"mean": list(recipe.mean), "std": list(recipe.std), "eval_crop": recipe.eval_crop,
                                "interpolation": recipe.interpolation, "size": recipe.size}}
     return us, ut, {"state_dict": state, "history": result.history, "resumed_epoch": result.resumed_epoch}

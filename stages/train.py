@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dahash.checkpoint import cpu_state_dict
 from dahash.train import DAHConfig, encode, train_dah
 from stages import tracking
 from stages.common import (ROOT, atomic_path, dataset_spec, file_md5, load_params, main_wrapper, method_params,
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             us, ut, out = finetune_run(
                 [raw / p for p in src_paths], ys, [raw / p for p in tgt_paths], len(spec.classes), config,
                 backbone=backbone, moments=load_moments(dataset, backbone, [task["source"], task["target"]]),
-                device=device, seed=args.seed, num_workers=params["extract"]["num_workers"],
+                device=device, seed=args.seed, num_workers=loader_workers(tp["num_workers"], device),
                 on_epoch=on_epoch, checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"])
             state, history, resumed = out["state_dict"], out["history"], out["resumed_epoch"]
         else:
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             us = encode(result.model, torch.from_numpy(xs), device=device)
             ut = encode(result.model, torch.from_numpy(xt), device=device)
-            state, history, resumed = result.model.state_dict(), result.history, result.resumed_epoch
+            state, history, resumed = cpu_state_dict(result.model), result.history, result.resumed_epoch
     except Exception:
         tracking.finish_run(run_id, "FAILED")
         raise
@@ -108,6 +109,16 @@ def main(argv: list[str] | None = None) -> None:
                    "train_seconds": wall, "device": device, "mode": tp["mode"], "resumed_epoch": resumed})
     shutil.rmtree(ckpt, ignore_errors=True)
     print(f"[{args.method} {args.task} seed{args.seed}] trained in {wall:.1f} s on {device} (MLflow run {run_id})")
+
+
+def loader_workers(setting: int | str, device: str) -> int:
+    """``train.num_workers``: a number, or ``auto`` = cores - 2 on a GPU (decoding must keep up with it), 0 on
+    the CPU (the training itself uses the cores there)."""
+    import os
+
+    if setting != "auto":
+        return int(setting)
+    return max(0, (os.cpu_count() or 1) - 2) if device.startswith("cuda") else 0
 
 
 def resumable_run(ckpt: Path, start: Callable[[], str]) -> str:
@@ -131,7 +142,10 @@ def resumable_run(ckpt: Path, start: Callable[[], str]) -> str:
 
 def write_outputs(out: Path, state: dict, history: list[dict], config: DAHConfig, us: np.ndarray, ut: np.ndarray,
                   run: dict) -> None:
-    """model.pt, codes.npz, history.csv, run.json into ``out`` (atomically, as one folder)."""
+    """model.pt, codes.npz, history.csv, run.json into ``out`` (atomically, as one folder).
+
+    model.pt holds CPU tensors only (a model trained on a GPU loads on a CPU-only machine) and plain types,
+    so it loads with ``torch.load(..., weights_only=True)``."""
     with atomic_path(out) as tmp:
         tmp.mkdir()
         torch.save({"config": dataclasses.asdict(config), "state_dict": state}, tmp / "model.pt")

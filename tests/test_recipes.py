@@ -106,3 +106,26 @@ def test_merged_domain_moments_equal_the_moments_of_the_union() -> None:
     assert np.allclose(back.cov, merged.cov) and np.allclose(back.mean, merged.mean)
     threaded = channel_moments(a + b, 32, num_threads=3)
     assert np.allclose(threaded.cov, union.cov, rtol=1e-12) and np.allclose(threaded.mean, union.mean)
+
+
+def test_draft_decoding_keeps_the_resolution_the_crop_needs(tmp_path) -> None:
+    """A large JPEG decoded at a DCT scale: never below the crop's needs, and close to the full decode."""
+    from dahash.augment import load_image
+
+    path = tmp_path / "big.jpg"
+    _photo(4, (1600, 1200)).save(path, quality=95)
+    full = load_image(path)
+    drafted = load_image(path, min_side=300)
+    assert full.size == (1600, 1200) and drafted.size == (400, 300)  # 1/4 scale: the smallest >= 300
+    assert load_image(path, min_side=2000).size == (1600, 1200)     # never upscaled, never below the need
+    moments = channel_moments([_photo(4)], 224, interpolation="bicubic")
+    recipe = input_recipe("vggf", moments)
+    a = recipe.eval_transform()(path)
+    b = recipe.eval_transform(draft=True)(path)
+    assert (a - b).abs().mean() < 2.0  # grey levels, on the 0..255 scale
+    rng = lambda: np.random.default_rng(7)  # noqa: E731
+    t_full, t_draft = recipe.train_transform()(path, rng()), recipe.train_transform(draft=True)(path, rng())
+    assert (t_full - t_draft).abs().mean() < 2.0
+    png = tmp_path / "big.png"  # only JPEGs have a draft mode
+    _photo(4, (800, 600)).save(png)
+    assert load_image(png, min_side=100).size == (800, 600)

@@ -56,7 +56,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from dahash.augment import ImageInput
+from dahash.augment import ImageInput, normalize_batch
 from dahash.checkpoint import (
     capture_rng_state,
     checkpoint_progress,
@@ -191,29 +191,68 @@ class _KeyedImages(Dataset):
     def __len__(self) -> int:  # not used by the batch sampler; informative only
         return sum(len(d) for d in self.domains)
 
-    def __getitem__(self, key: tuple[int, int, tuple[int, ...]]) -> Tensor:
+    def __getitem__(self, key: tuple[int, int, tuple[int, ...]]) -> Tensor | tuple[Tensor, Tensor]:
         domain, index, seed_key = key
-        out = _apply(self.transform, self.domains[domain][index], np.random.default_rng(list(seed_key)))
-        if not isinstance(out, Tensor) or out.dim() != 3:
+        item, rng = self.domains[domain][index], np.random.default_rng(list(seed_key))
+        raw = getattr(self.transform, "raw", None)
+        out = raw(item, rng) if callable(raw) else _apply(self.transform, item, rng)
+        image = out[0] if isinstance(out, tuple) else out
+        if not isinstance(image, Tensor) or image.dim() != 3:
             raise ValueError(
                 f"the image transform must return a (C, H, W) tensor, got "
-                f"{getattr(out, 'shape', type(out).__name__)} for item {index} of the "
+                f"{getattr(image, 'shape', type(image).__name__)} for item {index} of the "
                 f"{'source' if domain == 0 else 'target'} set"
             )
         return out
 
 
-def _stack(items: list[Tensor]) -> Tensor:
-    shapes = {tuple(t.shape) for t in items}
+def _stack(items: list) -> Tensor | tuple[Tensor, Tensor]:
+    """Collate: ``(N, C, S, S)``; for raw items (uint8 image, shift) the pair ``(uint8 batch, (N, C) shifts)``."""
+    raw = isinstance(items[0], tuple)
+    images = [t[0] for t in items] if raw else items
+    shapes = {tuple(t.shape) for t in images}
     if len(shapes) != 1:
         raise ValueError(f"the image transform produced tensors of different shapes {sorted(shapes)}; "
                          f"it must resize every image to one size")
-    return torch.stack(items)
+    return (torch.stack(images), torch.stack([t[1] for t in items])) if raw else torch.stack(images)
 
 
-def _loader(dataset: Dataset, batches: list[list], num_workers: int, device: torch.device) -> DataLoader:
-    return DataLoader(dataset, batch_sampler=batches, num_workers=int(num_workers), collate_fn=_stack,
-                      pin_memory=device.type == "cuda")
+class _EpochBatches:
+    """A batch sampler whose batches are replaced every epoch, so that ONE DataLoader (and, with workers,
+    the same persistent worker processes) serves the whole run: the loop sets ``.batches`` and iterates
+    the loader again."""
+
+    def __init__(self) -> None:
+        self.batches: list[list] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _loader(dataset: Dataset, batches: _EpochBatches | list[list], num_workers: int,
+            device: torch.device) -> DataLoader:
+    """Workers decode and crop (uint8 when the transform has ``raw``), keep running across epochs
+    (``persistent_workers``) and prefetch 4 batches each; pinned memory for a GPU."""
+    workers = int(num_workers)
+    extra = {"persistent_workers": True, "prefetch_factor": 4} if workers > 0 else {}
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=_stack,
+                      pin_memory=device.type == "cuda", **extra)
+
+
+def _to_device(batch: Tensor | tuple[Tensor, Tensor], transform: ImageTransformFn, device: torch.device,
+               memory_format: torch.memory_format) -> Tensor:
+    """A collated batch as float32 network input on ``device``: raw (uint8, shifts) batches are copied as
+    uint8 and normalised there (:func:`dahash.augment.normalize_batch`)."""
+    if isinstance(batch, tuple):
+        u8, shifts = batch
+        x = normalize_batch(u8.to(device, non_blocking=True), shifts.to(device, non_blocking=True),
+                            transform.mean, transform.std)
+    else:
+        x = batch.to(device, non_blocking=True)
+    return x.contiguous(memory_format=memory_format)
 
 
 def _validate(source: Sequence, ys: np.ndarray, target: Sequence, num_classes: int, head: DAHHead,
@@ -345,6 +384,8 @@ def train_dah_finetune(
     optimizer = torch.optim.SGD(groups, lr=config.lr_start, momentum=config.momentum)
     schedule = lr_schedule(config.lr_start, config.lr_end, config.epochs)
     dataset = _KeyedImages((source, target), train_transform)
+    epoch_batches = _EpochBatches()
+    loader = _loader(dataset, epoch_batches, num_workers, device)
 
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -378,12 +419,13 @@ def train_dah_finetune(
             for b, (s, t) in enumerate(zip(s_batches, t_batches))
         ]
         sums = np.zeros(len(_LOSS_NAMES))
-        for b_idx, images in enumerate(_loader(dataset, keys, num_workers, device), start=1):
+        epoch_batches.batches = keys
+        for b_idx, batch in enumerate(loader, start=1):
             s_np = s_batches[b_idx - 1]
             gate_open = (not config.entropy_gate) or is_class_ordered_k_batch(
                 ys_np[s_np], num_classes, config.k_per_class
             )
-            feats = trunk_features(trunk, images.to(device, non_blocking=True, memory_format=memory_format))
+            feats = trunk_features(trunk, _to_device(batch, train_transform, device, memory_format))
             if feats.dim() != 2 or feats.shape[1] != head.in_dim:
                 raise ValueError(
                     f"the trunk produced features of shape {tuple(feats.shape)} but the head expects "
@@ -420,8 +462,11 @@ def encode_images(
     *,
     num_workers: int = 0,
     channels_last: bool = False,
+    output: str = "u",
 ) -> np.ndarray:
-    """Continuous hash outputs ``u = tanh(BN(fc8(head(trunk(x)))))`` of ``images`` as float32 ``(N, d)``.
+    """Continuous hash outputs ``u = tanh(BN(fc8(head(trunk(x)))))`` of ``images`` as float32 ``(N, d)``
+    (or, with ``output`` = ``"fc6"``, ``"fc7"``, ``"fc8"``, that layer of :class:`~dahash.model.HeadOutput`:
+    ``(N, h)``; e.g. fc7 for the feature analysis of Figure 3).
 
     Trunk and head run in eval mode (BatchNorm running statistics, deterministic) without gradients;
     both are moved to ``device`` in place and their train/eval modes (per module) are restored
@@ -432,10 +477,13 @@ def encode_images(
     """
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if output not in ("u", "fc6", "fc7", "fc8"):
+        raise ValueError(f"output must be one of u, fc6, fc7, fc8, got {output!r}")
     device = torch.device(device)
     n = len(images)
     if n == 0:
-        return np.zeros((0, head.hash_bits), dtype=np.float32)
+        width = {"u": head.hash_bits, "fc8": head.hash_bits, "fc6": head.hidden_dims[0], "fc7": head.hidden_dims[1]}
+        return np.zeros((0, width[output]), dtype=np.float32)
     modes = {m: m.training for m in (*trunk.modules(), *head.modules())}
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     trunk.to(device=device, memory_format=memory_format)
@@ -447,9 +495,9 @@ def encode_images(
     chunks: list[np.ndarray] = []
     try:
         with torch.no_grad():
-            for x in _loader(dataset, batches, num_workers, device):
-                feats = trunk_features(trunk, x.to(device, non_blocking=True, memory_format=memory_format))
-                chunks.append(head(feats).u.float().cpu().numpy())
+            for batch in _loader(dataset, batches, num_workers, device):
+                feats = trunk_features(trunk, _to_device(batch, eval_transform, device, memory_format))
+                chunks.append(getattr(head(feats), output).float().cpu().numpy())
     finally:
         for m, was_training in modes.items():
             m.training = was_training

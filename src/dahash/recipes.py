@@ -70,16 +70,17 @@ class InputRecipe:
     flip: bool
     brightness: np.ndarray | float
 
-    def eval_transform(self) -> EvalTransform:
-        """Deterministic centred crop -> resize -> normalise (extraction, encoding)."""
+    def eval_transform(self, *, draft: bool = False) -> EvalTransform:
+        """Deterministic centred crop -> resize -> normalise (extraction, encoding); ``draft``: JPEG draft
+        decoding at the resolution the crop needs (:func:`dahash.augment.load_image`)."""
         return EvalTransform(self.size, np.asarray(self.mean), np.asarray(self.std), channels=self.channels,
-                             crop_fraction=self.eval_crop, interpolation=self.interpolation)
+                             crop_fraction=self.eval_crop, interpolation=self.interpolation, draft=draft)
 
-    def train_transform(self, seed: int = 0) -> TrainTransform:
+    def train_transform(self, seed: int = 0, *, draft: bool = False) -> TrainTransform:
         """Random crop (scale, aspect, location), flip, brightness, resize, normalise (fine-tuning)."""
         return TrainTransform(self.size, np.asarray(self.mean), np.asarray(self.std), channels=self.channels,
                               aspect=self.train_aspect, scale=self.train_scale, flip=self.flip,
-                              brightness=self.brightness, seed=seed, interpolation=self.interpolation)
+                              brightness=self.brightness, seed=seed, interpolation=self.interpolation, draft=draft)
 
 
 def moments_geometry(backbone: str) -> tuple[int, int, str]:

@@ -395,13 +395,16 @@ def sgd_step(terms: Mapping[str, Tensor], optimizer: torch.optim.Optimizer, conf
     ``1/batchSize`` on gradients; weight decay is not divided), and steps. Returns the unweighted
     component values in :data:`LOSS_NAMES` order (for the epoch means).
     """
-    values = torch.stack([terms[n].detach() for n in LOSS_NAMES]).cpu().tolist()
-    for name, value in zip(LOSS_NAMES, values):
-        if not math.isfinite(value):
-            raise NonFiniteLossError(epoch, batch, name, value)
     loss = terms["total"] / (2 * n_source) if config.divide_by_batch else terms["total"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    # one device->host transfer per step, after the backward pass is queued (on a GPU the host waits here,
+    # not before the backward); a non-finite value stops before the weights change
+    values = torch.stack([terms[n].detach() for n in LOSS_NAMES]).cpu().tolist()
+    for name, value in zip(LOSS_NAMES, values):
+        if not math.isfinite(value):
+            optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(epoch, batch, name, value)
     optimizer.step()
     return values
 
