@@ -191,7 +191,18 @@ def project_path(value: str | os.PathLike[str]) -> Path:
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; explicit names pass through."""
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; explicit names pass through.
+
+    ``auto`` and ``cuda`` on a machine with several GPUs first claim one GPU for this job
+    (:func:`stages.gpu.claim_gpu`: a file lock, then ``CUDA_VISIBLE_DEVICES``), so that parallel jobs
+    spread over the GPUs instead of stacking on GPU 0.
+    """
+    if name in ("auto", "cuda"):
+        from stages.gpu import claim_gpu
+
+        gpu = claim_gpu(ROOT)
+        if gpu is not None:
+            print(f"using GPU {gpu} (CUDA_VISIBLE_DEVICES={gpu})", flush=True)
     import torch
 
     if name == "auto":
