@@ -157,3 +157,15 @@ def test_errors_name_the_problem(tmp_path):
     bad.write_bytes(b"not an image")
     with pytest.raises(OSError, match="broken.jpg"):
         EvalTransform(8)(bad)
+
+
+def test_full_size_crops_never_leave_the_image() -> None:
+    """scale = 1 (the authors' cropSize): the largest box of the drawn aspect fits exactly, rounding included."""
+    from dahash.augment import sample_crop_box
+
+    rng = np.random.default_rng(0)
+    for width, height in ((3000, 2000), (1152, 864), (333, 501), (28, 28)):
+        for _ in range(500):
+            x0, y0, x1, y1 = sample_crop_box(width, height, rng, aspect=(2 / 3, 1.5), scale=(1.0, 1.0))
+            assert 0.0 <= x0 <= x1 <= width and 0.0 <= y0 <= y1 <= height
+            assert max(x1 - x0 - width, y1 - y0 - height) <= 0 and min(x1 - x0, y1 - y0) > 0

@@ -146,9 +146,10 @@ def sample_crop_box(
     a = float(rng.uniform(a_lo, a_hi))
     s = float(rng.uniform(s_lo, s_hi))
     w_max = min(float(width), a * float(height))
-    w, h = s * w_max, s * w_max / a
-    x0 = float(rng.uniform(0.0, float(width) - w))
-    y0 = float(rng.uniform(0.0, float(height) - h))
+    # clamped: with s = 1 the box can exceed the image by a rounding error (A H / A != H in floating point)
+    w, h = min(s * w_max, float(width)), min(s * w_max / a, float(height))
+    x0 = float(rng.uniform(0.0, max(0.0, float(width) - w)))
+    y0 = float(rng.uniform(0.0, max(0.0, float(height) - h)))
     return x0, y0, x0 + w, y0 + h
 
 
