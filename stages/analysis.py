@@ -30,7 +30,7 @@ KINDS = ("backbone", "dan", "dah")
 
 def dah_fc7(model_dir, xs: np.ndarray, xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """fc7 (after ReLU) of a head-mode DAH model for source and target features, ``(n, h2)`` each."""
-    saved = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=False)
+    saved = load_model_file(model_dir / "model.pt")
     state, cfg = saved["state_dict"], saved["config"]
     if "fc6.weight" not in state:
         raise StageError(f"{model_dir}/model.pt: not a head-mode DAH model (train.mode: finetune); "
@@ -40,6 +40,28 @@ def dah_fc7(model_dir, xs: np.ndarray, xt: np.ndarray) -> tuple[np.ndarray, np.n
     head.eval()
     with torch.no_grad():
         return tuple(head(torch.from_numpy(x).float()).fc7.numpy() for x in (xs, xt))  # type: ignore[return-value]
+
+
+def load_model_file(path) -> dict:
+    """A model.pt written by the train stage: ``{"config": dict, "state_dict": {name: tensor}}``.
+
+    model.pt is a DVC output that people exchange with ``dvc push``/``dvc pull``, so it is read with
+    ``torch.load(weights_only=True)``: only tensors and plain containers unpickle, a file whose pickle
+    would call anything else (code execution) is refused with a StageError, never run.
+    """
+    import pickle
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise StageError(f"{path}: not found; run the train stage first (dvc repro)") from exc
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StageError(f"{path}: refused, not a plain weights file ({first}); it may have been tampered "
+                         "with: delete it and retrain (dvc repro), never load it with weights_only=False") from exc
+    if not isinstance(saved, dict) or not {"state_dict", "config"} <= set(saved):
+        raise StageError(f"{path}: not a model.pt of the train stage (no state_dict/config); delete it and retrain")
+    return saved
 
 
 def sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -71,7 +93,7 @@ def analyse_task(params: dict, key: str, out) -> dict:
     feats = {"backbone": penultimate_features(backbone, xs, xt)}
     dan_dir = run_dir("models", params, "dan", key, params["baselines"]["seed"])
     try:
-        codes = np.load(dan_dir / "codes.npz")
+        codes = np.load(dan_dir / "codes.npz", allow_pickle=False)
         feats["dan"] = (codes["f_source"], codes["f_target"])
     except (FileNotFoundError, KeyError) as exc:
         raise StageError(f"{dan_dir}: no DAN features; run baseline@dan-{key}") from exc
