@@ -46,6 +46,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dahash.images import load_image as decode_image
+from dahash.images import to_8bit
+
 __all__ = [
     "ImageInput",
     "ChannelMoments",
@@ -90,14 +93,13 @@ def load_image(image: ImageInput, channels: int = 3) -> Image.Image:
     """
     mode = _mode(channels)
     if isinstance(image, Image.Image):
+        image = to_8bit(image)  # 16-bit, alpha, ... decoded by dahash.images' rules
         return image if image.mode == mode else image.convert(mode)
     if not isinstance(image, (str, Path)):
         raise TypeError(f"an image must be a path or a PIL.Image.Image, got {type(image).__name__}")
     try:
-        with Image.open(image) as img:
-            img.load()
-            return img.convert(mode) if img.mode != mode else img.copy()
-    except OSError as exc:
+        return decode_image(image, mode)  # upright (EXIF), every Pillow mode to 8-bit (dahash.images)
+    except (OSError, ValueError) as exc:
         raise OSError(f"cannot decode image {image}: {exc}; remove or replace the file") from exc
 
 
