@@ -514,6 +514,21 @@ def _populate(src_domains: dict[str, Path], build: Path, *, move: bool) -> dict[
     return counts
 
 
+def _refuse_links_leaving(mirror: Path, src_domains: dict[str, Path], out_dir: Path) -> None:
+    """DownloadError naming every symlink under the mirror's domains that points outside the mirror."""
+    from dahash.links import links_leaving
+
+    bad = links_leaving(mirror, src_domains.values())
+    if bad:
+        shown = "; ".join(f"{rel} -> {target}" for rel, target in bad[:10])
+        raise DownloadError(
+            f"refusing to copy from mirror {mirror}: {len(bad)} symlink(s) point outside it ({shown}"
+            f"{'; ...' if len(bad) > 10 else ''}). Files outside the mirror would be copied into the "
+            f"dataset and the DVC cache: replace the links with the files themselves or remove them. "
+            f"{out_dir} was not changed."
+        )
+
+
 def _write_json_atomic(path: Path, obj: object) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -569,6 +584,7 @@ def prepare_dataset(
         if mirror is not None:
             mirror = Path(mirror)
             src_domains = _locate_domains(mirror, spec)
+            _refuse_links_leaving(mirror, src_domains, out_dir)
             source.update(kind="mirror", mirror=str(mirror.resolve()))
             counts = _populate(src_domains, build, move=False)
         else:
