@@ -209,16 +209,20 @@ def resolve_device(name: str) -> str:
 def atomic_path(dest: Path) -> Iterator[Path]:
     """Yield a temp path beside ``dest``; on success rename it onto ``dest`` (file or directory).
 
-    On error the temp path is removed and ``dest`` is left as it was.
+    On error the temp path is removed and ``dest`` is left as it was. Leftovers of an earlier write of
+    ``dest`` that was killed before its rename are swept first (:func:`dahash.atomic.sweep_stale_temps`).
     """
+    from dahash.atomic import sweep_stale_temps, temp_prefix
+
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    sweep_stale_temps(dest)  # leftovers of a killed earlier run of this write (dahash.atomic)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest), suffix=".tmp", dir=dest.parent))
     tmp.rmdir()
     try:
         yield tmp
         if dest.is_dir() and not dest.is_symlink():
-            old = dest.with_name(f".{dest.name}.old")
+            old = dest.with_name(f"{temp_prefix(dest)}old")
             shutil.rmtree(old, ignore_errors=True)
             dest.rename(old)
             tmp.rename(dest)

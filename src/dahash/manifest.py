@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from dahash.atomic import sweep_stale_temps, temp_prefix
 from dahash.datasets import DatasetSpec
 from dahash.images import UnsupportedImage, load_rgb
 
@@ -182,7 +183,8 @@ def write_manifest(df: pd.DataFrame, path: Path) -> Path:
     if missing:
         raise ValueError(f"cannot write manifest {path}: missing column(s) {missing}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         _coerce(df).to_parquet(tmp, engine="pyarrow", index=False)
