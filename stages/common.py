@@ -27,14 +27,22 @@ class StageError(RuntimeError):
     """A user-facing error: printed without a traceback, exit status 1."""
 
 
-def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+def load_params(path: Path = PARAMS_FILE, *, shown_as: Path | str | None = None) -> dict[str, Any]:
     """Read params.yaml and validate it (JSON schema, then cross-key checks).
+
+    ``shown_as``: the name errors give the file (a temp copy being checked is reported as the file it
+    will replace).
 
     Raises:
         StageError: naming the file and the offending key (e.g. ``train.epochs``) and what to do.
     """
     import jsonschema
 
+    if shown_as is not None:
+        try:
+            return load_params(path)
+        except StageError as exc:
+            raise StageError(str(exc).replace(str(path), str(shown_as))) from exc.__cause__
     try:
         params = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError as exc:

@@ -32,6 +32,29 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_DB}"
 
 
+def portable_uri(uri: str | None = None) -> str:
+    """``uri`` (default :func:`tracking_uri`) as recorded in versioned outputs (run.json, pushed with DVC).
+
+    A local store (``sqlite:///`` or ``file://``, or a bare path) is given relative to the project root
+    (``sqlite:///mlflow.db``, ``mlruns``: read from the project folder); a server URI loses any ``user:password@``.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    uri = uri or tracking_uri()
+    if uri.startswith("sqlite:///") and os.path.isabs(uri[len("sqlite:///"):]):
+        return "sqlite:///" + Path(os.path.relpath(uri[len("sqlite:///"):], ROOT)).as_posix()
+    if uri.startswith("file://") and os.path.isabs(uri[len("file://"):]):  # a relative file store is a plain path
+        return Path(os.path.relpath(uri[len("file://"):], ROOT)).as_posix()
+    parts = urlsplit(uri)
+    if not parts.scheme:
+        return Path(os.path.relpath(uri, ROOT)).as_posix() if os.path.isabs(uri) else uri
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return uri
+
+
 def _lock() -> FileLock:
     return FileLock(str(ROOT / ".mlflow.lock"), timeout=300)
 

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     wall = time.perf_counter() - t0
     tracking.log_metrics(run_id, {"train_seconds": wall, "resumed_epoch": resumed})
     write_outputs(run_dir("models", params, args.method, args.task, args.seed), state, history, config, us, ut,
-                  {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.tracking_uri(),
+                  {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
                    "train_seconds": wall, "device": device, "mode": tp["mode"], "resumed_epoch": resumed})
     shutil.rmtree(ckpt, ignore_errors=True)
     print(f"[{args.method} {args.task} seed{args.seed}] trained in {wall:.1f} s on {device} (MLflow run {run_id})")
