@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import lzma
 import os
 import shutil
 import stat
@@ -435,7 +436,8 @@ def safe_extract(archive: Path, dest: Path) -> Path:
     except DownloadError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError,
+            RuntimeError, NotImplementedError, ValueError) as exc:  # zip: encrypted / unknown method / bad header
         shutil.rmtree(tmp, ignore_errors=True)
         raise DownloadError(
             f"could not extract {archive} ({type(exc).__name__}: {exc}); it is probably truncated "
