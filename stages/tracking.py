@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from filelock import FileLock
 
@@ -59,8 +59,6 @@ def portable_uri(uri: str | None = None) -> str:
     A local store (``sqlite:///`` or ``file://``, or a bare path) is given relative to the project root
     (``sqlite:///mlflow.db``, ``mlruns``: read from the project folder); a server URI loses any ``user:password@``.
     """
-    from urllib.parse import urlsplit, urlunsplit
-
     uri = uri or tracking_uri()
     if uri.startswith("sqlite:///") and os.path.isabs(uri[len("sqlite:///"):]):
         return "sqlite:///" + Path(os.path.relpath(uri[len("sqlite:///"):], ROOT)).as_posix()
