@@ -37,7 +37,7 @@ def dah_fc7(model_dir, xs: np.ndarray, xt: np.ndarray, images: tuple[list, list]
     on the ``images`` (source paths, target paths), preprocessed as at training's evaluation (the model's
     saved normalisation). model.pt is loaded with ``weights_only=True`` (a shared file must not run code).
     """
-    saved = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
+    saved = load_model_file(model_dir / "model.pt")
     state, cfg = saved["state_dict"], saved["config"]
     if "trunk" in state:
         return _finetuned_fc7(state, cfg, images, backbone, model_dir)
@@ -63,6 +63,28 @@ def _finetuned_fc7(state: dict, cfg: dict, images, backbone: str | None, model_d
     tf = EvalTransform(int(norm["size"]), np.asarray(norm["mean"]), np.asarray(norm["std"]), channels=len(norm["mean"]),
                        crop_fraction=float(norm["eval_crop"]), interpolation=norm["interpolation"])
     return tuple(encode_images(trunk, head, paths, tf, output="fc7") for paths in images)  # type: ignore[return-value]
+
+
+def load_model_file(path) -> dict:
+    """A model.pt written by the train stage: ``{"config": dict, "state_dict": {name: tensor}}``.
+
+    model.pt is a DVC output that people exchange with ``dvc push``/``dvc pull``, so it is read with
+    ``torch.load(weights_only=True)``: only tensors and plain containers unpickle, a file whose pickle
+    would call anything else (code execution) is refused with a StageError, never run.
+    """
+    import pickle
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise StageError(f"{path}: not found; run the train stage first (dvc repro)") from exc
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StageError(f"{path}: refused, not a plain weights file ({first}); it may have been tampered "
+                         "with: delete it and retrain (dvc repro), never load it with weights_only=False") from exc
+    if not isinstance(saved, dict) or not {"state_dict", "config"} <= set(saved):
+        raise StageError(f"{path}: not a model.pt of the train stage (no state_dict/config); delete it and retrain")
+    return saved
 
 
 def sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -95,7 +117,7 @@ def analyse_task(params: dict, key: str, out) -> dict:
     feats = {"backbone": penultimate_features(backbone, xs, xt)}
     dan_dir = run_dir("models", params, "dan", key, params["baselines"]["seed"])
     try:
-        codes = np.load(dan_dir / "codes.npz")
+        codes = np.load(dan_dir / "codes.npz", allow_pickle=False)
         feats["dan"] = (codes["f_source"], codes["f_target"])
     except (FileNotFoundError, KeyError) as exc:
         raise StageError(f"{dan_dir}: no DAN features; run baseline@dan-{key}") from exc

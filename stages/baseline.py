@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         np.savez(tmp / "codes.npz", **out.arrays)
         pd.DataFrame(out.history).to_csv(tmp / "history.csv", index=False)
         write_json(tmp / "run.json", {
-            "run_id": run_id, "experiment": experiment, "tracking_uri": tracking.tracking_uri(),
+            "run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
             "algorithm": algorithm, "family": algo.family, "retrieval": algo.retrieval,
             "uses_target_labels": algo.uses_target_labels, "options": options, "seed": seed, "hash_bits": bits,
             "train_seconds": out.seconds, "device": device, "paper": algo.paper,

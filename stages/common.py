@@ -6,6 +6,7 @@ Kept out of the library on purpose: this is where params.yaml is read.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -27,14 +28,22 @@ class StageError(RuntimeError):
     """A user-facing error: printed without a traceback, exit status 1."""
 
 
-def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+def load_params(path: Path = PARAMS_FILE, *, shown_as: Path | str | None = None) -> dict[str, Any]:
     """Read params.yaml and validate it (JSON schema, then cross-key checks).
+
+    ``shown_as``: the name errors give the file (a temp copy being checked is reported as the file it
+    will replace).
 
     Raises:
         StageError: naming the file and the offending key (e.g. ``train.epochs``) and what to do.
     """
     import jsonschema
 
+    if shown_as is not None:
+        try:
+            return load_params(path)
+        except StageError as exc:
+            raise StageError(str(exc).replace(str(path), str(shown_as))) from exc.__cause__
     try:
         params = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError as exc:
@@ -217,16 +226,30 @@ def resolve_device(name: str) -> str:
 def atomic_path(dest: Path) -> Iterator[Path]:
     """Yield a temp path beside ``dest``; on success rename it onto ``dest`` (file or directory).
 
-    On error the temp path is removed and ``dest`` is left as it was.
+    On error the temp path is removed and ``dest`` is left as it was. Leftovers of an earlier write of
+    ``dest`` that was killed before its rename are swept first (:func:`dahash.atomic.sweep_stale_temps`).
     """
+    from dahash.atomic import sweep_stale_temps, temp_prefix
+
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    sweep_stale_temps(dest)  # leftovers of a killed earlier run of this write (dahash.atomic)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest), suffix=".tmp", dir=dest.parent))
     tmp.rmdir()
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno is not None and exc.filename is None:  # e.g. ENOSPC from a write: name the output
+                raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc
+            raise
+        except RuntimeError as exc:  # torch.save(obj, path) reports a failed write as "unexpected pos N vs M"
+            if "unexpected pos" in str(exc) or "failed writing" in str(exc):
+                raise OSError(errno.EIO, f"writing failed, the disk is probably full (torch: "
+                                         f"{str(exc).strip().splitlines()[-1]})", str(dest)) from exc
+            raise
         if dest.is_dir() and not dest.is_symlink():
-            old = dest.with_name(f".{dest.name}.old")
+            old = dest.with_name(f"{temp_prefix(dest)}old")
             shutil.rmtree(old, ignore_errors=True)
             dest.rename(old)
             tmp.rename(dest)
@@ -263,8 +286,26 @@ def file_md5(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+_STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
+                   errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                   errno.EIO: "input/output error", getattr(errno, "EDQUOT", -1): "disk quota exceeded"}
+
+
+def storage_error(exc: OSError) -> str | None:
+    """One line for a full / read-only / unwritable disk (the path and what to do), else None."""
+    if exc.errno not in _STORAGE_ERRNOS:
+        return None
+    what = exc.strerror if exc.errno == errno.EIO and exc.strerror else _STORAGE_ERRNOS[exc.errno]
+    where = f"writing {exc.filename}" if exc.filename else "writing the stage's outputs"
+    fix = ("free some space" if exc.errno in (errno.ENOSPC, errno.EIO, getattr(errno, "EDQUOT", -1))
+           else "make the folder writable")
+    return (f"{what} while {where}: {fix}, then rerun (nothing half-written was kept; a training job "
+            "resumes from its last checkpoint)")
+
+
 def main_wrapper(main: Callable[[list[str] | None], None]) -> Callable[[list[str] | None], None]:
-    """Run a stage's main; a StageError (or a library error with a user message) exits 1 with no traceback."""
+    """Run a stage's main; a StageError (or a library error with a user message) exits 1 with no traceback,
+    and so does a full, read-only or unwritable disk (:func:`storage_error`: one line naming the path)."""
 
     def wrapped(argv: list[str] | None = None) -> None:
         from dahash.download import DownloadError
@@ -273,6 +314,12 @@ def main_wrapper(main: Callable[[list[str] | None], None]) -> Callable[[list[str
             main(argv)
         except (StageError, DownloadError) as exc:
             print(f"ERROR: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except OSError as exc:
+            line = storage_error(exc)
+            if line is None:
+                raise
+            print(f"ERROR: {line}", file=sys.stderr)
             raise SystemExit(1) from None
 
     return wrapped

@@ -15,7 +15,7 @@ import argparse
 import os
 
 from dahash.download import prepare_dataset
-from stages.common import ROOT, StageError, dataset_spec, load_params, main_wrapper, project_path
+from stages.common import ROOT, StageError, dataset_spec, load_params, main_wrapper, project_path, write_json
 
 
 #: TEST-ONLY: a JSON object {"<archive file name>": "<alg>:<hex>"} replacing published checksums, so that a
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         out = ROOT / "data" / "raw" / "digits"
         prepare_digits(out, mirror=mirror, cache_dir=project_path(data["cache_dir"]),
                        manual_dir=project_path(data["manual_dir"]), offline=offline())
+        portable_source_json(out / "SOURCE.json")
         print(f"digits: images ready at {out.relative_to(ROOT)}")
         return
     spec = apply_test_hashes(dataset_spec(params, source=True))
@@ -73,7 +74,30 @@ def main(argv: list[str] | None = None) -> None:
         manual_dir=project_path(data["manual_dir"]),
         offline=offline(),
     )
+    portable_source_json(root / "SOURCE.json")
     print(f"{spec.name}: images ready at {root.relative_to(ROOT)}")
+
+
+def portable_source_json(path) -> None:
+    """Rewrite the local paths in SOURCE.json (a DVC output: pushed, shared) relative to the project root.
+
+    ``mirror``, ``archive`` and ``files.<name>.path`` are absolute paths of this machine as the library
+    records them; another machine has no use for them and they reveal the local layout.
+    """
+    import json
+
+    info = json.loads(path.read_text())
+
+    def rel(p):
+        return os.path.relpath(p, ROOT) if isinstance(p, str) and os.path.isabs(p) else p
+
+    for key in ("mirror", "archive"):
+        if key in info:
+            info[key] = rel(info[key])
+    for entry in (info.get("files") or {}).values():
+        if isinstance(entry, dict) and "path" in entry:
+            entry["path"] = rel(entry["path"])
+    write_json(path, info)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     mdir = run_dir("models", params, args.method, args.task, args.seed)
     producer = "baseline" if args.method in params["baselines"]["methods"] else "train"
     try:
-        codes = dict(np.load(mdir / "codes.npz"))
+        codes = dict(np.load(mdir / "codes.npz", allow_pickle=False))
         run = json.loads((mdir / "run.json").read_text())
     except FileNotFoundError as exc:
         raise StageError(f"{exc.filename}: missing; run the {producer} stage "

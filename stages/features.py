@@ -37,7 +37,7 @@ def load_features(dataset: str, backbone: str, domain: str) -> tuple[np.ndarray,
     d = features_dir(dataset, backbone, domain)
     try:
         meta = json.loads((d / "meta.json").read_text())
-        feats = np.load(d / "features.npy")
+        feats = np.load(d / "features.npy", allow_pickle=False)
     except FileNotFoundError as exc:
         raise StageError(f"{exc.filename}: missing; run the extract stage (dvc repro extract@{domain})") from exc
     if feats.shape[0] != len(meta["paths"]):

@@ -46,12 +46,18 @@ def _set(dst: Any, assignment: str) -> None:
     parts = key.split(".")
     node = dst
     for part in parts[:-1]:
-        if part not in node:
+        if not isinstance(node, dict) or part not in node:
             raise StageError(f"--set {key}: {part!r} is not a key of params.yaml")
         node = node[part]
-    if parts[-1] not in node:
+    if not isinstance(node, dict) or parts[-1] not in node:
         raise StageError(f"--set {key}: {parts[-1]!r} is not a key of params.yaml")
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise StageError(f"--set {key}: value {raw!r} is not valid YAML ({problem}); write a YAML value, "
+                         f"e.g. --set {key}=0.01, --set '{key}=[1, 2]', or quote a string: --set '{key}=\"text\"'"
+                         ) from None
 
 
 def apply_preset(name: str, sets: list[str], params_file: Path = PARAMS_FILE) -> None:
@@ -61,15 +67,25 @@ def apply_preset(name: str, sets: list[str], params_file: Path = PARAMS_FILE) ->
         raise StageError(f"no preset {name!r} ({preset_file} missing); available: {available()}")
     rt = YAML()
     rt.preserve_quotes = True
-    doc = rt.load(params_file.read_text())
-    _merge(doc, yaml.safe_load(preset_file.read_text()) or {})
+    try:
+        doc = rt.load(params_file.read_text())
+    except FileNotFoundError:
+        raise StageError(f"{params_file}: not found; run from the project root or restore it with git") from None
+    except Exception as exc:  # ruamel's YAMLError / ParserError ...
+        raise StageError(f"{params_file}: not valid YAML ({str(exc).splitlines()[0]}); fix it or restore it "
+                         "with git") from None
+    try:
+        preset = yaml.safe_load(preset_file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise StageError(f"{preset_file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    _merge(doc, preset)
     for s in sets:
         _set(doc, s)
     buf = io.StringIO()
     rt.dump(doc, buf)
     with atomic_path(params_file) as tmp:
         tmp.write_text(buf.getvalue())
-        load_params(tmp)  # schema + cross-key checks before anything is replaced
+        load_params(tmp, shown_as=params_file)  # schema + cross-key checks before anything is replaced
 
 
 @main_wrapper

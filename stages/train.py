@@ -29,6 +29,7 @@ from stages.common import (ROOT, atomic_path, dataset_spec, file_md5, load_param
                            resolve_device, run_dir, task_of, write_json)
 from stages.features import features_dir, labels_for, load_features
 from stages.gamma_select import selected_gamma
+from stages.preprocess import warn_small_classes
 from stages.runs import dah_config, parse_run_args, pretrained_head
 
 LOSS_KEYS = ["hash", "quantization", "entropy", "mmd", "total", "lr"]
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     xs, src_paths = load_features(dataset, backbone, task["source"])
     xt, tgt_paths = load_features(dataset, backbone, task["target"])
     ys = labels_for(dataset, task["source"], src_paths)  # source labels only
+    warn_small_classes(ys, spec.classes, config.k_per_class, task["source"])
     n_target = len(tgt_paths)
 
     experiment = params["tracking"]["experiment"] or f"dahash-{dataset}"
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     wall = time.perf_counter() - t0
     tracking.log_metrics(run_id, {"train_seconds": wall, "resumed_epoch": resumed})
     write_outputs(run_dir("models", params, args.method, args.task, args.seed), state, history, config, us, ut,
-                  {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.tracking_uri(),
+                  {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
                    "train_seconds": wall, "device": device, "mode": tp["mode"], "resumed_epoch": resumed})
     shutil.rmtree(ckpt, ignore_errors=True)
     print(f"[{args.method} {args.task} seed{args.seed}] trained in {wall:.1f} s on {device} (MLflow run {run_id})")

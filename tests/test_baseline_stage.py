@@ -165,6 +165,13 @@ def test_mlflow_runs_are_closed_with_their_scores(project: Path) -> None:
     assert str(tracking.tracking_uri()).endswith(str(project / "mlflow.db"))
 
 
+def test_run_record_holds_no_machine_path(project: Path) -> None:
+    """run.json is a DVC output (pushed, shared): the store is named relative to the project (issue 10.8)."""
+    text = (model_dir(project, "coral") / "run.json").read_text()
+    assert json.loads(text)["tracking_uri"] == "sqlite:///mlflow.db"
+    assert str(project) not in text
+
+
 def test_baseline_stage_never_reads_target_labels(project: Path) -> None:
     """Shuffling the target domain's labels in the manifest leaves coral's outputs bit-identical."""
     before = codes_of(project, "coral")

@@ -1,19 +1,74 @@
 """Atomic file writes: a temporary file in the destination's folder, fsync, then ``os.replace``.
 
 A reader (or an interrupted run) sees the old file or the new one, never half of either.
+
+Temporary names are ``.<dest name>.pid<PID>.<random>.tmp`` (:func:`temp_prefix`). A process killed between
+writing the temporary and the rename (SIGKILL, power loss) leaves it behind, inside what may be a tracked
+folder; the next write of the same destination removes every such leftover whose process is gone
+(:func:`sweep_stale_temps`), so a successful rerun leaves the folder exactly as a clean run would.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
+
+__all__ = ["temp_prefix", "sweep_stale_temps", "write_bytes_atomic", "write_text_atomic"]
+
+
+def temp_prefix(dest: str | os.PathLike[str]) -> str:
+    """``.<dest name>.pid<this process id>.``: the prefix of this process's temporaries for ``dest``."""
+    return f".{Path(dest).name}.pid{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (ours counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def sweep_stale_temps(dest: str | os.PathLike[str]) -> list[Path]:
+    """Delete the leftovers of interrupted atomic writes of ``dest``; return what was deleted.
+
+    Matched beside ``dest``: ``.<name>.pid<PID>.<x>.tmp`` / ``.<name>.pid<PID>.old`` whose PID is not a
+    running process, and the pid-less names earlier versions used (``.<name>.<8 chars>.tmp``,
+    ``.<name>.old``). A temporary of a live writer is never touched.
+    """
+    dest = Path(dest)
+    name = re.escape(dest.name)
+    with_pid = re.compile(rf"^\.{name}\.pid(\d+)\.(?:[A-Za-z0-9_]+\.tmp|old)$")
+    legacy = re.compile(rf"^\.{name}\.(?:[a-z0-9_]{{8}}\.tmp|old)$")
+    removed: list[Path] = []
+    try:
+        entries = list(dest.parent.iterdir())
+    except FileNotFoundError:
+        return removed
+    for p in entries:
+        m = with_pid.match(p.name)
+        if (m and not _alive(int(m.group(1)))) or legacy.match(p.name):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically; the temporary file is removed on any error."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    sweep_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

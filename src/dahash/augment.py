@@ -46,6 +46,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dahash.images import load_image as decode_image
+from dahash.images import to_8bit
+
 __all__ = [
     "ImageInput",
     "ChannelMoments",
@@ -100,17 +103,13 @@ def load_image(image: ImageInput, channels: int = 3, *, min_side: float | None =
     """
     mode = _mode(channels)
     if isinstance(image, Image.Image):
+        image = to_8bit(image)  # 16-bit, alpha, ... decoded by dahash.images' rules
         return image if image.mode == mode else image.convert(mode)
     if not isinstance(image, (str, Path)):
         raise TypeError(f"an image must be a path or a PIL.Image.Image, got {type(image).__name__}")
     try:
-        with Image.open(image) as img:
-            if min_side is not None and img.format == "JPEG" and min(img.size) > min_side:
-                r = float(min_side) / min(img.size)
-                img.draft(mode, (math.ceil(img.size[0] * r), math.ceil(img.size[1] * r)))
-            img.load()
-            return img.convert(mode) if img.mode != mode else img.copy()
-    except OSError as exc:
+        return decode_image(image, mode, min_side=min_side)  # upright (EXIF), every mode to 8-bit (dahash.images)
+    except (OSError, ValueError) as exc:
         raise OSError(f"cannot decode image {image}: {exc}; remove or replace the file") from exc
 
 

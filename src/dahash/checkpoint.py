@@ -161,6 +161,11 @@ def save_checkpoint(directory: Path, epoch: int, payload: Mapping[str, Any], *, 
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, final)
+    except OSError as exc:
+        Path(tmp_name).unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write (ENOSPC, EIO) says which file it was
+            raise OSError(exc.errno, exc.strerror or str(exc), str(final)) from exc
+        raise
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import lzma
 import os
 import shutil
 import stat
@@ -502,7 +503,8 @@ def safe_extract(archive: Path, dest: Path) -> Path:
     except DownloadError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError,
+            RuntimeError, NotImplementedError, ValueError) as exc:  # zip: encrypted / unknown method / bad header
         shutil.rmtree(tmp, ignore_errors=True)
         raise DownloadError(
             f"could not extract {archive} ({type(exc).__name__}: {exc}); it is probably truncated "
@@ -579,6 +581,21 @@ def _populate(src_domains: dict[str, Path], build: Path, *, move: bool) -> dict[
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(_one, jobs))
     return counts
+
+
+def _refuse_links_leaving(mirror: Path, src_domains: dict[str, Path], out_dir: Path) -> None:
+    """DownloadError naming every symlink under the mirror's domains that points outside the mirror."""
+    from dahash.links import links_leaving
+
+    bad = links_leaving(mirror, src_domains.values())
+    if bad:
+        shown = "; ".join(f"{rel} -> {target}" for rel, target in bad[:10])
+        raise DownloadError(
+            f"refusing to copy from mirror {mirror}: {len(bad)} symlink(s) point outside it ({shown}"
+            f"{'; ...' if len(bad) > 10 else ''}). Files outside the mirror would be copied into the "
+            f"dataset and the DVC cache: replace the links with the files themselves or remove them. "
+            f"{out_dir} was not changed."
+        )
 
 
 def _write_json_atomic(path: Path, obj: object) -> None:
@@ -780,6 +797,7 @@ def prepare_dataset(
         if mirror is not None:
             mirror = Path(mirror)
             src_domains = _locate_domains(mirror, spec)
+            _refuse_links_leaving(mirror, src_domains, out_dir)
             source.update(kind="mirror", mirror=str(mirror.resolve()))
             counts = _populate(src_domains, build, move=False)
         else:

@@ -66,6 +66,7 @@ from dahash.checkpoint import (
     run_fingerprint,
     save_checkpoint,
 )
+from dahash.images import load_image, to_8bit
 from dahash.losses import is_class_ordered_k_batch
 from dahash.model import DAHHead, HeadOutput
 from dahash.sampler import KPerClassSampler, target_batches
@@ -165,12 +166,10 @@ def finetune_param_groups(
 def _open_native(item: ImageInput) -> Image.Image:
     """A decoded PIL image in its own mode (for transforms that do their own conversion)."""
     if isinstance(item, Image.Image):
-        return item
+        return to_8bit(item)
     try:
-        with Image.open(item) as img:
-            img.load()
-            return img.copy()
-    except OSError as exc:
+        return load_image(item, "native")  # upright (EXIF), 8-bit L or RGB (dahash.images)
+    except (OSError, ValueError) as exc:
         raise OSError(f"cannot decode image {item}: {exc}; remove or replace the file") from exc
 
 

@@ -9,7 +9,7 @@ Columns (:data:`COLUMNS`):
     domain      domain name (the registry's)
     label       int index of ``class_name`` in ``spec.classes``; -1 for an unknown class folder
     class_name  the class folder's name
-    width, height  image size in pixels (0 when it cannot be decoded)
+    width, height  image size in pixels, upright (EXIF orientation applied; 0 when it cannot be decoded)
     mode        PIL mode of the file as stored ("RGB", "L", "CMYK", "RGBA", ...; "" if unknown)
     status      "ok" or "excluded"
     reason      "" when ok, else why it is excluded
@@ -26,8 +26,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from dahash.atomic import sweep_stale_temps, temp_prefix
 from dahash.datasets import DatasetSpec
-from dahash.images import load_rgb
+from dahash.images import UnsupportedImage, load_rgb
 
 __all__ = [
     "COLUMNS",
@@ -61,9 +62,10 @@ def _probe(file: Path) -> tuple[int, int, str, str]:
         return 0, 0, "", f"cannot read: {exc}"
     try:
         with Image.open(file) as img:
-            width, height = img.size
             mode = img.mode
-        load_rgb(file)  # full decode: catches truncated / corrupt data
+        width, height = load_rgb(file).size  # full decode (catches truncated / corrupt data), upright size
+    except UnsupportedImage as exc:
+        return 0, 0, mode, f"unsupported pixels: {exc}"
     except Exception as exc:  # PIL raises OSError, UnidentifiedImageError, DecompressionBombError, ...
         msg = str(exc).replace(str(file), file.name).strip() or type(exc).__name__
         return 0, 0, "", f"cannot decode: {msg}"
@@ -181,7 +183,8 @@ def write_manifest(df: pd.DataFrame, path: Path) -> Path:
     if missing:
         raise ValueError(f"cannot write manifest {path}: missing column(s) {missing}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         _coerce(df).to_parquet(tmp, engine="pyarrow", index=False)
