@@ -189,7 +189,8 @@ def test_param_edit_reruns_only_training_evaluation_report(project: Path) -> Non
     params["train"]["epochs"] = 4
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # the comparison methods do not use train.epochs: they stay; the analysis reads the DAH models: it reruns
-    expected = {f"{s}@{m}-{k}-0" for s in ("train", "evaluate") for m in METHODS for k in TASKS} | {"analysis", "report"}
+    expected = ({f"{s}@{m}-{k}-0" for s in ("train", "evaluate") for m in METHODS for k in TASKS}
+                | {"analysis@d1_d2", "report"})
 
     dry = run(project, "snakemake", "-n")
     assert stage_names_from_snakemake(project, dry.stdout) == expected, dry.stdout
@@ -260,3 +261,43 @@ def test_training_never_reads_target_labels(project: Path) -> None:
         assert old.keys() == after.keys()
         for k in old:
             assert np.array_equal(old[k], after[k]), (path, k)
+
+
+def test_a_method_set_without_dah_ends_green_and_committed(tmp_path: Path) -> None:
+    """A no-adaptation floor alone (no `dah`, no comparison methods, no analysis): every job runs, the end-of-run
+    commit records them (it used to fail on a `methods.dah` param), DVC and Snakemake agree there is nothing to
+    do, and the method's own gamma (0) is what it trained with, not train.gamma."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    copy_checkout(proj)
+    make_images(tmp_path / "images", per_class=4)
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["data"].update(dataset="custom", domains=DOMAINS, mirror=str(tmp_path / "images"))
+    params["backbone"]["name"] = "efficientnet_lite0"
+    params["extract"]["batch_size"] = 8
+    params["train"].update(hash_bits=16, hidden_dims=[32, 32], k_per_class=2, epochs=2, lr_start=1e-2, lr_end=1e-3,
+                           gamma=5.0, seeds=[0], checkpoint_every=1)
+    params["methods"] = {"noadapt": {"eta": 0.0, "gamma": 0.0}}
+    params["baselines"] = {"seed": 0, "methods": {}}
+    params["analysis"] = {"tasks": [], "max_points": 1000}
+    params["tasks"] = {"d1_d2": TASKS["d1_d2"]}
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(proj, "git", "init", "-q")
+    run(proj, "git", "add", "-A")
+    run(proj, "git", "commit", "-qm", "test project")
+
+    res = run(proj, "snakemake", "--cores", "2", "--resources", "gpu=1")
+    assert "dvc commit: recorded" in res.stdout + res.stderr
+    assert "up to date" in run(proj, "dvc", "status").stdout
+    assert stage_names_from_snakemake(proj, run(proj, "snakemake", "-n").stdout) == set()
+    lock = yaml.safe_load((proj / "dvc.lock").read_text())
+    assert {"train@noadapt-d1_d2-0", "evaluate@noadapt-d1_d2-0", "report"} <= set(lock["stages"])
+    assert not any(n.startswith(("analysis", "baseline")) for n in lock["stages"])
+    import torch
+
+    model = torch.load(proj / "models" / "custom" / "efficientnet_lite0" / "noadapt" / "d1_d2" / "seed0" / "model.pt",
+                       weights_only=True)
+    assert model["config"]["gamma"] == 0.0 and model["config"]["eta"] == 0.0
+    metrics = json.loads((proj / "metrics" / "custom" / "noadapt" / "d1_d2" / "seed0.json").read_text())
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert "noadapt" in (proj / "report" / "results.md").read_text()
