@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         "methods": (", ".join(f"{m} ({json.dumps(o or {})})" for m, o in params["methods"].items())
                     + f"; trained once per seed in {seeds}") if params["methods"] else "none",
         "comparison methods": (", ".join(f"{m} ({json.dumps(o or {})})" for m, o in baselines["methods"].items())
-                               + f"; each run once, seed {baselines['seed']}") if baselines["methods"] else "none",
+                               + f"; each run once, seed {baselines['seed']}")
+        if baselines["methods"] else "none",
         "hash bits": str(tp["hash_bits"]),
         "epochs": str(tp["epochs"]),
         "gamma": str(tp["gamma"]) + (" (per task: largest held-out domain-classifier error, paper sec. 5.2)"

@@ -159,7 +159,8 @@ def test_preset_keeps_comments_replaces_tasks_and_rejects_bad_input(tmp_path: Pa
     assert p["methods"] == {"dah": {}, "dah_e": {"eta": 0.0}}
     apply_preset("digits", [], target)  # methods are replaced as a whole, like tasks
     p = yaml.safe_load(target.read_text())
-    assert p["methods"] == {"dah": {}, "noadapt": {"eta": 0.0, "gamma": 0.0}} and set(p["tasks"]) == {"M_U", "U_M"} and p["train"]["mode"] == "finetune"
+    assert p["methods"] == {"dah": {}, "noadapt": {"eta": 0.0, "gamma": 0.0}}
+    assert set(p["tasks"]) == {"M_U", "U_M"} and p["train"]["mode"] == "finetune"
     before = target.read_text()
     with pytest.raises(StageError, match="not a key"):
         apply_preset("quickstart", ["train.nope=1"], target)
