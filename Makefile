@@ -10,7 +10,7 @@ CORES ?= 8
 GPU_SLOTS ?= 1
 MIRROR ?= ../shared/data/office-caltech-10
 
-.PHONY: setup pipeline quickstart surf test test-fast
+.PHONY: setup pipeline quickstart surf test test-fast test-reverse
 
 setup:
 	$(PIP) install "$(TORCH)"
@@ -35,3 +35,7 @@ test: setup
 
 test-fast:
 	$(PYTHON) -m pytest -q -m "not pipeline"
+
+# the non-pipeline tests in reverse order (CI runs this after `make test`: tests must pass in any order)
+test-reverse:
+	$(PYTHON) -m pytest -q -m "not pipeline" --reverse

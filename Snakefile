@@ -60,12 +60,19 @@ for _st in STAGES:
 
 
 onsuccess:
-    committed = dvcdag.commit_stages(workflow.basedir)
+    try:
+        committed = dvcdag.commit_stages(workflow.basedir)
+    except dvcdag.CommitError as exc:
+        raise WorkflowError(str(exc))
     if committed:
         print(f"dvc commit: recorded {len(committed)} stage(s) in dvc.lock")
 
 
 onerror:
-    committed = dvcdag.commit_stages(workflow.basedir)
-    if committed:
-        print(f"dvc commit: recorded the {len(committed)} stage(s) that finished in dvc.lock")
+    try:
+        committed = dvcdag.commit_stages(workflow.basedir)
+    except dvcdag.CommitError as exc:  # the run failed anyway: say it, keep snakemake's own error
+        print(str(exc), file=sys.stderr)
+    else:
+        if committed:
+            print(f"dvc commit: recorded the {len(committed)} stage(s) that finished in dvc.lock")

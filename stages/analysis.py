@@ -1,4 +1,9 @@
-"""Stage `analysis`: the paper's Figure 3 for each task in ``analysis.tasks``: A-distance and t-SNE of three feature kinds.
+"""Stage `analysis --task KEY`: the paper's Figure 3 for one task of ``analysis.tasks``: A-distance and t-SNE of three
+feature kinds.
+
+Needs (checked with params.yaml before anything runs, stages.common.check_cross_keys): ``methods.dah``,
+``baselines.methods.dan`` and ``train.mode: head``. dvc.yaml has one analysis stage per task of ``analysis.tasks``,
+so with ``analysis.tasks: []`` (e.g. a run without DAH or DAN) the stage is not in the DAG at all.
 
 Feature kinds (source and target items of the task):
 * ``backbone``: the extracted features the heads are trained on (the paper's "Deep (VGG-F)");
@@ -8,8 +13,8 @@ Feature kinds (source and target items of the task):
 A-distance: 2 (1 - 2 err), err of a linear SVM telling source from target, 5-fold cross-validation
 (dahash.analysis.a_distance). t-SNE: up to ``analysis.max_points`` items per domain (seeded sample), the
 first 10 classes, coloured by class (labels are read here only to colour the plot: this runs after training).
-Writes analysis/<dataset>/<KEY>/ (analysis.json, tsne_<kind>.png) for every task (the folder exists, empty,
-when analysis.tasks is []) and plots/a_distance/<dataset>.csv (task, features, a_distance; a DVC bar plot).
+Writes analysis/<dataset>/<KEY>/ (analysis.json, tsne_<kind>.png) and plots/a_distance/<dataset>/<KEY>.csv
+(task, features, a_distance; a DVC bar plot).
 """
 
 from __future__ import annotations
@@ -94,16 +99,17 @@ def sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 
 @main_wrapper
 def main(argv: list[str] | None = None) -> None:
-    argparse.ArgumentParser(description=__doc__).parse_args(argv)
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--task", required=True, help="a key of analysis.tasks")
+    args = ap.parse_args(argv)
     params = load_params()
+    if args.task not in params["analysis"]["tasks"]:
+        raise StageError(f"--task {args.task}: not in analysis.tasks {params['analysis']['tasks']} of params.yaml")
     dataset = params["data"]["dataset"]
-    rows = []
-    with atomic_path(ROOT / "analysis" / dataset) as tmp:
-        tmp.mkdir()
-        for key in params["analysis"]["tasks"]:
-            record = analyse_task(params, key, tmp / key)
-            rows += [{"task": key, "features": k, "a_distance": record["a_distance"][k]} for k in KINDS]
-    with atomic_path(ROOT / "plots" / "a_distance" / f"{dataset}.csv") as tmp:
+    with atomic_path(ROOT / "analysis" / dataset / args.task) as tmp:
+        record = analyse_task(params, args.task, tmp)
+    rows = [{"task": args.task, "features": k, "a_distance": record["a_distance"][k]} for k in KINDS]
+    with atomic_path(ROOT / "plots" / "a_distance" / dataset / f"{args.task}.csv") as tmp:
         pd.DataFrame(rows, columns=["task", "features", "a_distance"]).to_csv(tmp, index=False)
 
 

@@ -95,22 +95,35 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
     if params["backbone"]["name"] == "smallcnn" and params["baselines"]["methods"]:
         raise StageError(f"{path}: baselines.methods run on cached pretrained features, which backbone.name = "
                          "smallcnn (trained from scratch) does not have; set baselines.methods: {}")
+    if not params["methods"] and not params["baselines"]["methods"]:
+        raise StageError(f"{path}: methods and baselines.methods are both empty: nothing to train or compare; "
+                         "add a method (e.g. methods: {dah: {}}) or a comparison method")
+    for name, overrides in params["methods"].items():
+        gamma = (overrides or {}).get("gamma")
+        if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma < 0):
+            raise StageError(f"{path}: methods.{name}.gamma = {gamma!r}: a method's own gamma must be a number >= 0 "
+                             "(train.gamma: auto is swept once for every method that does not set its own)")
     clash = sorted(set(params["methods"]) & set(params["baselines"]["methods"]))
     if clash:
         raise StageError(f"{path}: {clash} named in both methods and baselines.methods; rename one "
                          "(they share models/<dataset>/<backbone>/<name>/)")
     train = params["train"]
     modes = {m: (o or {}).get("mode", train["mode"]) for m, o in params["methods"].items()}
-    if params["backbone"]["name"] == "surf800" and (dataset != "office_caltech10" or set(modes.values()) != {"head"}):
+    if params["backbone"]["name"] == "surf800" and (dataset != "office_caltech10" or any(m != "head" for m in modes.values())):
         raise StageError(f"{path}: backbone.name = surf800 (precomputed SURF-800 features) needs "
                          f"data.dataset: office_caltech10 and train.mode: head for every method (modes: {modes})")
-    if params["analysis"]["tasks"] and ("dah" not in params["methods"] or "dan" not in params["baselines"]["methods"]):
-        raise StageError(f"{path}: analysis.tasks compares backbone, DAN and DAH features: it needs methods.dah and "
-                         "baselines.methods.dan (or set analysis.tasks: [])")
+    if params["analysis"]["tasks"]:
+        missing = [k for k, ok in (("methods.dah", "dah" in params["methods"]),
+                                   ("baselines.methods.dan", "dan" in params["baselines"]["methods"])) if not ok]
+        if missing:
+            raise StageError(
+                f"{path}: analysis.tasks = {params['analysis']['tasks']} compares the fc7 features of the backbone, "
+                f"DAN and DAH per task; this params.yaml lacks {', '.join(missing)}. Add them, or set "
+                "analysis.tasks: [] (e.g. --set 'analysis.tasks=[]'): then the analysis stage is not in the DAG")
     for key in params["analysis"]["tasks"]:
         if key not in params["tasks"]:
             raise StageError(f"{path}: analysis.tasks has {key!r}, not a key of tasks {list(params['tasks'])}")
-    if params["backbone"]["name"] == "smallcnn" and set(modes.values()) != {"finetune"}:
+    if params["backbone"]["name"] == "smallcnn" and any(m != "finetune" for m in modes.values()):
         raise StageError(f"{path}: backbone.name = smallcnn has no pretrained weights: set train.mode: finetune "
                          f"for every method (modes: {modes})")
     if train["gamma"] == "auto" and train["mode"] != "head":

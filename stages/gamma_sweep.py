@@ -1,10 +1,12 @@
 """Stage `gamma_sweep --task KEY --gamma G`: one job of the paper's gamma selection (section 5.2).
 
-Trains DAH on the task with MMD weight G (``gamma_sweep.epochs`` epochs, the first seed), takes the
+Trains DAH as ``train`` defines it (no ``methods`` entry applied: a valid params.yaml need not have
+``methods.dah``) on the task with MMD weight G (``gamma_sweep.epochs`` epochs, the first seed), takes the
 fc7 outputs of every source and target image, and writes the held-out error of a binary linear domain
 classifier (source vs target; no class labels, no target labels) to
 sweeps/gamma/<dataset>/<backbone>/<KEY>/<G>.json. `gamma_select` then picks, per task, the gamma with the
-LARGEST error. With a fixed ``train.gamma`` (not ``auto``) nothing is trained: the job records that.
+LARGEST error; every method that does not set its own ``gamma`` trains with it. With a fixed ``train.gamma``
+(not ``auto``) nothing is trained: the job records that.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from stages.common import ROOT, dataset_spec, load_params, main_wrapper, method_params, resolve_device, task_of, write_json
+from stages.common import ROOT, dataset_spec, load_params, main_wrapper, resolve_device, task_of, write_json
 
 
 def sweep_dir(params: dict, task: str):
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
 
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
     sweep = params["gamma_sweep"]
-    tp = {**method_params(params, "dah"), "gamma": args.gamma, "epochs": sweep["epochs"]}
+    tp = {**params["train"], "gamma": args.gamma, "epochs": sweep["epochs"]}
     config = dah_config(tp)
     seed = params["train"]["seeds"][0]
     device = resolve_device(tp["device"])

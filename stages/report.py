@@ -65,14 +65,15 @@ def main(argv: list[str] | None = None) -> None:
         "for training; tested on all target images",
         "dataset": dataset,
         "backbone": params["backbone"]["name"],
-        "training mode": "; ".join(
-            f"{m}: {(o or {}).get('mode', tp['mode'])}" for m, o in params["methods"].items())
-        + " (finetune = the whole network from images, the paper's protocol; head = fc6/fc7/hash layer on cached "
-        "backbone features, frozen convolutions, no augmentation)",
-        "methods": ", ".join(f"{m} ({json.dumps(o or {})})" for m, o in params["methods"].items())
-        + f"; trained once per seed in {seeds}",
-        "comparison methods": ", ".join(f"{m} ({json.dumps(o or {})})" for m, o in baselines["methods"].items())
-        + f"; each run once, seed {baselines['seed']}",
+        "training mode": ("; ".join(f"{m}: {(o or {}).get('mode', tp['mode'])}" for m, o in params["methods"].items())
+                          + " (finetune = the whole network from images, the paper's protocol; head = fc6/fc7/hash "
+                          "layer on cached backbone features, frozen convolutions, no augmentation)")
+        if params["methods"] else "none",
+        "methods": (", ".join(f"{m} ({json.dumps(o or {})})" for m, o in params["methods"].items())
+                    + f"; trained once per seed in {seeds}") if params["methods"] else "none",
+        "comparison methods": (", ".join(f"{m} ({json.dumps(o or {})})" for m, o in baselines["methods"].items())
+                               + f"; each run once, seed {baselines['seed']}")
+        if baselines["methods"] else "none",
         "hash bits": str(tp["hash_bits"]),
         "epochs": str(tp["epochs"]),
         "gamma": str(tp["gamma"]) + (" (per task: largest held-out domain-classifier error, paper sec. 5.2)"

@@ -5,7 +5,8 @@ trains the DAH head (fc6, fc7, hash fc8 -> BatchNorm -> tanh) with the paper's l
 writes models/<dataset>/<backbone>/<M>/<KEY>/seed<S>/: model.pt, codes.npz (continuous outputs u of every
 source and target image from the FINAL epoch's model: no model selection), history.csv and run.json (the
 MLflow run id). The method's params are ``train`` with ``methods.<M>`` applied (dah_e: eta = 0); gamma is
-the one gamma_select recorded (the fixed ``train.gamma`` or the sweep's choice for ``auto``).
+the method's own ``gamma`` when it sets one (e.g. a no-adaptation floor, ``gamma: 0``), else the one
+gamma_select recorded (the fixed ``train.gamma`` or the sweep's choice for ``auto``).
 Checkpoints go to checkpoints/<same path> every ``train.checkpoint_every`` epochs: a killed job resumes
 from the last one and ends with the same metrics; they are deleted once the model is written.
 """
@@ -42,7 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     task = task_of(params, args.task)
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
     spec = dataset_spec(params)
-    tp = {**method_params(params, args.method), "gamma": selected_gamma(params, args.task)}
+    tp = method_params(params, args.method)
+    if "gamma" not in (params["methods"][args.method] or {}):
+        tp["gamma"] = selected_gamma(params, args.task)
     config = dah_config(tp)
     device = resolve_device(tp["device"])
 

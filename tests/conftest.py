@@ -11,14 +11,19 @@
   answers ``CONNECT`` itself with a certificate from a throw-away CA in ``REQUESTS_CA_BUNDLE``):
   nothing leaves 127.0.0.1.
 * ``closed_port_url``: a URL on 127.0.0.1 where nothing listens.
+* ``checkout_env`` / ``kill_at_checkpoint``: subprocesses import THIS checkout (absolute PYTHONPATH, checked in
+  the child); a child script signals the test by a file instead of the test sleeping.
 """
 
 from __future__ import annotations
 
 import html
 import http.server
+import json
+import os
 import socket
 import ssl
+import textwrap
 import threading
 import urllib.parse
 from collections import Counter
@@ -306,26 +311,60 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def kill_at_checkpoint() -> Callable[[list[str], Path, Path], None]:
-    """``kill(cmd, ckpt_dir, cwd)``: start ``cmd``, SIGKILL it once ``ckpt_dir/epoch-0002.pt`` exists.
+def checkout_env() -> dict[str, str]:
+    """Environment for a test's Python subprocess: ``PYTHONPATH=<this checkout>/src:<this checkout>`` (absolute),
+    so the child imports the code under test whatever its cwd, an inherited (maybe relative) PYTHONPATH or an
+    editable install of another checkout would give (PYTHONPATH entries precede site-packages' .pth paths)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)])
+    return env
 
-    Fails the test when the process exits first or no checkpoint appears within 240 s (a hang guard, not a
-    timing assertion); asserts the process died of the SIGKILL.
+
+#: Source for a child script: ``signal_ready(path, **info)`` atomically writes ``path`` (JSON: ``info`` plus
+#: the ``dahash`` package file the child imported), then the child waits to be killed (``wait_for_kill``).
+CHILD_SIGNAL_SRC = textwrap.dedent(
+    """
+    def signal_ready(path, **info):
+        import json, os, dahash
+        with open(str(path) + ".tmp", "w") as f:
+            json.dump({"dahash": dahash.__file__, **info}, f)
+        os.replace(str(path) + ".tmp", str(path))
+
+    def wait_for_kill():
+        import time
+        while True:
+            time.sleep(60)
+    """
+)
+
+
+def assert_imports_checkout(dahash_file: str) -> None:
+    """The child imported ``dahash`` from this checkout (not another clone or an installed copy)."""
+    assert Path(dahash_file).resolve() == (REPO_ROOT / "src" / "dahash" / "__init__.py").resolve(), dahash_file
+
+
+@pytest.fixture
+def kill_at_checkpoint() -> Callable[[list[str], Path, Path], dict]:
+    """``kill(cmd, ready, cwd) -> info``: start ``cmd`` (env: :func:`checkout_env`), wait until the child signals
+    by writing ``ready`` (:data:`CHILD_SIGNAL_SRC`: it does so once the checkpoint to resume from is on disk, then
+    waits), check the child imported this checkout's ``dahash``, SIGKILL it, and return the signal's JSON.
+
+    Fails the test when the process exits first or no signal comes within 240 s (a hang guard, not a timing
+    assertion); asserts the process died of the SIGKILL.
     """
     import signal
     import subprocess
     import time
 
-    def kill(cmd: list[str], ckpt_dir: Path, cwd: Path) -> None:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
+    def kill(cmd: list[str], ready: Path, cwd: Path) -> dict:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=checkout_env())
         try:
             deadline = time.monotonic() + 240
-            while not (ckpt_dir / "epoch-0002.pt").exists():
+            while not ready.exists():
                 if proc.poll() is not None:
-                    pytest.fail(f"training script exited early ({proc.returncode}): {proc.stderr.read().decode()}")
+                    pytest.fail(f"child exited before its signal ({proc.returncode}): {proc.stderr.read().decode()}")
                 if time.monotonic() > deadline:
-                    pytest.fail("no second checkpoint appeared")
+                    pytest.fail(f"no signal {ready} from the child within 240 s")
                 time.sleep(0.01)
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
@@ -336,5 +375,8 @@ def kill_at_checkpoint() -> Callable[[list[str], Path, Path], None]:
             proc.stdout.close()
             proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL
+        info = json.loads(ready.read_text())
+        assert_imports_checkout(info["dahash"])
+        return info
 
     return kill

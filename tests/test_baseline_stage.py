@@ -5,19 +5,22 @@ cached 16-d features of two domains, an MLflow sqlite store) lives under tmp_pat
 in process with every ``stages.*`` module's ``ROOT`` pointed at it. Checked: what ``baseline`` writes for a
 shallow DA method (coral) and an unsupervised hashing method (itq), what ``evaluate`` makes of it, and
 the honesty rule: shuffling the TARGET labels in the manifest leaves coral's outputs bit-identical.
+Tests that rerun a stage do it in a private copy of the project (``own_project``), each ``baseline`` followed
+by its ``evaluate`` as in the pipeline, so every MLflow run is closed and the tests pass in any order.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+from contextlib import contextmanager
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 import stages.baseline as baseline_stage
@@ -32,7 +35,6 @@ N = {"src": 45, "tgt": 30}
 TASK = "src_tgt"
 DATASET, BACKBONE = "custom", "efficientnet_lite0"  # a backbone whose cached features are already fc7-level
 BITS = 8
-REAL_ROOT = common.ROOT
 
 
 def _features(rng: np.random.Generator, labels: np.ndarray, shift: float) -> np.ndarray:
@@ -74,16 +76,12 @@ def make_project(root: Path) -> dict:
     return common.load_params(root / "params.yaml")  # valid against the real schema and cross-key checks
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("baseline_stage") / "proj"
-    root.mkdir()
-    make_project(root)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+@contextmanager
+def stages_rooted_at(root: Path) -> Iterator[None]:
+    """Point every ``stages.*`` module's ``ROOT``, the MLflow store and ``load_params`` at project ``root``."""
     with pytest.MonkeyPatch.context() as mp:
         for name, mod in list(sys.modules.items()):  # every stages.* module that bound the project root
-            if (name == "stages" or name.startswith("stages.")) and getattr(mod, "ROOT", None) == REAL_ROOT:
+            if (name == "stages" or name.startswith("stages.")) and isinstance(getattr(mod, "ROOT", None), Path):
                 mp.setattr(mod, "ROOT", root)
         mp.setattr(tracking, "DEFAULT_DB", root / "mlflow.db")
         mp.setattr(tracking, "ARTIFACT_ROOT", root / "mlartifacts")
@@ -94,11 +92,42 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         assert common.run_dir("models", {"data": {"dataset": DATASET}, "backbone": {"name": BACKBONE}},
                               "coral", TASK, 0).is_relative_to(root)
         assert evaluate_stage.metrics_path(DATASET, "coral", TASK, 0).is_relative_to(root)
+        yield
+
+
+def run_method(method: str) -> None:
+    """What the pipeline runs for a comparison method: ``baseline`` (opens the MLflow run), then ``evaluate``
+    (scores it and closes the run)."""
+    baseline_stage.main(["--method", method, "--task", TASK])
+    evaluate_stage.main(["--method", method, "--task", TASK, "--seed", "0"])
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Iterator[Path]:
+    """The shared project with coral and itq run and evaluated. Read-only for the tests: a test that reruns a
+    stage uses ``own_project`` (a copy), so no test sees another's outputs or MLflow runs, in any order."""
+    root = tmp_path_factory.mktemp("baseline_stage") / "proj"
+    root.mkdir()
+    make_project(root)
+    with stages_rooted_at(root):
         for method in ("coral", "itq"):
-            baseline_stage.main(["--method", method, "--task", TASK])
-            evaluate_stage.main(["--method", method, "--task", TASK, "--seed", "0"])
+            run_method(method)
         yield root
-    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def own_project(project: Path, tmp_path: Path) -> Iterator[Path]:
+    """A private copy of ``project`` (outputs included) with a fresh MLflow store, the stages pointed at it."""
+    root = tmp_path / "proj"
+    shutil.copytree(project, root, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", ".mlflow.lock"))
+    with stages_rooted_at(root):
+        yield root
+    # what a test ran, it ran as the pipeline does: every MLflow run it opened is closed
+    with stages_rooted_at(root):
+        client = tracking.client()
+        for exp in client.search_experiments():
+            for run in client.search_runs([exp.experiment_id]):
+                assert run.info.status in ("FINISHED", "FAILED"), (run.info.run_name, run.info.status)
 
 
 def model_dir(root: Path, method: str) -> Path:
@@ -162,6 +191,9 @@ def test_mlflow_runs_are_closed_with_their_scores(project: Path) -> None:
         assert run.info.status == "FINISHED"
         assert run.data.tags["uses_target_labels"] == "false" and run.data.tags["method"] == method
         assert key in run.data.metrics and "train_seconds" in run.data.metrics
+    runs = client.search_runs([client.get_experiment_by_name("dahash-baseline-stage-test").experiment_id])
+    assert sorted((r.info.run_name, r.info.status) for r in runs) == [(f"{m}:{TASK}:seed0", "FINISHED")
+                                                                      for m in ("coral", "itq")]
     assert str(tracking.tracking_uri()).endswith(str(project / "mlflow.db"))
 
 
@@ -172,30 +204,27 @@ def test_run_record_holds_no_machine_path(project: Path) -> None:
     assert str(project) not in text
 
 
-def test_baseline_stage_never_reads_target_labels(project: Path) -> None:
+def test_baseline_stage_never_reads_target_labels(own_project: Path) -> None:
     """Shuffling the target domain's labels in the manifest leaves coral's outputs bit-identical."""
-    before = codes_of(project, "coral")
-    manifest = project / "data" / "manifests" / f"{DATASET}.parquet"
+    before = codes_of(own_project, "coral")
+    manifest = own_project / "data" / "manifests" / f"{DATASET}.parquet"
     original = pd.read_parquet(manifest)
     df = original.copy()
     target = df["domain"] == DOMAINS[1]
     df.loc[target, "label"] = np.random.default_rng(1).permutation(df.loc[target, "label"].to_numpy())
     assert not np.array_equal(df["label"].to_numpy(), original["label"].to_numpy())
     write_manifest(df, manifest)
-    try:
-        baseline_stage.main(["--method", "coral", "--task", TASK])
-        after = codes_of(project, "coral")
-        assert before.keys() == after.keys()
-        for k in before:
-            np.testing.assert_array_equal(before[k], after[k])
-        # the control: the SOURCE labels are read, so shuffling them does change the predictions
-        src = df["domain"] == DOMAINS[0]
-        df.loc[src, "label"] = np.random.default_rng(2).permutation(df.loc[src, "label"].to_numpy())
-        write_manifest(df, manifest)
-        baseline_stage.main(["--method", "coral", "--task", TASK])
-        assert not np.array_equal(before["pred_target"], codes_of(project, "coral")["pred_target"])
-    finally:
-        write_manifest(original, manifest)
+    run_method("coral")
+    after = codes_of(own_project, "coral")
+    assert before.keys() == after.keys()
+    for k in before:
+        np.testing.assert_array_equal(before[k], after[k])
+    # the control: the SOURCE labels are read, so shuffling them does change the predictions
+    src = df["domain"] == DOMAINS[0]
+    df.loc[src, "label"] = np.random.default_rng(2).permutation(df.loc[src, "label"].to_numpy())
+    write_manifest(df, manifest)
+    run_method("coral")
+    assert not np.array_equal(before["pred_target"], codes_of(own_project, "coral")["pred_target"])
 
 
 def _shuffle_target_labels(df: pd.DataFrame, positions: np.ndarray, seed: int) -> pd.DataFrame:
@@ -210,29 +239,25 @@ def _shuffle_target_labels(df: pd.DataFrame, positions: np.ndarray, seed: int) -
     return out
 
 
-def test_suh_stage_reads_only_the_target_databases_labels(project: Path) -> None:
+def test_suh_stage_reads_only_the_target_databases_labels(own_project: Path) -> None:
     """SuH (the upper bound) is the one method given target labels, and only those of the split's database."""
-    manifest = project / "data" / "manifests" / f"{DATASET}.parquet"
+    manifest = own_project / "data" / "manifests" / f"{DATASET}.parquet"
     original = pd.read_parquet(manifest)
     qi, db = target_query_database_split(N["tgt"], query_fraction=0.2, seed=1)  # eval.query_fraction/split_seed
-    try:
-        baseline_stage.main(["--method", "suh", "--task", TASK])
-        before = codes_of(project, "suh")
-        assert set(before) == {"u_target"} and before["u_target"].shape == (N["tgt"], BITS)
-        run = json.loads((model_dir(project, "suh") / "run.json").read_text())
-        assert (run["family"], run["retrieval"], run["uses_target_labels"]) == ("supervised_hashing",
-                                                                               "target_split", True)
-        evaluate_stage.main(["--method", "suh", "--task", TASK, "--seed", "0"])
-        m = metrics_of(project, "suh")
-        assert m["uses_target_labels"] is True and m["retrieval"] == "target_split" and m["accuracy"] is None
-        assert (m["n_queries"], m["n_database"]) == (len(qi), len(db)) == (6, 24)
+    run_method("suh")
+    before = codes_of(own_project, "suh")
+    assert set(before) == {"u_target"} and before["u_target"].shape == (N["tgt"], BITS)
+    run = json.loads((model_dir(own_project, "suh") / "run.json").read_text())
+    assert (run["family"], run["retrieval"], run["uses_target_labels"]) == ("supervised_hashing",
+                                                                           "target_split", True)
+    m = metrics_of(own_project, "suh")
+    assert m["uses_target_labels"] is True and m["retrieval"] == "target_split" and m["accuracy"] is None
+    assert (m["n_queries"], m["n_database"]) == (len(qi), len(db)) == (6, 24)
 
-        write_manifest(_shuffle_target_labels(original, qi, 3), manifest)  # QUERY labels: never read
-        baseline_stage.main(["--method", "suh", "--task", TASK])
-        np.testing.assert_array_equal(before["u_target"], codes_of(project, "suh")["u_target"])
+    write_manifest(_shuffle_target_labels(original, qi, 3), manifest)  # QUERY labels: never read
+    run_method("suh")
+    np.testing.assert_array_equal(before["u_target"], codes_of(own_project, "suh")["u_target"])
 
-        write_manifest(_shuffle_target_labels(original, db, 3), manifest)  # DATABASE labels: trained on
-        baseline_stage.main(["--method", "suh", "--task", TASK])
-        assert not np.array_equal(before["u_target"], codes_of(project, "suh")["u_target"])
-    finally:
-        write_manifest(original, manifest)
+    write_manifest(_shuffle_target_labels(original, db, 3), manifest)  # DATABASE labels: trained on
+    run_method("suh")
+    assert not np.array_equal(before["u_target"], codes_of(own_project, "suh")["u_target"])

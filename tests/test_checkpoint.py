@@ -23,6 +23,7 @@ from dahash.checkpoint import (
 )
 from dahash.sampler import KPerClassSampler
 from dahash.train import DAHResult, train_dah
+from conftest import CHILD_SIGNAL_SRC, assert_imports_checkout, checkout_env
 
 C = 3
 
@@ -53,14 +54,7 @@ exec(PROBLEM_SRC, _ns)  # noqa: S102 - our own constant source
 make_problem, make_config = _ns["make_problem"], _ns["make_config"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster (and the subprocess script uses one too, so the
-    in-process reference runs the same arithmetic)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors; the child script uses one too
 
 
 @pytest.fixture(scope="module")
@@ -246,50 +240,51 @@ def test_same_seed_is_bit_identical_with_and_without_checkpoint_dir(problem, tmp
 
 
 # ----------------------------------------------------------------------------- a real SIGKILL
-SCRIPT = PROBLEM_SRC + textwrap.dedent(
+EPOCHS = 12
+SCRIPT = PROBLEM_SRC + CHILD_SIGNAL_SRC + textwrap.dedent(
     """
-    import sys, time
+    import sys
     from pathlib import Path
 
+    import dahash
     from dahash.train import train_dah
 
     torch.set_num_threads(1)
-    out, ckpt, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+    out, ckpt, mode = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 
-    def pace(record):  # the first run lingers after each saved epoch so the kill lands mid-run
-        if mode == "slow" and record["epoch"] >= 2:
-            time.sleep(0.5)
+    def on_epoch(record):  # called after the epoch's checkpoint is saved
+        if mode == "slow" and record["epoch"] == 2:
+            signal_ready(ckpt.parent / "ready.json", epoch=2)
+            wait_for_kill()
 
     xs, ys, xt = make_problem()
-    res = train_dah(xs, ys, xt, 3, make_config(EPOCHS), seed=11, on_epoch=pace,
-                    checkpoint_dir=None if ckpt == "-" else Path(ckpt), checkpoint_every=1)
-    torch.save({"state": res.model.state_dict(), "history": res.history, "resumed": res.resumed_epoch}, out)
+    res = train_dah(xs, ys, xt, 3, make_config(EPOCHS), seed=11, on_epoch=on_epoch, checkpoint_dir=ckpt,
+                    checkpoint_every=1)
+    torch.save({"state": res.model.state_dict(), "history": res.history, "resumed": res.resumed_epoch,
+                "dahash": dahash.__file__}, out)
     """
-).replace("EPOCHS", "12")
-
-
-def _run(script: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300,
-                          cwd=script.parent)
+).replace("EPOCHS", str(EPOCHS))
 
 
 def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, kill_at_checkpoint) -> None:
     script = tmp_path / "train_script.py"
     script.write_text(SCRIPT)
     ckpt_dir, killed_out = tmp_path / "ckpt", tmp_path / "resumed.pt"
-    kill_at_checkpoint([sys.executable, str(script), str(killed_out), str(ckpt_dir), "slow"], ckpt_dir, tmp_path)
+    cmd = [sys.executable, str(script), str(killed_out), str(ckpt_dir)]
+    assert kill_at_checkpoint([*cmd, "slow"], tmp_path / "ready.json", tmp_path)["epoch"] == 2
     assert not killed_out.exists()
-    left = [e for e, _ in list_checkpoints(ckpt_dir)]
-    assert 2 in left and max(left) < 12  # killed mid-run, with the 2nd checkpoint on disk
+    assert [e for e, _ in list_checkpoints(ckpt_dir)] == [1, 2]  # killed after epoch 2, before epoch 3
 
-    resumed = _run(script, str(killed_out), str(ckpt_dir), "fast")
+    resumed = subprocess.run([*cmd, "fast"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                             env=checkout_env())
     assert resumed.returncode == 0, resumed.stderr
     a = torch.load(killed_out, weights_only=True)
-    assert a["resumed"] == max(left)
+    assert_imports_checkout(a["dahash"])
+    assert a["resumed"] == 2
 
     xs, ys, xt = make_problem()  # the uninterrupted reference, same arithmetic (one thread)
-    plain = train_dah(xs, ys, xt, C, make_config(12), seed=11)
-    assert len(a["history"]) == 12 and a["history"] == plain.history
+    plain = train_dah(xs, ys, xt, C, make_config(EPOCHS), seed=11)
+    assert len(a["history"]) == EPOCHS and a["history"] == plain.history
     ref = plain.model.state_dict()
     assert a["state"].keys() == ref.keys()
     assert all(torch.equal(a["state"][k], ref[k]) for k in ref)

@@ -15,6 +15,7 @@ import torch
 
 from dahash.checkpoint import list_checkpoints
 from dahash.finetune import FinetuneResult, train_dah_finetune
+from conftest import CHILD_SIGNAL_SRC, assert_imports_checkout, checkout_env
 
 # The problem of the in-process tests and of the subprocess script (one string: the same problem).
 # 12 source + 12 target 16x16 grayscale images, 2 classes (a bright bar's position), SmallCNN trunk
@@ -189,27 +190,29 @@ def test_checkpoint_every_is_validated(pil_problem, tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- a real SIGKILL
 EPOCHS = 6
-SCRIPT = PROBLEM_SRC + textwrap.dedent(
+SCRIPT = PROBLEM_SRC + CHILD_SIGNAL_SRC + textwrap.dedent(
     """
-    import sys, time
+    import sys
     from pathlib import Path
 
+    import dahash
     from dahash.finetune import train_dah_finetune
 
     torch.set_num_threads(1)
-    out, images, ckpt, mode = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+    out, images, ckpt, mode = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 
-    def pace(record):  # the first run lingers after each saved epoch so the kill lands mid-run
-        if mode == "slow" and record["epoch"] >= 2:
-            time.sleep(0.5)
+    def on_epoch(record):  # called after the epoch's checkpoint is saved
+        if mode == "slow" and record["epoch"] == 2:
+            signal_ready(ckpt.parent / "ready.json", epoch=2)
+            wait_for_kill()
 
     source, ys, target = make_images(images)
     trunk, head = make_models(0)
     res = train_dah_finetune(source, ys, target, 2, make_config(EPOCHS), trunk=trunk, head=head,
-                             trunk_pretrained=False, train_transform=TRANSFORM, seed=11, on_epoch=pace,
-                             checkpoint_dir=None if ckpt == "-" else Path(ckpt), checkpoint_every=1)
+                             trunk_pretrained=False, train_transform=TRANSFORM, seed=11, on_epoch=on_epoch,
+                             checkpoint_dir=ckpt, checkpoint_every=1)
     torch.save({"trunk": res.trunk.state_dict(), "head": res.head.state_dict(), "history": res.history,
-                "resumed": res.resumed_epoch}, out)
+                "resumed": res.resumed_epoch, "dahash": dahash.__file__}, out)
     """
 ).replace("EPOCHS", str(EPOCHS))
 
@@ -221,15 +224,16 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, kill_at_checkpoin
     images.mkdir()
     source, ys, target = make_images(images)
     args = [sys.executable, str(script), str(killed_out), str(images), str(ckpt_dir)]
-    kill_at_checkpoint([*args, "slow"], ckpt_dir, tmp_path)
+    assert kill_at_checkpoint([*args, "slow"], tmp_path / "ready.json", tmp_path)["epoch"] == 2
     assert not killed_out.exists()
-    left = [e for e, _ in list_checkpoints(ckpt_dir)]
-    assert 2 in left and max(left) < EPOCHS  # killed mid-run, with the 2nd checkpoint on disk
+    assert [e for e, _ in list_checkpoints(ckpt_dir)] == [1, 2]  # killed after epoch 2, before epoch 3
 
-    resumed = subprocess.run([*args, "fast"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    resumed = subprocess.run([*args, "fast"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                             env=checkout_env())
     assert resumed.returncode == 0, resumed.stderr
     a = torch.load(killed_out, weights_only=True)
-    assert a["resumed"] == max(left)
+    assert_imports_checkout(a["dahash"])
+    assert a["resumed"] == 2
 
     # the uninterrupted reference, in this process (same problem, same one-thread arithmetic)
     trunk, head = make_models(0)

@@ -164,6 +164,23 @@ def test_sampler_repeats_only_when_needed() -> None:
                 assert set(chunk.tolist()) == set(members.tolist())
 
 
+@pytest.mark.parametrize("size, k", [(8, 4), (7, 3)])  # wraps at batch boundaries / in the middle of a batch
+def test_sampler_redraws_each_class_order_when_it_wraps(size: int, k: int) -> None:
+    """Each pass over a class is a fresh shuffle: reusing the previous order on a wrap would repeat one order
+    forever. With 8 (7) items there are 40320 (5040) orders: 60 fresh shuffles give 60 distinct ones but for a
+    rare collision, and every item leads some pass."""
+    labels = _labels([size, 5])
+    sampler = KPerClassSampler(labels, 2, k, np.random.default_rng(3))
+    passes = 60
+    n_batches = -(-passes * size // k)  # enough draws for `passes` whole passes over class 0
+    stream = np.concatenate([sampler.next_batch()[:k] for _ in range(n_batches)])[: passes * size]
+    orders = [tuple(stream[i : i + size].tolist()) for i in range(0, passes * size, size)]
+    members = sorted(np.flatnonzero(labels == 0).tolist())
+    assert all(sorted(o) == members for o in orders)  # each pass is a permutation of the class
+    assert len(set(orders)) >= passes - 3
+    assert {o[0] for o in orders} == set(members)
+
+
 def test_sampler_is_seeded() -> None:
     labels = _labels([5, 6])
     a = KPerClassSampler(labels, 2, 3, np.random.default_rng(7))

@@ -1,10 +1,13 @@
 """End to end: really run snakemake and dvc on tiny generated images in a temp git repo.
 
 One module-scoped project is built once (copy of this checkout + generated images as a ``custom``
-dataset + a tiny training config) and the tests below run in order against it:
-snakemake runs the whole DAG (DAH, DAH-e, one comparison method of each family, the feature analysis, the
-report) -> every run is in MLflow -> a training param is edited -> ``snakemake -n`` and ``dvc repro`` agree on
-exactly the train/evaluate/analysis/report stages -> push/pull through the remote, offline ``dvc plots show``.
+dataset + a tiny training config) and snakemake runs the whole DAG on it (DAH, DAH-e, one comparison method of
+each family, the feature analysis, the report); the fixture keeps snakemake's output and the MLflow runs of
+that first run. The tests then check, in any order: what the run produced; every run is in MLflow; a training
+param edit -> ``snakemake -n`` and ``dvc repro`` agree on exactly the train/evaluate/analysis/report stages
+(the one test that changes the shared project, leaving it consistent: both tools see nothing to do);
+push/pull through the remote and offline ``dvc plots show``, and the target-label honesty check, each on a
+private copy of the project (they delete or rewrite outputs).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +104,35 @@ def stage_names_from_snakemake(proj: Path, out: str) -> set[str]:
     return jobs
 
 
+MLFLOW_DUMP = (
+    "import json, mlflow; from stages.tracking import tracking_uri; "
+    "c = mlflow.MlflowClient(tracking_uri()); e = c.get_experiment_by_name('dahash-custom'); "
+    "runs = c.search_runs([e.experiment_id]); "
+    "print(json.dumps([dict(name=r.info.run_name, status=r.info.status, metrics=r.data.metrics, "
+    "params=r.data.params, hist=len(c.get_metric_history(r.info.run_id, 'total')), "
+    "arts=[a.path for a in c.list_artifacts(r.info.run_id)]) for r in runs]))"
+)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The shared project after its first full snakemake run."""
+
+    root: Path
+    log: str  # snakemake's stdout + stderr of that run
+    mlflow_runs: list[dict]  # every MLflow run right after it (MLFLOW_DUMP)
+
+
+def private_copy(project: Pipeline, dest: Path) -> Path:
+    """A copy of the project (outputs, DVC cache, git, snakemake metadata) with a fresh MLflow store, for a test
+    that deletes or rewrites outputs."""
+    shutil.copytree(project.root, dest, symlinks=True,
+                    ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", ".mlflow.lock"))
+    return dest
+
+
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     base = tmp_path_factory.mktemp("pipeline")
     proj = base / "proj"
     proj.mkdir()
@@ -123,53 +154,47 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(proj, "git", "init", "-q")
     run(proj, "git", "add", "-A")
     run(proj, "git", "commit", "-qm", "test project")
-    return proj
+    res = run(proj, "snakemake", "--cores", "2", "--resources", "gpu=1")
+    runs = json.loads(run(proj, sys.executable, "-c", MLFLOW_DUMP).stdout.strip().splitlines()[-1])
+    return Pipeline(proj, res.stdout + res.stderr, runs)
 
 
-def test_snakemake_runs_the_whole_dag(project: Path) -> None:
-    res = run(project, "snakemake", "--cores", "2", "--resources", "gpu=1")
-    assert "dvc commit: recorded" in res.stdout + res.stderr
-    html = (project / "report" / "index.html").read_text()
+def test_snakemake_runs_the_whole_dag(project: Pipeline) -> None:
+    assert "dvc commit: recorded" in project.log
+    root = project.root
+    html = (root / "report" / "index.html").read_text()
     for method in METHODS:
         for key in TASKS:
             assert key in html
-            metrics = json.loads((project / "metrics" / "custom" / method / key / "seed0.json").read_text())
+            metrics = json.loads((root / "metrics" / "custom" / method / key / "seed0.json").read_text())
             assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["map"] <= 1.0
             assert metrics["hash_bits"] == 16 and metrics["n_target"] == len(CLASSES) * 6
     for key in TASKS:  # comparison methods: null where the method has no classifier / no codes
-        get = lambda m: json.loads((project / "metrics" / "custom" / m / key / "seed0.json").read_text())  # noqa: E731
+        get = lambda m: json.loads((root / "metrics" / "custom" / m / key / "seed0.json").read_text())  # noqa: E731
         for m in ("dan", "coral"):
             assert 0.0 <= get(m)["accuracy"] <= 1.0 and get(m)["map"] is None and get(m)["retrieval"] is None
         for m in ("itq", "suh"):
             assert get(m)["accuracy"] is None and 0.0 <= get(m)["map"] <= 1.0
             assert get(m)["retrieval"] == "target_split" and get(m)["n_queries"] == round(0.1 * len(CLASSES) * 6)
         assert get("suh")["uses_target_labels"] and not get("itq")["uses_target_labels"]
-    analysis = json.loads((project / "analysis" / "custom" / "d1_d2" / "analysis.json").read_text())
+    analysis = json.loads((root / "analysis" / "custom" / "d1_d2" / "analysis.json").read_text())
     assert set(analysis["a_distance"]) == {"backbone", "dan", "dah"}
-    assert all((project / "analysis" / "custom" / "d1_d2" / f"tsne_{k}.png").exists() for k in analysis["a_distance"])
+    assert all((root / "analysis" / "custom" / "d1_d2" / f"tsne_{k}.png").exists() for k in analysis["a_distance"])
     assert "Table 4" in html or "mAP" in html
     for key in TASKS:  # gamma = auto: chosen per task among the swept values
-        sel = json.loads((project / "sweeps" / "gamma" / "custom" / "efficientnet_lite0" / f"{key}.selected.json").read_text())
+        sel = json.loads((root / "sweeps" / "gamma" / "custom" / "efficientnet_lite0" / f"{key}.selected.json").read_text())
         assert sel["gamma"] in (0.5, 5.0) and set(sel["domain_errors"]) == {"0.5", "5.0"}
-    assert not (project / "checkpoints").exists() or not any((project / "checkpoints").rglob("*.pt"))
-    assert (project / "report" / "results.md").exists()
+    assert not (root / "checkpoints").exists() or not any((root / "checkpoints").rglob("*.pt"))
+    assert (root / "report" / "results.md").exists()
     # snakemake's run was recorded in dvc.lock: DVC sees nothing to do
-    status = run(project, "dvc", "status")
+    status = run(root, "dvc", "status")
     assert "up to date" in status.stdout, status.stdout
-    dry = run(project, "snakemake", "-n")
-    assert stage_names_from_snakemake(project, dry.stdout) == set(), dry.stdout
+    dry = run(root, "snakemake", "-n")
+    assert stage_names_from_snakemake(root, dry.stdout) == set(), dry.stdout
 
 
-def test_every_training_run_is_in_mlflow(project: Path) -> None:
-    code = (
-        "import json, mlflow; from stages.tracking import tracking_uri; "
-        "c = mlflow.MlflowClient(tracking_uri()); e = c.get_experiment_by_name('dahash-custom'); "
-        "runs = c.search_runs([e.experiment_id]); "
-        "print(json.dumps([dict(name=r.info.run_name, status=r.info.status, metrics=r.data.metrics, "
-        "params=r.data.params, hist=len(c.get_metric_history(r.info.run_id, 'total')), "
-        "arts=[a.path for a in c.list_artifacts(r.info.run_id)]) for r in runs]))"
-    )
-    runs = json.loads(run(project, sys.executable, "-c", code).stdout.strip().splitlines()[-1])
+def test_every_training_run_is_in_mlflow(project: Pipeline) -> None:
+    runs = project.mlflow_runs
     assert {r["name"] for r in runs} == {f"{m}:{k}:seed0" for m in [*METHODS, *BASELINES] for k in TASKS}
     for r in runs:
         assert r["status"] == "FINISHED"
@@ -181,46 +206,49 @@ def test_every_training_run_is_in_mlflow(project: Path) -> None:
         assert r["hist"] == 3  # one point per epoch
         assert r["params"]["train.epochs"] == "3"
         assert any(a.endswith(".json") for a in r["arts"]) and any(a.endswith(".png") for a in r["arts"])
-    assert (project / "mlflow.db").exists()
+    assert (project.root / "mlflow.db").exists()
 
 
-def test_param_edit_reruns_only_training_evaluation_report(project: Path) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
+def test_param_edit_reruns_only_training_evaluation_report(project: Pipeline) -> None:
+    root = project.root
+    params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["epochs"] = 4
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # the comparison methods do not use train.epochs: they stay; the analysis reads the DAH models: it reruns
-    expected = {f"{s}@{m}-{k}-0" for s in ("train", "evaluate") for m in METHODS for k in TASKS} | {"analysis", "report"}
+    expected = ({f"{s}@{m}-{k}-0" for s in ("train", "evaluate") for m in METHODS for k in TASKS}
+                | {"analysis@d1_d2", "report"})
 
-    dry = run(project, "snakemake", "-n")
-    assert stage_names_from_snakemake(project, dry.stdout) == expected, dry.stdout
-    status = run(project, "dvc", "status").stdout
+    dry = run(root, "snakemake", "-n")
+    assert stage_names_from_snakemake(root, dry.stdout) == expected, dry.stdout
+    status = run(root, "dvc", "status").stdout
     # params changed: the trainings, and the report (it prints the epochs in its protocol)
     assert {f"train@{m}-{k}-0" for m in METHODS for k in TASKS} | {"report"} == set(re.findall(r"^(\S+):$", status, re.M)), status
 
-    repro = run(project, "dvc", "repro")
+    repro = run(root, "dvc", "repro")
     ran = set(re.findall(r"Running stage '([^']+)'", repro.stdout))
     assert ran == expected, repro.stdout
     # and now both tools agree that nothing is stale
-    assert stage_names_from_snakemake(project, run(project, "snakemake", "-n").stdout) == set()
-    assert "up to date" in run(project, "dvc", "status").stdout
-    metrics = json.loads((project / "metrics" / "custom" / "dah" / "d1_d2" / "seed0.json").read_text())
+    assert stage_names_from_snakemake(root, run(root, "snakemake", "-n").stdout) == set()
+    assert "up to date" in run(root, "dvc", "status").stdout
+    metrics = json.loads((root / "metrics" / "custom" / "dah" / "d1_d2" / "seed0.json").read_text())
     assert metrics["epochs"] == 4
 
 
-def test_dvc_metrics_plots_and_remote(project: Path) -> None:
-    shown = run(project, "dvc", "metrics", "show").stdout
+def test_dvc_metrics_plots_and_remote(project: Pipeline, tmp_path: Path) -> None:
+    root = private_copy(project, tmp_path / "proj")
+    shown = run(root, "dvc", "metrics", "show").stdout
     assert "accuracy" in shown and "map" in shown and "dah/d1_d2/seed0.json" in shown
-    out = project / "plots-html"
-    run(project, "dvc", "plots", "show", "-o", str(out))
+    out = root / "plots-html"
+    run(root, "dvc", "plots", "show", "-o", str(out))
     page = (out / "index.html").read_text()
     assert "<script src=" not in page and "cdn.jsdelivr" not in page  # offline: vega inlined (workflow/vega)
     assert "a_distance" in page and "precision" in page
     # push to the default local remote, delete the features, pull them back
-    run(project, "dvc", "push")
-    feats = project / "data" / "features" / "custom" / "efficientnet_lite0" / "d1" / "features.npy"
+    run(root, "dvc", "push")
+    feats = root / "data" / "features" / "custom" / "efficientnet_lite0" / "d1" / "features.npy"
     before = feats.read_bytes()
-    shutil.rmtree(project / "data" / "features")
-    run(project, "dvc", "pull")
+    shutil.rmtree(root / "data" / "features")
+    run(root, "dvc", "pull")
     assert feats.read_bytes() == before
 
 
@@ -241,22 +269,63 @@ def test_main_job_stops_at_download_with_instructions(tmp_path: Path) -> None:
     assert leftovers == []
 
 
-def test_training_never_reads_target_labels(project: Path) -> None:
+def test_training_never_reads_target_labels(project: Pipeline, tmp_path: Path) -> None:
     """Shuffling the target domain's labels in the manifest leaves the trained codes bit-identical."""
     import pandas as pd
 
-    manifest = project / "data" / "manifests" / "custom.parquet"
-    codes = project / "models" / "custom" / "efficientnet_lite0" / "dah" / "d1_d2" / "seed0" / "codes.npz"
-    dan = project / "models" / "custom" / "efficientnet_lite0" / "dan" / "d1_d2" / "seed0" / "codes.npz"
+    root = private_copy(project, tmp_path / "proj")
+    manifest = root / "data" / "manifests" / "custom.parquet"
+    codes = root / "models" / "custom" / "efficientnet_lite0" / "dah" / "d1_d2" / "seed0" / "codes.npz"
+    dan = root / "models" / "custom" / "efficientnet_lite0" / "dan" / "d1_d2" / "seed0" / "codes.npz"
     before, dan_before = dict(np.load(codes)), dict(np.load(dan))
     df = pd.read_parquet(manifest)
     target = df["domain"] == "d2"
     df.loc[target, "label"] = np.random.default_rng(1).permutation(df.loc[target, "label"].to_numpy())
     df.to_parquet(manifest)
-    run(project, sys.executable, "-m", "stages.train", "--method", "dah", "--task", "d1_d2", "--seed", "0")
-    run(project, sys.executable, "-m", "stages.baseline", "--method", "dan", "--task", "d1_d2")
+    run(root, sys.executable, "-m", "stages.train", "--method", "dah", "--task", "d1_d2", "--seed", "0")
+    run(root, sys.executable, "-m", "stages.baseline", "--method", "dan", "--task", "d1_d2")
     for old, path in ((before, codes), (dan_before, dan)):
         after = dict(np.load(path))
         assert old.keys() == after.keys()
         for k in old:
             assert np.array_equal(old[k], after[k]), (path, k)
+
+
+def test_a_method_set_without_dah_ends_green_and_committed(tmp_path: Path) -> None:
+    """A no-adaptation floor alone (no `dah`, no comparison methods, no analysis): every job runs, the end-of-run
+    commit records them (it used to fail on a `methods.dah` param), DVC and Snakemake agree there is nothing to
+    do, and the method's own gamma (0) is what it trained with, not train.gamma."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    copy_checkout(proj)
+    make_images(tmp_path / "images", per_class=4)
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["data"].update(dataset="custom", domains=DOMAINS, mirror=str(tmp_path / "images"))
+    params["backbone"]["name"] = "efficientnet_lite0"
+    params["extract"]["batch_size"] = 8
+    params["train"].update(hash_bits=16, hidden_dims=[32, 32], k_per_class=2, epochs=2, lr_start=1e-2, lr_end=1e-3,
+                           gamma=5.0, seeds=[0], checkpoint_every=1)
+    params["methods"] = {"noadapt": {"eta": 0.0, "gamma": 0.0}}
+    params["baselines"] = {"seed": 0, "methods": {}}
+    params["analysis"] = {"tasks": [], "max_points": 1000}
+    params["tasks"] = {"d1_d2": TASKS["d1_d2"]}
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(proj, "git", "init", "-q")
+    run(proj, "git", "add", "-A")
+    run(proj, "git", "commit", "-qm", "test project")
+
+    res = run(proj, "snakemake", "--cores", "2", "--resources", "gpu=1")
+    assert "dvc commit: recorded" in res.stdout + res.stderr
+    assert "up to date" in run(proj, "dvc", "status").stdout
+    assert stage_names_from_snakemake(proj, run(proj, "snakemake", "-n").stdout) == set()
+    lock = yaml.safe_load((proj / "dvc.lock").read_text())
+    assert {"train@noadapt-d1_d2-0", "evaluate@noadapt-d1_d2-0", "report"} <= set(lock["stages"])
+    assert not any(n.startswith(("analysis", "baseline")) for n in lock["stages"])
+    import torch
+
+    model = torch.load(proj / "models" / "custom" / "efficientnet_lite0" / "noadapt" / "d1_d2" / "seed0" / "model.pt",
+                       weights_only=True)
+    assert model["config"]["gamma"] == 0.0 and model["config"]["eta"] == 0.0
+    metrics = json.loads((proj / "metrics" / "custom" / "noadapt" / "d1_d2" / "seed0.json").read_text())
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert "noadapt" in (proj / "report" / "results.md").read_text()

@@ -424,6 +424,16 @@ def test_stage_collects_metrics_curves_and_analysis(tmp_path: Path, monkeypatch:
     assert "not yet computed: Cl_Ar" in md
     assert _md_accuracy(md)[2][2:] == ["30.0 ± 0.0", "31.64", "20.0", "19.93"]
 
+    # comparison methods only (methods: {}): the report has their rows and says no DAH method was trained
+    only = {**params, "methods": {}, "analysis": {"tasks": []}}
+    monkeypatch.setattr(stage, "load_params", lambda: only)
+    stage.main([])
+    md_only = (out / "results.md").read_text(encoding="utf-8")
+    header = _md_accuracy(md_only)[0]
+    assert any("tca" in h for h in header) and not any("dah" in h.lower() for h in header), header
+    assert "- **methods**: none\n" in md_only and "- **comparison methods**: tca (" in md_only
+    monkeypatch.setattr(stage, "load_params", lambda: params)
+
     pr_path("office_home", "dah", "Cl_Ar", 0).unlink()  # dah has an mAP: its curve must exist
     with pytest.raises(SystemExit):
         stage.main([])

@@ -29,13 +29,44 @@ def _write(tmp_path: Path, params: dict) -> Path:
     return p
 
 
+def _leaves(tree: dict, prefix: tuple = ()) -> dict[tuple, object]:
+    """``{("train", "epochs"): 100, ...}``; ``tasks`` and ``methods`` mappings are leaves (replaced whole)."""
+    out: dict[tuple, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key not in ("tasks", "methods"):
+            out.update(_leaves(value, (*prefix, key)))
+        else:
+            out[(*prefix, key)] = value
+    return out
+
+
+def _get(tree: dict, path: tuple) -> object:
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
 def test_shipped_params_and_presets_are_valid(tmp_path: Path) -> None:
-    load_params(PARAMS_FILE)
-    for name in ("quickstart", "paper", "paper-head", "digits", "surf"):
+    """params.yaml and every preset in workflow/presets/ load (schema + cross-key checks); an applied preset
+    holds exactly the preset's values and ``--set``'s, every other key keeps params.yaml's value."""
+    shipped = load_params(PARAMS_FILE)
+    presets = sorted(p.stem for p in (PARAMS_FILE.parent / "workflow" / "presets").glob("*.yaml"))
+    assert {"paper", "paper-head", "quickstart", "surf", "digits"} <= set(presets)
+    for name in presets:
         target = tmp_path / f"{name}.yaml"
         target.write_text(PARAMS_FILE.read_text())
-        apply_preset(name, ["data.mirror=some/folder"] if not name.startswith("paper") else [], target)
-        load_params(target)
+        preset = yaml.safe_load((PARAMS_FILE.parent / "workflow" / "presets" / f"{name}.yaml").read_text())
+        sets = ["data.mirror=some/folder"] if not name.startswith("paper") else []
+        apply_preset(name, sets, target)
+        got = load_params(target)
+        expected = _leaves(preset)
+        if sets:
+            expected[("data", "mirror")] = "some/folder"
+        for path, value in expected.items():
+            assert _get(got, path) == value, (name, path)
+        for path, value in _leaves(shipped).items():
+            if not any(path[: len(q)] == q for q in expected):
+                assert _get(got, path) == value, (name, path)
 
 
 @pytest.mark.parametrize(
@@ -133,7 +164,8 @@ def test_preset_keeps_comments_replaces_tasks_and_rejects_bad_input(tmp_path: Pa
     assert p["methods"] == {"dah": {}, "dah_e": {"eta": 0.0}}
     apply_preset("digits", [], target)  # methods are replaced as a whole, like tasks
     p = yaml.safe_load(target.read_text())
-    assert p["methods"] == {"dah": {}} and set(p["tasks"]) == {"M_U", "U_M"} and p["train"]["mode"] == "finetune"
+    assert p["methods"] == {"dah": {}, "noadapt": {"eta": 0.0, "gamma": 0.0}}
+    assert set(p["tasks"]) == {"M_U", "U_M"} and p["train"]["mode"] == "finetune"
     before = target.read_text()
     with pytest.raises(StageError, match="not a key"):
         apply_preset("quickstart", ["train.nope=1"], target)

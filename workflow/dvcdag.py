@@ -16,8 +16,9 @@ each into a rule. Staleness is kept in agreement between the two tools:
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,10 +146,17 @@ def mark_done(root: str | os.PathLike[str], stage_name: str) -> None:
     (d / stage_name).touch()
 
 
+class CommitError(RuntimeError):
+    """Some stages Snakemake ran could not be recorded in dvc.lock; the message names them and what to do."""
+
+
 def commit_stages(root: str | os.PathLike[str]) -> list[str]:
     """``dvc commit`` every stage Snakemake finished in this run, so dvc.lock matches the outputs.
 
-    Returns the committed stage names. Called from the Snakefile's onsuccess/onerror handlers.
+    Returns the committed stage names. Called from the Snakefile's onsuccess/onerror handlers. A stage that
+    cannot be committed (e.g. a param it declares is missing from params.yaml) does not stop the others: they
+    are recorded, its outputs stay as they are, its done-marker stays (a later run retries), and
+    :class:`CommitError` then names every such stage, the reason, and the command that records it once fixed.
     """
     from dvc.repo import Repo
 
@@ -157,6 +165,8 @@ def commit_stages(root: str | os.PathLike[str]) -> list[str]:
     names = sorted(p.name for p in done_dir.glob("*")) if done_dir.exists() else []
     if not names:
         return []
+    committed: list[str] = []
+    failed: dict[str, str] = {}
     repo = Repo(os.fspath(root))
     try:
         # What `dvc commit -f <stage>` does, but with the pipeline resolved ONCE: Repo.commit re-parses
@@ -168,16 +178,39 @@ def commit_stages(root: str | os.PathLike[str]) -> list[str]:
             by_file: dict[str, tuple[object, list]] = {}
             for name in names:
                 stage = by_name.get(name)
-                if stage is not None:
+                if stage is None:  # params.yaml changed during the run so that this stage no longer exists
+                    print(f"dvc commit: {name} is no longer a stage of dvc.yaml (params.yaml changed during the "
+                          "run?); not recorded", file=sys.stderr)
+                    (done_dir / name).unlink()
+                    continue
+                try:
                     stage.save()
                     stage.commit()
-                    by_file.setdefault(stage.dvcfile.path, (stage.dvcfile, []))[1].append(stage)
+                except Exception as exc:  # noqa: BLE001 - reported per stage below, the others still committed
+                    failed[name] = f"{type(exc).__name__}: {exc}"
+                    continue
+                by_file.setdefault(stage.dvcfile.path, (stage.dvcfile, []))[1].append(stage)
+                committed.append(name)
             for dvcfile, stages in by_file.values():
                 dvcfile.dump_stages(stages, update_pipeline=False)
-            for name in names:
+            for name in committed:
                 (done_dir / name).unlink()
     finally:
         repo.close()
     # params now agree with dvc.lock: reset the stamps so a dry run right after shows nothing to do
     write_param_stamps(root, load_stages(root))
-    return names
+    if failed:
+        raise CommitError(commit_failure_message(failed, len(committed)))
+    return committed
+
+
+def commit_failure_message(failed: dict[str, str], n_committed: int) -> str:
+    """What went wrong per stage and what to do (the outputs are kept; dvc.lock lacks these stages)."""
+    lines = [f"dvc commit failed for {len(failed)} stage(s) that ran successfully ({n_committed} other(s) recorded "
+             "in dvc.lock). Their outputs are kept, but dvc.lock does not record them, so `dvc status` lists them "
+             "as changed:"]
+    lines += [f"  {name}: {reason}" for name, reason in sorted(failed.items())]
+    lines.append("What to do: fix the cause above (a missing parameter: add it to params.yaml, or remove it from "
+                 "the stage's `params:` in dvc.yaml), then record the outputs without rerunning anything:")
+    lines.append("  dvc commit -f " + " ".join(sorted(failed)))
+    return "\n".join(lines)
