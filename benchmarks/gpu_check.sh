@@ -5,7 +5,7 @@
 # 3. one short DAH training on generated features on cuda vs cpu (same seed) to compare the numbers.
 set -euo pipefail
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
-python -m pytest -q tests/test_finetune.py -k cuda -rs
+python -m pytest -q tests/test_finetune.py tests/test_metrics.py -k cuda -rs
 python benchmarks/bench_core.py --quick --device cuda
 python - <<'PY'
 import torch, time
