@@ -317,10 +317,13 @@ def _random_case(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
 
 
 # n around numpy's pairwise-summation block edges (8, 128) and the chunking (2**22 / n rows)
+@pytest.mark.parametrize("path", ["kernel", "numpy"])
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 127, 128, 129, 136, 257, 1000, 5000])
-def test_ranking_identical_to_reference(n: int) -> None:
+def test_ranking_identical_to_reference(n: int, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from dahash._metrics_reference import mean_average_precision_reference, precision_recall_curve_reference
 
+    # small problems rank in numpy, big ones in the kernel: both must give the reference's values
+    monkeypatch.setattr(metrics, "_KERNEL_MIN_PAIRS", 0 if path == "kernel" else 1 << 62)
     rng = np.random.default_rng(n)
     for _ in range(4):
         q, db, ql, dl = _random_case(rng, n)
@@ -334,8 +337,10 @@ def test_ranking_identical_to_reference(n: int) -> None:
         assert np.array_equal(m2.ap, got.ap, equal_nan=True) and pr2.equals(pd_got)
 
 
-def test_ranking_multiword_codes_brute_force() -> None:
+@pytest.mark.parametrize("min_pairs", [0, 1 << 62])  # the kernel, the numpy path
+def test_ranking_multiword_codes_brute_force(min_pairs: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # 130 bits = 3 packed words with padding; 3 distinct db codes repeated: every query has big tie groups
+    monkeypatch.setattr(metrics, "_KERNEL_MIN_PAIRS", min_pairs)
     rng = np.random.default_rng(11)
     base = rng.integers(0, 2, size=(3, 130))
     db = base[rng.integers(0, 3, size=30)]
