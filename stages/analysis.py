@@ -17,10 +17,7 @@ import argparse
 
 import numpy as np
 import pandas as pd
-import torch
 
-from dahash.analysis import a_distance, plot_tsne, tsne_embedding
-from dahash.model import DAHHead
 from stages.common import (ROOT, StageError, atomic_path, load_params, main_wrapper, run_dir, task_of,
                            write_json)
 from stages.features import domain_rows, load_features, penultimate_features
@@ -30,6 +27,10 @@ KINDS = ("backbone", "dan", "dah")
 
 def dah_fc7(model_dir, xs: np.ndarray, xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """fc7 (after ReLU) of a head-mode DAH model for source and target features, ``(n, h2)`` each."""
+    import torch  # torch and scikit-learn are imported where used: `--help` stays fast
+
+    from dahash.model import DAHHead
+
     saved = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=False)
     state, cfg = saved["state_dict"], saved["config"]
     if "fc6.weight" not in state:
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def analyse_task(params: dict, key: str, out) -> dict:
     """A-distance and t-SNE PNGs of the three feature kinds for task ``key``, into folder ``out``."""
+    from dahash.analysis import a_distance, plot_tsne, tsne_embedding
+
     task = task_of(params, key)
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
     xs, _ = load_features(dataset, backbone, task["source"])

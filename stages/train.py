@@ -17,12 +17,8 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-import torch
-
-from dahash.train import DAHConfig, encode, train_dah
 from stages import tracking
 from stages.common import (ROOT, atomic_path, dataset_spec, file_md5, load_params, main_wrapper, method_params,
                            resolve_device, run_dir, task_of, write_json)
@@ -30,12 +26,21 @@ from stages.features import features_dir, labels_for, load_features
 from stages.gamma_select import selected_gamma
 from stages.runs import dah_config, parse_run_args, pretrained_head
 
+if TYPE_CHECKING:  # numpy, pandas, torch and dahash.train are imported where used: `--help` stays fast
+    import numpy as np
+
+    from dahash.train import DAHConfig
+
 LOSS_KEYS = ["hash", "quantization", "entropy", "mmd", "total", "lr"]
 
 
 @main_wrapper
 def main(argv: list[str] | None = None) -> None:
     args = parse_run_args(argv, __doc__)
+    import torch
+
+    from dahash.train import encode, train_dah
+
     params = load_params()
     task = task_of(params, args.task)
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
@@ -130,6 +135,10 @@ def resumable_run(ckpt: Path, start: Callable[[], str]) -> str:
 def write_outputs(out: Path, state: dict, history: list[dict], config: DAHConfig, us: np.ndarray, ut: np.ndarray,
                   run: dict) -> None:
     """model.pt, codes.npz, history.csv, run.json into ``out`` (atomically, as one folder)."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
     with atomic_path(out) as tmp:
         tmp.mkdir()
         torch.save({"config": dataclasses.asdict(config), "state_dict": state}, tmp / "model.pt")
