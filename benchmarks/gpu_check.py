@@ -37,7 +37,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-CUDA_TEST_FILES = ["tests/test_finetune.py", "tests/test_train.py", "tests/test_losses.py",
+CUDA_TEST_FILES = ["tests/test_finetune.py", "tests/test_train.py", "tests/test_losses.py", "tests/test_metrics.py",
                    "tests/test_model_sampler.py", "tests/test_recipes.py", "tests/test_vggf.py"]
 
 

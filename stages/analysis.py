@@ -23,10 +23,7 @@ import argparse
 
 import numpy as np
 import pandas as pd
-import torch
 
-from dahash.analysis import a_distance, plot_tsne, tsne_embedding
-from dahash.model import DAHHead
 from stages.common import (ROOT, StageError, atomic_path, load_params, main_wrapper, run_dir, task_of,
                            write_json)
 from stages.features import domain_rows, load_features, penultimate_features
@@ -42,6 +39,10 @@ def dah_fc7(model_dir, xs: np.ndarray, xt: np.ndarray, images: tuple[list, list]
     on the ``images`` (source paths, target paths), preprocessed as at training's evaluation (the model's
     saved normalisation). model.pt is loaded with ``weights_only=True`` (a shared file must not run code).
     """
+    import torch  # torch and scikit-learn are imported where used: `--help` stays fast
+
+    from dahash.model import DAHHead
+
     saved = load_model_file(model_dir / "model.pt")
     state, cfg = saved["state_dict"], saved["config"]
     if "trunk" in state:
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def analyse_task(params: dict, key: str, out) -> dict:
     """A-distance and t-SNE PNGs of the three feature kinds for task ``key``, into folder ``out``."""
+    from dahash.analysis import a_distance, plot_tsne, tsne_embedding
+
     task = task_of(params, key)
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
     xs, src_paths = load_features(dataset, backbone, task["source"])

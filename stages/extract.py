@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from dahash.backbones import build_backbone
 from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper, resolve_device, write_json
 from stages.features import domain_rows, features_dir
 from stages.weights import weights_file
@@ -29,6 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = load_params()
     dataset, name = params["data"]["dataset"], params["backbone"]["name"]
+    import numpy as np  # heavy imports after argument parsing: `--help` stays fast
+
+    from dahash.backbones import build_backbone
     from dahash.extract import extract_features
 
     rows = domain_rows(dataset, args.domain)

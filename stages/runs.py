@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import TYPE_CHECKING
 
-import torch
-
-from dahash.train import DAHConfig
 from stages.weights import weights_file
+
+if TYPE_CHECKING:  # torch and dahash.train (torch) are imported where used: `--help` stays fast
+    import torch
+
+    from dahash.train import DAHConfig
 
 
 def dah_config(train: dict) -> DAHConfig:
     """DAHConfig from (method-resolved) ``train`` params; keys that are not DAH hyper-parameters are dropped."""
+    from dahash.train import DAHConfig
+
     names = {f.name for f in dataclasses.fields(DAHConfig)}
     kwargs = {k: v for k, v in train.items() if k in names}
     kwargs["hidden_dims"] = tuple(train["hidden_dims"])

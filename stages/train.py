@@ -18,13 +18,8 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-import torch
-
-from dahash.checkpoint import cpu_state_dict
-from dahash.train import DAHConfig, encode, train_dah
 from stages import tracking
 from stages.common import (ROOT, atomic_path, dataset_spec, file_md5, load_params, main_wrapper, method_params,
                            resolve_device, run_dir, task_of, write_json)
@@ -33,12 +28,22 @@ from stages.gamma_select import selected_gamma
 from stages.preprocess import warn_small_classes
 from stages.runs import dah_config, parse_run_args, pretrained_head
 
+if TYPE_CHECKING:  # numpy, pandas, torch and dahash.train are imported where used: `--help` stays fast
+    import numpy as np
+
+    from dahash.train import DAHConfig
+
 LOSS_KEYS = ["hash", "quantization", "entropy", "mmd", "total", "lr"]
 
 
 @main_wrapper
 def main(argv: list[str] | None = None) -> None:
     args = parse_run_args(argv, __doc__)
+    import torch
+
+    from dahash.checkpoint import cpu_state_dict
+    from dahash.train import encode, train_dah
+
     params = load_params()
     task = task_of(params, args.task)
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
@@ -151,6 +156,10 @@ def write_outputs(out: Path, state: dict, history: list[dict], config: DAHConfig
 
     model.pt holds CPU tensors only (a model trained on a GPU loads on a CPU-only machine) and plain types,
     so it loads with ``torch.load(..., weights_only=True)``."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
     with atomic_path(out) as tmp:
         tmp.mkdir()
         torch.save({"config": dataclasses.asdict(config), "state_dict": state}, tmp / "model.pt")

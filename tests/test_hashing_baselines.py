@@ -259,3 +259,26 @@ def test_dpsh_noda_and_suh_helpers_and_validation() -> None:
         DPSH(8).fit(x, y.astype(float))
     with pytest.raises(ValueError, match="optimizer"):
         DPSH(8, optimizer="lbfgs")  # type: ignore[arg-type]
+
+
+def test_kmh_jit_objective_matches_numpy_reference() -> None:
+    # the fit's numba E_j(c) and gradient = the numpy formula (kmh._center_cost_and_grad), to rounding;
+    # and the gradient is the derivative of the cost (central differences)
+    from dahash.baselines._kmh_kernel import center_cost_and_grad
+    from dahash.baselines.kmh import _center_cost_and_grad
+
+    rng = np.random.default_rng(3)
+    k, d, n = 16, 7, 200
+    centers, c, sum_j = rng.normal(size=(k, d)), rng.normal(size=d), rng.normal(size=d) * 10
+    counts = rng.integers(0, 30, size=k).astype(np.float64)
+    dh_j = rng.uniform(0, 3, size=k)
+    for j in (0, 5, 15):
+        f_ref, g_ref = _center_cost_and_grad(c, j, sum_j, counts, n, centers, dh_j, 10.0)
+        f_jit, g_jit = center_cost_and_grad(c, j, sum_j, counts, n, centers, dh_j, 10.0)
+        assert f_jit == pytest.approx(f_ref, rel=1e-13)
+        np.testing.assert_allclose(g_jit, g_ref, rtol=1e-12, atol=1e-14)
+        h = 1e-6
+        num = [(center_cost_and_grad(c + h * e, j, sum_j, counts, n, centers, dh_j, 10.0)[0]
+                - center_cost_and_grad(c - h * e, j, sum_j, counts, n, centers, dh_j, 10.0)[0]) / (2 * h)
+               for e in np.eye(d)]
+        np.testing.assert_allclose(g_jit, num, rtol=1e-5, atol=1e-7)

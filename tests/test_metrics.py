@@ -303,3 +303,89 @@ def test_pr_curve_random_recall_monotone_and_complete(monkeypatch: pytest.Monkey
     monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 60)  # chunks of one query
     chunked = precision_recall_curve(q, db, ql, dl)
     np.testing.assert_allclose(chunked[["precision", "recall"]], pr[["precision", "recall"]])
+
+
+# ----------------------------------------------------------------------------- ranking kernel vs the reference
+def _random_case(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
+    m = int(rng.integers(1, 25))
+    d = int(rng.choice([1, 3, 8, 31, 64, 65, 128]))
+    p = rng.uniform(0.1, 0.9)  # skewed bits: many equal distances (ties)
+    q = (rng.random((m, d)) < p).astype(np.uint8)
+    db = (rng.random((n, d)) < p).astype(np.uint8)
+    c = int(rng.integers(1, 8))
+    return q, db, rng.integers(0, c, m), rng.integers(0, c, n)
+
+
+# n around numpy's pairwise-summation block edges (8, 128) and the chunking (2**22 / n rows)
+@pytest.mark.parametrize("path", ["kernel", "numpy"])
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 127, 128, 129, 136, 257, 1000, 5000])
+def test_ranking_identical_to_reference(n: int, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dahash._metrics_reference import mean_average_precision_reference, precision_recall_curve_reference
+
+    # small problems rank in numpy, big ones in the kernel: both must give the reference's values
+    monkeypatch.setattr(metrics, "_KERNEL_MIN_PAIRS", 0 if path == "kernel" else 1 << 62)
+    rng = np.random.default_rng(n)
+    for _ in range(4):
+        q, db, ql, dl = _random_case(rng, n)
+        got, ref = mean_average_precision(q, db, ql, dl), mean_average_precision_reference(q, db, ql, dl)
+        assert np.array_equal(got.ap, ref.ap, equal_nan=True)  # bit for bit, not a tolerance
+        assert (got.map, got.n_scored, got.n_empty) == (ref.map, ref.n_scored, ref.n_empty) or (
+            np.isnan(got.map) and np.isnan(ref.map))
+        pd_got, pd_ref = precision_recall_curve(q, db, ql, dl), precision_recall_curve_reference(q, db, ql, dl)
+        assert pd_got.equals(pd_ref)
+        m2, pr2 = metrics.hamming_retrieval(q, db, ql, dl)
+        assert np.array_equal(m2.ap, got.ap, equal_nan=True) and pr2.equals(pd_got)
+
+
+@pytest.mark.parametrize("min_pairs", [0, 1 << 62])  # the kernel, the numpy path
+def test_ranking_multiword_codes_brute_force(min_pairs: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 130 bits = 3 packed words with padding; 3 distinct db codes repeated: every query has big tie groups
+    monkeypatch.setattr(metrics, "_KERNEL_MIN_PAIRS", min_pairs)
+    rng = np.random.default_rng(11)
+    base = rng.integers(0, 2, size=(3, 130))
+    db = base[rng.integers(0, 3, size=30)]
+    q = rng.integers(0, 2, size=(6, 130))
+    ql, dl = rng.integers(0, 3, size=6), rng.integers(0, 3, size=30)
+    dist = _brute_hamming(q, db)
+    expected = np.array([_brute_ap(dist[i], dl == ql[i]) for i in range(6)])
+    np.testing.assert_allclose(mean_average_precision(q, db, ql, dl).ap, expected, rtol=1e-15, equal_nan=True)
+
+
+def test_ranking_non_integer_labels() -> None:
+    # relevance is ==: strings work; a NaN label equals nothing (not even another NaN)
+    res = mean_average_precision(Q, DB, np.array(["b", "c", "x"]), np.array(["a", "b", "b", "a", "c"]))
+    ref = mean_average_precision(Q, DB, Q_LAB, DB_LAB)
+    assert np.array_equal(res.ap, ref.ap, equal_nan=True)
+    fl = mean_average_precision(Q, DB, np.array([np.nan, 2.0, 1.0]), np.array([np.nan, 1.0, 1.0, 0.0, 2.0]))
+    assert np.isnan(fl.ap[0]) and fl.ap[1] == 1.0  # q1: its one relevant item db4 is at rank 1
+    assert fl.ap[2] == pytest.approx(_brute_ap(DIST[2], np.array([0, 1, 1, 0, 0], bool)))
+
+
+def _torch_ranking(q: np.ndarray, db: np.ndarray, ql: np.ndarray, dl: np.ndarray, device: str) -> tuple:
+    qc, dc = metrics._label_codes(np.asarray(ql), np.asarray(dl))
+    return metrics._rank_stats_torch(q, db, qc, dc, device)
+
+
+def test_torch_ranking_path_matches_kernel_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the CUDA code path, run on CPU tensors: same counts, APs equal up to summation order
+    rng = np.random.default_rng(12)
+    q, db, ql, dl = rng.integers(0, 2, (40, 9)), rng.integers(0, 2, (300, 9)), rng.integers(0, 4, 40), rng.integers(0, 4, 300)
+    ap_k, hist_k, rel_k = metrics._rank_stats_kernel(q, db, *metrics._label_codes(ql, dl))
+    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 3000)  # several query blocks
+    ap_t, hist_t, rel_t = _torch_ranking(q, db, ql, dl, "cpu")
+    np.testing.assert_array_equal(hist_t, hist_k)
+    np.testing.assert_array_equal(rel_t, rel_k)
+    np.testing.assert_allclose(ap_t, ap_k, rtol=1e-14, equal_nan=True)
+    dist = _brute_hamming(q, db)
+    np.testing.assert_allclose(ap_t, [_brute_ap(dist[i], dl == ql[i]) for i in range(40)], rtol=1e-12, equal_nan=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh runs it)")
+def test_ranking_on_cuda_matches_cpu() -> None:
+    rng = np.random.default_rng(13)
+    q, db, ql, dl = rng.integers(0, 2, (500, 64)), rng.integers(0, 2, (2000, 64)), rng.integers(0, 10, 500), rng.integers(0, 10, 2000)
+    cpu_m, cpu_pr = metrics.hamming_retrieval(q, db, ql, dl)
+    gpu_m, gpu_pr = metrics.hamming_retrieval(torch.as_tensor(q, device="cuda"), db, ql, dl)  # cuda input -> cuda
+    np.testing.assert_allclose(gpu_m.ap, cpu_m.ap, rtol=1e-14, equal_nan=True)
+    np.testing.assert_allclose(gpu_pr.to_numpy(float), cpu_pr.to_numpy(float), rtol=1e-14, equal_nan=True)
+    np.testing.assert_allclose(mean_average_precision(q, db, ql, dl, device="cuda").ap, cpu_m.ap, rtol=1e-14, equal_nan=True)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from dahash.baselines.split import target_query_database_split
-from dahash.metrics import accuracy, binarize, mean_average_precision, precision_recall_curve, predict_eq6
+from dahash.metrics import accuracy, binarize, hamming_retrieval, predict_eq6
 
 __all__ = ["score"]
 
@@ -46,7 +46,7 @@ def score(codes: dict[str, np.ndarray], ys: np.ndarray, yt: np.ndarray, *, num_c
     else:  # target_split
         qi, di = target_query_database_split(len(yt), query_fraction=query_fraction, seed=split_seed)
         q, yq, db, ydb = bt[qi], yt[qi], bt[di], yt[di]
-    m = mean_average_precision(q, db, yq, ydb)
-    out.update(map=m.map, bits=int(bt.shape[1]), pr=precision_recall_curve(q, db, yq, ydb),
+    m, pr = hamming_retrieval(q, db, yq, ydb)  # mAP and PR curve from one ranking pass
+    out.update(map=m.map, bits=int(bt.shape[1]), pr=pr,
                n_queries=int(len(q)), n_database=int(len(db)), n_scored=m.n_scored, n_empty=m.n_empty)
     return out

@@ -22,6 +22,7 @@ them explicitly. In short:
   predict ``argmax_j``.
 
 Arrays are numpy in / numpy out; torch tensors are accepted (converted with ``.detach().cpu()``).
+The ranking functions also run on a CUDA device (``device=``, or CUDA tensors as input).
 """
 
 from __future__ import annotations
@@ -30,14 +31,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from scipy.special import logsumexp
 
 __all__ = [
     "MAPResult",
     "accuracy",
     "binarize",
     "hamming_distance",
+    "hamming_retrieval",
     "mean_average_precision",
     "precision_recall_curve",
     "predict_eq6",
@@ -46,6 +46,10 @@ __all__ = [
 # Queries are processed in chunks so that one chunk's (chunk, n) working arrays hold about this
 # many elements (a few tens of MB in float64), whatever the database size.
 _CHUNK_ELEMENTS = 1 << 22
+
+# Below this many query x database pairs the ranking runs in plain numpy (same values): loading numba
+# and the cached kernel (about 0.3 s) costs more than ranking, e.g. 0.05 s for 1,000 x 1,000 codes.
+_KERNEL_MIN_PAIRS = 1 << 21
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,6 +202,8 @@ def predict_eq6(
             f"y_s must lie in [0, {num_classes}); got range [{ys.min()}, {ys.max()}]"
         )
 
+    from scipy.special import logsumexp  # lazy: scipy's import is paid only by jobs that classify
+
     scores = np.full((ut.shape[0], num_classes), -np.inf, dtype=np.float64)
     for j in range(num_classes):
         idx = np.flatnonzero(ys == j)
@@ -262,8 +268,187 @@ def _retrieval_inputs(
     return q, db, ql, dl
 
 
+def _label_codes(ql: np.ndarray, dl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int64 codes with ``code_q[i] == code_db[k]`` iff ``ql[i] == dl[k]`` (the relevance rule).
+
+    Integer labels are cast (a bijection, also for uint64); anything else is encoded with
+    ``np.unique(..., equal_nan=False)``, so a NaN label equals nothing, as with ``==``.
+    """
+    if ql.dtype.kind in "biu" and dl.dtype.kind in "biu":
+        return ql.astype(np.int64), dl.astype(np.int64)
+    both = np.concatenate([ql, dl])
+    _, inv = np.unique(both, return_inverse=True, equal_nan=False)
+    inv = inv.reshape(-1).astype(np.int64)
+    return inv[: len(ql)], inv[len(ql):]
+
+
+def _pack_bits(bits: np.ndarray) -> np.ndarray:
+    """(N, d) {0, 1} bits -> (N, ceil(d / 64)) uint64 words, zero-padded (popcount(a ^ b) = Hamming)."""
+    n, d = bits.shape
+    w = max(1, -(-d // 64))
+    padded = np.zeros((n, w * 64), dtype=np.uint8)
+    padded[:, :d] = bits
+    return np.ascontiguousarray(np.packbits(padded, axis=1).view(np.uint64))
+
+
+def _torch_device(device: Any, *arrays: Any) -> Any:
+    """The torch device to rank on, or None for the CPU kernel.
+
+    ``device`` None: the device of the first input that is a non-CPU torch tensor, else None.
+    ``"cpu"`` -> None (the kernel); anything else (``"cuda"``, ``"cuda:1"``, a torch.device) -> itself.
+    """
+    if device is None:
+        for a in arrays:
+            dev = getattr(a, "device", None)
+            if dev is not None and getattr(dev, "type", "cpu") != "cpu":
+                return dev
+        return None
+    return None if str(device) == "cpu" else device
+
+
+def _rank_stats_kernel(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CPU: numba kernel on packed codes (see :mod:`dahash._hamming_kernel`); queries in parallel."""
+    from dahash._hamming_kernel import rank_stats  # lazy: numba is imported only by jobs that rank
+
+    m, d = q.shape
+    ap = np.empty(m, dtype=np.float64)
+    hist = np.empty((m, d + 1), dtype=np.int64)
+    relhist = np.empty((m, d + 1), dtype=np.int64)
+    rank_stats(_pack_bits(q), _pack_bits(db), qc, dc, d, ap, hist, relhist)
+    return ap, hist, relhist
+
+
+def _rank_stats_numpy(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Small problems: stable argsort of the distances in query chunks (the reference's arithmetic)."""
+    m, d = q.shape
+    n = db.shape[0]
+    ap = np.full(m, np.nan, dtype=np.float64)
+    hist = np.empty((m, d + 1), dtype=np.int64)
+    relhist = np.empty((m, d + 1), dtype=np.int64)
+    ranks = np.arange(1, n + 1, dtype=np.float64)
+    step = _chunk_rows(n)
+    for start in range(0, m, step):
+        stop = min(start + step, m)
+        c = stop - start
+        dist = hamming_distance(q[start:stop], db)
+        rel_db = dc[None, :] == qc[start:stop, None]
+        rel = np.take_along_axis(rel_db, np.argsort(dist, axis=1, kind="stable"), axis=1)
+        n_rel = rel.sum(axis=1)
+        sum_prec = np.where(rel, np.cumsum(rel, axis=1) / ranks, 0.0).sum(axis=1)
+        scored = n_rel > 0
+        ap[start:stop][scored] = sum_prec[scored] / n_rel[scored]
+        flat = (dist + (d + 1) * np.arange(c)[:, None]).ravel()
+        hist[start:stop] = np.bincount(flat, minlength=c * (d + 1)).reshape(c, d + 1)
+        relhist[start:stop] = np.bincount(flat[rel_db.ravel()], minlength=c * (d + 1)).reshape(c, d + 1)
+    return ap, hist, relhist
+
+
+def _rank_stats_torch(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndarray, device: Any
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Any torch device (CUDA): the same ranking with torch ops, in query blocks of (block, n).
+
+    Distances ``(d - p_q . p_db) / 2`` from a float32 +-1 matrix product (exact: integer partial
+    sums below 2**24, also under TF32, whose +-1 inputs are exact); the stable ranking as a sort of
+    the unique keys ``D * n + k``; AP as in the reference (cumsum / rank at the relevant ranks).
+    The ranking and the counts are identical to the CPU kernel; the AP sums use torch's reduction
+    order, so an AP may differ from the CPU value in the last bits (about 1e-16).
+    """
+    import torch
+
+    dev = torch.device(device)
+    m, d = q.shape
+    n = db.shape[0]
+    pq = torch.as_tensor(q, device=dev).to(torch.float32) * 2 - 1
+    pdb_t = (torch.as_tensor(db, device=dev).to(torch.float32) * 2 - 1).T.contiguous()
+    qcl = torch.as_tensor(qc, device=dev)
+    dcl = torch.as_tensor(dc, device=dev)
+    idx = torch.arange(n, device=dev, dtype=torch.int64)
+    ranks = torch.arange(1, n + 1, device=dev, dtype=torch.float64)
+    ap = torch.empty(m, dtype=torch.float64, device=dev)
+    hist = torch.zeros((m, d + 1), dtype=torch.int64, device=dev)
+    relhist = torch.zeros((m, d + 1), dtype=torch.int64, device=dev)
+    step = _chunk_rows(n)
+    for start in range(0, m, step):
+        stop = min(start + step, m)
+        dist = torch.round((d - pq[start:stop] @ pdb_t) * 0.5).to(torch.int64)  # (c, n) in [0, d]
+        rel_db = dcl[None, :] == qcl[start:stop, None]  # (c, n) relevance, database order
+        order = torch.sort(dist * n + idx, dim=1).indices  # unique keys: ties keep database order
+        rel = torch.gather(rel_db, 1, order)
+        n_rel = rel.sum(dim=1)
+        prec_at_r = torch.cumsum(rel, dim=1).to(torch.float64) / ranks
+        sum_prec = torch.where(rel, prec_at_r, torch.zeros((), dtype=torch.float64, device=dev)).sum(dim=1)
+        ap[start:stop] = torch.where(n_rel > 0, sum_prec / n_rel.clamp(min=1), torch.nan)
+        hist[start:stop].scatter_add_(1, dist, torch.ones_like(dist))
+        relhist[start:stop].scatter_add_(1, dist, rel_db.to(torch.int64))
+    return ap.cpu().numpy(), hist.cpu().numpy(), relhist.cpu().numpy()
+
+
+def _rank_stats(q_bits: Any, db_bits: Any, q_labels: Any, db_labels: Any, device: Any
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Validated inputs -> (ap (m,), hist (m, d + 1), relhist (m, d + 1), n) of the stable ranking."""
+    dev = _torch_device(device, q_bits, db_bits)
+    q, db, ql, dl = _retrieval_inputs(q_bits, db_bits, q_labels, db_labels)
+    qc, dc = _label_codes(ql, dl)
+    if dev is None and q.shape[0] * db.shape[0] < _KERNEL_MIN_PAIRS:
+        ap, hist, relhist = _rank_stats_numpy(q, db, qc, dc)
+    elif dev is None:
+        ap, hist, relhist = _rank_stats_kernel(q, db, qc, dc)
+    else:
+        ap, hist, relhist = _rank_stats_torch(q, db, qc, dc, dev)
+    return ap, hist, relhist, db.shape[0]
+
+
+def _map_from_ap(ap: np.ndarray) -> MAPResult:
+    m = ap.shape[0]
+    n_scored = int(np.count_nonzero(~np.isnan(ap)))
+    mean = float(np.nanmean(ap)) if n_scored else float("nan")
+    return MAPResult(map=mean, n_queries=m, n_scored=n_scored, n_empty=m - n_scored, ap=ap)
+
+
+def _pr_from_counts(hist: np.ndarray, relhist: np.ndarray, n: int) -> Any:
+    """PR table from per-query counts per distance (rules in :func:`precision_recall_curve`).
+
+    Queries are summed in the same chunks of ``_chunk_rows(n)`` rows as the reference code, so the
+    float sums (and the table) are identical to it.
+    """
+    import pandas as pd  # lazy: pandas costs ~0.5 s of import in every job that loads this module
+
+    m, nb = hist.shape
+    prec_sum = np.zeros(nb)
+    prec_cnt = np.zeros(nb, dtype=np.int64)
+    rec_sum = np.zeros(nb)
+    rec_cnt = 0
+    step = _chunk_rows(n)
+    for start in range(0, m, step):
+        stop = min(start + step, m)
+        retrieved = np.cumsum(hist[start:stop], axis=1)  # (c, d + 1): retrieved within radius r
+        rel_ret = np.cumsum(relhist[start:stop].astype(np.float64), axis=1)
+        has_ret = retrieved > 0
+        prec_sum += np.where(has_ret, rel_ret / np.maximum(retrieved, 1), 0.0).sum(axis=0)
+        prec_cnt += has_ret.sum(axis=0)
+        n_rel = rel_ret[:, -1]
+        scored = n_rel > 0
+        rec_sum += (rel_ret[scored] / n_rel[scored, None]).sum(axis=0)
+        rec_cnt += int(scored.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(prec_cnt > 0, prec_sum / np.maximum(prec_cnt, 1), np.nan)
+        recall = rec_sum / rec_cnt if rec_cnt else np.full(nb, np.nan)
+    return pd.DataFrame(
+        {
+            "radius": np.arange(nb, dtype=np.int64),
+            "precision": precision,
+            "recall": recall,
+            "n_queries_precision": prec_cnt,
+            "n_queries_recall": np.full(nb, rec_cnt, dtype=np.int64),
+        }
+    )
+
+
 def mean_average_precision(
-    q_bits: np.ndarray, db_bits: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray
+    q_bits: np.ndarray, db_bits: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray,
+    *, device: Any = None,
 ) -> MAPResult:
     """Mean average precision of Hamming ranking, with the authors' rules (``calcMap.m``).
 
@@ -271,7 +456,7 @@ def mean_average_precision(
 
     Rules:
       1. Full ranking: every database item is ranked by Hamming distance to the query (no top-k).
-      2. Ties keep database order: ``np.argsort(dist, kind="stable")`` (MATLAB's stable ``sort``).
+      2. Ties keep database order (MATLAB's stable ``sort``; ``np.argsort(dist, kind="stable")``).
       3. ``AP = (1/R) * sum_{r : item at rank r is relevant} precision@r``, with
          ``precision@r = (#relevant in ranks 1..r) / r`` and ``R`` = number of relevant items
          in the whole database (every relevant item is retrieved by a full ranking).
@@ -282,42 +467,37 @@ def mean_average_precision(
     distance ties: for tied scores it treats the tie group as one threshold, not rule 2, so it
     is not used here (it serves as a cross-check in the tests).
 
+    Computation: distances are integers in [0, d], so the stable ranking is a counting sort
+    (XOR + popcount on 64-bit words, one pass per query, queries in parallel; see
+    :mod:`dahash._hamming_kernel`), with the per-query sums in numpy's order: the values are
+    bit-identical to the plain numpy version (``dahash._metrics_reference``). Memory O(threads x n).
+    Problems under ``_KERNEL_MIN_PAIRS`` pairs use that numpy version (stable argsort per query
+    chunk, memory O(chunk x n)) because loading the kernel would cost more than it saves.
+
     Args:
         q_bits: (m, d) query bits, m >= 1.
         db_bits: (n, d) database bits, n >= 1.
         q_labels: (m,) query labels.
         db_labels: (n,) database labels (compared with ``==``).
+        device: None = the device of a non-CPU torch tensor input, else the CPU kernel; ``"cpu"``
+            the CPU kernel; ``"cuda"`` (any torch device) the torch version on that device (same
+            ranking; APs may differ from the CPU ones in the last bits).
 
     Returns:
         :class:`MAPResult`.
     """
-    q, db, ql, dl = _retrieval_inputs(q_bits, db_bits, q_labels, db_labels)
-    m, n = q.shape[0], db.shape[0]
-    ap = np.full(m, np.nan, dtype=np.float64)
-    ranks = np.arange(1, n + 1, dtype=np.float64)
-    step = _chunk_rows(n)
-    for start in range(0, m, step):
-        stop = min(start + step, m)
-        dist = hamming_distance(q[start:stop], db)
-        order = np.argsort(dist, axis=1, kind="stable")
-        rel = dl[order] == ql[start:stop, None]  # (c, n) relevance in ranked order
-        n_rel = rel.sum(axis=1)
-        prec_at_r = np.cumsum(rel, axis=1) / ranks
-        sum_prec = np.where(rel, prec_at_r, 0.0).sum(axis=1)
-        scored = n_rel > 0
-        ap[start:stop][scored] = sum_prec[scored] / n_rel[scored]
-    n_scored = int(np.count_nonzero(~np.isnan(ap)))
-    mean = float(np.nanmean(ap)) if n_scored else float("nan")
-    return MAPResult(map=mean, n_queries=m, n_scored=n_scored, n_empty=m - n_scored, ap=ap)
+    ap, _, _, _ = _rank_stats(q_bits, db_bits, q_labels, db_labels, device)
+    return _map_from_ap(ap)
 
 
 def precision_recall_curve(
-    q_bits: np.ndarray, db_bits: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray
-) -> pd.DataFrame:
+    q_bits: np.ndarray, db_bits: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray,
+    *, device: Any = None,
+) -> Any:
     """Precision and recall of Hamming-radius retrieval, for every radius r = 0..d.
 
     Same setting and distances as :func:`mean_average_precision` (queries = target codes,
-    database = source codes, relevant = same label).
+    database = source codes, relevant = same label; ``device`` likewise).
 
     Rules:
       1. At radius r a query retrieves every database item with Hamming distance <= r. This is
@@ -338,47 +518,17 @@ def precision_recall_curve(
         q_labels: (m,) and db_labels: (n,) labels.
 
     Returns:
-        DataFrame with d + 1 rows and columns ``radius`` (int), ``precision``, ``recall``
+        pandas DataFrame with d + 1 rows and columns ``radius`` (int), ``precision``, ``recall``
         (float), ``n_queries_precision``, ``n_queries_recall`` (int).
     """
-    q, db, ql, dl = _retrieval_inputs(q_bits, db_bits, q_labels, db_labels)
-    m, n, d = q.shape[0], db.shape[0], q.shape[1]
-    nb = d + 1
-    prec_sum = np.zeros(nb)
-    prec_cnt = np.zeros(nb, dtype=np.int64)
-    rec_sum = np.zeros(nb)
-    rec_cnt = 0
-    step = _chunk_rows(n)
-    for start in range(0, m, step):
-        stop = min(start + step, m)
-        c = stop - start
-        dist = hamming_distance(q[start:stop], db)
-        rel = dl[None, :] == ql[start:stop, None]
-        flat = (dist + nb * np.arange(c)[:, None]).ravel()
-        # per-query histograms over distance 0..d, then cumulative = counts within radius r
-        retrieved = np.cumsum(np.bincount(flat, minlength=c * nb).reshape(c, nb), axis=1)
-        rel_ret = np.cumsum(
-            np.bincount(flat, weights=rel.ravel().astype(np.float64), minlength=c * nb).reshape(
-                c, nb
-            ),
-            axis=1,
-        )
-        has_ret = retrieved > 0
-        prec_sum += np.where(has_ret, rel_ret / np.maximum(retrieved, 1), 0.0).sum(axis=0)
-        prec_cnt += has_ret.sum(axis=0)
-        n_rel = rel_ret[:, -1]
-        scored = n_rel > 0
-        rec_sum += (rel_ret[scored] / n_rel[scored, None]).sum(axis=0)
-        rec_cnt += int(scored.sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(prec_cnt > 0, prec_sum / np.maximum(prec_cnt, 1), np.nan)
-        recall = rec_sum / rec_cnt if rec_cnt else np.full(nb, np.nan)
-    return pd.DataFrame(
-        {
-            "radius": np.arange(nb, dtype=np.int64),
-            "precision": precision,
-            "recall": recall,
-            "n_queries_precision": prec_cnt,
-            "n_queries_recall": np.full(nb, rec_cnt, dtype=np.int64),
-        }
-    )
+    _, hist, relhist, n = _rank_stats(q_bits, db_bits, q_labels, db_labels, device)
+    return _pr_from_counts(hist, relhist, n)
+
+
+def hamming_retrieval(
+    q_bits: np.ndarray, db_bits: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray,
+    *, device: Any = None,
+) -> tuple[MAPResult, Any]:
+    """``(mean_average_precision(...), precision_recall_curve(...))`` from one pass over the pairs."""
+    ap, hist, relhist, n = _rank_stats(q_bits, db_bits, q_labels, db_labels, device)
+    return _map_from_ap(ap), _pr_from_counts(hist, relhist, n)

@@ -11,8 +11,8 @@ Hashing: :class:`ITQ` (``itq.py``), :class:`KMeansHashing` (``kmh.py``), :class:
 ``encode(X) -> (n, bits)`` float32 codes in ``{-1, +1}``; evaluate with ``dahash.metrics.binarize`` (``u > 0``) and
 ``dahash.metrics.mean_average_precision``. Deep DA: :func:`train_deep_baseline`
 (``"source_only"``, ``"dan"``, ``"dann"``) with ``dahash.baselines.deep.predict`` and
-``dahash.baselines.deep.features`` (``deep.py``, torch). The torch-based names are imported
-lazily, so ``import dahash.baselines`` stays numpy-only.
+``dahash.baselines.deep.features`` (``deep.py``, torch). Every name is imported lazily, on first
+access, so ``import dahash.baselines`` loads neither scikit-learn nor torch.
 
 Retrieval protocol (query/database rule):
 
@@ -30,29 +30,27 @@ Retrieval protocol (query/database rule):
   database = the database part.
 """
 
-from dahash.baselines.coral import CORAL
-from dahash.baselines.gfk import GFK, geodesic_flow_kernel
-from dahash.baselines.jda import JDA
-from dahash.baselines.source_only import SourceOnly
-from dahash.baselines.tca import TCA
-
-from dahash.baselines.ba import BinaryAutoencoder
-from dahash.baselines.itq import ITQ
-from dahash.baselines.kmh import KMeansHashing
-from dahash.baselines.split import target_query_database_split
-
-__all__ = ["CORAL", "GFK", "JDA", "TCA", "SourceOnly", "geodesic_flow_kernel"]
-__all__ += ["ITQ", "BinaryAutoencoder", "KMeansHashing", "target_query_database_split"]
-
-# torch-based baselines, imported on first access (PEP 562) to keep this package import light
+# Every name is imported on first access (PEP 562): ``import dahash.baselines`` (or its light
+# ``split`` module) then costs nothing, and scikit-learn/scipy (about 1 s) or torch are loaded only by
+# the jobs that fit one of these methods.
 _LAZY = {
+    "CORAL": "dahash.baselines.coral",
+    "GFK": "dahash.baselines.gfk",
+    "geodesic_flow_kernel": "dahash.baselines.gfk",
+    "JDA": "dahash.baselines.jda",
+    "SourceOnly": "dahash.baselines.source_only",
+    "TCA": "dahash.baselines.tca",
+    "BinaryAutoencoder": "dahash.baselines.ba",
+    "ITQ": "dahash.baselines.itq",
+    "KMeansHashing": "dahash.baselines.kmh",
+    "target_query_database_split": "dahash.baselines.split",
     "BDNN": "dahash.baselines.bdnn",
     "DPSH": "dahash.baselines.dpsh",
     "fit_noda": "dahash.baselines.dpsh",
     "fit_suh": "dahash.baselines.dpsh",
     "train_deep_baseline": "dahash.baselines.deep",
 }
-__all__ += list(_LAZY)
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):  # noqa: ANN202 - module-level lazy import hook

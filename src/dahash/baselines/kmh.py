@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 import scipy.optimize
+from threadpoolctl import threadpool_limits
 
 from dahash.baselines.itq import as_features, check_bits, check_positive_int, pca_top
 
@@ -125,7 +126,8 @@ def _center_cost_and_grad(
     dh_j: np.ndarray,
     weight: float,
 ) -> tuple[float, np.ndarray]:
-    """``E_j(c)`` of the module docstring and its gradient w.r.t. ``c (d,)``."""
+    """``E_j(c)`` of the module docstring and its gradient w.r.t. ``c (d,)`` (numpy reference; the fit uses
+    the numba version :func:`dahash.baselines._kmh_kernel.center_cost_and_grad`, checked against this)."""
     nj = counts[j]
     quan = (nj * (c @ c) - 2.0 * (sum_j @ c)) / n
     g_quan = (2.0 * nj * c - 2.0 * sum_j) / n
@@ -174,6 +176,8 @@ def affinity_preserving_kmeans(
         ``(centers (2^b, d), scale s, objective history (n_iter + 1,))``; the history holds ``E``
         at the initialisation and after each iteration's update step (with re-assignment).
     """
+    from dahash.baselines._kmh_kernel import center_cost_and_grad  # numba: the ~1e5 calls' overhead
+
     n, d = x.shape
     k = 2**b
     codes = index_codes(b)
@@ -191,14 +195,14 @@ def affinity_preserving_kmeans(
             if counts[j] == 0:
                 continue
             res = scipy.optimize.minimize(
-                _center_cost_and_grad,
+                center_cost_and_grad,
                 centers[j].copy(),
                 args=(j, sums[j], counts, n, centers, dh[:, j], weight),
                 jac=True,
                 method="BFGS" if d <= _BFGS_MAX_DIM else "L-BFGS-B",
                 options={"maxiter": max_inner_iter},
             )
-            start_cost = _center_cost_and_grad(centers[j], j, sums[j], counts, n, centers, dh[:, j], weight)[0]
+            start_cost = center_cost_and_grad(centers[j], j, sums[j], counts, n, centers, dh[:, j], weight)[0]
             if res.fun <= start_cost:  # never accept a worse point
                 centers[j] = res.x
         history.append(_objective(x, centers, dh, weight))
@@ -285,14 +289,18 @@ class KMeansHashing:
         self.subspaces_ = [np.arange(m * size, (m + 1) * size) for m in range(self.n_subspaces)]
         z = xc @ self.projection_
         self.centers_, scales, self.history_ = [], [], []
-        for cols in self.subspaces_:
-            centers, scale, hist = affinity_preserving_kmeans(
-                z[:, cols], self.bits_per_subspace, n_iter=self.n_iter,
-                weight=self.affinity_weight, max_inner_iter=self.max_inner_iter,
-            )
-            self.centers_.append(centers)
-            scales.append(scale)
-            self.history_.append(hist)
+        # One BLAS thread: the alternating loop works on (n, d) and (2^b, d) arrays with d ~ 70, where BLAS
+        # threads only add synchronisation (measured: 15 s -> 232 s for one A->C fit with 2 threads on a
+        # loaded 2-core machine); it also makes the fit independent of the machine's thread count.
+        with threadpool_limits(limits=1, user_api="blas"):
+            for cols in self.subspaces_:
+                centers, scale, hist = affinity_preserving_kmeans(
+                    z[:, cols], self.bits_per_subspace, n_iter=self.n_iter,
+                    weight=self.affinity_weight, max_inner_iter=self.max_inner_iter,
+                )
+                self.centers_.append(centers)
+                scales.append(scale)
+                self.history_.append(hist)
         self.scales_ = np.asarray(scales)
         self.n_features_in_ = f
         return self
