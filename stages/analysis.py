@@ -57,6 +57,7 @@ def dah_fc7(model_dir, xs: np.ndarray, xt: np.ndarray, images: tuple[list, list]
 def _finetuned_fc7(state: dict, cfg: dict, images, backbone: str | None, model_dir) -> tuple[np.ndarray, np.ndarray]:
     from dahash.augment import EvalTransform
     from dahash.finetune import encode_images
+    from dahash.model import DAHHead
     from stages.finetune import build_trunk
 
     if images is None or backbone is None:
@@ -79,6 +80,8 @@ def load_model_file(path) -> dict:
     would call anything else (code execution) is refused with a StageError, never run.
     """
     import pickle
+
+    import torch
 
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
