@@ -114,7 +114,9 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
                          f"data.dataset: office_caltech10 and train.mode: head for every method (modes: {modes})")
     if params["analysis"]["tasks"]:
         missing = [k for k, ok in (("methods.dah", "dah" in params["methods"]),
-                                   ("baselines.methods.dan", "dan" in params["baselines"]["methods"])) if not ok]
+                                   ("baselines.methods.dan", "dan" in params["baselines"]["methods"]),
+                                   ("a backbone with pretrained features (not smallcnn)",
+                                    params["backbone"]["name"] != "smallcnn")) if not ok]
         if missing:
             raise StageError(
                 f"{path}: analysis.tasks = {params['analysis']['tasks']} compares the fc7 features of the backbone, "

@@ -69,7 +69,7 @@ def make_project(base: Path, preset: str, sets: list[str]) -> Path:
 def expected_stages(params: dict) -> set[str]:
     """The stage names params.yaml asks for (gamma sweep/select: whatever their stage kinds resolve to)."""
     tasks, seeds = list(params["tasks"]), params["train"]["seeds"]
-    names = {"download", "weights", "preprocess", "report"} | {f"extract@{d}" for d in params["data"]["domains"]}
+    names = {"download", "weights", "preprocess", "moments", "report"} | {f"extract@{d}" for d in params["data"]["domains"]}
     names |= {f"{s}@{m}-{t}-{seed}" for s in ("train", "evaluate") for m in params["methods"] for t in tasks
               for seed in seeds}
     names |= {f"{s}@{m}-{t}" for s in ("baseline", "evaluate_baseline") for m in params["baselines"]["methods"]
@@ -181,7 +181,7 @@ def test_failed_commit_names_the_stage_and_keeps_outputs(tmp_path: Path, monkeyp
     assert set(lock["stages"]) == set(done) - {"report"}
 
 
-def test_analysis_needs_dah_dan_and_head_mode_named_in_the_error(tmp_path: Path) -> None:
+def test_analysis_needs_dah_dan_and_pretrained_features_named_in_the_error(tmp_path: Path) -> None:
     """analysis.tasks without what Figure 3 compares: refused before anything runs, naming what is missing
     and how to drop the analysis stage."""
     proj_params = tmp_path / "params.yaml"
@@ -190,7 +190,7 @@ def test_analysis_needs_dah_dan_and_head_mode_named_in_the_error(tmp_path: Path)
         apply_preset("quickstart", ["data.mirror=x", NOADAPT], proj_params)
     with pytest.raises(StageError, match=r"lacks baselines\.methods\.dan\b"):
         apply_preset("quickstart", ["data.mirror=x", "baselines.methods={itq: {}}"], proj_params)
-    with pytest.raises(StageError, match=r"lacks baselines\.methods\.dan, train\.mode: head"):
+    with pytest.raises(StageError, match=r"lacks baselines\.methods\.dan, a backbone with pretrained features"):
         apply_preset("digits", ["data.mirror=x", "analysis.tasks=[M_U]"], proj_params)
     with pytest.raises(StageError, match=r"methods\.noadapt\.gamma = 'auto'"):
         apply_preset("digits", ["data.mirror=x", "methods={noadapt: {gamma: auto}}"], proj_params)
