@@ -169,6 +169,20 @@ def test_default_sources_and_settings():
     assert (cfg.similar_weight, cfg.k_per_class, cfg.eta) == (100.0, 20, 0.1)
 
 
+def test_digits_preset_holds_the_authors_values():
+    """cnn_digit_da.m / cnn_digit_dah_init.m: hashSize 10, K 20, gamma 1e2, entpW 0.1, supHashW 100, beta 1,
+    40 epochs of logspace(-4, -5), weight decay 5e-4 -- the preset trains with exactly these."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    preset = yaml.safe_load((root / "workflow" / "presets" / "digits.yaml").read_text())
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    train = {**params["train"], **preset["train"], **(preset["methods"]["dah"] or {})}
+    for key, value in DIGITS_SETTINGS.items():
+        assert train[key] == value, key
+    assert preset["backbone"]["name"] == "smallcnn" and train["mode"] == "finetune"
+
+
 # ---------------------------------------------------------------------------------------------
 # prepare_digits
 # ---------------------------------------------------------------------------------------------

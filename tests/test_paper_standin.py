@@ -79,6 +79,23 @@ def test_main_command_runs_the_paper_job_on_the_standins(standin: tuple[Path, di
     for domain in source["counts"]:  # head-mode features: pool5 of the stand-in VGG-F
         meta = json.loads((proj / "data" / "features" / "office_home" / "vggf" / domain / "meta.json").read_text())
         assert meta["shape"] == [130, 8 * 6 * 6]
+    # ... computed with the authors' preprocessing: the mean of ALL the dataset's images subtracted (no std),
+    # the full central square, bicubic (recomputed here for a few images of one domain)
+    import numpy as np
+    import torch
+
+    from dahash.augment import merge_moments, moments_from_dict
+    from dahash.backbones.vggf import load_vggf
+    from dahash.recipes import input_recipe
+
+    merged = merge_moments(moments_from_dict(m) for m in moments["domains"].values())
+    tf = input_recipe("vggf", merged).eval_transform()
+    net = load_vggf(proj / "data" / "weights" / "vggf" / "imagenet-vgg-f.mat").eval()
+    feats_dir = proj / "data" / "features" / "office_home" / "vggf" / "RealWorld"
+    paths = json.loads((feats_dir / "meta.json").read_text())["paths"][:4]
+    with torch.no_grad():
+        ours = net.features(torch.stack([tf(proj / "data" / "raw" / "office_home" / p) for p in paths])).numpy()
+    assert np.allclose(np.load(feats_dir / "features.npy")[:4], ours, rtol=1e-4, atol=1e-4)
     for method, mode in (("dah", "finetune"), ("dah_e", "finetune"), ("dah_head", "head")):
         for task in TASKS:
             run = json.loads((proj / "models" / "office_home" / "vggf" / method / task / "seed0" / "run.json")

@@ -66,8 +66,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The authors' digit setting (examples/digit_da): ``DAHConfig(**DIGITS_SETTINGS)`` overrides.
-DIGITS_SETTINGS: Mapping[str, float | int] = MappingProxyType(
-    {"similar_weight": 100.0, "k_per_class": 20, "eta": 0.1}
+DIGITS_SETTINGS: Mapping[str, float | int] = MappingProxyType(  # examples/digit_da/cnn_digit_da.m, *_init.m
+    {"hash_bits": 10, "similar_weight": 100.0, "k_per_class": 20, "eta": 0.1, "gamma": 100.0, "beta": 1.0,
+     "epochs": 40, "lr_start": 1e-4, "lr_end": 1e-5, "weight_decay": 5e-4}
 )
 DIGITS_DOMAINS: tuple[str, ...] = ("mnist", "usps")
 DIGITS_CLASSES: tuple[str, ...] = tuple(str(i) for i in range(10))
