@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from dahash.report import collect_analysis, collect_records, render_report
-from stages.common import ROOT, StageError, load_params, main_wrapper
+from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper
 from stages.evaluate import RULES, metrics_path, pr_path
 
 
@@ -97,12 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     if analysis_tasks:
         protocol.setdefault("feature analysis", f"tasks {', '.join(analysis_tasks)}"
                             + (f" (not yet computed: {', '.join(missing)})" if missing else ""))
-    written = render_report(
-        records, curves, ROOT / "report", title=params["report"]["title"], protocol=protocol,
-        methods=methods, tasks=tasks, domains=params["data"]["domains"], analysis=analysis,
-    )
-    for p in written.values():
-        print(f"wrote {p.relative_to(ROOT)}")
+    with atomic_path(ROOT / "report") as tmp:  # replaced whole: no file of an earlier report survives (persist)
+        written = render_report(
+            records, curves, tmp, title=params["report"]["title"], protocol=protocol,
+            methods=methods, tasks=tasks, domains=params["data"]["domains"], analysis=analysis,
+        )
+    for name in written:
+        print(f"wrote report/{name}")
 
 
 if __name__ == "__main__":

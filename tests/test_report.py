@@ -414,8 +414,11 @@ def test_stage_collects_metrics_curves_and_analysis(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(stage, "load_params", lambda: params)
     monkeypatch.setattr(stage, "metrics_path", metrics_path)
     monkeypatch.setattr(stage, "pr_path", pr_path)
+    (tmp_path / "report").mkdir()  # an earlier report (the folder persists in dvc.yaml): replaced whole
+    (tmp_path / "report" / "pr_task_Gone_Task.png").write_bytes(b"stale")
     stage.main([])
     out = tmp_path / "report"
+    assert not (out / "pr_task_Gone_Task.png").exists()
     assert {"index.html", "results.md", "pr_target_Art.png", "pr_target_Clipart.png", "pr_task_Ar_Cl.png",
             "a_distance.png", "tsne_Ar_Cl_backbone.png"} <= {p.name for p in out.iterdir()}
     md = (out / "results.md").read_text(encoding="utf-8")
