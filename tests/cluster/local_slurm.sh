@@ -144,7 +144,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 GresTypes=gpu
 DefMemPerCPU=1000
-MinJobAge=600
+MinJobAge=3600
 KillWait=5
 SlurmdParameters=config_overrides
 AccountingStorageType=accounting_storage/none
@@ -165,7 +165,7 @@ say "Slurm up: $(sinfo -h -N -o '%N %t %c CPUs %m MB %G')"
 # ---- MLflow as on a cluster: one tracking server, the jobs reach it through MLFLOW_TRACKING_URI
 PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p "$W/mlflow"
-start_daemon mlflow mlflow server --backend-store-uri "sqlite:///$W/mlflow/mlflow.db" \
+MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false start_daemon mlflow mlflow server --backend-store-uri "sqlite:///$W/mlflow/mlflow.db" \
     --default-artifact-root "$W/mlflow/artifacts" --host 127.0.0.1 --port "$PORT" --workers 1
 export MLFLOW_TRACKING_URI="http://127.0.0.1:$PORT"
 wait_for 120 "mlflow server" "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/health", timeout=5)' \

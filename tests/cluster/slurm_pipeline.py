@@ -37,8 +37,10 @@ from tests.test_pipeline import copy_checkout, make_images  # noqa: E402  (the p
 
 TASK = "d1_d2"
 BASELINES = {"coral": {}, "itq": {"n_iter": 5}}
-EPOCHS = 600  # long enough (tens of seconds here) to be caught between two checkpoints
-CHECKPOINT_EVERY = 10
+# long enough to be caught between its first checkpoint and its end (a few s on an idle machine, 0.6 s per
+# epoch on 2 cores shared by many processes), short enough for CI
+EPOCHS = 150
+CHECKPOINT_EVERY = 5
 SNAKEMAKE_TIMEOUT = 420  # seconds per snakemake run
 TRAIN_RULE = f"train__dah_{TASK}_0"
 CKPT = Path("checkpoints/custom/efficientnet_lite0/dah") / TASK / "seed0"
@@ -93,8 +95,7 @@ def build_project(work: Path) -> Path:
 def snakemake_cmd() -> list[str]:
     """README's cluster command, plus what this Slurm without accounting (slurmdbd) needs."""
     return ["snakemake", "--profile", "workflow/profiles/slurm", "--jobs", "3",
-            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
-            "--slurm-no-account"]
+            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2"]
 
 
 def start_snakemake(proj: Path, name: str) -> tuple[subprocess.Popen, Path]:
@@ -153,7 +154,7 @@ def kill_training_mid_run(proj: Path) -> tuple[str, str, int]:
                                      f"{out.read_text()[-4000:]}")
             if (proj / MODEL).exists():
                 raise AssertionError("the training finished before it could be cancelled: raise EPOCHS")
-            time.sleep(0.2)
+            time.sleep(0.1)
         else:
             raise AssertionError(f"no checkpoint in {CKPT} after {SNAKEMAKE_TIMEOUT} s")
         running = [j for j in slurm_jobs() if j["rule"] == TRAIN_RULE and j["state"] == "RUNNING"]
@@ -172,18 +173,42 @@ def kill_training_mid_run(proj: Path) -> tuple[str, str, int]:
     return job_id, run_id, epoch
 
 
+def slurm_request(job_id: str) -> dict[str, int]:
+    """What Slurm granted job ``job_id`` (``scontrol show job``): cpus, mem_mb, runtime (minutes), gpu."""
+    fields = dict(kv.split("=", 1) for kv in subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True).stdout.split()
+        if "=" in kv)
+    mem = re.fullmatch(r"([\d.]+)([MGT])", fields["MinMemoryNode"])
+    days, _, hms = fields["TimeLimit"].rpartition("-")
+    h, m, _s = (int(x) for x in hms.split(":"))
+    return {"threads": int(fields["NumCPUs"]),
+            "mem_mb": round(float(mem.group(1)) * {"M": 1, "G": 1024, "T": 1024**2}[mem.group(2)]),
+            "runtime": int(days or 0) * 1440 + h * 60 + m,
+            "gpu": 1 if "gres:gpu:1" in fields.get("TresPerJob", "") else 0}
+
+
 def check_jobs(proj: Path, cancelled_id: str) -> list[dict[str, str]]:
+    """One COMPLETED Slurm job per rule, requesting the stage's declared threads, mem_mb, runtime and gpu."""
     code = ("import json; from workflow.dvcdag import load_stages; "
-            "print(json.dumps({s.rule_name: s.outs for s in load_stages('.')}))")
+            "print(json.dumps({s.rule_name: [s.outs, s.threads, s.resources] for s in load_stages('.')}))")
     rules = json.loads(sh(proj, sys.executable, "-c", code).strip().splitlines()[-1])
     jobs = slurm_jobs()
-    log("Slurm jobs (squeue --states=all):\n" + "\n".join(f"  {j['id']:>4}  {j['state']:<10} {j['rule']}" for j in jobs))
+    for j in jobs:
+        j.update(slurm_request(j["id"]))
+    log("Slurm jobs (squeue --states=all; scontrol show job):\n" + "\n".join(
+        f"  {j['id']:>4}  {j['state']:<10} cpus={j['threads']} mem={j['mem_mb']}M t={j['runtime']}min "
+        f"gpu={j['gpu']}  {j['rule']}" for j in jobs))
     completed = [j["rule"] for j in jobs if j["state"] == "COMPLETED"]
     assert sorted(completed) == sorted(rules), (
         f"each rule must complete as exactly one Slurm job; rules {sorted(rules)}, completed jobs {sorted(completed)}")
     others = [j for j in jobs if j["state"] != "COMPLETED"]
     assert [(j["id"], j["rule"], j["state"]) for j in others] == [(cancelled_id, TRAIN_RULE, "CANCELLED")], others
-    missing = [o for outs in rules.values() for o in outs if not (proj / o).exists()]
+    for j in jobs:
+        _outs, threads, res = rules[j["rule"]]
+        want = {"threads": threads, "mem_mb": res["mem_mb"], "runtime": res["runtime"], "gpu": res.get("gpu", 0)}
+        got = {k: j[k] for k in want}
+        assert got == want, f"Slurm job {j['id']} ({j['rule']}) got {got}, dvc.yaml declares {want}"
+    missing = [o for outs, _t, _r in rules.values() for o in outs if not (proj / o).exists()]
     assert not missing, f"outputs missing: {missing}"
     return jobs
 
