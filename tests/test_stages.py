@@ -270,3 +270,16 @@ def test_surf_weights_come_from_the_mirror_checked_or_stop_with_instructions(tmp
         fetch_surf(tmp_path / "out", params)
     assert SURF800_FILES[rel].url in str(err.value)
     assert "raw.githubusercontent.com/redhat12345/OfficeCaltechDomainAdaptation" in SURF800_FILES[rel].url
+
+
+def test_a_resumed_training_logs_the_restored_epochs_its_killed_attempt_never_sent() -> None:
+    """Killed after its epoch-5 checkpoint, before its first 10-epoch flush to MLflow: the resumed job gets
+    epochs 1-5 from the checkpoint (on_epoch sees only 6..): they are logged from the restored history, and
+    epochs MLflow already holds are not sent twice."""
+    from stages.train import restored_unlogged
+
+    history = [{"epoch": e, "total": float(e)} for e in range(1, 9)]
+    assert [h["epoch"] for h in restored_unlogged(history, logged=set(), resumed=5)] == [1, 2, 3, 4, 5]
+    assert [h["epoch"] for h in restored_unlogged(history, logged={1, 2, 3}, resumed=5)] == [4, 5]
+    assert restored_unlogged(history, logged=set(range(1, 11)), resumed=5) == []
+    assert restored_unlogged(history, logged=set(), resumed=0) == []  # a fresh run logs through on_epoch
