@@ -133,8 +133,15 @@ def resumable_run(ckpt: Path, start: Callable[[], str]) -> str:
 
 
 def logged_epochs(run_id: str) -> set[int]:
-    """Epochs (steps of the ``total`` loss) the MLflow run already holds: empty for a new run."""
-    return {int(m.step) for m in tracking.client().get_metric_history(run_id, "total")}
+    """Epochs (steps of the ``total`` loss) the MLflow run already holds: empty for a new run.
+
+    Also empty when the store cannot answer: tracking never fails a training (at worst an epoch the killed
+    attempt had sent is sent again).
+    """
+    try:
+        return {int(m.step) for m in tracking.client().get_metric_history(run_id, "total")}
+    except Exception:  # noqa: BLE001 - any store failure: log everything, as a fresh run does
+        return set()
 
 
 def restored_unlogged(history: list[dict], logged: set[int], resumed: int) -> list[dict]:
