@@ -1,6 +1,8 @@
-# Snakemake entry point: `snakemake --cores 8 --resources gpu=1`.
+# Snakemake entry point: `snakemake --cores 8 --resources gpu=1`, or on a Slurm cluster
+# `snakemake --profile workflow/profiles/slurm`.
 # The rules are generated from dvc.yaml (the single source of truth) by workflow/dvcdag.py: one rule
-# per resolved DVC stage, same command, same files, `resources: gpu=1` from the stage's meta.
+# per resolved DVC stage, same command, same files, threads and resources (mem_mb, runtime, gpu) from the
+# stage's meta.snakemake.
 # After the run, every stage Snakemake executed is committed to dvc.lock, so `dvc status` agrees.
 import shlex
 import sys
@@ -24,7 +26,9 @@ except StageError as exc:
     raise WorkflowError(str(exc))
 
 STAGES = dvcdag.load_stages(workflow.basedir)
-dvcdag.write_param_stamps(workflow.basedir, STAGES)
+if workflow.is_main_process:
+    # a cluster job re-reads this Snakefile to run its one rule: only the submitting process owns the stamps
+    dvcdag.write_param_stamps(workflow.basedir, STAGES)
 
 
 def _outputs(stage):
@@ -50,6 +54,7 @@ for _st in STAGES:
             # passed through params: rules made in a loop would otherwise bind the last stage
             cmd=_st.cmd,
             done=shlex.quote(f"{dvcdag.DONE_DIR}/{_st.name}"),
+        threads: _st.threads
         resources:
             **_st.resources,
         log:

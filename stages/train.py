@@ -73,10 +73,12 @@ def main(argv: list[str] | None = None) -> None:
                 "seed": args.seed, "backbone": backbone, "dataset": dataset, "task": args.task, "method": args.method,
                 "n_source": len(ys), "n_target": n_target},
     ))
+    logged = logged_epochs(run_id)  # a resumed run: what its killed attempt already sent to MLflow
     pending: list[dict] = []
 
     def on_epoch(row: dict) -> None:
-        pending.append(row)
+        if row["epoch"] not in logged:
+            pending.append(row)
         if len(pending) >= 10:
             tracking.log_history(run_id, pending, LOSS_KEYS)
             pending.clear()
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception:
         tracking.finish_run(run_id, "FAILED")
         raise
+    pending.extend(restored_unlogged(history, logged, resumed))
     if pending:
         tracking.log_history(run_id, pending, LOSS_KEYS)
     wall = time.perf_counter() - t0
@@ -148,6 +151,27 @@ def resumable_run(ckpt: Path, start: Callable[[], str]) -> str:
     ckpt.mkdir(parents=True, exist_ok=True)
     marker.write_text(run_id)
     return run_id
+
+
+def logged_epochs(run_id: str) -> set[int]:
+    """Epochs (steps of the ``total`` loss) the MLflow run already holds: empty for a new run.
+
+    Also empty when the store cannot answer: tracking never fails a training (at worst an epoch the killed
+    attempt had sent is sent again).
+    """
+    try:
+        return {int(m.step) for m in tracking.client().get_metric_history(run_id, "total")}
+    except Exception:  # noqa: BLE001 - any store failure: log everything, as a fresh run does
+        return set()
+
+
+def restored_unlogged(history: list[dict], logged: set[int], resumed: int) -> list[dict]:
+    """Rows of epochs 1..``resumed`` (restored from a checkpoint, never passed to ``on_epoch`` in this job)
+    that the MLflow run does not hold: the killed attempt had not flushed them yet (it logs every 10 epochs).
+
+    With them the run's per-epoch series is complete after a resume, each epoch once.
+    """
+    return [h for h in history if h["epoch"] <= resumed and int(h["epoch"]) not in logged]
 
 
 def write_outputs(out: Path, state: dict, history: list[dict], config: DAHConfig, us: np.ndarray, ut: np.ndarray,

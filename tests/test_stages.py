@@ -233,12 +233,52 @@ def test_snakefile_rules_match_dvc_stages() -> None:
     assert {f"train@{m}-{t}-{s}" for m, t, s in runs} == {n for n in names if n.startswith("train@")}
     assert {f"evaluate@{m}-{t}-{s}" for m, t, s in runs} == {n for n in names if n.startswith("evaluate@")}
     train = next(s for s in stages if s.name.startswith("train@"))
-    assert train.resources == {"gpu": 1}
+    assert train.resources == {"gpu": 1, "mem_mb": 32000, "runtime": 720} and train.threads == 8
     method, task, seed = train.name.split("@")[1].split("-")
     assert train.cmd == f"python -m stages.train --method {method} --task {task} --seed {seed}"
     assert any(k.endswith(":train") for k in train.params)
     assert train.outs[0].endswith(f"/{method}/{task}/seed{seed}")
     assert any(d.endswith(f"{task}.selected.json") for d in train.deps)
+
+
+def test_every_stage_declares_its_cluster_resources() -> None:
+    """dvc.yaml's meta.snakemake sizes every stage for a Slurm job; the GPU goes to extraction and training only."""
+    stages = dvcdag.load_stages(PARAMS_FILE.parent)
+    gpu_stages = {s.name.split("@")[0] for s in stages if s.resources.get("gpu")}
+    assert {"extract", "train"} <= gpu_stages <= {"extract", "gamma_sweep", "train"}
+    for s in stages:
+        assert s.threads >= 1 and s.resources["mem_mb"] >= 1000 and s.resources["runtime"] >= 1, s
+        assert set(s.resources) <= {"mem_mb", "runtime", "gpu"}, s
+
+
+@pytest.mark.parametrize(
+    ("meta", "error"),
+    [
+        ({"snakemake": {"threads": 0}}, "meta.snakemake.threads must be a positive integer, got 0"),
+        ({"snakemake": {"resources": {"runtime": "2h"}}}, "meta.snakemake.resources.runtime must be a positive integer, got '2h'"),
+        ({"snakemake": {"resources": {"gpu": True}}}, "meta.snakemake.resources.gpu must be a positive integer, got True"),
+        ({"snakemake": {"thread": 4}}, "meta.snakemake may hold only ['resources', 'threads'], got {'thread': 4}"),
+    ],
+)
+def test_snakemake_meta_is_checked_with_stage_and_key_named(meta: dict, error: str) -> None:
+    with pytest.raises(ValueError) as err:
+        dvcdag.snakemake_meta("train@dah-A_W-0", meta)
+    assert str(err.value) == f"dvc.yaml, stage train@dah-A_W-0: {error}"
+
+
+def test_snakemake_meta_reads_threads_and_resources() -> None:
+    meta = {"snakemake": {"threads": 4, "resources": {"mem_mb": 8000, "runtime": 30, "gpu": 1}}}
+    assert dvcdag.snakemake_meta("s", meta) == (4, {"mem_mb": 8000, "runtime": 30, "gpu": 1})
+    assert dvcdag.snakemake_meta("s", None) == (1, {})
+    assert dvcdag.snakemake_meta("s", {"other_tool": {"x": 1}}) == (1, {})
+
+
+def test_slurm_profile_requests_what_the_stages_declare() -> None:
+    """The cluster profile: the Slurm executor, and defaults only for what a stage does not declare."""
+    profile = yaml.safe_load((PARAMS_FILE.parent / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm" and profile["jobs"] >= 1
+    assert {"slurm_partition", "mem_mb", "runtime"} <= set(profile["default-resources"])
+    assert "resources" not in profile and "cores" not in profile  # the cluster schedules, not a local cap
 
 
 def test_surf_weights_come_from_the_mirror_checked_or_stop_with_instructions(tmp_path: Path, monkeypatch) -> None:
@@ -262,3 +302,16 @@ def test_surf_weights_come_from_the_mirror_checked_or_stop_with_instructions(tmp
         fetch_surf(tmp_path / "out", params)
     assert SURF800_FILES[rel].url in str(err.value)
     assert "raw.githubusercontent.com/redhat12345/OfficeCaltechDomainAdaptation" in SURF800_FILES[rel].url
+
+
+def test_a_resumed_training_logs_the_restored_epochs_its_killed_attempt_never_sent() -> None:
+    """Killed after its epoch-5 checkpoint, before its first 10-epoch flush to MLflow: the resumed job gets
+    epochs 1-5 from the checkpoint (on_epoch sees only 6..): they are logged from the restored history, and
+    epochs MLflow already holds are not sent twice."""
+    from stages.train import restored_unlogged
+
+    history = [{"epoch": e, "total": float(e)} for e in range(1, 9)]
+    assert [h["epoch"] for h in restored_unlogged(history, logged=set(), resumed=5)] == [1, 2, 3, 4, 5]
+    assert [h["epoch"] for h in restored_unlogged(history, logged={1, 2, 3}, resumed=5)] == [4, 5]
+    assert restored_unlogged(history, logged=set(range(1, 11)), resumed=5) == []
+    assert restored_unlogged(history, logged=set(), resumed=0) == []  # a fresh run logs through on_epoch

@@ -1,8 +1,9 @@
 """Build Snakemake rules from DVC's resolved stages, so dvc.yaml is the single source of truth.
 
 For every stage that DVC resolves (``foreach`` expanded, ``${...}`` interpolated) we take the command,
-the file deps, the outs, the params it declares and ``meta.snakemake.resources``. The Snakefile turns
-each into a rule. Staleness is kept in agreement between the two tools:
+the file deps, the outs, the params it declares and ``meta.snakemake`` (``threads`` and ``resources``:
+``mem_mb``, ``runtime`` in minutes, ``gpu``), declared once beside the stage and read by local runs and by
+the Slurm executor alike (workflow/profiles/slurm). The Snakefile turns each into a rule. Staleness is kept in agreement between the two tools:
 
 * file deps and outs: Snakemake compares modification times, DVC compares hashes in dvc.lock;
 * params: DVC compares the values recorded in dvc.lock. For Snakemake we keep one stamp file per
@@ -40,6 +41,7 @@ class DvcStage:
     outs: list[str]
     params: dict[str, Any]  # "<file>:<key>" -> current value
     resources: dict[str, int] = field(default_factory=dict)
+    threads: int = 1
 
     @property
     def rule_name(self) -> str:
@@ -71,7 +73,7 @@ def load_stages(root: str | os.PathLike[str]) -> list[DvcStage]:
                     params.update({f"{d.def_path}:{k}": v for k, v in d.read_params().items()})
                 else:
                     deps.append(d.def_path)
-            resources = ((s.meta or {}).get("snakemake") or {}).get("resources") or {}
+            threads, resources = snakemake_meta(s.addressing, s.meta)
             stages.append(
                 DvcStage(
                     name=s.addressing,
@@ -79,12 +81,41 @@ def load_stages(root: str | os.PathLike[str]) -> list[DvcStage]:
                     deps=deps,
                     outs=[o.def_path for o in s.outs],
                     params=params,
-                    resources={k: int(v) for k, v in resources.items()},
+                    resources=resources,
+                    threads=threads,
                 )
             )
         return stages
     finally:
         repo.close()
+
+
+SNAKEMAKE_META_KEYS = {"threads", "resources"}
+
+
+def snakemake_meta(stage: str, meta: dict[str, Any] | None) -> tuple[int, dict[str, int]]:
+    """``threads`` and ``resources`` from a stage's ``meta.snakemake`` in dvc.yaml (1 thread, none when absent).
+
+    Every value must be a positive integer (``runtime`` in minutes, ``mem_mb`` in MB, ``gpu`` a count): a
+    typo or a unit string would otherwise reach ``sbatch`` as a malformed request, so it is refused here
+    with the stage and key named.
+    """
+    snake = (meta or {}).get("snakemake") or {}
+    if not isinstance(snake, dict) or set(snake) - SNAKEMAKE_META_KEYS:
+        raise ValueError(
+            f"dvc.yaml, stage {stage}: meta.snakemake may hold only {sorted(SNAKEMAKE_META_KEYS)}, "
+            f"got {snake!r}"
+        )
+    declared = {"threads": snake.get("threads", 1)} | {
+        f"resources.{k}": v for k, v in (snake.get("resources") or {}).items()
+    }
+    for key, value in declared.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"dvc.yaml, stage {stage}: meta.snakemake.{key} must be a positive integer, got {value!r}"
+            )
+    resources = {k.removeprefix("resources."): v for k, v in declared.items() if k != "threads"}
+    return declared["threads"], resources
 
 
 def locked_params(root: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
