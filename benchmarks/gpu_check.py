@@ -11,7 +11,9 @@ by ``tests/standin.py`` (the real layer list at full width; no network, no mlflo
 2. paper-size head-mode steps: DAHHead 9216 -> 4096 -> 4096 -> 64 on a 650-item batch (K = 5, C = 65),
    ms/step after warm-up, synchronised;
 3. paper-size fine-tune steps: full-width VGG-F + head on 650 preprocessed 224 x 224 images already on
-   the device, ms/step, images/s, peak memory, with and without channels_last;
+   the device, ms/step, images/s, peak memory, with and without channels_last and cudnn.benchmark;
+3b. the input pipeline alone: images/s of the training recipe on 1-6 MP JPEGs through a DataLoader with
+   0 / 8 / 14 workers (capped at the machine's cores), with and without JPEG draft decoding;
 4. one fine-tune task of the stand-in (Art -> Clipart, 65 classes, the authors' preprocessing and
    batches, the real train_dah_finetune loop with its DataLoader) on the device: seconds per epoch,
    images/s, accuracy/mAP of the stand-in (meaningless values; it proves the path runs end to end).
@@ -32,7 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -109,7 +111,9 @@ def finetune_steps(device: torch.device, dry: bool, mat: Path) -> dict:
     k, c = (1, 65) if dry else (5, 65)
     ns = k * c
     out = {"batch": 2 * ns}
-    for channels_last in (False, True):
+    variants = [(False, True), (True, True), (True, False)]  # (channels_last, cudnn.benchmark)
+    for channels_last, bench in variants:
+        torch.backends.cudnn.benchmark = bench
         vggf = load_vggf(mat)
         head_init = vggf_head_init(vggf)
         hidden = tuple(int(head_init[f"fc{i}.weight"].shape[0]) for i in (6, 7))
@@ -135,13 +139,47 @@ def finetune_steps(device: torch.device, dry: bool, mat: Path) -> dict:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         sec = _timed_steps(step, device, 1 if dry else 2, 1 if dry else 10)
-        key = "channels_last" if channels_last else "contiguous"
+        key = ("channels_last" if channels_last else "contiguous") + ("" if bench else "_no_benchmark")
         out[key] = {"ms_per_step": round(1000 * sec, 1), "images_per_s": round(2 * ns / sec, 1)}
         if device.type == "cuda":
             out[key]["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         del vggf, head, opt, x
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    torch.backends.cudnn.benchmark = True
+    return out
+
+
+def loader_rates(dry: bool) -> dict:
+    """images/s of the VGG-F training recipe (crop, aspect, flip, brightness, bicubic 224) through a DataLoader
+    on synthetic 1-6 MP JPEGs, for 0/8/14 workers (capped at the cores) with and without draft decoding."""
+    from bench_loader import _photo, _rate
+
+    from dahash.augment import ChannelMoments
+    from dahash.recipes import input_recipe
+
+    moments = ChannelMoments(mean=np.array([120.0, 115.0, 100.0], np.float32), std=np.ones(3, np.float32),
+                             cov=np.eye(3) * 900.0, count=1, images=1)
+    recipe = input_recipe("vggf", moments)
+    cores = os.cpu_count() or 1
+    workers = sorted({min(w, cores) for w in ((0, 2) if dry else (0, 8, 14))})
+    sizes = ((400, 300),) if dry else ((1152, 864), (2048, 1536), (3000, 2000))
+    n = 8 if dry else 64
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for w, h in sizes:
+            paths = []
+            for i in range(n):
+                p = Path(tmp) / f"{w}_{i}.jpg"
+                if i < 4:
+                    _photo(w, h, i).save(p, quality=90)
+                else:
+                    p.write_bytes((Path(tmp) / f"{w}_{i % 4}.jpg").read_bytes())
+                paths.append(p)
+            for nw in workers:
+                full = _rate(paths, recipe.train_transform(0), False, nw)
+                draft = _rate(paths, recipe.train_transform(0, draft=True), True, nw)
+                out[f"{w * h / 1e6:.1f}MP_w{nw}"] = {"full_decode": round(full, 1), "draft_uint8": round(draft, 1)}
     return out
 
 
@@ -219,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, fn in (("cuda_tests", lambda: cuda_tests(args.out)),
                          ("head_steps", lambda: head_steps(device, args.dry)),
                          ("finetune_steps", lambda: finetune_steps(device, args.dry, mat)),
+                         ("loader", lambda: loader_rates(args.dry)),
                          ("standin_task", lambda: standin_task(device, args.dry, mat, workers))):
             t0 = time.perf_counter()
             try:
