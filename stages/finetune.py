@@ -42,6 +42,10 @@ def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_cla
                  checkpoint_every: int = 10) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train end to end (checkpointed into ``checkpoint_dir`` and resumed from it, if given); return
     (u_source, u_target, {"state_dict": ..., "history": ..., "resumed_epoch": ...})."""
+    if backbone == "smallcnn":  # digits: decode the small images once; no file is opened per item per epoch
+        from dahash.digits import decode_images
+
+        source, target = decode_images(source), decode_images(target)
     size, channels, pretrained, flip = TRUNKS[backbone]
     moments = channel_moments(source + target, size, channels=channels)
     std = np.where(moments.std > 0, moments.std, 1.0)
