@@ -1,6 +1,7 @@
 """Issue 9's speed figures, each with its reference measured in the same run: ``python benchmarks/run.py``.
 
-    python benchmarks/run.py [--npz SOURCE.npz TARGET.npz] [--skip ranking startup baselines] [--no-slow-references]
+    python benchmarks/run.py [--npz SOURCE.npz TARGET.npz] [--digits DIR] [--skip ranking startup baselines]
+                             [--no-slow-references]
 
 1. Hamming ranking at 15,500 x 15,500 x 64 bits (target 3): the kernel vs the previous implementation, the
    plain-numpy version and the popcount bound (``bench_ranking.py``);
@@ -9,7 +10,9 @@
 3. K-means hashing and BA on one quickstart task, A->C (target 4), with KMH's previous setting (BLAS threads
    in the k-means loop, numpy objective) as the reference and a check that the codes are unchanged
    (``bench_baselines.py``; pass ``--npz`` with real features, arrays ``x`` and ``y``: synthetic data of
-   the same size converge differently).
+   the same size converge differently);
+4. digits (target 5) with ``--digits DIR`` (a prepared digits tree): an M->U epoch, moments and encoding from the
+   PNG files vs from images decoded once (``bench_digits.py``).
 
 Not a test: the figures depend on the machine and its load; the ratios measured in one run are the point.
 """
@@ -58,6 +61,7 @@ def baselines(npz: list[str] | None, slow_references: bool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--npz", nargs=2, metavar=("SOURCE", "TARGET"), help="A->C features (.npz with x, y)")
+    ap.add_argument("--digits", type=Path, help="prepared digits tree (data/raw/digits) for the digits figures")
     ap.add_argument("--skip", nargs="*", default=[], choices=["ranking", "startup", "baselines"])
     ap.add_argument("--no-slow-references", action="store_true",
                     help="skip the references that take minutes (the previous ranking and KMH)")
@@ -77,6 +81,11 @@ def main() -> None:
         bench_startup.main()
     if "baselines" not in args.skip:
         baselines(args.npz, not args.no_slow_references)
+    if args.digits:
+        import bench_digits
+
+        sys.argv = ["bench_digits.py", str(args.digits)]
+        bench_digits.main()
 
 
 if __name__ == "__main__":
