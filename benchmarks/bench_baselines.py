@@ -20,8 +20,12 @@ from dahash.methods import ALGORITHMS, run_baseline
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def task_features(dataset: str, backbone: str, source: str, target: str):
-    """(xs, ys, xt, yt) from the pipeline's outputs, or synthetic data of Office-Caltech-10's A->C size."""
+def task_features(dataset: str, backbone: str, source: str, target: str, npz: list[str] | None = None):
+    """(xs, ys, xt, yt) from two .npz files (arrays ``x``, ``y``), else the pipeline's outputs, else synthetic
+    data of Office-Caltech-10's A->C size."""
+    if npz:
+        (xs, ys), (xt, yt) = ((np.load(f)["x"], np.load(f)["y"]) for f in npz)
+        return xs, ys, xt, yt, f"features from {npz[0]} and {npz[1]}"
     try:
         from stages.features import labels_for, load_features
 
@@ -37,22 +41,33 @@ def task_features(dataset: str, backbone: str, source: str, target: str):
         return xs, ys, xt, yt, "synthetic features (958 + 1123 x 1280)"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--methods", nargs="*", default=list(ALGORITHMS))
-    ap.add_argument("--hidden", type=int, nargs=2, default=[1024, 1024], help="deep methods' fc6/fc7 widths")
-    args = ap.parse_args()
-    xs, ys, xt, yt, what = task_features("office_caltech10", "efficientnet_lite0", "amazon", "caltech10")
-    print(f"A->C, {what}: source {xs.shape}, target {xt.shape}")
+def time_methods(methods: list[str], npz: list[str] | None = None, hidden: tuple[int, int] = (1024, 1024),
+                 label: str = "") -> dict[str, tuple[float, dict]]:
+    """Fit + predict/encode each method on A->C as the baseline stage does; print and return
+    ``{method: (seconds, outputs)}``."""
+    xs, ys, xt, yt, what = task_features("office_caltech10", "efficientnet_lite0", "amazon", "caltech10", npz)
+    print(f"A->C, {what}: source {xs.shape}, target {xt.shape}{label}")
     _, db = target_query_database_split(len(yt), query_fraction=0.1, seed=0)
-    for name in args.methods:
-        opts = {"hidden_dims": args.hidden} if name in ("source_only", "dan", "dann") else {}
+    out_all = {}
+    for name in methods:
+        opts = {"hidden_dims": list(hidden)} if name in ("source_only", "dan", "dann") else {}
         extra = {"yt_database": yt[db], "database_idx": db} if name == "suh" else {}
         t0 = time.perf_counter()
         out = run_baseline(name, xs, ys, xt, 10, options=opts, bits=64, seed=0, **extra)
         sec = time.perf_counter() - t0
         acc = f"  accuracy {100 * np.mean(out.arrays['pred_target'] == yt):.1f} %" if "pred_target" in out.arrays else ""
-        print(f"{name:20s} {sec:7.1f} s   x12 tasks: {12 * sec / 60:5.1f} min{acc}", flush=True)
+        print(f"  {name:20s} {sec:7.1f} s   x12 tasks: {12 * sec / 60:5.1f} min{acc}", flush=True)
+        out_all[name] = (sec, out.arrays)
+    return out_all
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--methods", nargs="*", default=list(ALGORITHMS))
+    ap.add_argument("--hidden", type=int, nargs=2, default=[1024, 1024], help="deep methods' fc6/fc7 widths")
+    ap.add_argument("--npz", nargs=2, metavar=("SOURCE", "TARGET"), help=".npz files with features x and labels y")
+    args = ap.parse_args()
+    time_methods(args.methods, args.npz, tuple(args.hidden))
 
 
 if __name__ == "__main__":

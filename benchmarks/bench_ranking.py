@@ -86,16 +86,23 @@ def main(n: int = 15500, reference: bool = True) -> dict[str, float]:
 
     from dahash.metrics import hamming_retrieval, mean_average_precision
 
+    from dahash import metrics
+
     q, db, yq, ydb = codes(n)
-    mean_average_precision(q[:3], db[:3], yq[:3], ydb[:3])  # load (or compile, first time) the cached kernel
     fig: dict[str, float] = {}
-    fig["kernel_map"], res = timed(mean_average_precision, q, db, yq, ydb)
-    fig["kernel_map_pr"], _ = timed(hamming_retrieval, q, db, yq, ydb)
+    # first use in a process: import numba and load the cached kernel (compile it, the very first time)
+    fig["kernel_load"], _ = timed(metrics._rank_stats_kernel, q[:2], db[:2], yq[:2], ydb[:2])
+    fig["kernel_map"] = min(timed(mean_average_precision, q, db, yq, ydb)[0] for _ in range(2))
+    res = mean_average_precision(q, db, yq, ydb)
+    fig["kernel_map_pr"] = min(timed(hamming_retrieval, q, db, yq, ydb)[0] for _ in range(2))
     fig["popcount_bound"] = popcount_bound(q, db)
     fig["plain_numpy"], plain = timed(plain_numpy_map, q, db, yq, ydb)
     print(f"Hamming ranking, {n:,} x {n:,} x 64 bits, 65 classes, {numba.get_num_threads()} threads "
           f"(reference figures from the same run):")
-    print(f"  mean_average_precision (kernel)     {fig['kernel_map']:7.2f} s   mAP {res.map:.6f}   (target <= 0.8 s)")
+    print(f"  mean_average_precision (kernel)     {fig['kernel_map']:7.2f} s   mAP {res.map:.6f}   (target <= 0.8 s; "
+          f"best of 2)")
+    print(f"  kernel load, once per process       {fig['kernel_load']:7.2f} s   (numba import + cached kernel; "
+          f"rankings under {metrics._KERNEL_MIN_PAIRS:,} pairs stay in numpy)")
     print(f"  hamming_retrieval: mAP + PR curve   {fig['kernel_map_pr']:7.2f} s")
     print(f"  popcount bound (XOR+popcount only)  {fig['popcount_bound']:7.2f} s   kernel / bound = "
           f"{fig['kernel_map'] / fig['popcount_bound']:.1f}x")

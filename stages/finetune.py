@@ -50,6 +50,10 @@ def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_cla
     """Train end to end (checkpointed into ``checkpoint_dir`` and resumed from it, if given); return
     (u_source, u_target, {"state_dict": ..., "history": ..., "resumed_epoch": ...}). ``moments``: of the
     task's source + target images (the recipe's mean and brightness jitter)."""
+    if backbone == "smallcnn":  # digits: decode the small images once; no file is opened per item per epoch
+        from dahash.digits import decode_images
+
+        source, target = decode_images(source), decode_images(target)
     recipe = input_recipe(backbone, moments)
     pretrained, channels = PRETRAINED_TRUNKS[backbone], recipe.channels
     # JPEG draft decoding: large photos (Office-Home has up to 6500 x 4900) decode at the DCT scale the crop needs

@@ -278,3 +278,57 @@ def test_prepare_digits_from_shared_data(shared_data, tmp_path):
     assert (out / "usps" / "9" / "07291.png").is_file()  # the first USPS test image (after 7291 train) is a 9
     with Image.open(paths[0]) as im:
         assert im.mode == "L" and im.size == (28, 28)
+
+
+# ----------------------------------------------------------------------------- fast path: decode once
+def test_decoded_images_train_exactly_as_their_files(tmp_path):
+    # the digits fast path hands dahash.finetune decoded images instead of paths: same history, weights, codes
+    import torch
+
+    from dahash.augment import EvalTransform, TrainTransform, channel_moments
+    from dahash.backbones.smallcnn import SmallCNN
+    from dahash.digits import decode_images
+    from dahash.finetune import encode_images, train_dah_finetune
+    from dahash.model import DAHHead
+    from dahash.train import DAHConfig
+
+    rng = np.random.default_rng(0)
+    paths, ys = [], []
+    for i in range(24):
+        x = rng.integers(0, 60, (28, 28)).astype(np.uint8)
+        x[:, 4 + 8 * (i % 3): 10 + 8 * (i % 3)] = 220  # the class is the bar position
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(x, "L").save(paths[-1])
+        ys.append(i % 3)
+    source, target, ys = paths[:12], paths[12:], np.array(ys[:12])
+    decoded = decode_images(paths)
+    assert [im.mode for im in decoded] == ["L"] * 24
+    np.testing.assert_array_equal(np.asarray(decoded[5]), np.asarray(Image.open(paths[5])))
+
+    def run(src, tgt):
+        g = torch.Generator().manual_seed(0)
+        trunk = SmallCNN(in_channels=1, feature_dim=32, input_size=28, generator=g)
+        head = DAHHead(32, (16, 16), 8, generator=g)
+        cfg = DAHConfig(hash_bits=8, hidden_dims=(16, 16), k_per_class=2, epochs=2)
+        tf = TrainTransform(28, mean=70.0, std=70.0, channels=1, flip=False, brightness=4.0)
+        res = train_dah_finetune(src, ys, tgt, 3, cfg, trunk=trunk, head=head, trunk_pretrained=False,
+                                 train_transform=tf, seed=0)
+        codes = encode_images(res.trunk, res.head, tgt, EvalTransform(28, 70.0, 70.0, channels=1, crop_fraction=1.0))
+        return res, codes, channel_moments(list(src) + list(tgt), 28, channels=1)
+
+    (a, ca, ma), (b, cb, mb) = run(source, target), run(decoded[:12], decoded[12:])
+    assert a.history == b.history
+    sa, sb = {**a.trunk.state_dict(), **a.head.state_dict()}, {**b.trunk.state_dict(), **b.head.state_dict()}
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    np.testing.assert_array_equal(ca, cb)
+    np.testing.assert_array_equal(ma.mean, mb.mean)
+
+
+def test_decode_images_names_a_broken_file(tmp_path):
+    from dahash.digits import decode_images
+
+    bad = tmp_path / "7" / "00012.png"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a png")
+    with pytest.raises(OSError, match="00012.png"):
+        decode_images([bad])

@@ -107,10 +107,56 @@ def _pairwise_sum(a: np.ndarray) -> float:
     return ret
 
 
+@nb.njit(cache=True, nogil=True)
+def _rank_one(qp: np.ndarray, dbp: np.ndarray, i: int, lab: int, dl: np.ndarray, d: int, ap: np.ndarray,
+              hist: np.ndarray, relhist: np.ndarray, cnt: np.ndarray, rcnt: np.ndarray, start: np.ndarray,
+              rstart: np.ndarray, rel_t: np.ndarray, rel_within: np.ndarray, rel_rwithin: np.ndarray,
+              buf: np.ndarray) -> None:
+    """Query ``i``: fill ``ap[i]``, ``hist[i]``, ``relhist[i]``. The other arrays are the caller's scratch;
+    ``buf`` (n,) must be all zeros on entry and is left all zeros."""
+    w = qp.shape[1]
+    n = dbp.shape[0]
+    cnt[:] = 0
+    rcnt[:] = 0
+    nrel = 0
+    for k in range(n):
+        s = 0
+        for j in range(w):
+            s += _popcount64(qp[i, j] ^ dbp[k, j])
+        if dl[k] == lab:  # relevant: remember its distance and its place within its tie group
+            rel_t[nrel] = s
+            rel_within[nrel] = cnt[s]
+            rel_rwithin[nrel] = rcnt[s]
+            rcnt[s] += 1
+            nrel += 1
+        cnt[s] += 1
+    for t in range(d + 1):
+        hist[i, t] = cnt[t]
+        relhist[i, t] = rcnt[t]
+    if nrel == 0:
+        ap[i] = np.nan
+        return
+    acc = 0
+    racc = 0
+    for t in range(d + 1):  # N_<t and R_<t
+        start[t] = acc
+        rstart[t] = racc
+        acc += cnt[t]
+        racc += rcnt[t]
+    for r in range(nrel):  # precision@rank at the relevant ranks, 0 elsewhere
+        t = rel_t[r]
+        rank = start[t] + rel_within[r] + 1
+        hits = rstart[t] + rel_rwithin[r] + 1
+        buf[rank - 1] = hits / rank
+    ap[i] = _pairwise_sum(buf) / nrel
+    for r in range(nrel):  # back to all zeros for the next query
+        buf[start[rel_t[r]] + rel_within[r]] = 0.0
+
+
 @nb.njit(cache=True, parallel=True, nogil=True)
 def rank_stats(qp: np.ndarray, dbp: np.ndarray, ql: np.ndarray, dl: np.ndarray, d: int,
-               ap: np.ndarray, hist: np.ndarray, relhist: np.ndarray) -> None:
-    """Fill ``ap`` (m,), ``hist`` and ``relhist`` (m, d + 1) for packed codes; queries run in parallel.
+               ap: np.ndarray, hist: np.ndarray, relhist: np.ndarray, n_blocks: int) -> None:
+    """Fill ``ap`` (m,), ``hist`` and ``relhist`` (m, d + 1) for packed codes; query blocks run in parallel.
 
     Args:
         qp: (m, w) uint64 packed query bits; dbp: (n, w) uint64 packed database bits (same packing,
@@ -120,47 +166,20 @@ def rank_stats(qp: np.ndarray, dbp: np.ndarray, ql: np.ndarray, dl: np.ndarray, 
         ap: out (m,) float64, AP of the stable Hamming ranking, NaN when the query has no relevant item.
         hist: out (m, d + 1) int64, ``hist[i, t] = #{k : D[i, k] = t}``.
         relhist: out (m, d + 1) int64, the same count over the relevant items only.
+        n_blocks: the queries are split into this many contiguous blocks (1 <= n_blocks <= m), run in
+            parallel; scratch memory O(n + d) per block, allocated once per block.
     """
-    m, w = qp.shape
+    m = qp.shape[0]
     n = dbp.shape[0]
-    for i in nb.prange(m):
-        cnt = np.zeros(d + 1, np.int64)
-        rcnt = np.zeros(d + 1, np.int64)
+    for b in nb.prange(n_blocks):
+        cnt = np.empty(d + 1, np.int64)
+        rcnt = np.empty(d + 1, np.int64)
+        start = np.empty(d + 1, np.int64)
+        rstart = np.empty(d + 1, np.int64)
         rel_t = np.empty(n, np.int64)  # per relevant item, in database order: its distance,
         rel_within = np.empty(n, np.int64)  # how many items of that distance come before it,
         rel_rwithin = np.empty(n, np.int64)  # and how many relevant ones
-        nrel = 0
-        lab = ql[i]
-        for k in range(n):
-            s = 0
-            for j in range(w):
-                s += _popcount64(qp[i, j] ^ dbp[k, j])
-            if dl[k] == lab:
-                rel_t[nrel] = s
-                rel_within[nrel] = cnt[s]
-                rel_rwithin[nrel] = rcnt[s]
-                rcnt[s] += 1
-                nrel += 1
-            cnt[s] += 1
-        for t in range(d + 1):
-            hist[i, t] = cnt[t]
-            relhist[i, t] = rcnt[t]
-        if nrel == 0:
-            ap[i] = np.nan
-            continue
-        start = np.empty(d + 1, np.int64)  # N_<t and R_<t
-        rstart = np.empty(d + 1, np.int64)
-        acc = 0
-        racc = 0
-        for t in range(d + 1):
-            start[t] = acc
-            rstart[t] = racc
-            acc += cnt[t]
-            racc += rcnt[t]
-        buf = np.zeros(n, np.float64)  # precision@rank at the relevant ranks, 0 elsewhere
-        for r in range(nrel):
-            t = rel_t[r]
-            rank = start[t] + rel_within[r] + 1
-            hits = rstart[t] + rel_rwithin[r] + 1
-            buf[rank - 1] = hits / rank
-        ap[i] = _pairwise_sum(buf) / nrel
+        buf = np.zeros(n, np.float64)
+        for i in range(b * m // n_blocks, (b + 1) * m // n_blocks):
+            _rank_one(qp, dbp, i, ql[i], dl, d, ap, hist, relhist, cnt, rcnt, start, rstart, rel_t, rel_within,
+                      rel_rwithin, buf)

@@ -31,7 +31,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -56,6 +56,7 @@ __all__ = [
     "DigitsFile",
     "DigitsSources",
     "MNIST_URL",
+    "decode_images",
     "digits_items",
     "prepare_digits",
     "read_idx",
@@ -503,3 +504,27 @@ def digits_items(root: Path, domain: str) -> tuple[list[Path], np.ndarray]:
     paths = sorted(p for c in DIGITS_CLASSES for p in (ddir / c).glob("*.png") if not p.name.startswith("."))
     labels = np.array([int(p.parent.name) for p in paths], dtype=np.int64)
     return paths, labels
+
+
+def decode_images(paths: Sequence[str | Path]) -> list[Image.Image]:
+    """Every image decoded once, in its own mode, in the given order: ``[PIL image]``.
+
+    The digits fast path: the training loop, the normalisation statistics and the final encoding then
+    read these in-memory images instead of opening and decoding a PNG per item per epoch (about a
+    quarter of a digits epoch on 2 cores). ``dahash.finetune`` and ``dahash.augment`` treat a decoded
+    image exactly as the file it came from (same pixels, same mode conversion), so results are unchanged.
+    19,298 digit images of 28 x 28 take about 20 MB.
+
+    Raises:
+        OSError: a file cannot be read or decoded (the message names it).
+    """
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as img:
+                img.load()
+                out.append(img.copy())
+        except OSError as exc:
+            raise OSError(f"cannot decode image {p}: {exc}; remove or replace the file "
+                          "(or rerun the download stage to rebuild the digits tree)") from exc
+    return out

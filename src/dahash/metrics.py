@@ -309,13 +309,16 @@ def _torch_device(device: Any, *arrays: Any) -> Any:
 def _rank_stats_kernel(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CPU: numba kernel on packed codes (see :mod:`dahash._hamming_kernel`); queries in parallel."""
+    import numba
+
     from dahash._hamming_kernel import rank_stats  # lazy: numba is imported only by jobs that rank
 
     m, d = q.shape
     ap = np.empty(m, dtype=np.float64)
     hist = np.empty((m, d + 1), dtype=np.int64)
     relhist = np.empty((m, d + 1), dtype=np.int64)
-    rank_stats(_pack_bits(q), _pack_bits(db), qc, dc, d, ap, hist, relhist)
+    n_blocks = min(m, 64 * numba.get_num_threads())  # blocks of queries, a few per thread (load balance)
+    rank_stats(_pack_bits(q), _pack_bits(db), qc, dc, d, ap, hist, relhist, n_blocks)
     return ap, hist, relhist
 
 
