@@ -56,9 +56,20 @@ def unpack_codes(packed: np.ndarray, bits: int) -> np.ndarray:
     return np.unpackbits(p.view(np.uint8).reshape(p.shape[0], -1), axis=1)[:, :bits]
 
 
+#: popcount of every byte, for numpy < 2 (no np.bitwise_count)
+_BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 as uint8: ``np.bitwise_count`` (numpy >= 2), else a byte table."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    return _BYTE_POPCOUNT[x.view(np.uint8)].reshape(*x.shape, 8).sum(axis=-1, dtype=np.uint8)
+
+
 def _distances(q: np.ndarray, db: np.ndarray) -> np.ndarray:
     """``(m, w)`` and ``(n, w)`` packed codes -> ``(m, n)`` int64 Hamming distances."""
-    x = np.bitwise_count(q[:, None, :] ^ db[None, :, :])  # (m, n, w) uint8
+    x = _popcount(q[:, None, :] ^ db[None, :, :])  # (m, n, w) uint8
     return x[..., 0].astype(np.int64) if x.shape[2] == 1 else x.sum(axis=2, dtype=np.int64)
 
 
