@@ -105,3 +105,26 @@ def test_missing_weights_named(tmp_path: Path) -> None:
     export["weights"] = {"file": str(tmp_path / "gone.pth"), "sha256": "0" * 64}
     with pytest.raises(ExportError, match=r"gone\.pth.*--weights"):
         Encoder(export)
+
+
+def test_finetuned_efficientnet_needs_no_pretrained_file(tmp_path: Path) -> None:
+    """Fine-tune mode carries the whole trunk: the encoder builds it without the pretrained weights file and
+    gives dahash.finetune.encode_images' outputs (recorded recipe, draft decoding as in training)."""
+    from dahash.augment import EvalTransform
+    from dahash.backbones.efficientnet_lite import EfficientNetLite0
+    from dahash.finetune import encode_images
+
+    trunk = EfficientNetLite0().eval()
+    with torch.no_grad():
+        for p in trunk.parameters():
+            p.normal_(0, 0.05, generator=torch.Generator().manual_seed(p.numel()))
+    head = _trained_head(1280)
+    norm = {"mean": [127.0] * 3, "std": [128.0] * 3, "eval_crop": 0.875, "interpolation": "bilinear", "size": 224}
+    d = _run_dir(tmp_path, "efficientnet_lite0", {"trunk": trunk.state_dict(), "head": head.state_dict(),
+                                                  "normalisation": norm}, {}, "finetune")
+    export = derive_export(d)
+    export["weights"] = {"file": str(tmp_path / "gone.pth"), "sha256": "0" * 64}
+    paths = _images(tmp_path / "imgs", 2)
+    got = Encoder(export).encode(paths).u
+    want = encode_images(trunk, head, paths, EvalTransform(224, np.full(3, 127.0), np.full(3, 128.0), draft=True))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

@@ -114,3 +114,9 @@ def test_bad_inputs_named(tmp_path) -> None:
     (tmp_path / "x.parquet").write_text("nope")
     with pytest.raises(SearchError, match=r"x\.parquet: not a parquet index"):
         Index.from_parquet(tmp_path / "x.parquet")
+
+
+def test_empty_index() -> None:
+    index = Index.from_bits(np.zeros((0, 8), np.uint8))
+    assert index.search(np.zeros((2, 8), np.uint8), k=3).indices.shape == (2, 0)
+    assert [r.indices.shape for r in index.radius_search(np.zeros((1, 8), np.uint8), 8)] == [(1, 0)]

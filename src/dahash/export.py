@@ -235,7 +235,9 @@ def build_modules(export: dict[str, Any], weights: str | Path | None = None) -> 
     from dahash.model import DAHHead
 
     name, h = export["backbone"], export["head"]
-    wfile = _resolve_weights(export, weights)
+    # a fine-tuned EfficientNet-Lite0 trunk carries all its weights: the pretrained file is not needed
+    needs_file = name == "vggf" or (name == "efficientnet_lite0" and export["trunk_state"] is None)
+    wfile = _resolve_weights(export, weights) if needs_file else None
     if name == "smallcnn":
         from dahash.backbones.smallcnn import SmallCNN
 
@@ -300,9 +302,13 @@ class Encoder:
         self.hash_bits = int(export["head"]["hash_bits"])
 
     def _load(self, path: Path) -> torch.Tensor:
-        from dahash.finetune import _apply  # both transform kinds (rng-taking recipe, PIL-taking backbone)
+        """One image as the network input: a recipe transform reads the file itself (``transform(path, rng)``,
+        the fine-tune path); the backbone transform gets ``load_rgb(path)``, as the extract stage does."""
+        if getattr(self.transform, "takes_rng", False):
+            return self.transform(path, np.random.default_rng(0))
+        from dahash.images import load_rgb
 
-        return _apply(self.transform, path, np.random.default_rng(0))
+        return self.transform(load_rgb(path))
 
     def encode(self, paths: Sequence[str | Path], *, batch_size: int = 32, progress: bool = False,
                desc: str = "encode") -> EncodeResult:
@@ -311,6 +317,7 @@ class Encoder:
         Returns:
             :class:`EncodeResult`; ``u[i]`` belongs to ``paths[i]`` of the result.
         """
+        from PIL import Image
         from tqdm.auto import tqdm
 
         from dahash.finetune import trunk_features
@@ -326,7 +333,7 @@ class Encoder:
                     try:
                         xs.append(self._load(p))
                         names.append(p)
-                    except (OSError, ValueError, SyntaxError) as exc:  # PIL: OSError / UnidentifiedImageError
+                    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # PIL's errors
                         skipped.append((p, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
                     bar.update(1)
                 if xs:

@@ -260,6 +260,8 @@ class Index:
         q = self._queries(queries)
         n, m = len(self), q.shape[0]
         k = min(int(k), n)
+        if k == 0:  # an empty index
+            return SearchResult(np.zeros((m, 0), np.int64), np.zeros((m, 0), np.int64))
         qs, nb = self._blocks(block)
         out = np.empty((m, k), dtype=np.int64)
         for qa in range(0, m, qs):
