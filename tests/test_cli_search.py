@@ -111,3 +111,40 @@ def test_popcount_fallback_equals_bitwise_count(monkeypatch) -> None:
     np.testing.assert_array_equal(_popcount(x), want)
     monkeypatch.delattr(np, "bitwise_count")
     np.testing.assert_array_equal(_popcount(x), want)
+
+
+def test_html_page(toy: dict) -> None:
+    """`search --html`: per query its thumbnail and k answers, frames green/red by label, thumbnails embedded."""
+    import base64
+    import io
+    from html.parser import HTMLParser
+
+    tmp, images = toy["tmp"], toy["images"]
+    out = tmp / "h.parquet"
+    _dahash("encode", str(toy["run"]), str(images), "-o", str(out), "-q")
+    page = tmp / "page.html"
+    rows = json.loads(_dahash("search", str(out), str(out), "-k", "3", "--format", "json", "--html", str(page)).stdout)
+
+    class Figures(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.classes: list[str] = []
+            self.srcs: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            a = dict(attrs)
+            if tag == "figure":
+                self.classes.append(a["class"])
+            elif tag == "img":
+                self.srcs.append(a["src"])
+
+    parser = Figures()
+    parser.feed(page.read_text())
+    want = []
+    for i in range(6):
+        want.append("query")
+        want += ["hit" if r["label"] == r["query_label"] else "miss" for r in rows[3 * i:3 * i + 3]]
+    assert parser.classes == want
+    assert all(s.startswith("data:image/jpeg;base64,") for s in parser.srcs) and len(parser.srcs) == 24
+    thumb = Image.open(io.BytesIO(base64.b64decode(parser.srcs[0].split(",", 1)[1])))
+    assert max(thumb.size) <= 96

@@ -149,6 +149,16 @@ def _cmd_search(args: argparse.Namespace) -> None:
         print(f"{len(df)} result row(s) -> {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    if args.html:
+        from dahash.search_page import search_page
+
+        def resolver(idx: Any) -> Any:
+            root = idx.meta.get("root")
+            return lambda p: Path(p) if Path(p).is_absolute() else (Path(root) / p if root else None)
+
+        search_page(rows, Path(args.html), resolve_query=resolver(queries), resolve_answer=resolver(index),
+                    title=f"dahash search: {args.query} in {args.index}")
+        print(f"HTML page -> {args.html}", file=sys.stderr)
     labelled = df.dropna(subset=["query_label", "label"])
     if args.radius is None and len(labelled) and labelled["query"].nunique() == queries.__len__():
         prec = float((labelled["query_label"] == labelled["label"]).mean())
@@ -181,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--radius", type=int, help="every answer within this Hamming distance instead of top-k")
     se.add_argument("--format", choices=["table", "csv", "json"], default="table")
     se.add_argument("-o", "--output", help="write the results here instead of stdout")
+    se.add_argument("--html", help="also write a static HTML page with thumbnails (green/red by label)")
     se.add_argument("--model", help="model for image queries (default: the one recorded in the index)")
     se.add_argument("--weights")
     se.add_argument("--device", default="cpu")
