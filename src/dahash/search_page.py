@@ -7,6 +7,7 @@ its label equals the query's, red when both labels are known and differ, grey wh
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ figure.hit{border-color:#2a2} figure.miss{border-color:#c22} figure.query{border
 img{width:96px;height:96px;object-fit:contain;background:#eee;display:block}"""
 
 
+@functools.lru_cache(maxsize=4096)
 def _thumb(path: Path | None, size: int = 96) -> str:
     """``<img>`` with a base64 JPEG thumbnail of ``path``, or a placeholder when it cannot be read."""
     if path is not None:
