@@ -128,3 +128,20 @@ def test_finetuned_efficientnet_needs_no_pretrained_file(tmp_path: Path) -> None
     got = Encoder(export).encode(paths).u
     want = encode_images(trunk, head, paths, EvalTransform(224, np.full(3, 127.0), np.full(3, 128.0), draft=True))
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_export_with_pickle_payload_is_refused_not_run(tmp_path: Path) -> None:
+    """A crafted export file (its pickle would create a marker file) is refused and the code never runs;
+    the same for a crafted model.pt in a run folder."""
+    from tests.test_security import _evil_file
+
+    marker = tmp_path / "pwned"
+    f = _evil_file(tmp_path / "export.pt", marker, {"format": "dahash-model-export", "version": EXPORT_VERSION})
+    with pytest.raises(ExportError, match=r"export\.pt.*weights_only"):
+        load_export(f)
+    d = tmp_path / "models" / "toy" / "efficientnet_lite0" / "dah" / "A->B" / "seed0"
+    d.mkdir(parents=True)
+    _evil_file(d / "model.pt", marker)
+    with pytest.raises(ExportError, match=r"model\.pt"):
+        load_export(d)
+    assert not marker.exists()

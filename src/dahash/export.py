@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -128,6 +129,9 @@ def derive_export(model_dir: str | Path, *, moments: Any = None, weights: str | 
         raise ExportError(f"{d / 'model.pt'}: missing; train the run first (dvc repro / snakemake)") from exc
     except (KeyError, TypeError, RuntimeError) as exc:
         raise ExportError(f"{d / 'model.pt'}: not a DAH model file ({exc}); re-run the train stage") from exc
+    except pickle.UnpicklingError as exc:  # objects other than tensors and plain types: code that would run
+        raise ExportError(f"{d / 'model.pt'}: refused, not a plain weights file (torch.load weights_only=True: "
+                          f"{str(exc).splitlines()[-1] if str(exc) else exc!r}); delete it and retrain") from exc
     run = json.loads((d / "run.json").read_text()) if (d / "run.json").is_file() else {}
     mode = run.get("mode") or ("finetune" if "trunk" in state else "head")
     weights_path = Path(weights) if weights is not None else (
