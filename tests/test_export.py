@@ -145,3 +145,41 @@ def test_export_with_pickle_payload_is_refused_not_run(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"model\.pt"):
         load_export(d)
     assert not marker.exists()
+
+
+def test_head_mode_vggf_uses_the_datasets_mean(tmp_path: Path, monkeypatch) -> None:
+    """VGG-F head mode: the recipe with the mean of all the dataset's images (data/moments, as the extract
+    stage) and the weights from data/weights; codes = extract_features with that recipe, then the head."""
+    from dahash.augment import channel_moments, merge_moments, moments_to_dict
+    from dahash.backbones import build_backbone
+    from dahash.extract import extract_features
+    from dahash.recipes import input_recipe
+    from dahash.train import encode
+    import tests.test_vggf as tv
+    from tests.test_vggf import _random_params, write_synthetic_mat
+
+    # the small synthetic VGG-F, declared for the recipe's 224 input: pool5 is 27 x 27 x 6, fc6 covers it
+    monkeypatch.setattr(tv, "IMAGE_SIZE", 224)
+    monkeypatch.setattr(tv, "ARCH", [(n, k, {**p, "shape": (27, 27, 6, 10)} if n == "fc6" else p) for n, k, p in tv.ARCH])
+    proj = tmp_path / "proj"
+    wdir = proj / "data" / "weights" / "vggf"
+    wdir.mkdir(parents=True)
+    mat = write_synthetic_mat(wdir / "imagenet-vgg-f.mat", _random_params(0), layout="new",
+                              average_image=np.array([[[120.0, 110.0, 100.0]]]))
+    a, b = _images(tmp_path / "a", 2), _images(tmp_path / "b", 3, size=(30, 50))
+    ma, mb = (channel_moments(p, 224, crop_fraction=1.0, interpolation="bicubic") for p in (a, b))
+    mdir = proj / "data" / "moments" / "toy"
+    mdir.mkdir(parents=True)
+    (mdir / "vggf.json").write_text(json.dumps({"domains": {"a": moments_to_dict(ma), "b": moments_to_dict(mb)}}))
+    backbone = build_backbone("vggf", weights=mat)
+    backbone.transform = input_recipe("vggf", merge_moments([ma, mb])).eval_transform()
+    feats = extract_features(a + b, backbone, progress=False)
+    head = _trained_head(feats.shape[1])
+    d = proj / "models" / "toy" / "vggf" / "dah" / "a_b" / "seed0"
+    d.mkdir(parents=True)
+    torch.save({"config": {}, "state_dict": head.state_dict()}, d / "model.pt")
+    export = derive_export(d)  # no run.json: head mode read off the state
+    assert export["mode"] == "head" and export["weights"]["file"] == str(mat.resolve())
+    np.testing.assert_allclose(export["input"]["mean"], merge_moments([ma, mb]).mean)
+    np.testing.assert_allclose(Encoder(export).encode(a + b).u, encode(head, torch.from_numpy(feats)),
+                               rtol=0, atol=1e-5)
