@@ -78,13 +78,13 @@ def main() -> None:
         batch = mem.search(qp[:100], 10)
         t_batch = (time.perf_counter() - t0) / 100
         same = all(np.array_equal(batch.indices[i], full_ranking(mem, qp[i], 10)) for i in range(20))
-        del mapped
 
     print(f"database: {args.n:,} codes x {args.bits} bits ({mem.codes.nbytes / 2**20:.1f} MiB packed)")
     print(f"write parquet {t_write:.2f} s, read {t_read:.2f} s, read + memory-map sidecar {t_map:.2f} s")
     print(f"top-10 per query, in memory:       {t_mem * 1e3:8.1f} ms")
     print(f"top-10 per query, memory-mapped:   {t_mmap * 1e3:8.1f} ms")
-    print(f"full stable argsort per query:     {t_full * 1e3:8.1f} ms  (blockwise partition {t_full / t_mem:.1f}x faster)")
+    print(f"full stable argsort per query:     {t_full * 1e3:8.1f} ms  "
+          f"(blockwise partition {t_full / t_mem:.1f}x faster)")
     print(f"radius-2 search per query:         {t_rad * 1e3:8.1f} ms")
     print(f"batch of 100 queries, per query:   {t_batch * 1e3:8.1f} ms")
     print(f"answers equal the full stable ranking (20 queries): {same}")

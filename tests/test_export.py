@@ -160,7 +160,8 @@ def test_head_mode_vggf_uses_the_datasets_mean(tmp_path: Path, monkeypatch) -> N
 
     # the small synthetic VGG-F, declared for the recipe's 224 input: pool5 is 27 x 27 x 6, fc6 covers it
     monkeypatch.setattr(tv, "IMAGE_SIZE", 224)
-    monkeypatch.setattr(tv, "ARCH", [(n, k, {**p, "shape": (27, 27, 6, 10)} if n == "fc6" else p) for n, k, p in tv.ARCH])
+    arch = [(n, k, {**p, "shape": (27, 27, 6, 10)} if n == "fc6" else p) for n, k, p in tv.ARCH]
+    monkeypatch.setattr(tv, "ARCH", arch)
     proj = tmp_path / "proj"
     wdir = proj / "data" / "weights" / "vggf"
     wdir.mkdir(parents=True)

@@ -166,7 +166,8 @@ def _cmd_search(args: argparse.Namespace) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="dahash", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="dahash", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("export", help="write one model export file from a run folder")
     ex.add_argument("model_dir")
