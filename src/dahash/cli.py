@@ -1,0 +1,219 @@
+"""The ``dahash`` command: encode images with a trained model and search the codes (thin over the library).
+
+    dahash export MODEL_DIR -o model_export.pt          one file with all that encoding needs (dahash.export)
+    dahash encode MODEL IMAGES_DIR -o index.parquet     every image below IMAGES_DIR -> path, label, packed code
+    dahash search INDEX QUERY -k 10 | --radius R        QUERY: an image, a folder of images, or another index
+
+MODEL is a run folder ``models/<dataset>/<backbone>/<method>/<task>/seed<S>/`` or an export file. Labels are
+the name of the folder holding each image (``IMAGES_DIR/<label>/<file>``; none for files directly in
+IMAGES_DIR, or with ``--no-labels``). Unreadable images are skipped and listed on stderr (and in the index
+metadata). Search uses the evaluation's rules (bit = 1 iff u > 0, Hamming distance, ties keep database
+order; see dahash.index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main"]
+
+
+class CLIError(Exception):
+    """A user error: printed as one ``ERROR:`` line, exit status 1."""
+
+
+def _image_files(folder: Path) -> tuple[list[Path], int]:
+    """Image files below ``folder`` (by extension, sorted) and the number of other files ignored."""
+    from PIL import Image
+
+    exts = {e.lower() for e in Image.registered_extensions()}
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    images = [p for p in files if p.suffix.lower() in exts]
+    return images, len(files) - len(images)
+
+
+def _label(path: Path, root: Path) -> str | None:
+    rel = path.relative_to(root)
+    return rel.parent.name if len(rel.parts) > 1 else None
+
+
+def _encoder(model: str, weights: str | None, device: str) -> Any:
+    from dahash.export import Encoder, load_export
+
+    return Encoder(load_export(model), weights=weights, device=device)
+
+
+def encode_folder(model: str, images: Path, *, weights: str | None = None, device: str = "cpu",
+                  batch_size: int = 32, labels: bool = True, progress: bool = True) -> Any:
+    """:class:`dahash.index.Index` of every image below ``images`` (paths relative to it); skipped files are
+    listed on stderr and in ``meta["skipped"]``."""
+    from dahash.index import Index
+
+    images = images.resolve()
+    if not images.is_dir():
+        raise CLIError(f"{images}: not a folder of images")
+    files, ignored = _image_files(images)
+    if not files:
+        raise CLIError(f"{images}: no image files below it")
+    enc = _encoder(model, weights, device)
+    res = enc.encode(files, batch_size=batch_size, progress=progress, desc="encode")
+    for p, why in res.skipped:
+        print(f"skipped: {p}: {why}", file=sys.stderr)
+    if ignored:
+        print(f"{ignored} non-image file(s) below {images} ignored", file=sys.stderr)
+    if not res.paths:
+        raise CLIError(f"{images}: none of the {len(files)} image file(s) could be read")
+    meta = {"model": str(Path(model).resolve()), "root": str(images), "backbone": enc.export["backbone"],
+            "mode": enc.export["mode"], "skipped": [[str(p.relative_to(images)), w] for p, w in res.skipped]}
+    return Index.from_u(res.u, [str(p.relative_to(images)) for p in res.paths],
+                        [_label(p, images) for p in res.paths] if labels else None, meta)
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from dahash.export import derive_export, save_export
+
+    out = save_export(derive_export(args.model_dir, weights=args.weights), args.output)
+    print(f"model export -> {out}")
+
+
+def _cmd_encode(args: argparse.Namespace) -> None:
+    index = encode_folder(args.model, Path(args.images), weights=args.weights, device=args.device,
+                          batch_size=args.batch_size, labels=not args.no_labels, progress=not args.quiet)
+    index.to_parquet(args.output)
+    skipped = len(index.meta["skipped"])
+    print(f"{len(index)} image(s) encoded ({index.bits} bits), {skipped} skipped -> {args.output}")
+
+
+def _queries(args: argparse.Namespace, index: Any) -> Any:
+    """The query index: another parquet index, or the image / folder encoded with the index's model."""
+    from dahash.index import Index
+
+    q = Path(args.query)
+    if q.suffix == ".parquet":
+        return Index.from_parquet(q)
+    model = args.model or index.meta.get("model")
+    if not model:
+        raise CLIError(f"{args.index}: records no model; pass --model MODEL_DIR_OR_EXPORT to encode {q}")
+    if q.is_dir():
+        return encode_folder(model, q, weights=args.weights, device=args.device, labels=True,
+                             progress=not args.quiet)
+    if not q.is_file():
+        raise CLIError(f"{q}: no such image, folder or .parquet index")
+    res = _encoder(model, args.weights, args.device).encode([q])
+    if res.skipped:
+        raise CLIError(f"{q}: cannot read the image ({res.skipped[0][1]})")
+    return Index.from_u(res.u, [str(q)], None)
+
+
+def search_rows(index: Any, queries: Any, *, k: int | None = None, radius: int | None = None) -> list[dict]:
+    """One dict per (query, answer): query, query_label, rank (1-based), path, label, distance."""
+    if radius is not None:
+        results = index.radius_search(queries, radius)
+        pairs = [(i, r.indices[0], r.distances[0]) for i, r in enumerate(results)]
+    else:
+        res = index.search(queries, k)
+        pairs = [(i, res.indices[i], res.distances[i]) for i in range(len(queries))]
+    rows = []
+    for i, idx, dist in pairs:
+        for rank, (j, dd) in enumerate(zip(idx.tolist(), dist.tolist()), start=1):
+            rows.append({"query": queries.paths[i] if queries.paths else str(i),
+                         "query_label": queries.labels[i] if queries.labels else None,
+                         "rank": rank, "path": index.paths[j] if index.paths else str(j),
+                         "label": index.labels[j] if index.labels else None, "distance": int(dd)})
+    return rows
+
+
+def _cmd_search(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from dahash.index import Index
+
+    index = Index.from_parquet(args.index, mmap=args.mmap)
+    queries = _queries(args, index)
+    rows = search_rows(index, queries, k=None if args.radius is not None else args.k, radius=args.radius)
+    df = pd.DataFrame(rows, columns=["query", "query_label", "rank", "path", "label", "distance"])
+    if args.format == "json":
+        text = json.dumps(rows, indent=1) + "\n"
+    elif args.format == "csv":
+        text = df.to_csv(index=False)
+    else:
+        text = (df.to_string(index=False) if len(df) else "(no results)") + "\n"
+    if args.output:
+        from dahash.atomic import write_text_atomic
+
+        write_text_atomic(args.output, text)
+        print(f"{len(df)} result row(s) -> {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    if args.html:
+        from dahash.search_page import search_page
+
+        def resolver(idx: Any) -> Any:
+            root = idx.meta.get("root")
+            return lambda p: Path(p) if Path(p).is_absolute() else (Path(root) / p if root else None)
+
+        search_page(rows, Path(args.html), resolve_query=resolver(queries), resolve_answer=resolver(index),
+                    title=f"dahash search: {args.query} in {args.index}")
+        print(f"HTML page -> {args.html}", file=sys.stderr)
+    labelled = df.dropna(subset=["query_label", "label"])
+    if args.radius is None and len(labelled) and labelled["query"].nunique() == queries.__len__():
+        prec = float((labelled["query_label"] == labelled["label"]).mean())
+        print(f"precision@{args.k} over {len(queries)} labelled queries: {prec:.4f}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="dahash", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("export", help="write one model export file from a run folder")
+    ex.add_argument("model_dir")
+    ex.add_argument("-o", "--output", required=True)
+    ex.add_argument("--weights", help="pretrained backbone file (default: data/weights/<backbone>/ of the project)")
+    ex.set_defaults(func=_cmd_export)
+    en = sub.add_parser("encode", help="encode every image below a folder into an index")
+    en.add_argument("model", help="run folder models/<dataset>/<backbone>/<method>/<task>/seed<S> or export file")
+    en.add_argument("images")
+    en.add_argument("-o", "--output", required=True, help="index file (.parquet)")
+    en.add_argument("--no-labels", action="store_true", help="do not take labels from the folder names")
+    en.add_argument("--batch-size", type=int, default=32)
+    en.add_argument("--device", default="cpu")
+    en.add_argument("--weights", help="pretrained backbone file, when the recorded one is not on this machine")
+    en.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    en.set_defaults(func=_cmd_encode)
+    se = sub.add_parser("search", help="top-k or radius search of an index")
+    se.add_argument("index")
+    se.add_argument("query", help="an image, a folder of images, or an index (.parquet)")
+    how = se.add_mutually_exclusive_group()
+    how.add_argument("-k", type=int, default=10, help="answers per query (default 10)")
+    how.add_argument("--radius", type=int, help="every answer within this Hamming distance instead of top-k")
+    se.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    se.add_argument("-o", "--output", help="write the results here instead of stdout")
+    se.add_argument("--html", help="also write a static HTML page with thumbnails (green/red by label)")
+    se.add_argument("--model", help="model for image queries (default: the one recorded in the index)")
+    se.add_argument("--weights")
+    se.add_argument("--device", default="cpu")
+    se.add_argument("--mmap", action="store_true", help="memory-map the index codes (large indexes)")
+    se.add_argument("-q", "--quiet", action="store_true")
+    se.set_defaults(func=_cmd_search)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``dahash`` console script; user errors exit 1 with one ``ERROR:`` line."""
+    from dahash.export import ExportError
+    from dahash.index import SearchError
+
+    args = _parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CLIError, ExportError, SearchError) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

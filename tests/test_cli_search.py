@@ -1,0 +1,150 @@
+"""`dahash export / encode / search` end to end on a toy run folder (subprocesses import this checkout)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from dahash.export import Encoder, derive_export
+from dahash.index import Index, _popcount
+from dahash.metrics import binarize, hamming_distance
+from dahash.model import DAHHead
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dahash(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "dahash.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert (proc.returncode == 0) == ok, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> dict:
+    """A head-mode EfficientNet-Lite0 run folder (random 16-bit head) and a folder of labelled images."""
+    tmp = tmp_path_factory.mktemp("cli")
+    run = tmp / "proj" / "models" / "toy" / "efficientnet_lite0" / "dah" / "A->B" / "seed0"
+    run.mkdir(parents=True)
+    head = DAHHead(1280, (8, 8), 16, generator=torch.Generator().manual_seed(0)).eval()
+    torch.save({"config": {"bn_momentum": 0.05}, "state_dict": head.state_dict()}, run / "model.pt")
+    (run / "run.json").write_text(json.dumps({"mode": "head"}))
+    rng = np.random.default_rng(0)
+    images = tmp / "images"
+    for label, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        (images / label).mkdir(parents=True)
+        for i in range(3):
+            arr = np.clip(np.array(colour) + rng.normal(0, 40, (48, 64, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(images / label / f"{i}.jpg")
+    (images / "blue" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    (images / "notes.txt").write_text("not an image")
+    return {"tmp": tmp, "run": run, "images": images}
+
+
+def test_console_script_registered() -> None:
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    module, func = scripts["dahash"].split(":")
+    assert module == "dahash.cli" and callable(getattr(__import__(module, fromlist=[func]), func))
+
+
+def test_encode_then_search(toy: dict) -> None:
+    tmp, run, images = toy["tmp"], toy["run"], toy["images"]
+    export = tmp / "model.pt"
+    _dahash("export", str(run), "-o", str(export))
+    out = tmp / "index.parquet"
+    proc = _dahash("encode", str(export), str(images), "-o", str(out), "-q")
+    assert "skipped: " in proc.stderr and "broken.jpg" in proc.stderr and "1 non-image file" in proc.stderr
+    index = Index.from_parquet(out)
+    assert index.paths == [f"blue/{i}.jpg" for i in range(3)] + [f"red/{i}.jpg" for i in range(3)]
+    assert index.labels == ["blue"] * 3 + ["red"] * 3
+    assert [s[0] for s in index.meta["skipped"]] == ["blue/broken.jpg"]
+    # the stored codes are 1[u > 0] of the library encoder's outputs
+    u = Encoder(derive_export(run)).encode([images / p for p in index.paths]).u
+    np.testing.assert_array_equal(Index.from_u(u).codes, index.codes)
+
+    # an image as query: JSON rows in the stable Hamming ranking (brute-force reference)
+    q = images / "red" / "1.jpg"
+    rows = json.loads(_dahash("search", str(out), str(q), "-k", "4", "--format", "json").stdout)
+    dist = hamming_distance(binarize(u[4:5]), binarize(u))[0]
+    want = np.argsort(dist, kind="stable")[:4]
+    assert [r["path"] for r in rows] == [index.paths[j] for j in want]
+    assert [r["distance"] for r in rows] == dist[want].tolist() and rows[0]["distance"] == 0
+
+    # an index as query (batch), CSV, and a radius search as a table
+    csv = tmp / "res.csv"
+    _dahash("search", str(out), str(out), "-k", "2", "--format", "csv", "-o", str(csv))
+    df = pd.read_csv(csv)
+    assert len(df) == 12 and list(df.columns) == ["query", "query_label", "rank", "path", "label", "distance"]
+    full = hamming_distance(binarize(u), binarize(u))
+    top = np.argsort(full, axis=1, kind="stable")[:, :2]
+    assert df["path"].tolist() == [index.paths[j] for j in top.ravel()]
+    table = _dahash("search", str(out), str(q), "--radius", "0", "--mmap").stdout
+    assert "red/1.jpg" in table and "distance" in table
+
+
+def test_errors_are_one_line(toy: dict) -> None:
+    tmp = toy["tmp"]
+    proc = _dahash("search", str(tmp / "missing.parquet"), str(tmp), ok=False)
+    assert proc.stderr.startswith("ERROR:") and "missing.parquet" in proc.stderr and "Traceback" not in proc.stderr
+    bad = tmp / "old.pt"
+    torch.save({"format": "dahash-model-export", "version": 0}, bad)
+    proc = _dahash("encode", str(bad), str(toy["images"]), "-o", str(tmp / "x.parquet"), ok=False)
+    assert "version 0" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp / "x.parquet").exists()
+
+
+def test_popcount_fallback_equals_bitwise_count(monkeypatch) -> None:
+    """Without np.bitwise_count (numpy < 2) the byte-table popcount gives bin(x).count("1")."""
+    x = np.random.default_rng(0).integers(0, 2**63, (5, 3), dtype=np.int64).astype(np.uint64) * np.uint64(3)
+    want = np.vectorize(lambda v: bin(int(v)).count("1"))(x)
+    np.testing.assert_array_equal(_popcount(x), want)
+    monkeypatch.delattr(np, "bitwise_count")
+    np.testing.assert_array_equal(_popcount(x), want)
+
+
+def test_html_page(toy: dict) -> None:
+    """`search --html`: per query its thumbnail and k answers, frames green/red by label, thumbnails embedded."""
+    import base64
+    import io
+    from html.parser import HTMLParser
+
+    tmp, images = toy["tmp"], toy["images"]
+    out = tmp / "h.parquet"
+    _dahash("encode", str(toy["run"]), str(images), "-o", str(out), "-q")
+    page = tmp / "page.html"
+    rows = json.loads(_dahash("search", str(out), str(out), "-k", "3", "--format", "json", "--html", str(page)).stdout)
+
+    class Figures(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.classes: list[str] = []
+            self.srcs: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            a = dict(attrs)
+            if tag == "figure":
+                self.classes.append(a["class"])
+            elif tag == "img":
+                self.srcs.append(a["src"])
+
+    parser = Figures()
+    parser.feed(page.read_text())
+    want = []
+    for i in range(6):
+        want.append("query")
+        want += ["hit" if r["label"] == r["query_label"] else "miss" for r in rows[3 * i:3 * i + 3]]
+    assert parser.classes == want
+    assert all(s.startswith("data:image/jpeg;base64,") for s in parser.srcs) and len(parser.srcs) == 24
+    thumb = Image.open(io.BytesIO(base64.b64decode(parser.srcs[0].split(",", 1)[1])))
+    assert max(thumb.size) <= 96
