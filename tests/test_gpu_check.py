@@ -22,7 +22,8 @@ def test_gpu_check_dry_run_produces_every_figure(tmp_path: Path) -> None:
     assert out["head_steps"]["ms_per_step"] > 0 and out["head_steps"]["batch"] == 130
     for layout in ("contiguous", "channels_last", "channels_last_no_benchmark"):
         assert out["finetune_steps"][layout]["images_per_s"] > 0
-    assert out["loader"] and all(v["full_decode"] > 0 and v["draft_uint8"] > 0 for v in out["loader"].values())
+    rates = {k: v for k, v in out["loader"].items() if k != "wall_s"}
+    assert rates and all(v["full_decode"] > 0 and v["draft_uint8"] > 0 for v in rates.values())
     task = out["standin_task"]
     assert task["steps"] >= 1 and task["train_images_per_s"] > 0 and 0.0 <= task["standin_accuracy"] <= 1.0
     assert 0.0 <= task["standin_map"] <= 1.0 and task["images_per_domain"] == 130
