@@ -28,7 +28,6 @@ this module's is refused with a :class:`ExportError` that says what to do.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 from dataclasses import dataclass, field
@@ -38,6 +37,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+
+from dahash.download import sha256_file
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "Encoder", "ExportError", "derive_export", "load_export",
            "save_export"]
@@ -53,14 +54,6 @@ _WEIGHT_FILES = {"vggf": "imagenet-vgg-f.mat", "efficientnet_lite0": "efficientn
 
 class ExportError(ValueError):
     """A model folder or export file that cannot be used for encoding (the message names it and the fix)."""
-
-
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _head_spec(config: dict, head_state: dict[str, torch.Tensor], where: Path) -> dict[str, Any]:
@@ -165,7 +158,7 @@ def derive_export(model_dir: str | Path, *, moments: Any = None, weights: str | 
         raise ExportError(f"{d}: head mode needs the pretrained {backbone} weights; pass weights=")
     return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "backbone": backbone, "mode": mode,
             "weights": {"file": None if weights_path is None else str(weights_path.resolve()),
-                        "sha256": None if weights_path is None else _sha256(weights_path)},
+                        "sha256": None if weights_path is None else sha256_file(weights_path)},
             "input": inp, "head": _head_spec(config, head_state, d / "model.pt"),
             "head_state": {k: v.detach().cpu() for k, v in head_state.items()},
             "trunk_state": None if trunk_state is None else {k: v.detach().cpu() for k, v in trunk_state.items()},
@@ -228,7 +221,7 @@ def _resolve_weights(export: dict[str, Any], weights: str | Path | None) -> Path
 
         candidates.append(Path(package_weights_path()))
     for c in candidates:
-        if c.is_file() and (rec.get("sha256") is None or _sha256(c) == rec["sha256"]):
+        if c.is_file() and (rec.get("sha256") is None or sha256_file(c) == rec["sha256"]):
             return c
     raise ExportError(f"the {export['backbone']} weights {rec['file']} (sha256 {rec.get('sha256')}) are not on this "
                       f"machine; pass the file with --weights / weights=")
