@@ -430,3 +430,28 @@ def test_manual_placement_is_checked(served, closed_port_url, monkeypatch) -> No
     placed.write_bytes(served["body"])
     got = fetch_weights("vgg16", served["dest"], manual_dir=served["manual"], progress=False)
     assert got.read_bytes() == served["body"] and served["server"].hits["/" + VGG16_FILENAME] == 0
+
+
+def test_weights_stage_offline_uses_the_checked_manual_copy(served, tmp_path: Path, monkeypatch, capsys) -> None:
+    """`python -m stages.weights` with backbone.name = vgg16 and DAHASH_OFFLINE=1: the copy placed by hand
+    is checked and lands at data/weights/vgg16/; a wrong copy stops the stage with the file named and
+    nothing written."""
+    import stages.weights as sw
+
+    monkeypatch.setenv("DAHASH_OFFLINE", "1")
+    root = tmp_path / "proj"
+    monkeypatch.setattr(sw, "ROOT", root)
+    monkeypatch.setattr(sw, "load_params", lambda: {"backbone": {"name": "vgg16"},
+                                                    "data": {"manual_dir": str(served["manual"])}})
+    placed = served["manual"] / VGG16_FILENAME
+    placed.write_bytes(served["body"][:100])
+    with pytest.raises(SystemExit):
+        sw.main([])
+    err = capsys.readouterr().err
+    assert str(placed) in err and "sha256" in err and "Replace it" in err
+    assert not (root / "data" / "weights" / "vgg16").exists()
+    placed.write_bytes(served["body"])
+    sw.main([])
+    out = root / "data" / "weights" / "vgg16" / VGG16_FILENAME
+    assert out.read_bytes() == served["body"] and served["server"].hits["/" + VGG16_FILENAME] == 0
+    assert sw.weights_file("vgg16") == out
