@@ -20,7 +20,7 @@ The module builds from the widths the state_dict holds (the 13 convolution width
 of classes), so the tests use small synthetic state dicts of exactly this structure; the real file gives
 the widths above.
 
-How DAH uses it (as VGG-F, :mod:`dahash.backbones.vggf`, and the cross-domain hashing papers with a VGG-16):
+How DAH uses it (fine-tune mode as VGG-F, :mod:`dahash.backbones.vggf`):
 
 * fine-tune mode: trunk = conv1_1 ... pool5 (:class:`VGG16Trunk`, 25088-d), and the DAH head's fc6/fc7
   start from ``classifier.0`` / ``classifier.3`` (:func:`vgg16_head_init`); only the hash layer is new;
