@@ -1,7 +1,8 @@
 """Stage `extract --domain D`: backbone features of every usable image of one domain.
 
 Writes data/features/<dataset>/<backbone>/<D>/features.npy (N x F float32; VGG-F: pool5, 9216-d;
-EfficientNet-Lite0: pooled 1280-d; SURF-800: the GFK release's 800-d
+EfficientNet-Lite0: pooled 1280-d; VGG-16: fc7, 4096-d, with torchvision's ImageNet mean/std, shorter side 256,
+centre 224; SURF-800: the GFK release's 800-d
 bag of words, L1 + z-score per domain) and meta.json, streaming images in batches with a progress bar.
 Images go through the backbone's input recipe (:mod:`dahash.recipes`): VGG-F subtracts the mean of all
 the dataset's images (data/moments, the authors' rgbMean) from the full central square, bicubic at 224.

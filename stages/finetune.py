@@ -5,8 +5,8 @@ The paper's setting: every pretrained layer fine-tuned at the lower learning-rat
 recipe (:mod:`dahash.recipes`) with the moments of the TRAINING images (all source + all target images
 of the task, labels unused, merged exactly from the moments stage's per-domain file): VGG-F subtracts
 their mean (no std), full central square, bicubic, random location / aspect [2/3, 3/2] / flip /
-brightness 0.1 x colour deviation; EfficientNet-Lite0 keeps its own (x - 127) / 128; digits subtract
-the mean, no jitter.
+brightness 0.1 x colour deviation; EfficientNet-Lite0 keeps its own (x - 127) / 128 and VGG-16 torchvision's
+ImageNet mean/std (both at the 0.875 crop, same jitter); digits subtract the mean, no jitter.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from stages.runs import check_hidden_dims
 from stages.weights import weights_file
 
 #: backbones trained from ImageNet weights (lower lr multipliers, frozen BatchNorm statistics)
-PRETRAINED_TRUNKS = {"efficientnet_lite0": True, "vggf": True, "smallcnn": False}
+PRETRAINED_TRUNKS = {"efficientnet_lite0": True, "vggf": True, "vgg16": True, "smallcnn": False}
 
 
 def build_trunk(backbone: str, seed: int) -> tuple[torch.nn.Module, int, dict | None]:
@@ -36,6 +36,10 @@ def build_trunk(backbone: str, seed: int) -> tuple[torch.nn.Module, int, dict | 
 
         trunk = SmallCNN(in_channels=1, feature_dim=500, input_size=28, generator=torch.Generator().manual_seed(seed))
         return trunk, 500, None
+    if backbone == "vgg16":  # conv1_1..pool5 trained; fc6/fc7 (classifier.0/3) live on in the DAH head
+        from dahash.backbones import vgg16_finetune_parts
+
+        return vgg16_finetune_parts(weights_file(backbone))
     from dahash.backbones import build_backbone
 
     bb = build_backbone(backbone, weights=weights_file(backbone))
@@ -59,7 +63,7 @@ def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_cla
     # JPEG draft decoding: large photos (Office-Home has up to 6500 x 4900) decode at the DCT scale the crop needs
     train_tf, eval_tf = recipe.train_transform(seed, draft=True), recipe.eval_transform(draft=True)
     trunk, feat_dim, head_init = build_trunk(backbone, seed)
-    check_hidden_dims(head_init, config.hidden_dims)
+    check_hidden_dims(head_init, config.hidden_dims, backbone)
     with torch.random.fork_rng(devices=[]):
         head = DAHHead(feat_dim, config.hidden_dims, config.hash_bits, head_init,
                        generator=torch.Generator().manual_seed(seed), bn_momentum=config.bn_momentum)

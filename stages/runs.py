@@ -40,7 +40,7 @@ def pretrained_head(backbone: str, hidden_dims: list[int] | tuple[int, ...] | No
     return head
 
 
-def check_hidden_dims(head: dict[str, torch.Tensor] | None, hidden_dims) -> None:
+def check_hidden_dims(head: dict[str, torch.Tensor] | None, hidden_dims, backbone: str = "vggf") -> None:
     """``train.hidden_dims`` must equal the pretrained fc6/fc7 widths (they are loaded into the head)."""
     if head is None or hidden_dims is None:
         return
@@ -49,7 +49,7 @@ def check_hidden_dims(head: dict[str, torch.Tensor] | None, hidden_dims) -> None
         from stages.common import StageError
 
         raise StageError(f"params.yaml: train.hidden_dims = {list(hidden_dims)}, but fc6/fc7 start from the "
-                         f"pretrained VGG-F layers of {weights_file('vggf')}, which are {widths} wide: "
+                         f"pretrained {backbone} layers of {weights_file(backbone)}, which are {widths} wide: "
                          f"set train.hidden_dims: {widths}")
 
 

