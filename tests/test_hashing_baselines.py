@@ -282,3 +282,91 @@ def test_kmh_jit_objective_matches_numpy_reference() -> None:
                 - center_cost_and_grad(c - h * e, j, sum_j, counts, n, centers, dh_j, 10.0)[0]) / (2 * h)
                for e in np.eye(d)]
         np.testing.assert_allclose(g_jit, num, rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# BA's encoder step: the batched finite Newton solver against liblinear (sklearn.svm.LinearSVC)
+# ---------------------------------------------------------------------------------------------
+def _svm_data(n: int, d: int, seed: int, L: int = 5):
+    """``X (n, d)`` and ``L`` label vectors: some linearly realisable with noise (overlapping classes), some
+    random (far from separable)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) * np.linspace(3.0, 0.3, d)
+    Y = np.where(X @ rng.standard_normal((d, L)) + 0.8 * rng.standard_normal((n, L)) + 0.3 >= 0, 1.0, -1.0)
+    Y[:, -1] = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    return X, Y.T
+
+
+def _primal_gradient(X: np.ndarray, y: np.ndarray, wt: np.ndarray, C: float) -> np.ndarray:
+    """Gradient of ``1/2 ||w~||^2 + C sum max(0, 1 - y x~.w~)^2`` at ``w~ = [w, b]`` (written out here, not
+    taken from the solver)."""
+    xt = np.hstack([X, np.ones((len(X), 1))])
+    m = np.maximum(0.0, 1.0 - y * (xt @ wt))
+    return wt - 2.0 * C * xt.T @ (m * y)
+
+
+@pytest.mark.parametrize("n, d", [(60, 150), (300, 12)])  # sample form (n <= d + 1) and feature form
+@pytest.mark.parametrize("C", [0.05, 1.0])
+def test_l2svm_newton_reaches_liblinears_optimum(n: int, d: int, C: float) -> None:
+    from sklearn.svm import LinearSVC
+
+    from dahash.baselines._l2svm import L2SVMProblem, primal_objective
+
+    X, Y = _svm_data(n, d, seed=n + d)
+    problem = L2SVMProblem(X, C)
+    assert problem.sample_form == (n <= d + 1)
+    wt, n_iter = problem.solve(Y)
+    assert np.all(n_iter < 100)
+    for l, y in enumerate(Y):
+        # the oracle: liblinear on the same objective, run to a tight tolerance
+        svm = LinearSVC(C=C, loss="squared_hinge", dual=True, tol=1e-10, max_iter=200_000, random_state=0).fit(X, y)
+        p_ref = primal_objective(X, y, svm.coef_[0], svm.intercept_[0], C)
+        p_new = primal_objective(X, y, wt[l, :-1], wt[l, -1], C)
+        assert p_new <= p_ref * (1 + 1e-12)  # never worse than liblinear
+        assert p_new == pytest.approx(p_ref, rel=1e-8)
+        np.testing.assert_allclose(wt[l, :-1], svm.coef_[0], rtol=0, atol=1e-4 * np.abs(svm.coef_).max())
+        assert wt[l, -1] == pytest.approx(svm.intercept_[0], abs=1e-4 * max(1.0, abs(svm.intercept_[0])))
+        grad = _primal_gradient(X, y, wt[l], C)
+        assert np.abs(grad).max() <= 1e-8 * max(1.0, np.abs(wt[l]).max())  # stationary: the minimiser
+        codes_ref = np.sign(svm.decision_function(X))
+        assert np.mean(np.sign(X @ wt[l, :-1] + wt[l, -1]) == codes_ref) >= 0.99
+    # strictly convex: any start (here random directions, scaled along their rays) ends at the same point
+    wt2, _ = problem.solve(Y, np.random.default_rng(1).standard_normal(wt.shape))
+    np.testing.assert_allclose(wt2, wt, rtol=1e-7, atol=1e-9 * np.abs(wt).max())
+
+
+def test_l2svm_exact_line_search_minimises_along_the_segment() -> None:
+    # phi(t) = P(w~ + t d) minimised by brute force on a fine grid (an independent oracle)
+    from dahash.baselines._l2svm import _exact_line_search
+
+    rng = np.random.default_rng(5)
+    X, Y = _svm_data(80, 6, seed=5)
+    xt = np.hstack([X, np.ones((80, 1))])
+    C = 0.7
+    for trial in range(6):
+        y = Y[trial % len(Y)]
+        w, step = rng.standard_normal(7), rng.standard_normal(7)
+        f, delta = xt @ w, xt @ step
+        phi = lambda t: 0.5 * np.sum((w + t * step) ** 2) + C * np.sum(np.maximum(0, 1 - y * (f + t * delta)) ** 2)  # noqa: E731
+        slope = w @ step - 2 * C * np.sum(np.maximum(0, 1 - y * f) * y * delta)
+        if slope >= 0:  # make it a descent direction
+            step, delta = -step, -delta
+        t = _exact_line_search(f, delta, y, float(w @ step), float(step @ step), C)
+        grid = np.linspace(0, max(4 * t, 1.0), 40001)
+        vals = np.array([phi(g) for g in grid])
+        assert phi(t) <= vals.min() + 1e-9 * abs(vals.min())
+        assert t == pytest.approx(grid[np.argmin(vals)], abs=2 * (grid[1] - grid[0]))
+
+
+def test_ba_newton_encoder_matches_the_liblinear_path() -> None:
+    # the whole MAC fit with the Newton h step vs the previous LinearSVC h step, on a small problem
+    x, _ = clustered(n=300, f=40, classes=8, seed=11)
+    new = BinaryAutoencoder(16, n_mu=6, seed=0).fit(x)
+    old = BinaryAutoencoder(16, n_mu=6, seed=0, svm_solver="liblinear").fit(x)
+    assert new.svm_solver == "newton"
+    same = np.mean(new.encode(x) == old.encode(x))
+    assert same >= 0.99
+    assert new.train_error_ == pytest.approx(old.train_error_, rel=1e-3)
+    assert new.n_iter_ == old.n_iter_
+    with pytest.raises(ValueError, match="svm_solver"):
+        BinaryAutoencoder(8, svm_solver="sgd")
