@@ -370,3 +370,62 @@ def test_ba_newton_encoder_matches_the_liblinear_path() -> None:
     assert new.n_iter_ == old.n_iter_
     with pytest.raises(ValueError, match="svm_solver"):
         BinaryAutoencoder(8, svm_solver="sgd")
+
+
+# ---------------------------------------------------------------------------------------------
+# KMH's numba L-BFGS, PCA and cell sums against the previous (scipy / numpy) implementations
+# ---------------------------------------------------------------------------------------------
+def test_kmh_numba_lbfgs_reaches_scipys_minimum() -> None:
+    import scipy.optimize
+
+    from dahash.baselines._kmh_kernel import center_cost_and_grad, minimize_center
+
+    rng = np.random.default_rng(8)
+    x, _ = clustered(n=400, f=70, classes=16, seed=8)
+    for trial in range(6):
+        k, d, n = 16, 70, 400
+        centers = x[rng.choice(n, k, replace=False)] + 0.1 * rng.standard_normal((k, d))
+        counts = rng.integers(1, 50, size=k).astype(np.float64)
+        j = trial % k
+        sum_j = counts[j] * (centers[j] + 0.5 * rng.standard_normal(d))
+        dh_j = np.sqrt(np.sum((centers - centers[j]) ** 2, axis=1)) * rng.uniform(0.7, 1.3, size=k)
+        args = (j, sum_j, counts, n, centers, dh_j, 10.0)
+        c, f, f0 = minimize_center(centers[j].copy(), *args, 100)
+        assert f0 == pytest.approx(center_cost_and_grad(centers[j], *args)[0], rel=1e-14)
+        assert f <= f0
+        assert f == pytest.approx(center_cost_and_grad(c, *args)[0], rel=1e-14)
+        ref = scipy.optimize.minimize(center_cost_and_grad, centers[j].copy(), args=args, jac=True,
+                                      method="L-BFGS-B", options={"maxiter": 100})
+        assert f == pytest.approx(ref.fun, rel=1e-6, abs=1e-9)
+        assert np.abs(center_cost_and_grad(c, *args)[1]).max() <= 1e-4  # (nearly) stationary
+
+
+def test_kmh_lbfgs_fit_matches_the_scipy_path() -> None:
+    x, _ = clustered(n=500, f=40, classes=8, seed=9)
+    new = KMeansHashing(16, bits_per_subspace=4, n_iter=15).fit(x)
+    old = KMeansHashing(16, bits_per_subspace=4, n_iter=15, optimizer="scipy").fit(x)
+    assert new.optimizer == "lbfgs"
+    assert np.mean(new.encode(x) == old.encode(x)) >= 0.98
+    for h_new, h_old in zip(new.history_, old.history_):
+        assert h_new[0] == h_old[0]  # same initialisation
+        assert h_new[-1] == pytest.approx(h_old[-1], rel=1e-3)
+    with pytest.raises(ValueError, match="optimizer"):
+        KMeansHashing(16, optimizer="bfgs")
+
+
+def test_kmh_pca_and_cell_sums_match_the_previous_numpy_versions() -> None:
+    from dahash.baselines.itq import pca_top
+    from dahash.baselines.kmh import _cell_sums, pca_all_eigh
+
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((90, 120)) * np.linspace(5.0, 0.1, 120)  # n < f, as on Office-Caltech
+    xc = x - x.mean(axis=0)
+    comps_ref, vals_ref = pca_top(xc, 80)
+    comps, vals = pca_all_eigh(xc, 80)
+    np.testing.assert_allclose(vals, vals_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(comps, comps_ref, atol=1e-8)  # same signs (largest entry positive)
+    idx = rng.integers(0, 16, 90)
+    idx[idx == 3] = 4  # an empty cell
+    ref = np.zeros((16, 120))
+    np.add.at(ref, idx, x)
+    assert np.array_equal(_cell_sums(x, idx, 16), ref)
