@@ -226,7 +226,8 @@ class BinaryAutoencoder:
         svm_solver: ``"newton"`` (batched exact solver, warm-started) or ``"liblinear"`` (``LinearSVC``).
         max_enum_bits: enumerate the Z step exactly up to this many bits.
         itq_iter: ITQ iterations of the initialisation.
-        seed: seeds ITQ's rotation and the SVMs (liblinear's coordinate order).
+        seed: seeds ITQ's rotation (and liblinear's coordinate order with ``svm_solver="liblinear"``; the
+            Newton solver has no randomness).
 
     Attributes (after :meth:`fit`):
         mean_ ``(f,)``; W_ ``(L, f)``, b_ ``(L,)`` (codes ``sgn((x - mean_) W_^T + b_)``);
