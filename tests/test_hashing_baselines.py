@@ -305,16 +305,18 @@ def _primal_gradient(X: np.ndarray, y: np.ndarray, wt: np.ndarray, C: float) -> 
     return wt - 2.0 * C * xt.T @ (m * y)
 
 
-@pytest.mark.parametrize("n, d", [(60, 150), (300, 12)])  # sample form (n <= d + 1) and feature form
+@pytest.mark.parametrize("form", ["sample", "feature"])
+@pytest.mark.parametrize("n, d", [(60, 150), (300, 12)])
 @pytest.mark.parametrize("C", [0.05, 1.0])
-def test_l2svm_newton_reaches_liblinears_optimum(n: int, d: int, C: float) -> None:
+def test_l2svm_newton_reaches_liblinears_optimum(form: str, n: int, d: int, C: float) -> None:
     from sklearn.svm import LinearSVC
 
     from dahash.baselines._l2svm import L2SVMProblem, primal_objective
 
     X, Y = _svm_data(n, d, seed=n + d)
-    problem = L2SVMProblem(X, C)
-    assert problem.sample_form == (n <= d + 1)
+    problem = L2SVMProblem(X, C, form=form)
+    assert problem.sample_form == (form == "sample")
+    assert L2SVMProblem(X, C).sample_form  # "auto": the sample form up to 5,000 points
     wt, n_iter = problem.solve(Y)
     assert np.all(n_iter < 100)
     for l, y in enumerate(Y):
