@@ -93,8 +93,8 @@ def main(npz: list[str] | None = None, repeat: int = 2, before: bool = True) -> 
         codes = runs[0][2]
         assert all(np.array_equal(codes, r[2]) for r in runs), f"{name}: repeated fits differ"
         res = {"wall": wall, "cpu": cpu, "map": _map(codes, yt)}
-        line = f"  {name:4s} after : {wall:6.1f} s wall, {cpu:6.1f} s CPU (best of {repeat}), mAP {100 * res['map']:.2f} %"
-        print(line, flush=True)
+        print(f"  {name:4s} after : {wall:6.1f} s wall, {cpu:6.1f} s CPU (best of {repeat}), "
+              f"mAP {100 * res['map']:.2f} %", flush=True)
         if before:
             ctx = previous_kmh_helpers() if name == "kmh" else contextlib.nullcontext()
             with ctx:
@@ -102,8 +102,8 @@ def main(npz: list[str] | None = None, repeat: int = 2, before: bool = True) -> 
             res.update(before_wall=b_wall, before_cpu=b_cpu, before_map=_map(b_codes, yt),
                        same_bits=float(np.mean(b_codes == codes)),
                        same_codes=float(np.mean(np.all(b_codes == codes, axis=1))))
-            print(f"  {name:4s} before: {b_wall:6.1f} s wall, {b_cpu:6.1f} s CPU, mAP {100 * res['before_map']:.2f} %  "
-                  f"({BEFORE_OPTIONS[name]})", flush=True)
+            print(f"  {name:4s} before: {b_wall:6.1f} s wall, {b_cpu:6.1f} s CPU, "
+                  f"mAP {100 * res['before_map']:.2f} %  ({BEFORE_OPTIONS[name]})", flush=True)
             print(f"  {name:4s} before / after: {b_wall / wall:.1f}x wall, {b_cpu / cpu:.1f}x CPU; identical bits "
                   f"{100 * res['same_bits']:.2f} %, identical codes {100 * res['same_codes']:.1f} %, mAP after - before "
                   f"{100 * (res['map'] - res['before_map']):+.2f} points", flush=True)

@@ -349,14 +349,20 @@ def test_l2svm_exact_line_search_minimises_along_the_segment() -> None:
         y = Y[trial % len(Y)]
         w, step = rng.standard_normal(7), rng.standard_normal(7)
         f, delta = xt @ w, xt @ step
-        phi = lambda t: 0.5 * np.sum((w + t * step) ** 2) + C * np.sum(np.maximum(0, 1 - y * (f + t * delta)) ** 2)  # noqa: E731
-        slope = w @ step - 2 * C * np.sum(np.maximum(0, 1 - y * f) * y * delta)
+        slope = w @ step - 2 * C * np.sum(np.maximum(0, 1 - y * f) * y * delta)  # phi'(0)
         if slope >= 0:  # make it a descent direction
             step, delta = -step, -delta
         t = _exact_line_search(f, delta, y, float(w @ step), float(step @ step), C)
-        grid = np.linspace(0, max(4 * t, 1.0), 40001)
-        vals = np.array([phi(g) for g in grid])
-        assert phi(t) <= vals.min() + 1e-9 * abs(vals.min())
+        grid = np.append(np.linspace(0, max(4 * t, 1.0), 40001), t)  # (G,): phi on all of them at once
+
+        def phi(ts: np.ndarray) -> np.ndarray:
+            hinge = np.maximum(0, 1 - y * (f[None, :] + ts[:, None] * delta[None, :]))
+            return 0.5 * np.sum((w[None, :] + ts[:, None] * step[None, :]) ** 2, axis=1) + C * np.sum(hinge**2, axis=1)
+
+        vals = phi(grid)
+        grid, vals, at_t = grid[:-1], vals[:-1], vals[-1]
+        assert 0 < t
+        assert at_t <= vals.min() + 1e-9 * abs(vals.min())
         assert t == pytest.approx(grid[np.argmin(vals)], abs=2 * (grid[1] - grid[0]))
 
 

@@ -49,7 +49,6 @@ Conventions and simplifications, stated explicitly:
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 

@@ -54,8 +54,9 @@ Simplifications / choices, stated explicitly:
 * Inside a subspace no second PCA is done: after the global PCA and the in-order allocation the
   subspace's coordinates are already decorrelated, centred and sorted by variance, which is what
   the authors' per-subspace PCA produces (up to signs).
-* L-BFGS (at most ``max_inner_iter`` iterations per codeword update) instead of ``fminunc``; the assignment step can raise ``E_aff`` (the weights ``n_i n_j`` change), so ``E`` is
-  not guaranteed to decrease monotonically (nor is it in the paper).
+* L-BFGS (at most ``max_inner_iter`` iterations per codeword update) instead of ``fminunc``; the
+  assignment step can raise ``E_aff`` (the weights ``n_i n_j`` change), so ``E`` is not guaranteed to
+  decrease monotonically (nor is it in the paper).
 
 Codes are returned as ``float32`` in ``{-1, +1}`` (bit ``t`` of index ``i`` -> ``+1`` if set).
 """
