@@ -7,9 +7,9 @@
    plain-numpy version and the popcount bound (``bench_ranking.py``);
 2. start-up of every stage's ``--help`` (target 2) vs a bare interpreter and the old import set
    (``bench_startup.py``);
-3. K-means hashing and BA on one quickstart task, A->C (target 4), with KMH's previous setting (BLAS threads
-   in the k-means loop, numpy objective) as the reference and a check that the codes are unchanged
-   (``bench_baselines.py``; pass ``--npz`` with real features, arrays ``x`` and ``y``: synthetic data of
+3. K-means hashing and BA on one quickstart task, A->C (target 4), each beside its previous implementation
+   (KMH: scipy per codeword; BA: LinearSVC per bit), with the share of identical code bits and both mAPs
+   (``bench_hashing_speed.py``; pass ``--npz`` with real features, arrays ``x`` and ``y``: synthetic data of
    the same size converge differently);
 4. digits (target 5) with ``--digits DIR`` (a prepared digits tree): an M->U epoch, moments and encoding from the
    PNG files vs from images decoded once (``bench_digits.py``).
@@ -20,11 +20,9 @@ Not a test: the figures depend on the machine and its load; the ratios measured 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import platform
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,30 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 
-@contextlib.contextmanager
-def previous_kmh() -> Iterator[None]:
-    """KMH as before this change: default BLAS threads in the loop and the numpy objective."""
-    import dahash.baselines._kmh_kernel as kernel
-    import dahash.baselines.kmh as kmh
-
-    saved = kmh.threadpool_limits, kernel.center_cost_and_grad
-    kmh.threadpool_limits = lambda **_: contextlib.nullcontext()
-    kernel.center_cost_and_grad = kmh._center_cost_and_grad
-    try:
-        yield
-    finally:
-        kmh.threadpool_limits, kernel.center_cost_and_grad = saved
-
-
 def baselines(npz: list[str] | None, slow_references: bool) -> None:
-    from bench_baselines import time_methods
+    import bench_hashing_speed
 
-    new = time_methods(["kmh", "ba"], npz, label=" (targets: KMH <= 5 s, BA <= 10 s)")
-    if slow_references:
-        with previous_kmh():
-            old = time_methods(["kmh"], npz, label=" -- KMH's previous setting (reference)")
-        same = np.array_equal(new["kmh"][1]["u_target"], old["kmh"][1]["u_target"])
-        print(f"  KMH previous / now = {old['kmh'][0] / new['kmh'][0]:.1f}x; target codes identical: {same}")
+    bench_hashing_speed.main(npz, repeat=2, before=slow_references)
 
 
 def main() -> None:
@@ -64,7 +42,7 @@ def main() -> None:
     ap.add_argument("--digits", type=Path, help="prepared digits tree (data/raw/digits) for the digits figures")
     ap.add_argument("--skip", nargs="*", default=[], choices=["ranking", "startup", "baselines"])
     ap.add_argument("--no-slow-references", action="store_true",
-                    help="skip the references that take minutes (the previous ranking and KMH)")
+                    help="skip the references that take minutes (the previous ranking, KMH and BA)")
     args = ap.parse_args()
     import numba
     import torch

@@ -282,3 +282,158 @@ def test_kmh_jit_objective_matches_numpy_reference() -> None:
                 - center_cost_and_grad(c - h * e, j, sum_j, counts, n, centers, dh_j, 10.0)[0]) / (2 * h)
                for e in np.eye(d)]
         np.testing.assert_allclose(g_jit, num, rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# BA's encoder step: the batched finite Newton solver against liblinear (sklearn.svm.LinearSVC)
+# ---------------------------------------------------------------------------------------------
+def _svm_data(n: int, d: int, seed: int, L: int = 5):
+    """``X (n, d)`` and ``L`` label vectors: some linearly realisable with noise (overlapping classes), some
+    random (far from separable)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) * np.linspace(3.0, 0.3, d)
+    Y = np.where(X @ rng.standard_normal((d, L)) + 0.8 * rng.standard_normal((n, L)) + 0.3 >= 0, 1.0, -1.0)
+    Y[:, -1] = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    return X, Y.T
+
+
+def _primal_gradient(X: np.ndarray, y: np.ndarray, wt: np.ndarray, C: float) -> np.ndarray:
+    """Gradient of ``1/2 ||w~||^2 + C sum max(0, 1 - y x~.w~)^2`` at ``w~ = [w, b]`` (written out here, not
+    taken from the solver)."""
+    xt = np.hstack([X, np.ones((len(X), 1))])
+    m = np.maximum(0.0, 1.0 - y * (xt @ wt))
+    return wt - 2.0 * C * xt.T @ (m * y)
+
+
+@pytest.mark.parametrize("form", ["sample", "feature"])
+@pytest.mark.parametrize("n, d", [(60, 150), (300, 12)])
+@pytest.mark.parametrize("C", [0.05, 1.0])
+def test_l2svm_newton_reaches_liblinears_optimum(form: str, n: int, d: int, C: float) -> None:
+    from sklearn.svm import LinearSVC
+
+    from dahash.baselines._l2svm import L2SVMProblem, primal_objective
+
+    X, Y = _svm_data(n, d, seed=n + d)
+    problem = L2SVMProblem(X, C, form=form)
+    assert problem.sample_form == (form == "sample")
+    assert L2SVMProblem(X, C).sample_form  # "auto": the sample form up to 5,000 points
+    wt, n_iter = problem.solve(Y)
+    assert np.all(n_iter < 100)
+    for l, y in enumerate(Y):
+        # the oracle: liblinear on the same objective, run to a tight tolerance
+        svm = LinearSVC(C=C, loss="squared_hinge", dual=True, tol=1e-10, max_iter=200_000, random_state=0).fit(X, y)
+        p_ref = primal_objective(X, y, svm.coef_[0], svm.intercept_[0], C)
+        p_new = primal_objective(X, y, wt[l, :-1], wt[l, -1], C)
+        assert p_new <= p_ref * (1 + 1e-12)  # never worse than liblinear
+        assert p_new == pytest.approx(p_ref, rel=1e-8)
+        np.testing.assert_allclose(wt[l, :-1], svm.coef_[0], rtol=0, atol=1e-4 * np.abs(svm.coef_).max())
+        assert wt[l, -1] == pytest.approx(svm.intercept_[0], abs=1e-4 * max(1.0, abs(svm.intercept_[0])))
+        grad = _primal_gradient(X, y, wt[l], C)
+        assert np.abs(grad).max() <= 1e-8 * max(1.0, np.abs(wt[l]).max())  # stationary: the minimiser
+        codes_ref = np.sign(svm.decision_function(X))
+        assert np.mean(np.sign(X @ wt[l, :-1] + wt[l, -1]) == codes_ref) >= 0.99
+    # strictly convex: any start (here random directions, scaled along their rays) ends at the same point
+    wt2, _ = problem.solve(Y, np.random.default_rng(1).standard_normal(wt.shape))
+    np.testing.assert_allclose(wt2, wt, rtol=1e-7, atol=1e-9 * np.abs(wt).max())
+
+
+def test_l2svm_exact_line_search_minimises_along_the_segment() -> None:
+    # phi(t) = P(w~ + t d) minimised by brute force on a fine grid (an independent oracle)
+    from dahash.baselines._l2svm import _exact_line_search
+
+    rng = np.random.default_rng(5)
+    X, Y = _svm_data(80, 6, seed=5)
+    xt = np.hstack([X, np.ones((80, 1))])
+    C = 0.7
+    for trial in range(6):
+        y = Y[trial % len(Y)]
+        w, step = rng.standard_normal(7), rng.standard_normal(7)
+        f, delta = xt @ w, xt @ step
+        slope = w @ step - 2 * C * np.sum(np.maximum(0, 1 - y * f) * y * delta)  # phi'(0)
+        if slope >= 0:  # make it a descent direction
+            step, delta = -step, -delta
+        t = _exact_line_search(f, delta, y, float(w @ step), float(step @ step), C)
+        grid = np.append(np.linspace(0, max(4 * t, 1.0), 40001), t)  # (G,): phi on all of them at once
+
+        def phi(ts: np.ndarray) -> np.ndarray:
+            hinge = np.maximum(0, 1 - y * (f[None, :] + ts[:, None] * delta[None, :]))
+            return 0.5 * np.sum((w[None, :] + ts[:, None] * step[None, :]) ** 2, axis=1) + C * np.sum(hinge**2, axis=1)
+
+        vals = phi(grid)
+        grid, vals, at_t = grid[:-1], vals[:-1], vals[-1]
+        assert 0 < t
+        assert at_t <= vals.min() + 1e-9 * abs(vals.min())
+        assert t == pytest.approx(grid[np.argmin(vals)], abs=2 * (grid[1] - grid[0]))
+
+
+def test_ba_newton_encoder_matches_the_liblinear_path() -> None:
+    # the whole MAC fit with the Newton h step vs the previous LinearSVC h step, on a small problem
+    x, _ = clustered(n=300, f=40, classes=8, seed=11)
+    new = BinaryAutoencoder(16, n_mu=6, seed=0).fit(x)
+    old = BinaryAutoencoder(16, n_mu=6, seed=0, svm_solver="liblinear").fit(x)
+    assert new.svm_solver == "newton"
+    same = np.mean(new.encode(x) == old.encode(x))
+    assert same >= 0.99
+    assert new.train_error_ == pytest.approx(old.train_error_, rel=1e-3)
+    assert new.n_iter_ == old.n_iter_
+    with pytest.raises(ValueError, match="svm_solver"):
+        BinaryAutoencoder(8, svm_solver="sgd")
+
+
+# ---------------------------------------------------------------------------------------------
+# KMH's numba L-BFGS, PCA and cell sums against the previous (scipy / numpy) implementations
+# ---------------------------------------------------------------------------------------------
+def test_kmh_numba_lbfgs_reaches_scipys_minimum() -> None:
+    import scipy.optimize
+
+    from dahash.baselines._kmh_kernel import center_cost_and_grad, minimize_center
+
+    rng = np.random.default_rng(8)
+    x, _ = clustered(n=400, f=70, classes=16, seed=8)
+    for trial in range(6):
+        k, d, n = 16, 70, 400
+        centers = x[rng.choice(n, k, replace=False)] + 0.1 * rng.standard_normal((k, d))
+        counts = rng.integers(1, 50, size=k).astype(np.float64)
+        j = trial % k
+        sum_j = counts[j] * (centers[j] + 0.5 * rng.standard_normal(d))
+        dh_j = np.sqrt(np.sum((centers - centers[j]) ** 2, axis=1)) * rng.uniform(0.7, 1.3, size=k)
+        args = (j, sum_j, counts, n, centers, dh_j, 10.0)
+        c, f, f0 = minimize_center(centers[j].copy(), *args, 100)
+        assert f0 == pytest.approx(center_cost_and_grad(centers[j], *args)[0], rel=1e-14)
+        assert f <= f0
+        assert f == pytest.approx(center_cost_and_grad(c, *args)[0], rel=1e-14)
+        ref = scipy.optimize.minimize(center_cost_and_grad, centers[j].copy(), args=args, jac=True,
+                                      method="L-BFGS-B", options={"maxiter": 100})
+        assert f == pytest.approx(ref.fun, rel=1e-6, abs=1e-9)
+        assert np.abs(center_cost_and_grad(c, *args)[1]).max() <= 1e-4  # (nearly) stationary
+
+
+def test_kmh_lbfgs_fit_matches_the_scipy_path() -> None:
+    x, _ = clustered(n=500, f=40, classes=8, seed=9)
+    new = KMeansHashing(16, bits_per_subspace=4, n_iter=15).fit(x)
+    old = KMeansHashing(16, bits_per_subspace=4, n_iter=15, optimizer="scipy").fit(x)
+    assert new.optimizer == "lbfgs"
+    assert np.mean(new.encode(x) == old.encode(x)) >= 0.98
+    for h_new, h_old in zip(new.history_, old.history_):
+        assert h_new[0] == h_old[0]  # same initialisation
+        assert h_new[-1] == pytest.approx(h_old[-1], rel=1e-3)
+    with pytest.raises(ValueError, match="optimizer"):
+        KMeansHashing(16, optimizer="bfgs")
+
+
+def test_kmh_pca_and_cell_sums_match_the_previous_numpy_versions() -> None:
+    from dahash.baselines.itq import pca_top
+    from dahash.baselines.kmh import _cell_sums, pca_all_eigh
+
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((90, 120)) * np.linspace(5.0, 0.1, 120)  # n < f, as on Office-Caltech
+    xc = x - x.mean(axis=0)
+    comps_ref, vals_ref = pca_top(xc, 80)
+    comps, vals = pca_all_eigh(xc, 80)
+    np.testing.assert_allclose(vals, vals_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(comps, comps_ref, atol=1e-8)  # same signs (largest entry positive)
+    idx = rng.integers(0, 16, 90)
+    idx[idx == 3] = 4  # an empty cell
+    ref = np.zeros((16, 120))
+    np.add.at(ref, idx, x)
+    assert np.array_equal(_cell_sums(x, idx, 16), ref)
