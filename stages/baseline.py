@@ -22,9 +22,9 @@ import pandas as pd
 from dahash.baselines.split import target_query_database_split
 from dahash.methods import algorithm_of, run_baseline
 from stages import tracking
-from stages.common import (atomic_path, baseline_options, dataset_spec, file_md5, load_params, main_wrapper,
+from stages.common import (atomic_path, baseline_options, dataset_spec, load_params, main_wrapper,
                            resolve_device, run_dir, task_of, write_json)
-from stages.features import features_dir, labels_for, load_features, penultimate_features
+from stages.features import labels_for, load_features, penultimate_features
 from stages.runs import pretrained_head
 
 
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
 
     xs, src_paths = load_features(dataset, backbone, task["source"])
     xt, tgt_paths = load_features(dataset, backbone, task["target"])
+    xs_raw_shape, xt_raw_shape = xs.shape, xt.shape  # the feature files as stored (dataset inputs' profile)
     ys = labels_for(dataset, task["source"], src_paths)  # source labels
     extra: dict = {}
     if algo.uses_target_labels:  # SuH only: labels of the target split's DATABASE part, never of its queries
@@ -59,27 +60,27 @@ def main(argv: list[str] | None = None) -> None:
         xs, xt = penultimate_features(backbone, xs, xt)
 
     experiment = params["tracking"]["experiment"] or f"dahash-{dataset}"
+    shapes = {"source": xs_raw_shape, "target": xt_raw_shape}
     run_id = tracking.start_run(
         experiment, f"{args.method}:{args.task}:seed{seed}",
         tags={"task": args.task, "source": task["source"], "target": task["target"], "dataset": dataset,
               "backbone": backbone, "method": args.method, "algorithm": algorithm, "family": algo.family,
-              "seed": str(seed), "device": device, "uses_target_labels": str(algo.uses_target_labels).lower(),
-              **{f"dvc_md5.{side}": file_md5(features_dir(dataset, backbone, task[side]) / "features.npy")
-                 for side in ("source", "target")}},
+              "seed": str(seed), "device": device, "uses_target_labels": str(algo.uses_target_labels).lower()},
         params={**{f"option.{k}": v for k, v in options.items()}, "algorithm": algorithm, "hash_bits": bits,
                 "seed": seed, "backbone": backbone, "dataset": dataset, "task": args.task, "method": args.method,
                 "n_source": len(ys), "n_target": len(tgt_paths)},
+        group=f"{args.method}:{args.task}", inputs=tracking.feature_inputs(dataset, backbone, task, shapes),
+        source="stages/baseline.py",
     )
     try:
         out = run_baseline(algorithm, xs, ys, xt, len(spec.classes), options=options, bits=bits, seed=seed,
                            device=device, **extra)
     except Exception:
-        tracking.finish_run(run_id, "FAILED")
+        tracking.end_run(run_id, {}, status="FAILED")
         raise
-    if out.history:
-        keys = [k for k in out.history[0] if k != "epoch"]
-        tracking.log_history(run_id, out.history, keys)
-    tracking.log_metrics(run_id, {"train_seconds": out.seconds})
+    keys = [k for k in out.history[0] if k != "epoch"] if out.history else []
+    # one call: the history, the wall time, the run closed now (the evaluation logs into it at this time)
+    ended_ms = tracking.end_run(run_id, {"train_seconds": out.seconds}, out.history or [], keys)
     dest = run_dir("models", params, args.method, args.task, seed)
     with atomic_path(dest) as tmp:
         tmp.mkdir()
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
             "algorithm": algorithm, "family": algo.family, "retrieval": algo.retrieval,
             "uses_target_labels": algo.uses_target_labels, "options": options, "seed": seed, "hash_bits": bits,
             "train_seconds": out.seconds, "device": device, "paper": algo.paper,
-            "epochs": options.get("epochs"),
+            "epochs": options.get("epochs"), "ended_ms": ended_ms,
         })
     print(f"[{args.method} {args.task}] {algorithm} ({algo.family}) in {out.seconds:.1f} s (MLflow run {run_id})")
 
