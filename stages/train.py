@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     inputs = (tracking.image_inputs(dataset, task, {"source": len(ys), "target": n_target}) if tp["mode"] == "finetune"
               else tracking.feature_inputs(dataset, backbone, task, {"source": xs.shape, "target": xt.shape}))
     ckpt = run_dir("checkpoints", params, args.method, args.task, args.seed)
-    run_id = resumable_run(ckpt, lambda: tracking.start_run(
+    run_id, resumed_run = resumable_run(ckpt, lambda: tracking.start_run(
         experiment,
         f"{args.method}:{args.task}:seed{args.seed}",
         tags={"task": args.task, "source": task["source"], "target": task["target"], "dataset": dataset,
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
                 "n_source": len(ys), "n_target": n_target},
         group=f"{args.method}:{args.task}", inputs=inputs, source="stages/train.py",
     ))
-    logged = logged_epochs(run_id)  # a resumed run: what its killed attempt already sent to MLflow
+    # a resumed run: what its killed attempt already sent to MLflow (a new run holds nothing: no query)
+    logged = logged_epochs(run_id) if resumed_run else set()
     pending: list[dict] = []
 
     def on_epoch(row: dict) -> None:
@@ -138,8 +139,9 @@ def loader_workers(setting: int | str, device: str) -> int:
     return max(0, (os.cpu_count() or 1) - 2) if device.startswith("cuda") else 0
 
 
-def resumable_run(ckpt: Path, start: Callable[[], str]) -> str:
-    """The MLflow run of an interrupted job (its id is kept beside the checkpoints), else a new one.
+def resumable_run(ckpt: Path, start: Callable[[], str]) -> tuple[str, bool]:
+    """The MLflow run of an interrupted job (its id is kept beside the checkpoints), else a new one; and
+    whether it is the interrupted job's.
 
     A resumed job keeps logging into the same run, so the per-epoch history stays one series.
     """
@@ -148,13 +150,13 @@ def resumable_run(ckpt: Path, start: Callable[[], str]) -> str:
         run_id = marker.read_text().strip()
         try:
             tracking.client().get_run(run_id)
-            return run_id
+            return run_id, True
         except Exception:  # the store was reset: start afresh
             pass
     run_id = start()
     ckpt.mkdir(parents=True, exist_ok=True)
     marker.write_text(run_id)
-    return run_id
+    return run_id, False
 
 
 def logged_epochs(run_id: str) -> set[int]:
