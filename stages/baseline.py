@@ -15,6 +15,7 @@ run id, wall time). The evaluate stage scores it like DAH.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -79,21 +80,31 @@ def main(argv: list[str] | None = None) -> None:
         tracking.end_run(run_id, {}, status="FAILED")
         raise
     keys = [k for k in out.history[0] if k != "epoch"] if out.history else []
-    # one call: the history, the wall time, the run closed now (the evaluation logs into it at this time)
-    ended_ms = tracking.end_run(run_id, {"train_seconds": out.seconds}, out.history or [], keys)
+    ended_ms = tracking.now_ms()  # the run's end: the work's, recorded in run.json (the evaluation logs at it)
     dest = run_dir("models", params, args.method, args.task, seed)
+    record = {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
+              "algorithm": algorithm, "family": algo.family, "retrieval": algo.retrieval,
+              "uses_target_labels": algo.uses_target_labels, "options": options, "seed": seed, "hash_bits": bits,
+              "train_seconds": out.seconds, "device": device, "paper": algo.paper,
+              "epochs": options.get("epochs"), "ended_ms": ended_ms}
+    try:
+        write_run(dest, out, record)
+    except Exception:
+        tracking.end_run(run_id, {}, status="FAILED")
+        raise
+    # one call: the history, the wall time, the run closed at the work's end
+    tracking.end_run(run_id, {"train_seconds": out.seconds}, out.history or [], keys, end_time=ended_ms)
+    print(f"[{args.method} {args.task}] {algorithm} ({algo.family}) in {out.seconds:.1f} s (MLflow run {run_id})")
+
+
+def write_run(dest: Path, out, record: dict) -> None:
+    """codes.npz (``out.arrays``), history.csv (``out.history``) and run.json (``record``) into ``dest``,
+    atomically, as one folder."""
     with atomic_path(dest) as tmp:
         tmp.mkdir()
         np.savez(tmp / "codes.npz", **out.arrays)
         pd.DataFrame(out.history).to_csv(tmp / "history.csv", index=False)
-        write_json(tmp / "run.json", {
-            "run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
-            "algorithm": algorithm, "family": algo.family, "retrieval": algo.retrieval,
-            "uses_target_labels": algo.uses_target_labels, "options": options, "seed": seed, "hash_bits": bits,
-            "train_seconds": out.seconds, "device": device, "paper": algo.paper,
-            "epochs": options.get("epochs"), "ended_ms": ended_ms,
-        })
-    print(f"[{args.method} {args.task}] {algorithm} ({algo.family}) in {out.seconds:.1f} s (MLflow run {run_id})")
+        write_json(tmp / "run.json", record)
 
 
 if __name__ == "__main__":

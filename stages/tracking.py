@@ -537,6 +537,11 @@ def log_metrics(run_id: str, metrics: Mapping[str, float], step: int = 0) -> Non
                                     "timestamp": int(time.time() * 1000)})
 
 
+def now_ms() -> int:
+    """Now, in MLflow's unit (ms since the epoch)."""
+    return int(time.time() * 1000)
+
+
 def _history_rows(history: list[dict[str, float]], keys: list[str]) -> list[dict[str, float]]:
     return [{k: float(v) for k, v in h.items() if k in keys or k == "epoch"} for h in history]
 
@@ -548,12 +553,13 @@ def log_history(run_id: str, history: list[dict[str, float]], keys: list[str]) -
 
 
 def end_run(run_id: str, metrics: Mapping[str, float], history: list[dict[str, float]] = (),
-            keys: list[str] = (), status: str = "FINISHED") -> int:
+            keys: list[str] = (), status: str = "FINISHED", end_time: int | None = None) -> int:
     """The end of a training job, in one go: the history not sent yet and the final ``metrics`` in one
-    ``log_batch``, then the run closed with ``status`` at this moment. Returns that end time (ms since the
-    epoch; the evaluation logs at it). Never raises; a deferred call keeps the same end time for the replay.
+    ``log_batch``, then the run closed with ``status`` at ``end_time`` (ms since the epoch; default now,
+    :func:`now_ms`). Returns that end time (the evaluation logs at it). Never raises; a deferred call keeps the
+    same end time for the replay.
     """
-    end_time = int(time.time() * 1000)
+    end_time = now_ms() if end_time is None else int(end_time)
     _safely(run_id, "end_run", {"metrics": {k: float(v) for k, v in metrics.items()},
                                 "history": _history_rows(list(history), list(keys)), "keys": list(keys),
                                 "status": status, "end_time": end_time})

@@ -116,13 +116,19 @@ def main(argv: list[str] | None = None) -> None:
         raise
     pending.extend(restored_unlogged(history, logged, resumed))
     wall = time.perf_counter() - t0
-    # one call: the history not sent yet, the final metrics, the run closed now (the evaluation logs at this time)
-    ended_ms = tracking.end_run(run_id, {"train_seconds": wall, "resumed_epoch": resumed}, pending, LOSS_KEYS)
+    ended_ms = tracking.now_ms()  # the run's end: the work's, recorded in run.json (the evaluation logs at it)
     mdir = run_dir("models", params, args.method, args.task, args.seed)
-    write_outputs(mdir, state, history, config, us, ut,
-                  {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
-                   "train_seconds": wall, "device": device, "mode": tp["mode"], "resumed_epoch": resumed,
-                   "ended_ms": ended_ms})
+    try:
+        write_outputs(mdir, state, history, config, us, ut,
+                      {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
+                       "train_seconds": wall, "device": device, "mode": tp["mode"], "resumed_epoch": resumed,
+                       "ended_ms": ended_ms})
+    except Exception:
+        tracking.end_run(run_id, {}, pending, LOSS_KEYS, status="FAILED")
+        raise
+    # one call: the history not sent yet, the final metrics, the run closed at the work's end
+    tracking.end_run(run_id, {"train_seconds": wall, "resumed_epoch": resumed}, pending, LOSS_KEYS,
+                     end_time=ended_ms)
     if params["tracking"].get("log_model"):  # off by default: VGG-F's model.pt is about 0.4 GB per run
         tracking.log_artifacts(run_id, [mdir / "model.pt"], artifact_path="model")
     shutil.rmtree(ckpt, ignore_errors=True)

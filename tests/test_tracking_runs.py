@@ -201,3 +201,21 @@ def test_model_artifact_only_when_asked(tracked: Tracked) -> None:
     assert "model" in arts[1]
     assert [a.path for a in c.list_artifacts(runs[f"dah:{TASK}:seed1"].info.run_id, "model")] == ["model/model.pt"]
     assert {"seed0.json", "seed0.csv", f"pr_dah_{TASK}_seed0.png"} <= arts[0]
+
+
+def test_a_job_whose_outputs_cannot_be_written_ends_its_run_failed(tracked: Tracked, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    root = tmp_path / "proj"
+    shutil.copytree(tracked.root, root, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", ".mlflow.lock"))
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(root / "models"))
+
+    monkeypatch.setattr(baseline_stage, "write_run", disk_full)
+    with stages_rooted_at(root):
+        with pytest.raises(SystemExit):
+            baseline_stage.main(["--method", "coral", "--task", TASK])
+        run = _runs(tracking.client())[f"coral:{TASK}:seed0"]
+    assert run.info.status == "FAILED" and run.info.end_time is not None
