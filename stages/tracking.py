@@ -294,6 +294,9 @@ def dvc_md5(path: Path) -> str:
     ``[{"md5": <file md5>, "relpath": <posix path>}, ...]`` sorted by relpath and dumped with sorted keys
     (dvc_data.hashfile.tree.Tree.digest); files matching the project's .dvcignore patterns are skipped.
     Hand-written (15 lines) because importing dvc costs a stage about a second; tested against DVC's own hash.
+    Computed by the job, never read from dvc.lock: under Snakemake the lock is committed at the END of the run,
+    so while its jobs run it may still hold the previous run's features. Cost: about 0.25 s for 55 MB (the
+    Office-Caltech-10 images, 2,533 files, measured on the 2-core machine); features are a few MB.
     """
     from fnmatch import fnmatch
 
