@@ -21,8 +21,9 @@ tags, one ``log_batch`` of params, one ``log_inputs``), training sends its per-e
 ``log_batch``, then ``set_terminated``); an evaluation is ONE :func:`log_evaluation` (one ``log_batch`` and
 one ``log_artifacts`` of a folder). The client is built once per process and store.
 
-Concurrent jobs (Snakemake runs several) serialise the first database creation and the experiment
-lookup with a file lock, since sqlite schema migrations are not safe to race.
+Concurrent jobs (Snakemake runs several) serialise the first database creation, the experiment lookup and
+the parent-run lookup with a file lock, since sqlite schema migrations are not safe to race and two seeds of
+one task must find one parent.
 
 Failures (docs/README "Troubleshooting"):
 * at the start of a job (:func:`client`, :func:`start_run`): an unreachable server (probed with one HTTP
