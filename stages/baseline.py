@@ -15,6 +15,7 @@ run id, wall time). The evaluate stage scores it like DAH.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,9 +23,9 @@ import pandas as pd
 from dahash.baselines.split import target_query_database_split
 from dahash.methods import algorithm_of, run_baseline
 from stages import tracking
-from stages.common import (atomic_path, baseline_options, dataset_spec, file_md5, load_params, main_wrapper,
+from stages.common import (atomic_path, baseline_options, dataset_spec, load_params, main_wrapper,
                            resolve_device, run_dir, task_of, write_json)
-from stages.features import features_dir, labels_for, load_features, penultimate_features
+from stages.features import labels_for, load_features, penultimate_features
 from stages.runs import pretrained_head
 
 
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
 
     xs, src_paths = load_features(dataset, backbone, task["source"])
     xt, tgt_paths = load_features(dataset, backbone, task["target"])
+    xs_raw_shape, xt_raw_shape = xs.shape, xt.shape  # the feature files as stored (dataset inputs' profile)
     ys = labels_for(dataset, task["source"], src_paths)  # source labels
     extra: dict = {}
     if algo.uses_target_labels:  # SuH only: labels of the target split's DATABASE part, never of its queries
@@ -59,40 +61,50 @@ def main(argv: list[str] | None = None) -> None:
         xs, xt = penultimate_features(backbone, xs, xt)
 
     experiment = params["tracking"]["experiment"] or f"dahash-{dataset}"
+    shapes = {"source": xs_raw_shape, "target": xt_raw_shape}
     run_id = tracking.start_run(
         experiment, f"{args.method}:{args.task}:seed{seed}",
         tags={"task": args.task, "source": task["source"], "target": task["target"], "dataset": dataset,
               "backbone": backbone, "method": args.method, "algorithm": algorithm, "family": algo.family,
-              "seed": str(seed), "device": device, "uses_target_labels": str(algo.uses_target_labels).lower(),
-              **{f"dvc_md5.{side}": file_md5(features_dir(dataset, backbone, task[side]) / "features.npy")
-                 for side in ("source", "target")}},
+              "seed": str(seed), "device": device, "uses_target_labels": str(algo.uses_target_labels).lower()},
         params={**{f"option.{k}": v for k, v in options.items()}, "algorithm": algorithm, "hash_bits": bits,
                 "seed": seed, "backbone": backbone, "dataset": dataset, "task": args.task, "method": args.method,
                 "n_source": len(ys), "n_target": len(tgt_paths)},
+        group=f"{args.method}:{args.task}", inputs=tracking.feature_inputs(dataset, backbone, task, shapes),
+        source="stages/baseline.py",
     )
     try:
         out = run_baseline(algorithm, xs, ys, xt, len(spec.classes), options=options, bits=bits, seed=seed,
                            device=device, **extra)
     except Exception:
-        tracking.finish_run(run_id, "FAILED")
+        tracking.end_run(run_id, {}, status="FAILED")
         raise
-    if out.history:
-        keys = [k for k in out.history[0] if k != "epoch"]
-        tracking.log_history(run_id, out.history, keys)
-    tracking.log_metrics(run_id, {"train_seconds": out.seconds})
+    keys = [k for k in out.history[0] if k != "epoch"] if out.history else []
+    ended_ms = tracking.now_ms()  # the run's end: the work's, recorded in run.json (the evaluation logs at it)
     dest = run_dir("models", params, args.method, args.task, seed)
+    record = {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
+              "algorithm": algorithm, "family": algo.family, "retrieval": algo.retrieval,
+              "uses_target_labels": algo.uses_target_labels, "options": options, "seed": seed, "hash_bits": bits,
+              "train_seconds": out.seconds, "device": device, "paper": algo.paper,
+              "epochs": options.get("epochs"), "ended_ms": ended_ms}
+    try:
+        write_run(dest, out, record)
+    except Exception:
+        tracking.end_run(run_id, {}, status="FAILED")
+        raise
+    # one call: the history, the wall time, the run closed at the work's end
+    tracking.end_run(run_id, {"train_seconds": out.seconds}, out.history or [], keys, end_time=ended_ms)
+    print(f"[{args.method} {args.task}] {algorithm} ({algo.family}) in {out.seconds:.1f} s (MLflow run {run_id})")
+
+
+def write_run(dest: Path, out, record: dict) -> None:
+    """codes.npz (``out.arrays``), history.csv (``out.history``) and run.json (``record``) into ``dest``,
+    atomically, as one folder."""
     with atomic_path(dest) as tmp:
         tmp.mkdir()
         np.savez(tmp / "codes.npz", **out.arrays)
         pd.DataFrame(out.history).to_csv(tmp / "history.csv", index=False)
-        write_json(tmp / "run.json", {
-            "run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
-            "algorithm": algorithm, "family": algo.family, "retrieval": algo.retrieval,
-            "uses_target_labels": algo.uses_target_labels, "options": options, "seed": seed, "hash_bits": bits,
-            "train_seconds": out.seconds, "device": device, "paper": algo.paper,
-            "epochs": options.get("epochs"),
-        })
-    print(f"[{args.method} {args.task}] {algorithm} ({algo.family}) in {out.seconds:.1f} s (MLflow run {run_id})")
+        write_json(tmp / "run.json", record)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ This is the first and only place target labels are read. Rules (see dahash.metri
   (null, an empty PR table) and hashing methods without a classifier no accuracy (null).
 Writes metrics/<dataset>/<M>/<KEY>/seed<S>.json (a DVC metric) and plots/pr/<dataset>/<M>/<KEY>/seed<S>.csv
 (a DVC plot),
-and logs both (plus a PR figure) to the task's MLflow run, which it then closes.
+and logs both (plus a PR figure) to the training's MLflow run, which the training already closed: the scores
+are logged at the run's end time (``ended_ms`` in run.json), so the run's duration stays the training's.
 """
 
 from __future__ import annotations
@@ -103,15 +104,14 @@ def main(argv: list[str] | None = None) -> None:
     bits = record["hash_bits"]
     scores = {k: v for k, v in {"accuracy": result["accuracy"], f"map_at_{bits}": result["map"],
                                 "map": result["map"]}.items() if v is not None and not math.isnan(v)}
-    tracking.log_metrics(run["run_id"], scores)
     artifacts = [mpath, ppath]
     with tempfile.TemporaryDirectory() as td:
         if len(pr):
             png = Path(td) / f"pr_{args.method}_{args.task}_seed{args.seed}.png"
             plot_pr_curve(pr, png, title=f"{args.method} {args.task}: {task['source']} -> {task['target']} (seed {args.seed})")
             artifacts.append(png)
-        tracking.log_artifacts(run["run_id"], artifacts)
-    tracking.finish_run(run["run_id"])
+        # one call: the scores at the training's end time (the run's span stays the training's) and the files
+        tracking.log_evaluation(run["run_id"], scores, artifacts, timestamp=run.get("ended_ms"))
     shown = "  ".join(f"{k} {100 * v:.1f} %" for k, v in (("accuracy", result["accuracy"]), (f"mAP@{bits}", result["map"]))
                       if v is not None)
     print(f"[{args.method} {args.task} seed{args.seed}] {shown or 'nothing to score'}  -> {mpath.relative_to(ROOT)}")

@@ -4,7 +4,7 @@ Reads the source and target features, the SOURCE labels only (target labels are 
 trains the DAH head (fc6, fc7, hash fc8 -> BatchNorm -> tanh) with the paper's losses and schedule, and
 writes models/<dataset>/<backbone>/<M>/<KEY>/seed<S>/: model.pt, codes.npz (continuous outputs u of every
 source and target image from the FINAL epoch's model: no model selection), history.csv and run.json (the
-MLflow run id). The method's params are ``train`` with ``methods.<M>`` applied (dah_e: eta = 0); gamma is
+MLflow run: id and end time; see stages.tracking for what is logged). The method's params are ``train`` with ``methods.<M>`` applied (dah_e: eta = 0); gamma is
 the method's own ``gamma`` when it sets one (e.g. a no-adaptation floor, ``gamma: 0``), else the one
 gamma_select recorded (the fixed ``train.gamma`` or the sweep's choice for ``auto``).
 Checkpoints go to checkpoints/<same path> every ``train.checkpoint_every`` epochs: a killed job resumes
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stages import tracking
-from stages.common import (ROOT, atomic_path, dataset_spec, file_md5, load_params, main_wrapper, method_params,
+from stages.common import (ROOT, atomic_path, dataset_spec, load_params, main_wrapper, method_params,
                            resolve_device, run_dir, task_of, write_json)
-from stages.features import features_dir, labels_for, load_features
+from stages.features import labels_for, load_features
 from stages.gamma_select import selected_gamma
 from stages.preprocess import warn_small_classes
 from stages.runs import dah_config, parse_run_args, pretrained_head
@@ -61,19 +61,21 @@ def main(argv: list[str] | None = None) -> None:
     n_target = len(tgt_paths)
 
     experiment = params["tracking"]["experiment"] or f"dahash-{dataset}"
-    data_hashes = {f"dvc_md5.{side}": file_md5(features_dir(dataset, backbone, task[side]) / "features.npy")
-                   for side in ("source", "target")}
+    inputs = (tracking.image_inputs(dataset, task, {"source": len(ys), "target": n_target}) if tp["mode"] == "finetune"
+              else tracking.feature_inputs(dataset, backbone, task, {"source": xs.shape, "target": xt.shape}))
     ckpt = run_dir("checkpoints", params, args.method, args.task, args.seed)
-    run_id = resumable_run(ckpt, lambda: tracking.start_run(
+    run_id, resumed_run = resumable_run(ckpt, lambda: tracking.start_run(
         experiment,
         f"{args.method}:{args.task}:seed{args.seed}",
         tags={"task": args.task, "source": task["source"], "target": task["target"], "dataset": dataset,
-              "backbone": backbone, "method": args.method, "seed": str(args.seed), "device": device, **data_hashes},
+              "backbone": backbone, "method": args.method, "seed": str(args.seed), "device": device},
         params={**{f"train.{k}": v for k, v in dataclasses.asdict(config).items()}, "train.mode": tp["mode"],
                 "seed": args.seed, "backbone": backbone, "dataset": dataset, "task": args.task, "method": args.method,
                 "n_source": len(ys), "n_target": n_target},
+        group=f"{args.method}:{args.task}", inputs=inputs, source="stages/train.py",
     ))
-    logged = logged_epochs(run_id)  # a resumed run: what its killed attempt already sent to MLflow
+    # a resumed run: what its killed attempt already sent to MLflow (a new run holds nothing: no query)
+    logged = logged_epochs(run_id) if resumed_run else set()
     pending: list[dict] = []
 
     def on_epoch(row: dict) -> None:
@@ -110,16 +112,25 @@ def main(argv: list[str] | None = None) -> None:
             ut = encode(result.model, torch.from_numpy(xt), device=device)
             state, history, resumed = cpu_state_dict(result.model), result.history, result.resumed_epoch
     except Exception:
-        tracking.finish_run(run_id, "FAILED")
+        tracking.end_run(run_id, {}, pending, LOSS_KEYS, status="FAILED")
         raise
     pending.extend(restored_unlogged(history, logged, resumed))
-    if pending:
-        tracking.log_history(run_id, pending, LOSS_KEYS)
     wall = time.perf_counter() - t0
-    tracking.log_metrics(run_id, {"train_seconds": wall, "resumed_epoch": resumed})
-    write_outputs(run_dir("models", params, args.method, args.task, args.seed), state, history, config, us, ut,
-                  {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
-                   "train_seconds": wall, "device": device, "mode": tp["mode"], "resumed_epoch": resumed})
+    ended_ms = tracking.now_ms()  # the run's end: the work's, recorded in run.json (the evaluation logs at it)
+    mdir = run_dir("models", params, args.method, args.task, args.seed)
+    try:
+        write_outputs(mdir, state, history, config, us, ut,
+                      {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
+                       "train_seconds": wall, "device": device, "mode": tp["mode"], "resumed_epoch": resumed,
+                       "ended_ms": ended_ms})
+    except Exception:
+        tracking.end_run(run_id, {}, pending, LOSS_KEYS, status="FAILED")
+        raise
+    # one call: the history not sent yet, the final metrics, the run closed at the work's end
+    tracking.end_run(run_id, {"train_seconds": wall, "resumed_epoch": resumed}, pending, LOSS_KEYS,
+                     end_time=ended_ms)
+    if params["tracking"].get("log_model"):  # off by default: VGG-F's model.pt is about 0.4 GB per run
+        tracking.log_artifacts(run_id, [mdir / "model.pt"], artifact_path="model")
     shutil.rmtree(ckpt, ignore_errors=True)
     print(f"[{args.method} {args.task} seed{args.seed}] trained in {wall:.1f} s on {device} (MLflow run {run_id})")
 
@@ -134,8 +145,9 @@ def loader_workers(setting: int | str, device: str) -> int:
     return max(0, (os.cpu_count() or 1) - 2) if device.startswith("cuda") else 0
 
 
-def resumable_run(ckpt: Path, start: Callable[[], str]) -> str:
-    """The MLflow run of an interrupted job (its id is kept beside the checkpoints), else a new one.
+def resumable_run(ckpt: Path, start: Callable[[], str]) -> tuple[str, bool]:
+    """The MLflow run of an interrupted job (its id is kept beside the checkpoints), else a new one; and
+    whether it is the interrupted job's.
 
     A resumed job keeps logging into the same run, so the per-epoch history stays one series.
     """
@@ -144,13 +156,13 @@ def resumable_run(ckpt: Path, start: Callable[[], str]) -> str:
         run_id = marker.read_text().strip()
         try:
             tracking.client().get_run(run_id)
-            return run_id
+            return run_id, True
         except Exception:  # the store was reset: start afresh
             pass
     run_id = start()
     ckpt.mkdir(parents=True, exist_ok=True)
     marker.write_text(run_id)
-    return run_id
+    return run_id, False
 
 
 def logged_epochs(run_id: str) -> set[int]:

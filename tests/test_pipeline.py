@@ -109,7 +109,8 @@ MLFLOW_DUMP = (
     "c = mlflow.MlflowClient(tracking_uri()); e = c.get_experiment_by_name('dahash-custom'); "
     "runs = c.search_runs([e.experiment_id]); "
     "print(json.dumps([dict(name=r.info.run_name, status=r.info.status, metrics=r.data.metrics, "
-    "params=r.data.params, hist=len(c.get_metric_history(r.info.run_id, 'total')), "
+    "params=r.data.params, tags=r.data.tags, id=r.info.run_id, start=r.info.start_time, end=r.info.end_time, "
+    "hist=len(c.get_metric_history(r.info.run_id, 'total')), "
     "arts=[a.path for a in c.list_artifacts(r.info.run_id)]) for r in runs]))"
 )
 
@@ -194,9 +195,13 @@ def test_snakemake_runs_the_whole_dag(project: Pipeline) -> None:
 
 
 def test_every_training_run_is_in_mlflow(project: Pipeline) -> None:
-    runs = project.mlflow_runs
+    parents = {r["name"]: r for r in project.mlflow_runs if r["tags"].get("role") == "parent"}
+    runs = [r for r in project.mlflow_runs if r["tags"].get("role") != "parent"]
+    assert set(parents) == {f"{m}:{k}" for m in [*METHODS, *BASELINES] for k in TASKS}  # one per (method, task)
     assert {r["name"] for r in runs} == {f"{m}:{k}:seed0" for m in [*METHODS, *BASELINES] for k in TASKS}
     for r in runs:
+        assert r["tags"]["mlflow.parentRunId"] == parents[r["name"].rsplit(":", 1)[0]]["id"]
+        assert r["start"] <= r["end"]
         assert r["status"] == "FINISHED"
         if r["name"].split(":")[0] in BASELINES:
             assert r["params"]["algorithm"] == r["name"].split(":")[0] and "train_seconds" in r["metrics"]

@@ -56,7 +56,12 @@ def test_read_only_store_is_one_line_naming_the_database(tmp_path: Path) -> None
     db = tmp_path / "mlflow.db"
     ok = _stage_like(f"sqlite:///{db}")
     assert ok.returncode == 0, ok.stderr  # creates the store and a run
-    r = _stage_like(f"sqlite:///file:{db}?mode=ro&uri=true")  # the same store, opened read-only
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    # the same store, opened read-only (sqlite's URI form); MLflow 3.17 alone made a folder "file:<tmp_path>"
+    # in the working directory for it (the repository root when run from there)
+    r = _stage_like(f"sqlite:///file:{db}?mode=ro&uri=true", cwd=cwd)
+    assert list(cwd.iterdir()) == []  # nothing created in the working directory
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
@@ -140,7 +145,7 @@ def test_store_failing_after_the_start_loses_nothing_and_is_replayable(project: 
         raise ConnectionError("HTTPConnectionPool: Max retries exceeded (Connection refused)")
 
     real_ops = dict(tracking._OPS)
-    for op in ("log_history", "log_metrics", "finish_run"):
+    for op in ("log_history", "log_metrics", "finish_run", "end_run"):
         monkeypatch.setitem(tracking._OPS, op, server_died)
     train_stage.main(["--method", "dah", "--task", "src_tgt", "--seed", "0"])  # does not raise
 
@@ -152,8 +157,10 @@ def test_store_failing_after_the_start_loses_nothing_and_is_replayable(project: 
     assert err.count("WARNING: MLflow logging failed") == 1 and f"logs/tracking-pending/{run_id}.jsonl" in err
     assert calls["n"] == 1  # later calls are kept, not retried against a dead store
     pending = project / "logs" / "tracking-pending" / f"{run_id}.jsonl"
-    ops = [json.loads(line)["op"] for line in pending.read_text().splitlines()]
-    assert "log_history" in ops and "log_metrics" in ops
+    calls = [json.loads(line) for line in pending.read_text().splitlines()]
+    assert [c["op"] for c in calls] == ["end_run"]  # the job's end is ONE call: history, metrics, close
+    ended_ms = json.loads((out / "run.json").read_text())["ended_ms"]
+    assert calls[0]["args"]["end_time"] == ended_ms
 
     monkeypatch.setattr(tracking, "_OPS", real_ops)  # the store works again
     assert tracking.replay() == 0
@@ -162,3 +169,5 @@ def test_store_failing_after_the_start_loses_nothing_and_is_replayable(project: 
     assert run.data.metrics["train_seconds"] > 0
     history = tracking.client().get_metric_history(run_id, "total")
     assert sorted(m.step for m in history) == [1, 2, 3, 4]
+    # replayed later, the run still ends when the training ended (its duration is the work's)
+    assert run.info.status == "FINISHED" and run.info.end_time == ended_ms

@@ -16,7 +16,49 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["temp_prefix", "sweep_stale_temps", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["current_umask", "mkdtemp", "mkstemp", "temp_prefix", "sweep_stale_temps", "write_bytes_atomic", "write_text_atomic"]
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux reports it (``/proc/self/status``, 4.7+).
+
+    Elsewhere it is set and restored at once (``os.umask`` has no read-only form; the set-and-restore is the
+    portable idiom, not safe against another thread creating files in between).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def mkstemp(dir: str | os.PathLike[str], prefix: str, suffix: str = ".tmp") -> tuple[int, str]:
+    """``tempfile.mkstemp`` whose file gets the mode a plain ``open()`` would give it (``0o666 & ~umask``).
+
+    mkstemp creates its file 0600 (private temporaries); renamed onto a destination, that mode would make a
+    report, model or metrics file unreadable to the group and others whatever the user's umask says.
+    """
+    fd, name = tempfile.mkstemp(dir=dir, prefix=prefix, suffix=suffix)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    except BaseException:
+        os.close(fd)
+        os.unlink(name)
+        raise
+    return fd, name
+
+
+def mkdtemp(dir: str | os.PathLike[str], prefix: str, suffix: str = "") -> Path:
+    """``tempfile.mkdtemp`` (created 0700) given the mode ``os.mkdir`` would give it (``0o777 & ~umask``):
+    for a build folder that is renamed onto its destination once complete."""
+    path = Path(tempfile.mkdtemp(dir=dir, prefix=prefix, suffix=suffix))
+    os.chmod(path, 0o777 & ~current_umask())
+    return path
 
 
 def temp_prefix(dest: str | os.PathLike[str]) -> str:
@@ -68,7 +110,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically; the temporary file is removed on any error."""
     path = Path(path)
     sweep_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
+    fd, tmp = mkstemp(path.parent, temp_prefix(path), ".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from dahash.atomic import mkstemp
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -154,7 +155,7 @@ def save_checkpoint(directory: Path, epoch: int, payload: Mapping[str, Any], *, 
     directory.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(directory, epoch)
     data = {**payload, "format": CHECKPOINT_FORMAT, "epoch": int(epoch)}
-    fd, tmp_name = tempfile.mkstemp(prefix=final.name + ".", suffix=".tmp", dir=directory)
+    fd, tmp_name = mkstemp(directory, final.name + ".", ".tmp")  # the umask's mode, not mkstemp's 0600
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(data, fh)

@@ -30,7 +30,6 @@ import gzip
 import hashlib
 import logging
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ import numpy as np
 from PIL import Image
 
 from dahash.datasets import RemoteFile
+from dahash.atomic import mkdtemp
 from dahash.download import DownloadError, _replace_dir, _write_json_atomic, fetch, hash_file, tree_digest
 
 __all__ = [
@@ -457,7 +457,7 @@ def prepare_digits(
     usps_x, usps_y = _usps_arrays(found["usps"][0], usps_split)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    build = mkdtemp(out_dir.parent, f"{out_dir.name}.tmp-")  # renamed onto out_dir: the umask's mode, not 0700
     try:
         class_counts: dict[str, dict[str, int]] = {}
         for domain, x, y in (("mnist", mnist_x, mnist_y), ("usps", usps_x, usps_y)):

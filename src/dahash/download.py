@@ -42,6 +42,7 @@ from pathlib import Path, PurePosixPath
 
 import pooch
 
+from dahash.atomic import mkdtemp, mkstemp
 from dahash.datasets import DatasetSpec, RemoteFile, SplitSource, get_weights
 
 __all__ = [
@@ -353,7 +354,7 @@ def fetch_weights(
     target = dest / remote.filename
     if got.resolve() != target.resolve():
         dest.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{remote.filename}.", suffix=".tmp", dir=dest)
+        fd, tmp = mkstemp(dest, f".{remote.filename}.", ".tmp")  # the umask's mode, not mkstemp's 0600
         os.close(fd)
         try:
             shutil.copyfile(got, tmp)
@@ -470,7 +471,7 @@ def safe_extract(archive: Path, dest: Path) -> Path:
     """
     archive, dest = Path(archive), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    tmp = mkdtemp(dest.parent, f".{dest.name}.tmp-")  # renamed onto dest: the umask's mode, not 0700
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
@@ -599,7 +600,7 @@ def _refuse_links_leaving(mirror: Path, src_domains: dict[str, Path], out_dir: P
 
 
 def _write_json_atomic(path: Path, obj: object) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = mkstemp(path.parent, f".{path.name}.", ".tmp")  # the umask's mode, not mkstemp's 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=2, sort_keys=True)
@@ -790,7 +791,7 @@ def prepare_dataset(
             f"{out_dir} was not changed."
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    build = mkdtemp(out_dir.parent, f"{out_dir.name}.tmp-")  # renamed onto out_dir: the umask's mode, not 0700
     scratch: Path | None = None
     source: dict[str, object] = {"dataset": spec.name}
     try:

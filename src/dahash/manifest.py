@@ -18,7 +18,6 @@ Columns (:data:`COLUMNS`):
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from dahash.atomic import sweep_stale_temps, temp_prefix
+from dahash.atomic import mkstemp, sweep_stale_temps, temp_prefix
 from dahash.datasets import DatasetSpec
 from dahash.images import UnsupportedImage, load_rgb
 
@@ -184,7 +183,7 @@ def write_manifest(df: pd.DataFrame, path: Path) -> Path:
         raise ValueError(f"cannot write manifest {path}: missing column(s) {missing}")
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+    fd, tmp = mkstemp(path.parent, temp_prefix(path), ".tmp")  # the umask's mode, not mkstemp's 0600
     os.close(fd)
     try:
         _coerce(df).to_parquet(tmp, engine="pyarrow", index=False)

@@ -227,7 +227,7 @@ def check_resume(proj: Path, run_id: str, epoch: int) -> dict:
 def check_mlflow(proj: Path, run_id: str) -> list[dict]:
     code = (
         "import json, mlflow; c = mlflow.MlflowClient(); e = c.get_experiment_by_name('dahash-custom'); "
-        "runs = c.search_runs([e.experiment_id]); "
+        "runs = [r for r in c.search_runs([e.experiment_id]) if r.data.tags.get('role') != 'parent']; "
         "print(json.dumps([dict(id=r.info.run_id, name=r.info.run_name, status=r.info.status, "
         "steps=sorted({m.step for m in c.get_metric_history(r.info.run_id, 'total')}), "
         "metrics=sorted(r.data.metrics)) for r in runs]))"
