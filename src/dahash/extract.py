@@ -127,17 +127,17 @@ def _check_paths(paths: Sequence[Path]) -> None:
 
 def auto_workers(setting: int | str, device: str) -> int:
     """``extract.num_workers``: a number, or ``"auto"``: ``cores - 2`` on a GPU (decoding must keep up with
-    it), 1 on the CPU with at least 2 cores (one process decodes the next batch while the forward pass
-    runs; more would compete with the forward pass for the cores), else 0."""
+    it), 0 on the CPU. On the CPU the forward pass uses every core and decoding is a small share of the
+    time (EfficientNet-Lite0 at ~7-15 images/s on 2 cores vs ~50-120 images/s for decode + resize on one
+    core), so a worker process only competes with it: measured 0.8x with 1 worker on the 2-core machine
+    (benchmarks/README.md)."""
     if setting != "auto":
         n = int(setting)
         if n < 0:
             raise ValueError(f"num_workers must be >= 0 or 'auto', got {setting!r}")
         return n
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if torch.device(device).type == "cuda":
-        return max(0, cores - 2)
-    return 1 if cores >= 2 else 0
+    return max(0, cores - 2) if torch.device(device).type == "cuda" else 0
 
 
 class _NpyWriter:
