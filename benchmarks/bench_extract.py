@@ -206,7 +206,7 @@ def bench_memory(n: int) -> None:
             print(f"{label:<44} {a:9.0f} MiB {b:9.0f} MiB {b - a:5.0f} MiB {3 * n * feat_mb:11.0f} MiB")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=96, help="images for the speed comparison")
     ap.add_argument("--batch", type=int, default=32)
@@ -216,7 +216,7 @@ def main() -> None:
     ap.add_argument("--mem-n", type=int, default=1000, help="N of the memory comparison (N and 4N images)")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--skip", nargs="*", default=[], choices=["speed", "draft", "memory"])
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     images = real_images(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         if images:
