@@ -271,3 +271,34 @@ def test_real_images_including_grayscale(backbone):
     within = (sim[:4, :4].sum() - 4 + sim[4:, 4:].sum() - 4) / 24
     between = sim[:4, 4:].mean()
     assert within > between
+
+
+def test_extract_stage_streams_features_into_its_output(images, backbone, tmp_path, monkeypatch):
+    """stages.extract with efficientnet_lite0, ``num_workers: auto`` and ``draft: 0``: features.npy (written
+    batch by batch) equals the in-memory extraction; meta.json records the shape and the draft setting."""
+    import json
+
+    import pandas as pd
+
+    import stages.extract as stage
+
+    raw = tmp_path / "data" / "raw" / "toy"
+    raw.mkdir(parents=True)
+    names = []
+    for p in images:
+        (raw / p.name).write_bytes(p.read_bytes())
+        names.append(p.name)
+    out = tmp_path / "features" / "dom"
+    params = {"data": {"dataset": "toy", "domains": ["dom"]}, "backbone": {"name": "efficientnet_lite0"},
+              "extract": {"batch_size": 4, "num_workers": "auto", "device": "cpu", "draft": 0}}
+    monkeypatch.setattr(stage, "ROOT", tmp_path)
+    monkeypatch.setattr(stage, "load_params", lambda: params)
+    monkeypatch.setattr(stage, "domain_rows", lambda dataset, domain: pd.DataFrame({"path": names}))
+    monkeypatch.setattr(stage, "features_dir", lambda dataset, name, domain: out)
+    monkeypatch.setattr(stage, "weights_file", lambda name: None)
+    stage.main(["--domain", "dom"])
+    feats = np.load(out / "features.npy")
+    np.testing.assert_array_equal(feats, extract_features(images, backbone, batch_size=4, progress=False))
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["shape"] == [len(images), 1280] and meta["paths"] == names and meta["draft"] is None
+    assert sorted(p.name for p in out.parent.iterdir()) == ["dom"]  # no temporary left beside it
