@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=96, help="images for the speed comparison")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--draft", type=float, default=1.5)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--draft-cap", type=int, default=48, help="images per recipe in the draft comparison")
     ap.add_argument("--mem-n", type=int, default=1000, help="N of the memory comparison (N and 4N images)")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
