@@ -9,6 +9,11 @@ the dataset's images (data/moments, the authors' rgbMean) from the full central 
 Features are extracted whatever ``train.mode`` is (the comparison methods, the analysis and any head-mode
 method read them). A network trained from scratch (smallcnn, digits) has no features before training:
 F = 0 and only the list of images (meta.json) is written.
+
+``extract.num_workers`` (a number or ``auto``: cores - 2 on a GPU, 0 on the CPU) DataLoader processes decode the
+images; ``extract.draft`` (0 = full decode, exact; r >= 1: JPEG draft decoding at >= r x the side the recipe
+needs, see :mod:`dahash.extract` and benchmarks/README.md for the measured feature difference). The rows are
+streamed into features.npy batch by batch, so memory does not grow with the number of images.
 """
 
 from __future__ import annotations

@@ -181,6 +181,9 @@ def test_streamed_npy_equals_in_memory_and_is_atomic(images, backbone, tmp_path)
     got = extract_features(images, backbone, batch_size=4, progress=False, out=out)
     assert isinstance(got, np.memmap) and not got.flags.writeable
     np.testing.assert_array_equal(np.load(out), mem)
+    np.save(tmp_path / "saved.npy", mem)  # the same bytes as np.save (same header): same DVC hashes as before
+    assert out.read_bytes() == (tmp_path / "saved.npy").read_bytes()
+    (tmp_path / "saved.npy").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features.npy"]  # no temporary left
     empty = extract_features([], backbone, progress=False, out=tmp_path / "empty.npy")
     assert np.load(tmp_path / "empty.npy").shape == (0, 1280) and empty.shape == (0, 1280)

@@ -148,7 +148,7 @@ class _NpyWriter:
         sweep_stale_temps(path)
         fd, self.tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
         self.fh = os.fdopen(fd, "wb")
-        np.lib.format.write_array_header_2_0(
+        np.lib.format.write_array_header_1_0(
             self.fh, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
                       "shape": shape})
 
