@@ -1,6 +1,6 @@
 """Issue 9's speed figures, each with its reference measured in the same run: ``python benchmarks/run.py``.
 
-    python benchmarks/run.py [--npz SOURCE.npz TARGET.npz] [--digits DIR] [--skip ranking startup baselines]
+    python benchmarks/run.py [--npz SOURCE.npz TARGET.npz] [--digits DIR] [--skip ranking startup baselines extract]
                              [--no-slow-references]
 
 1. Hamming ranking at 15,500 x 15,500 x 64 bits (target 3): the kernel vs the previous implementation, the
@@ -12,7 +12,10 @@
    (``bench_hashing_speed.py``; pass ``--npz`` with real features, arrays ``x`` and ``y``: synthetic data of
    the same size converge differently);
 4. digits (target 5) with ``--digits DIR`` (a prepared digits tree): an M->U epoch, moments and encoding from the
-   PNG files vs from images decoded once (``bench_digits.py``).
+   PNG files vs from images decoded once (``bench_digits.py``);
+5. feature extraction (target 7): images/s of the previous loop vs ``extract_features`` (workers, draft) on real
+   Office-Caltech-10 images, the draft decoder's feature difference, and peak memory at N and 4N images,
+   in memory vs streamed to the ``.npy`` (``bench_extract.py``).
 
 Not a test: the figures depend on the machine and its load; the ratios measured in one run are the point.
 """
@@ -40,7 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--npz", nargs=2, metavar=("SOURCE", "TARGET"), help="A->C features (.npz with x, y)")
     ap.add_argument("--digits", type=Path, help="prepared digits tree (data/raw/digits) for the digits figures")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["ranking", "startup", "baselines"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["ranking", "startup", "baselines", "extract"])
     ap.add_argument("--no-slow-references", action="store_true",
                     help="skip the references that take minutes (the previous ranking, KMH and BA)")
     args = ap.parse_args()
@@ -64,6 +67,10 @@ def main() -> None:
 
         sys.argv = ["bench_digits.py", str(args.digits)]
         bench_digits.main()
+    if "extract" not in args.skip:
+        import bench_extract
+
+        bench_extract.main([])
 
 
 if __name__ == "__main__":

@@ -9,6 +9,11 @@ the dataset's images (data/moments, the authors' rgbMean) from the full central 
 Features are extracted whatever ``train.mode`` is (the comparison methods, the analysis and any head-mode
 method read them). A network trained from scratch (smallcnn, digits) has no features before training:
 F = 0 and only the list of images (meta.json) is written.
+
+``extract.num_workers`` (a number or ``auto``: cores - 2 on a GPU, 0 on the CPU) DataLoader processes decode the
+images; ``extract.draft`` (0 = full decode, exact; r >= 1: JPEG draft decoding at >= r x the side the recipe
+needs, see :mod:`dahash.extract` and benchmarks/README.md for the measured feature difference). The rows are
+streamed into features.npy batch by batch, so memory does not grow with the number of images.
 """
 
 from __future__ import annotations
@@ -30,44 +35,47 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np  # heavy imports after argument parsing: `--help` stays fast
 
     from dahash.backbones import build_backbone
-    from dahash.extract import extract_features
+    from dahash.extract import auto_workers, extract_features
 
     rows = domain_rows(dataset, args.domain)
     raw = ROOT / "data" / "raw" / dataset
-    device = resolve_device(params["extract"]["device"])
-    if name == "surf800":  # the classic SURF-800 features: looked up by image name, L1 + z-score per domain
-        from dahash.surf import surf_features_for
-
-        try:
-            feats = surf_features_for(weights_file(name), args.domain, rows["path"].tolist())
-        except ValueError as exc:
-            raise StageError(str(exc)) from exc
-    elif name == "smallcnn":  # trained from scratch: nothing to extract; training reads the images
-        feats = np.zeros((len(rows), 0), np.float32)
-    else:
-        backbone = build_backbone(name, weights=weights_file(name))
-        if name == "vggf":  # the authors' preprocessing: rgbMean of the dataset's images, full square, bicubic
-            from dahash.recipes import input_recipe
-            from stages.moments import load_moments
-
-            backbone.transform = input_recipe(name, load_moments(dataset, name, params["data"]["domains"])).eval_transform()
-        feats = extract_features(
-            [raw / p for p in rows["path"]],
-            backbone,
-            batch_size=params["extract"]["batch_size"],
-            device=device,
-            num_workers=params["extract"]["num_workers"],
-            desc=f"{args.domain} ({name})",
-        )
+    ep = params["extract"]
+    device = resolve_device(ep["device"])
     out = features_dir(dataset, name, args.domain)
+    meta = {"dataset": dataset, "domain": args.domain, "backbone": name, "device": device,
+            "paths": rows["path"].tolist()}
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        np.save(tmp / "features.npy", feats.astype(np.float32, copy=False))
-        write_json(
-            tmp / "meta.json",
-            {"dataset": dataset, "domain": args.domain, "backbone": name, "shape": list(feats.shape),
-             "device": device, "paths": rows["path"].tolist()},
-        )
+        if name == "surf800":  # the classic SURF-800 features: looked up by image name, L1 + z-score per domain
+            from dahash.surf import surf_features_for
+
+            try:
+                feats = surf_features_for(weights_file(name), args.domain, rows["path"].tolist())
+            except ValueError as exc:
+                raise StageError(str(exc)) from exc
+            np.save(tmp / "features.npy", feats.astype(np.float32, copy=False))
+        elif name == "smallcnn":  # trained from scratch: nothing to extract; training reads the images
+            feats = np.zeros((len(rows), 0), np.float32)
+            np.save(tmp / "features.npy", feats)
+        else:
+            backbone = build_backbone(name, weights=weights_file(name))
+            if name == "vggf":  # the authors' preprocessing: rgbMean of the dataset's images, full square, bicubic
+                from dahash.recipes import input_recipe
+                from stages.moments import load_moments
+
+                backbone.transform = input_recipe(name, load_moments(dataset, name, params["data"]["domains"])).eval_transform()
+            # streamed into the .npy file batch by batch: memory does not grow with the number of images
+            feats = extract_features(
+                [raw / p for p in rows["path"]],
+                backbone,
+                batch_size=ep["batch_size"],
+                device=device,
+                num_workers=auto_workers(ep["num_workers"], device),
+                draft=ep.get("draft") or None,
+                out=tmp / "features.npy",
+                desc=f"{args.domain} ({name})",
+            )
+        write_json(tmp / "meta.json", {**meta, "shape": list(feats.shape), "draft": ep.get("draft") or None})
     print(f"{args.domain}: {feats.shape[0]} x {feats.shape[1]} features -> {out.relative_to(ROOT)}")
 
 

@@ -129,9 +129,131 @@ def test_missing_images_are_named(images, backbone, tmp_path):
 
 
 def test_dataloader_workers_give_the_same_rows(images, backbone):
+    """Workers decode, the batches keep their order: rows are bit-identical to the in-process loader's."""
     a = extract_features(images, backbone, batch_size=2, num_workers=0, progress=False)
     b = extract_features(images, backbone, batch_size=2, num_workers=2, progress=False)
-    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(a, b)
+    order = [5, 0, 3, 1, 4, 2]
+    c = extract_features([images[i] for i in order], backbone, batch_size=2, num_workers=2, progress=False)
+    np.testing.assert_array_equal(c, a[order])
+
+
+def _previous_path(paths, backbone) -> np.ndarray:
+    """The extraction as it was before the uint8 pipeline: the float32 transform per image, one forward each,
+    the module in its default (contiguous) memory format."""
+    with torch.inference_mode():
+        return np.concatenate([backbone.module.eval().features(backbone.transform(load_rgb(p))[None]).numpy()
+                               for p in paths])
+
+
+def test_matches_the_previous_float32_path(images, backbone):
+    feats = extract_features(images, backbone, batch_size=4, progress=False)
+    np.testing.assert_allclose(feats, _previous_path(images, backbone), rtol=1e-5, atol=1e-5)
+    # the module is left in its own memory format (contiguous weights)
+    conv = next(p for p in backbone.module.parameters() if p.ndim == 4)
+    assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("kind", ["imagetransform", "imagetransform_mean_image", "evaltransform_bicubic"])
+def test_uint8_batches_normalised_on_device_are_bit_identical(images, kind):
+    """The loader ships uint8 crops; ``normalize`` on the batch gives exactly ``transform(load_rgb(path))``."""
+    from dahash.augment import EvalTransform
+    from dahash.extract import ImageFileDataset
+    from torch.utils.data import default_collate
+
+    if kind == "imagetransform":
+        t = make_transform(24, 127.0, 128.0, resize=28)
+    elif kind == "imagetransform_mean_image":
+        t = make_transform(24, np.random.default_rng(1).uniform(0, 255, (24, 24, 3)), 1.0, resize=24)
+    else:
+        t = EvalTransform(24, np.array([120.5, 115.25, 100.0]), np.array([1.0, 2.0, 3.0]), crop_fraction=1.0,
+                          interpolation="bicubic")
+    ds = ImageFileDataset(images, t)
+    u8, shifts = default_collate([ds[i] for i in range(len(ds))])
+    assert u8.dtype == torch.uint8 and u8.shape == (len(images), 3, 24, 24)
+    expected = torch.stack([t(load_rgb(p)) for p in images])
+    assert torch.equal(ds.normalize(u8, shifts), expected)
+
+
+def test_streamed_npy_equals_in_memory_and_is_atomic(images, backbone, tmp_path):
+    mem = extract_features(images, backbone, batch_size=4, progress=False)
+    out = tmp_path / "features.npy"
+    got = extract_features(images, backbone, batch_size=4, progress=False, out=out)
+    assert isinstance(got, np.memmap) and not got.flags.writeable
+    np.testing.assert_array_equal(np.load(out), mem)
+    np.save(tmp_path / "saved.npy", mem)  # the same bytes as np.save (same header): same DVC hashes as before
+    assert out.read_bytes() == (tmp_path / "saved.npy").read_bytes()
+    (tmp_path / "saved.npy").unlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.npy"]  # no temporary left
+    empty = extract_features([], backbone, progress=False, out=tmp_path / "empty.npy")
+    assert np.load(tmp_path / "empty.npy").shape == (0, 1280) and empty.shape == (0, 1280)
+
+
+def test_failed_streamed_extraction_keeps_the_old_file(images, backbone, tmp_path):
+    out = tmp_path / "features.npy"
+    np.save(out, np.ones((2, 2), np.float32))
+    calls = {"n": 0}
+    original = backbone.module.features
+
+    def failing(x):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("boom in batch 2")
+        return original(x)
+
+    backbone.module.features = failing
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            extract_features(images, backbone, batch_size=2, progress=False, out=out)
+    finally:
+        del backbone.module.features
+    np.testing.assert_array_equal(np.load(out), np.ones((2, 2), np.float32))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.npy"]
+
+
+def test_draft_side_and_auto_workers(monkeypatch):
+    from dahash.augment import EvalTransform
+    from dahash.extract import auto_workers, draft_side
+
+    eff = make_transform(224, 127.0, 128.0, resize=256)
+    assert draft_side(eff, None) is None and draft_side(eff, 0) is None
+    assert draft_side(eff, 2) == 512.0  # 2 x the shorter side it resizes to
+    vggf_like = EvalTransform(224, 0.0, crop_fraction=1.0, interpolation="bicubic")
+    assert draft_side(vggf_like, 1.5) == 336.0  # 1.5 x the full square's side
+    assert draft_side(EvalTransform(224, 0.0, crop_fraction=0.875), 1) == 256.0
+    assert draft_side(EvalTransform(224, 0.0, crop_fraction=0.875, draft=True), None) == 256.0
+    assert draft_side(lambda img: img, 2) is None  # unknown transform: full decode
+    with pytest.raises(ValueError, match="draft must be >= 1"):
+        draft_side(eff, 0.5)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert auto_workers("auto", "cpu") == 0 and auto_workers("auto", "cuda:0") == 14
+    assert auto_workers(3, "cpu") == 3
+    with pytest.raises(ValueError, match="num_workers"):
+        auto_workers(-1, "cpu")
+
+
+def test_draft_decoding_of_a_large_jpeg(backbone, tmp_path):
+    """A JPEG >= 2 x the needed side is decoded at a DCT scale (the features move a little); a small one
+    is untouched (bit-identical rows)."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    big = Image.fromarray(base).resize((1600, 1200), Image.Resampling.BICUBIC)  # smooth: JPEG-friendly
+    big.save(tmp_path / "big.jpg", quality=92)
+    big.resize((400, 300), Image.Resampling.BICUBIC).save(tmp_path / "small.jpg", quality=92)
+    paths = [tmp_path / "big.jpg", tmp_path / "small.jpg"]
+    from dahash.extract import ImageFileDataset, draft_side
+    from dahash.images import load_image
+
+    assert load_image(paths[0], "RGB", min_side=draft_side(backbone.transform, 2)).size == (800, 600)
+    full = extract_features(paths, backbone, batch_size=2, progress=False)
+    drafted = extract_features(paths, backbone, batch_size=2, draft=2, progress=False)
+    np.testing.assert_array_equal(drafted[1], full[1])
+    assert not np.array_equal(drafted[0], full[0])
+    rel = np.linalg.norm(drafted[0] - full[0]) / np.linalg.norm(full[0])
+    assert rel < 0.1  # the tolerance measured on real Office-Caltech images (benchmarks/README.md): <= ~8 %
+    pix_full = ImageFileDataset(paths[:1], backbone.transform)[0][0].int()
+    pix_draft = ImageFileDataset(paths[:1], backbone.transform, 512.0)[0][0].int()
+    assert (pix_full - pix_draft).abs().float().mean() < 2.0  # grey levels, on average
 
 
 @pytest.mark.realdata
@@ -152,3 +274,34 @@ def test_real_images_including_grayscale(backbone):
     within = (sim[:4, :4].sum() - 4 + sim[4:, 4:].sum() - 4) / 24
     between = sim[:4, 4:].mean()
     assert within > between
+
+
+def test_extract_stage_streams_features_into_its_output(images, backbone, tmp_path, monkeypatch):
+    """stages.extract with efficientnet_lite0, ``num_workers: auto`` and ``draft: 0``: features.npy (written
+    batch by batch) equals the in-memory extraction; meta.json records the shape and the draft setting."""
+    import json
+
+    import pandas as pd
+
+    import stages.extract as stage
+
+    raw = tmp_path / "data" / "raw" / "toy"
+    raw.mkdir(parents=True)
+    names = []
+    for p in images:
+        (raw / p.name).write_bytes(p.read_bytes())
+        names.append(p.name)
+    out = tmp_path / "features" / "dom"
+    params = {"data": {"dataset": "toy", "domains": ["dom"]}, "backbone": {"name": "efficientnet_lite0"},
+              "extract": {"batch_size": 4, "num_workers": "auto", "device": "cpu", "draft": 0}}
+    monkeypatch.setattr(stage, "ROOT", tmp_path)
+    monkeypatch.setattr(stage, "load_params", lambda: params)
+    monkeypatch.setattr(stage, "domain_rows", lambda dataset, domain: pd.DataFrame({"path": names}))
+    monkeypatch.setattr(stage, "features_dir", lambda dataset, name, domain: out)
+    monkeypatch.setattr(stage, "weights_file", lambda name: None)
+    stage.main(["--domain", "dom"])
+    feats = np.load(out / "features.npy")
+    np.testing.assert_array_equal(feats, extract_features(images, backbone, batch_size=4, progress=False))
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["shape"] == [len(images), 1280] and meta["paths"] == names and meta["draft"] is None
+    assert sorted(p.name for p in out.parent.iterdir()) == ["dom"]  # no temporary left beside it
