@@ -73,3 +73,33 @@ def test_unknown_protocol_refused(bad) -> None:
         score(codes, ys, yt, num_classes=3, retrieval="source_database", protocol=bad, **KW)
     with pytest.raises(ValueError, match="protocol"):
         pwcf_training_rows(10, protocol=bad, query_fraction=0.1, split_seed=0)
+
+
+# ----------------------------------------------------------------------------- params and presets
+def test_pwcf_presets_and_refusals(tmp_path) -> None:
+    from stages.common import PARAMS_FILE, StageError, load_params
+    from stages.preset import apply_preset
+
+    target = tmp_path / "params.yaml"
+    target.write_text(PARAMS_FILE.read_text())
+    assert load_params(target)["eval"]["protocol"] == "dah"  # the DAH paper's protocol stays the default
+    apply_preset("quickstart-pwcf", ["data.mirror=some/folder"], target)
+    p = load_params(target)
+    assert p["eval"]["protocol"] == "pwcf" and len(p["tasks"]) == 12 and not p["baselines"]["methods"]
+    assert {m: o["hash_bits"] for m, o in p["methods"].items()} == {"dah_16": 16, "dah_32": 32, "dah_64": 64,
+                                                                   "dah_128": 128}
+    apply_preset("quickstart", [], target)  # back to the DAH protocol: quickstart sets it explicitly
+    assert load_params(target)["eval"]["protocol"] == "dah"
+    # the comparison methods would train on the pwcf queries: refused, with the way out named
+    before = target.read_text()
+    with pytest.raises(StageError, match="quickstart-pwcf"):
+        apply_preset("quickstart", ["eval.protocol=pwcf"], target)
+    assert target.read_text() == before  # nothing half-written
+    with pytest.raises(StageError, match="train.gamma = auto"):
+        apply_preset("quickstart-pwcf", ["train.gamma=auto"], target)
+    for name, n_tasks in (("pwcf-office-home", 6), ("pwcf-office31", 6)):
+        apply_preset(name, [], target)
+        p = load_params(target)
+        assert p["eval"]["protocol"] == "pwcf" and len(p["tasks"]) == n_tasks
+    with pytest.raises(StageError, match="eval.protocol"):
+        apply_preset("quickstart-pwcf", ["eval.protocol=pwfc"], target)
