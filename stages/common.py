@@ -131,8 +131,8 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
     if (params.get("eval") or {}).get("protocol", "dah") == "pwcf" and params["baselines"]["methods"]:
         raise StageError(f"{path}: eval.protocol = pwcf (queries = {params['eval']['query_fraction']:g} of the target, "
                          "left out of training) is implemented for the DAH methods only; the comparison methods "
-                         f"{list(params['baselines']['methods'])} would train on the queries. Set baselines.methods: {{}} "
-                         "(e.g. python -m stages.preset quickstart-pwcf) or eval.protocol: dah")
+                         f"{list(params['baselines']['methods'])} would train on the queries. Set "
+                         "baselines.methods: {} (e.g. python -m stages.preset quickstart-pwcf) or eval.protocol: dah")
     if (params.get("eval") or {}).get("protocol", "dah") == "pwcf" and train["gamma"] == "auto":
         raise StageError(f"{path}: eval.protocol = pwcf with train.gamma = auto: the gamma sweep would train on the "
                          "query items; set a fixed train.gamma")

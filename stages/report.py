@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         protocol["setting"] = ("unsupervised domain adaptation, pwcf protocol (PWCF, CVPR 2020, and the cross-domain "
                                "hashing papers since): all labeled source + the unlabeled target images except the "
                                "queries for training; queries = a seeded random share of the target")
-        protocol["retrieval"] = f"{PWCF_RULE}; this run: {100 * query_fraction:g} % of the target, split seed {split_seed}"
+        protocol["retrieval"] = (f"{PWCF_RULE}; this run: {100 * query_fraction:g} % of the target, "
+                                 f"split seed {split_seed}")
     if "retrieval" in protocol:
         protocol["retrieval"] = f"methods marked 'source database' (DAH, DAH-e, NoDA): {protocol['retrieval']}"
     concrete = f"this run: {100 * query_fraction:g} % of the target items are queries (split seed {split_seed})"

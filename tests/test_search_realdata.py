@@ -91,8 +91,8 @@ def test_encode_dslr_and_search(shared_data: Path, tmp_path: Path) -> None:
                                                                                                      abs=1e-12)
     df100 = pd.read_csv(io.StringIO(_dahash("search", str(out), str(out), "-k", "100", "--format", "csv").stdout))
     u_same = bits.astype(np.float32) * 2 - 1
-    stage = score({"u_source": u_same, "u_target": u_same}, ys, ys, num_classes=len(classes), retrieval="source_database",
-                  max_per_class=200, query_fraction=0.1, split_seed=0, protocol="dah")
+    stage = score({"u_source": u_same, "u_target": u_same}, ys, ys, num_classes=len(classes),
+                  retrieval="source_database", max_per_class=200, query_fraction=0.1, split_seed=0, protocol="dah")
     assert stage["precision_at_k"][100] == pytest.approx(float((df100["query_label"] == df100["label"]).mean()),
                                                          abs=1e-12)
 
