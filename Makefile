@@ -10,7 +10,7 @@ CORES ?= 8
 GPU_SLOTS ?= 1
 MIRROR ?= ../shared/data/office-caltech-10
 
-.PHONY: setup pipeline quickstart surf test test-fast test-reverse
+.PHONY: setup pipeline quickstart quickstart-pwcf surf test test-fast test-reverse
 
 setup:
 	$(PIP) install "$(TORCH)"
@@ -23,6 +23,11 @@ pipeline: setup
 # Office-Caltech-10 + EfficientNet-Lite0, fully offline with a local copy of the images at $(MIRROR).
 quickstart: setup
 	$(PYTHON) -m stages.preset quickstart --set data.mirror=$(MIRROR)
+	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS)
+
+# The quickstart on the pwcf protocol (10 % of the target as queries, left out of training; 16/32/64/128 bits).
+quickstart-pwcf: setup
+	$(PYTHON) -m stages.preset quickstart-pwcf --set data.mirror=$(MIRROR)
 	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS)
 
 # The classic shallow benchmark: SURF-800 features of Office-Caltech-10 (from $(MIRROR)/features or downloaded).

@@ -128,6 +128,14 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
     if params["backbone"]["name"] == "smallcnn" and any(m != "finetune" for m in modes.values()):
         raise StageError(f"{path}: backbone.name = smallcnn has no pretrained weights: set train.mode: finetune "
                          f"for every method (modes: {modes})")
+    if (params.get("eval") or {}).get("protocol", "dah") == "pwcf" and params["baselines"]["methods"]:
+        raise StageError(f"{path}: eval.protocol = pwcf (queries = {params['eval']['query_fraction']:g} of the target, "
+                         "left out of training) is implemented for the DAH methods only; the comparison methods "
+                         f"{list(params['baselines']['methods'])} would train on the queries. Set "
+                         "baselines.methods: {} (e.g. python -m stages.preset quickstart-pwcf) or eval.protocol: dah")
+    if (params.get("eval") or {}).get("protocol", "dah") == "pwcf" and train["gamma"] == "auto":
+        raise StageError(f"{path}: eval.protocol = pwcf with train.gamma = auto: the gamma sweep would train on the "
+                         "query items; set a fixed train.gamma")
     if train["gamma"] == "auto" and train["mode"] != "head":
         raise StageError(f"{path}: train.gamma = auto runs the gamma sweep in head mode; set train.mode: head "
                          "or a fixed train.gamma")

@@ -7,6 +7,10 @@ This is the first and only place target labels are read. Rules (see dahash.metri
 * mAP@d: queries = all target codes, database = all source codes, full Hamming ranking, ties keep
   database order (stable sort), queries with no relevant item excluded from the mean (and counted);
 * PR curve: Hamming-radius retrieval r = 0..d over the same ranking;
+* precision@k (k = 100, 500, 1000) on the same ranking (ties at the k-th position in database order, k > n cut
+  to n) and precision within Hamming radius 2 (an empty radius-2 result counts as 0), over the mAP's queries;
+* ``eval.protocol: pwcf``: queries = the seeded label-free ``eval.query_fraction`` of the target (left out of
+  training by the train stage), database = the whole source;
 * comparison methods (stage baseline): classifiers give ``pred_target`` (accuracy = mean of pred == label);
   unsupervised hashing and SuH have no source database: queries and database are the seeded label-free
   split of the target (``eval.query_fraction``, ``eval.split_seed``); methods without codes have no mAP
@@ -42,6 +46,9 @@ RULES = {
                     "round(query_fraction x n_t) of the target items (no labels used), database = the rest",
     "not applicable": "null accuracy: the method has no classifier; null mAP: the method has no codes",
 }
+PWCF_RULE = ("queries = a seeded uniformly random round(query_fraction x n_t) of the target items (no labels used), "
+             "left out of training; database = all source codes; relevant = same class (PWCF, CVPR 2020, and the "
+             "cross-domain hashing papers since)")
 
 
 def metrics_path(dataset: str, method: str, task: str, seed: int) -> Path:
@@ -75,10 +82,11 @@ def main(argv: list[str] | None = None) -> None:
             raise StageError(f"{mdir}: {key} has {len(codes[key])} rows, the manifest {n}; retrain")
     family = run.get("family", "dah")
     retrieval = run.get("retrieval", "source_database")
+    protocol = params["eval"].get("protocol", "dah")
     try:
         result = score(codes, ys, yt, num_classes=len(spec.classes), retrieval=retrieval,
                        max_per_class=params["eval"]["max_per_class"], query_fraction=params["eval"]["query_fraction"],
-                       split_seed=params["eval"]["split_seed"])
+                       split_seed=params["eval"]["split_seed"], protocol=protocol)
     except ValueError as exc:
         raise StageError(f"{mdir}: {exc}") from exc
     epochs = method_params(params, args.method)["epochs"] if producer == "train" else run.get("epochs")
@@ -86,12 +94,18 @@ def main(argv: list[str] | None = None) -> None:
         "task": args.task, "source": task["source"], "target": task["target"], "dataset": dataset,
         "backbone": backbone, "method": args.method, "algorithm": run.get("algorithm", "dah"), "family": family,
         "retrieval": retrieval if result["map"] is not None else None,
+        "protocol": protocol, "query_fraction": params["eval"]["query_fraction"] if protocol == "pwcf" else None,
+        "split_seed": params["eval"]["split_seed"] if protocol == "pwcf" else None,
+        "n_target_trained": run.get("n_target_trained"),
         "uses_target_labels": bool(run.get("uses_target_labels", False)),
         "hash_bits": result["bits"] or int(params["train"]["hash_bits"]),
         "seed": args.seed, "epochs": epochs, "accuracy": result["accuracy"], "map": result["map"],
         "n_source": int(len(ys)), "n_target": int(len(yt)), "n_queries": result["n_queries"],
         "n_database": result["n_database"], "n_queries_scored": result["n_scored"],
-        "n_queries_empty": result["n_empty"], "rules": RULES, "mlflow_run_id": run["run_id"],
+        "n_queries_empty": result["n_empty"],
+        "precision_at_k": {str(k): v for k, v in (result["precision_at_k"] or {}).items()} or None,
+        "precision_radius2": result["precision_radius2"], "n_queries_radius2_empty": result["n_radius2_empty"],
+        "rules": {**RULES, **({"retrieval": PWCF_RULE} if protocol == "pwcf" else {})}, "mlflow_run_id": run["run_id"],
         "train_seconds": run.get("train_seconds"),
     }
     mpath = metrics_path(dataset, args.method, args.task, args.seed)
@@ -102,8 +116,10 @@ def main(argv: list[str] | None = None) -> None:
         pr.to_csv(tmp, index=False)
 
     bits = record["hash_bits"]
+    precision = {f"precision_at_{k}": v for k, v in (result["precision_at_k"] or {}).items()}
     scores = {k: v for k, v in {"accuracy": result["accuracy"], f"map_at_{bits}": result["map"],
-                                "map": result["map"]}.items() if v is not None and not math.isnan(v)}
+                                "map": result["map"], **precision, "precision_radius2": result["precision_radius2"]
+                                }.items() if v is not None and not math.isnan(v)}
     artifacts = [mpath, ppath]
     with tempfile.TemporaryDirectory() as td:
         if len(pr):

@@ -50,14 +50,20 @@ def build_trunk(backbone: str, seed: int) -> tuple[torch.nn.Module, int, dict | 
 
 def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_classes: int, config: DAHConfig, *,
                  backbone: str, moments: ChannelMoments, device: str, seed: int, num_workers: int, on_epoch,
-                 checkpoint_dir: Path | None = None, checkpoint_every: int = 10) -> tuple[np.ndarray, np.ndarray, dict]:
+                 checkpoint_dir: Path | None = None, checkpoint_every: int = 10,
+                 encode_target: list[Path] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train end to end (checkpointed into ``checkpoint_dir`` and resumed from it, if given); return
     (u_source, u_target, {"state_dict": ..., "history": ..., "resumed_epoch": ...}). ``moments``: of the
-    task's source + target images (the recipe's mean and brightness jitter)."""
+    task's source + target images (the recipe's mean and brightness jitter). ``encode_target``: the target
+    images ``u_target`` encodes (default: ``target``, the ones trained on; the pwcf protocol trains on all
+    but its query images and encodes all)."""
+    encode_target = target if encode_target is None else encode_target
     if backbone == "smallcnn":  # digits: decode the small images once; no file is opened per item per epoch
         from dahash.digits import decode_images
 
+        same = encode_target is target
         source, target = decode_images(source), decode_images(target)
+        encode_target = target if same else decode_images(encode_target)
     recipe = input_recipe(backbone, moments)
     pretrained, channels = PRETRAINED_TRUNKS[backbone], recipe.channels
     # JPEG draft decoding: large photos (Office-Home has up to 6500 x 4900) decode at the DCT scale the crop needs
@@ -75,7 +81,7 @@ def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_cla
                                 num_workers=num_workers, on_epoch=on_epoch, channels_last=channels_last,
                                 checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
     us = encode_images(result.trunk, result.head, source, eval_tf, device=device, channels_last=channels_last)
-    ut = encode_images(result.trunk, result.head, target, eval_tf, device=device, channels_last=channels_last)
+    ut = encode_images(result.trunk, result.head, encode_target, eval_tf, device=device, channels_last=channels_last)
     state = {"trunk": cpu_state_dict(result.trunk), "head": cpu_state_dict(result.head),
              "normalisation": {"mean": list(recipe.mean), "std": list(recipe.std), "eval_crop": recipe.eval_crop,
                                "interpolation": recipe.interpolation, "size": recipe.size}}

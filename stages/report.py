@@ -17,7 +17,7 @@ import pandas as pd
 
 from dahash.report import collect_analysis, collect_records, render_report
 from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper
-from stages.evaluate import RULES, metrics_path, pr_path
+from stages.evaluate import PWCF_RULE, RULES, metrics_path, pr_path
 
 
 def analysis_path(dataset: str, task: str) -> Path:
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         "comparison methods": (", ".join(f"{m} ({json.dumps(o or {})})" for m, o in baselines["methods"].items())
                                + f"; each run once, seed {baselines['seed']}")
         if baselines["methods"] else "none",
-        "hash bits": str(tp["hash_bits"]),
+        "hash bits": str(tp["hash_bits"]) + "".join(
+            f"; {m}: {o['hash_bits']}" for m, o in params["methods"].items() if (o or {}).get("hash_bits") is not None),
         "epochs": str(tp["epochs"]),
         "gamma": str(tp["gamma"]) + (" (per task: largest held-out domain-classifier error, paper sec. 5.2)"
                                      if tp["gamma"] == "auto" else ""),
@@ -82,6 +83,12 @@ def main(argv: list[str] | None = None) -> None:
         "model": RULES["model"],
         **{k: v for k, v in RULES.items() if k != "model"},
     }
+    if ev.get("protocol", "dah") == "pwcf":
+        protocol["setting"] = ("unsupervised domain adaptation, pwcf protocol (PWCF, CVPR 2020, and the cross-domain "
+                               "hashing papers since): all labeled source + the unlabeled target images except the "
+                               "queries for training; queries = a seeded random share of the target")
+        protocol["retrieval"] = (f"{PWCF_RULE}; this run: {100 * query_fraction:g} % of the target, "
+                                 f"split seed {split_seed}")
     if "retrieval" in protocol:
         protocol["retrieval"] = f"methods marked 'source database' (DAH, DAH-e, NoDA): {protocol['retrieval']}"
     concrete = f"this run: {100 * query_fraction:g} % of the target items are queries (split seed {split_seed})"

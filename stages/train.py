@@ -9,6 +9,8 @@ the method's own ``gamma`` when it sets one (e.g. a no-adaptation floor, ``gamma
 gamma_select recorded (the fixed ``train.gamma`` or the sweep's choice for ``auto``).
 Checkpoints go to checkpoints/<same path> every ``train.checkpoint_every`` epochs: a killed job resumes
 from the last one and ends with the same metrics; they are deleted once the model is written.
+Under ``eval.protocol: pwcf`` the target's query items (the evaluate stage's seeded label-free split) are left
+out of training and only encoded, as in the PWCF-protocol papers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 from stages import tracking
 from stages.common import (ROOT, atomic_path, dataset_spec, load_params, main_wrapper, method_params,
                            resolve_device, run_dir, task_of, write_json)
+from dahash.evaluation import pwcf_training_rows
 from stages.features import labels_for, load_features
 from stages.gamma_select import selected_gamma
 from stages.preprocess import warn_small_classes
@@ -56,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
 
     xs, src_paths = load_features(dataset, backbone, task["source"])
     xt, tgt_paths = load_features(dataset, backbone, task["target"])
+    ev = params["eval"]  # pwcf: the target's query items (label-free split) are not trained on, only encoded
+    fit_t = pwcf_training_rows(len(tgt_paths), protocol=ev.get("protocol", "dah"),
+                               query_fraction=ev["query_fraction"], split_seed=ev["split_seed"])
     ys = labels_for(dataset, task["source"], src_paths)  # source labels only
     warn_small_classes(ys, spec.classes, config.k_per_class, task["source"])
     n_target = len(tgt_paths)
@@ -97,14 +103,15 @@ def main(argv: list[str] | None = None) -> None:
 
             raw = ROOT / "data" / "raw" / dataset
             us, ut, out = finetune_run(
-                [raw / p for p in src_paths], ys, [raw / p for p in tgt_paths], len(spec.classes), config,
+                [raw / p for p in src_paths], ys, [raw / tgt_paths[i] for i in fit_t], len(spec.classes), config,
                 backbone=backbone, moments=load_moments(dataset, backbone, [task["source"], task["target"]]),
                 device=device, seed=args.seed, num_workers=loader_workers(tp["num_workers"], device),
-                on_epoch=on_epoch, checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"])
+                on_epoch=on_epoch, checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"],
+                encode_target=[raw / p for p in tgt_paths])
             state, history, resumed = out["state_dict"], out["history"], out["resumed_epoch"]
         else:
             result = train_dah(
-                torch.from_numpy(xs), torch.tensor(ys), torch.from_numpy(xt), len(spec.classes), config,
+                torch.from_numpy(xs), torch.tensor(ys), torch.from_numpy(xt[fit_t]), len(spec.classes), config,
                 device=device, seed=args.seed, pretrained=pretrained_head(backbone, config.hidden_dims), on_epoch=on_epoch,
                 checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"],
             )
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         write_outputs(mdir, state, history, config, us, ut,
                       {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
                        "train_seconds": wall, "device": device, "mode": tp["mode"], "resumed_epoch": resumed,
-                       "ended_ms": ended_ms})
+                       "ended_ms": ended_ms, "n_target_trained": len(fit_t)})
     except Exception:
         tracking.end_run(run_id, {}, pending, LOSS_KEYS, status="FAILED")
         raise

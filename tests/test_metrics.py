@@ -370,9 +370,9 @@ def test_torch_ranking_path_matches_kernel_on_cpu(monkeypatch: pytest.MonkeyPatc
     # the CUDA code path, run on CPU tensors: same counts, APs equal up to summation order
     rng = np.random.default_rng(12)
     q, db, ql, dl = rng.integers(0, 2, (40, 9)), rng.integers(0, 2, (300, 9)), rng.integers(0, 4, 40), rng.integers(0, 4, 300)
-    ap_k, hist_k, rel_k = metrics._rank_stats_kernel(q, db, *metrics._label_codes(ql, dl))
+    ap_k, hist_k, rel_k, _ = metrics._rank_stats_kernel(q, db, *metrics._label_codes(ql, dl))
     monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 3000)  # several query blocks
-    ap_t, hist_t, rel_t = _torch_ranking(q, db, ql, dl, "cpu")
+    ap_t, hist_t, rel_t, _ = _torch_ranking(q, db, ql, dl, "cpu")
     np.testing.assert_array_equal(hist_t, hist_k)
     np.testing.assert_array_equal(rel_t, rel_k)
     np.testing.assert_allclose(ap_t, ap_k, rtol=1e-14, equal_nan=True)

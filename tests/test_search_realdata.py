@@ -7,6 +7,7 @@ writer (stages.train.write_outputs), so the run folder has the pipeline's layout
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -19,7 +20,8 @@ import pytest
 import torch
 
 from dahash.index import Index, unpack_codes
-from dahash.metrics import binarize, hamming_distance, precision_recall_curve
+from dahash.evaluation import score
+from dahash.metrics import binarize, hamming_distance, precision_recall_curve, retrieval_scores
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.realdata
@@ -81,6 +83,18 @@ def test_encode_dslr_and_search(shared_data: Path, tmp_path: Path) -> None:
     own = np.diag(dist) == 0
     unique = (dist == 0).sum(axis=1) == 1
     assert own.all() and (first["path"].to_numpy()[unique] == np.array(index.paths)[unique]).all()
+
+    # ... and = the evaluation's precision@k (dahash.metrics.retrieval_scores: the evaluate stage's ranking and tie
+    # rule) on the same codes, DSLR as queries and database; at k = 100 through dahash.evaluation.score itself, the
+    # function the evaluate stage calls, with these codes as its source and target outputs (bit = 1[u > 0])
+    assert retrieval_scores(bits, bits, labels, labels, ks=(10,)).precision_at_k[10] == pytest.approx(want_p10,
+                                                                                                     abs=1e-12)
+    df100 = pd.read_csv(io.StringIO(_dahash("search", str(out), str(out), "-k", "100", "--format", "csv").stdout))
+    u_same = bits.astype(np.float32) * 2 - 1
+    stage = score({"u_source": u_same, "u_target": u_same}, ys, ys, num_classes=len(classes),
+                  retrieval="source_database", max_per_class=200, query_fraction=0.1, split_seed=0, protocol="dah")
+    assert stage["precision_at_k"][100] == pytest.approx(float((df100["query_label"] == df100["label"]).mean()),
+                                                         abs=1e-12)
 
     # radius 2: the precision the evaluation's PR curve gives (dahash.metrics, as the evaluate stage)
     rows = json.loads(_dahash("search", str(out), str(out), "--radius", "2", "--format", "json").stdout)

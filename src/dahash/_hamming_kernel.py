@@ -17,6 +17,10 @@ of a zeroed length-``n`` buffer and summed with numpy's own pairwise summation o
 (``_pairwise_sum``), so that ``AP = sum / R`` is bit-identical to the reference implementation
 (``np.argsort(kind="stable")`` + ``np.cumsum`` + ``ndarray.sum``). Work per query O(n * w) with
 ``w = ceil(d / 64)`` XOR + popcount words; memory per thread O(n).
+
+The same ranks give the top-k hits: ``hits@k = #{relevant k' : rank(k') <= k}`` for every cut-off ``k`` asked
+for (O(R * len(ks)) more per query), i.e. precision@k on the very ranking the AP uses (ties at the k-th
+position resolved in database order).
 """
 
 from __future__ import annotations
@@ -109,11 +113,11 @@ def _pairwise_sum(a: np.ndarray) -> float:
 
 @nb.njit(cache=True, nogil=True)
 def _rank_one(qp: np.ndarray, dbp: np.ndarray, i: int, lab: int, dl: np.ndarray, d: int, ap: np.ndarray,
-              hist: np.ndarray, relhist: np.ndarray, cnt: np.ndarray, rcnt: np.ndarray, start: np.ndarray,
-              rstart: np.ndarray, rel_t: np.ndarray, rel_within: np.ndarray, rel_rwithin: np.ndarray,
-              buf: np.ndarray) -> None:
-    """Query ``i``: fill ``ap[i]``, ``hist[i]``, ``relhist[i]``. The other arrays are the caller's scratch;
-    ``buf`` (n,) must be all zeros on entry and is left all zeros."""
+              hist: np.ndarray, relhist: np.ndarray, ks: np.ndarray, hits: np.ndarray, cnt: np.ndarray,
+              rcnt: np.ndarray, start: np.ndarray, rstart: np.ndarray, rel_t: np.ndarray, rel_within: np.ndarray,
+              rel_rwithin: np.ndarray, buf: np.ndarray) -> None:
+    """Query ``i``: fill ``ap[i]``, ``hist[i]``, ``relhist[i]``, ``hits[i]``. The other arrays are the caller's
+    scratch; ``buf`` (n,) must be all zeros on entry and is left all zeros."""
     w = qp.shape[1]
     n = dbp.shape[0]
     cnt[:] = 0
@@ -133,6 +137,8 @@ def _rank_one(qp: np.ndarray, dbp: np.ndarray, i: int, lab: int, dl: np.ndarray,
     for t in range(d + 1):
         hist[i, t] = cnt[t]
         relhist[i, t] = rcnt[t]
+    for j in range(ks.shape[0]):
+        hits[i, j] = 0
     if nrel == 0:
         ap[i] = np.nan
         return
@@ -146,8 +152,11 @@ def _rank_one(qp: np.ndarray, dbp: np.ndarray, i: int, lab: int, dl: np.ndarray,
     for r in range(nrel):  # precision@rank at the relevant ranks, 0 elsewhere
         t = rel_t[r]
         rank = start[t] + rel_within[r] + 1
-        hits = rstart[t] + rel_rwithin[r] + 1
-        buf[rank - 1] = hits / rank
+        hits_r = rstart[t] + rel_rwithin[r] + 1
+        buf[rank - 1] = hits_r / rank
+        for j in range(ks.shape[0]):  # top-k hits: relevant items ranked within the first ks[j]
+            if rank <= ks[j]:
+                hits[i, j] += 1
     ap[i] = _pairwise_sum(buf) / nrel
     for r in range(nrel):  # back to all zeros for the next query
         buf[start[rel_t[r]] + rel_within[r]] = 0.0
@@ -155,8 +164,10 @@ def _rank_one(qp: np.ndarray, dbp: np.ndarray, i: int, lab: int, dl: np.ndarray,
 
 @nb.njit(cache=True, parallel=True, nogil=True)
 def rank_stats(qp: np.ndarray, dbp: np.ndarray, ql: np.ndarray, dl: np.ndarray, d: int,
-               ap: np.ndarray, hist: np.ndarray, relhist: np.ndarray, n_blocks: int) -> None:
-    """Fill ``ap`` (m,), ``hist`` and ``relhist`` (m, d + 1) for packed codes; query blocks run in parallel.
+               ap: np.ndarray, hist: np.ndarray, relhist: np.ndarray, ks: np.ndarray, hits: np.ndarray,
+               n_blocks: int) -> None:
+    """Fill ``ap`` (m,), ``hist`` and ``relhist`` (m, d + 1), ``hits`` (m, len(ks)) for packed codes; query blocks
+    run in parallel.
 
     Args:
         qp: (m, w) uint64 packed query bits; dbp: (n, w) uint64 packed database bits (same packing,
@@ -166,6 +177,8 @@ def rank_stats(qp: np.ndarray, dbp: np.ndarray, ql: np.ndarray, dl: np.ndarray, 
         ap: out (m,) float64, AP of the stable Hamming ranking, NaN when the query has no relevant item.
         hist: out (m, d + 1) int64, ``hist[i, t] = #{k : D[i, k] = t}``.
         relhist: out (m, d + 1) int64, the same count over the relevant items only.
+        ks: (nk,) int64 cut-offs (may be empty); hits: out (m, nk) int64, ``hits[i, j]`` = relevant items among
+            the first ``ks[j]`` of the stable ranking (ties in database order).
         n_blocks: the queries are split into this many contiguous blocks (1 <= n_blocks <= m), run in
             parallel; scratch memory O(n + d) per block, allocated once per block.
     """
@@ -181,5 +194,5 @@ def rank_stats(qp: np.ndarray, dbp: np.ndarray, ql: np.ndarray, dl: np.ndarray, 
         rel_rwithin = np.empty(n, np.int64)  # and how many relevant ones
         buf = np.zeros(n, np.float64)
         for i in range(b * m // n_blocks, (b + 1) * m // n_blocks):
-            _rank_one(qp, dbp, i, ql[i], dl, d, ap, hist, relhist, cnt, rcnt, start, rstart, rel_t, rel_within,
-                      rel_rwithin, buf)
+            _rank_one(qp, dbp, i, ql[i], dl, d, ap, hist, relhist, ks, hits, cnt, rcnt, start, rstart, rel_t,
+                      rel_within, rel_rwithin, buf)

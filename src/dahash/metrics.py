@@ -17,6 +17,15 @@ them explicitly. In short:
   database items. Queries with ``R = 0`` are excluded from the mean (and counted).
 * **PR curves.** Hamming-radius retrieval (distance <= r) over the same distances, i.e. the
   ranking cut at the end of a tie group, so tie order cannot change them.
+* **Precision@k** (:func:`retrieval_scores`): ``(#relevant in ranks 1..k) / k`` on the SAME stable
+  ranking as the AP; when the k-th position falls inside a tie group, the items of that group that
+  enter the top k are the first ones in database order (as for the AP); ``k > n`` is cut to ``n``.
+  Averaged over the scored queries (R >= 1), like mAP.
+* **Precision within Hamming radius r** (r = 2, :func:`retrieval_scores`): per query
+  ``relevant_retrieved / retrieved`` over the items with distance <= r (independent of tie order);
+  a query that retrieves nothing within r counts as precision **0** (and is counted); averaged over
+  the scored queries. The PR curve's precision(r) instead averages only over queries that retrieve
+  something (it describes the retrieved sets), so the two differ when some radius-r result is empty.
 * **Classification (eq. 6, code variant).** ``score_ij = sum_k exp(u_t_i . u_s_k)`` over up to 200
   source items ``k`` of class ``j`` (the first ones in the given order), on the continuous outputs;
   predict ``argmax_j``.
@@ -34,6 +43,8 @@ import numpy as np
 
 __all__ = [
     "MAPResult",
+    "PRECISION_KS",
+    "RetrievalScores",
     "accuracy",
     "binarize",
     "hamming_distance",
@@ -41,7 +52,13 @@ __all__ = [
     "mean_average_precision",
     "precision_recall_curve",
     "predict_eq6",
+    "retrieval_scores",
 ]
+
+#: the precision@k cut-offs reported beside mAP (as the cross-domain hashing papers since PWCF)
+PRECISION_KS: tuple[int, ...] = (100, 500, 1000)
+
+_NO_KS = np.zeros(0, dtype=np.int64)
 
 # Queries are processed in chunks so that one chunk's (chunk, n) working arrays hold about this
 # many elements (a few tens of MB in float64), whatever the database size.
@@ -306,9 +323,11 @@ def _torch_device(device: Any, *arrays: Any) -> Any:
     return None if str(device) == "cpu" else device
 
 
-def _rank_stats_kernel(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CPU: numba kernel on packed codes (see :mod:`dahash._hamming_kernel`); queries in parallel."""
+def _rank_stats_kernel(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndarray, ks: np.ndarray = _NO_KS
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CPU: numba kernel on packed codes (see :mod:`dahash._hamming_kernel`); queries in parallel.
+
+    ``ks``: (nk,) int64 cut-offs, each in [1, n]; returns (ap, hist, relhist, hits (m, nk))."""
     import numba
 
     from dahash._hamming_kernel import rank_stats  # lazy: numba is imported only by jobs that rank
@@ -317,19 +336,25 @@ def _rank_stats_kernel(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.nda
     ap = np.empty(m, dtype=np.float64)
     hist = np.empty((m, d + 1), dtype=np.int64)
     relhist = np.empty((m, d + 1), dtype=np.int64)
+    ks = np.ascontiguousarray(ks, dtype=np.int64)
+    hits = np.empty((m, ks.shape[0]), dtype=np.int64)
     n_blocks = min(m, 64 * numba.get_num_threads())  # blocks of queries, a few per thread (load balance)
-    rank_stats(_pack_bits(q), _pack_bits(db), qc, dc, d, ap, hist, relhist, n_blocks)
-    return ap, hist, relhist
+    rank_stats(_pack_bits(q), _pack_bits(db), qc, dc, d, ap, hist, relhist, ks, hits, n_blocks)
+    return ap, hist, relhist, hits
 
 
-def _rank_stats_numpy(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Small problems: stable argsort of the distances in query chunks (the reference's arithmetic)."""
+def _rank_stats_numpy(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndarray, ks: np.ndarray = _NO_KS
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Small problems: stable argsort of the distances in query chunks (the reference's arithmetic).
+
+    ``hits[:, j]`` = the cumulative relevant count of the stable ranking at rank ``ks[j]``."""
     m, d = q.shape
     n = db.shape[0]
     ap = np.full(m, np.nan, dtype=np.float64)
     hist = np.empty((m, d + 1), dtype=np.int64)
     relhist = np.empty((m, d + 1), dtype=np.int64)
+    ks = np.asarray(ks, dtype=np.int64)
+    hits = np.empty((m, ks.shape[0]), dtype=np.int64)
     ranks = np.arange(1, n + 1, dtype=np.float64)
     step = _chunk_rows(n)
     for start in range(0, m, step):
@@ -338,6 +363,8 @@ def _rank_stats_numpy(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndar
         dist = hamming_distance(q[start:stop], db)
         rel_db = dc[None, :] == qc[start:stop, None]
         rel = np.take_along_axis(rel_db, np.argsort(dist, axis=1, kind="stable"), axis=1)
+        if ks.shape[0]:
+            hits[start:stop] = np.cumsum(rel, axis=1)[:, ks - 1]
         n_rel = rel.sum(axis=1)
         sum_prec = np.where(rel, np.cumsum(rel, axis=1) / ranks, 0.0).sum(axis=1)
         scored = n_rel > 0
@@ -345,11 +372,11 @@ def _rank_stats_numpy(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndar
         flat = (dist + (d + 1) * np.arange(c)[:, None]).ravel()
         hist[start:stop] = np.bincount(flat, minlength=c * (d + 1)).reshape(c, d + 1)
         relhist[start:stop] = np.bincount(flat[rel_db.ravel()], minlength=c * (d + 1)).reshape(c, d + 1)
-    return ap, hist, relhist
+    return ap, hist, relhist, hits
 
 
-def _rank_stats_torch(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndarray, device: Any
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _rank_stats_torch(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndarray, device: Any,
+                      ks: np.ndarray = _NO_KS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Any torch device (CUDA): the same ranking with torch ops, in query blocks of (block, n).
 
     Distances ``(d - p_q . p_db) / 2`` from a float32 +-1 matrix product (exact: integer partial
@@ -372,6 +399,8 @@ def _rank_stats_torch(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndar
     ap = torch.empty(m, dtype=torch.float64, device=dev)
     hist = torch.zeros((m, d + 1), dtype=torch.int64, device=dev)
     relhist = torch.zeros((m, d + 1), dtype=torch.int64, device=dev)
+    kidx = torch.as_tensor(np.asarray(ks, dtype=np.int64) - 1, device=dev)
+    hits = torch.zeros((m, kidx.shape[0]), dtype=torch.int64, device=dev)
     step = _chunk_rows(n)
     for start in range(0, m, step):
         stop = min(start + step, m)
@@ -380,27 +409,33 @@ def _rank_stats_torch(q: np.ndarray, db: np.ndarray, qc: np.ndarray, dc: np.ndar
         order = torch.sort(dist * n + idx, dim=1).indices  # unique keys: ties keep database order
         rel = torch.gather(rel_db, 1, order)
         n_rel = rel.sum(dim=1)
-        prec_at_r = torch.cumsum(rel, dim=1).to(torch.float64) / ranks
+        cum = torch.cumsum(rel, dim=1)
+        if kidx.shape[0]:
+            hits[start:stop] = cum[:, kidx]
+        prec_at_r = cum.to(torch.float64) / ranks
         sum_prec = torch.where(rel, prec_at_r, torch.zeros((), dtype=torch.float64, device=dev)).sum(dim=1)
         ap[start:stop] = torch.where(n_rel > 0, sum_prec / n_rel.clamp(min=1), torch.nan)
         hist[start:stop].scatter_add_(1, dist, torch.ones_like(dist))
         relhist[start:stop].scatter_add_(1, dist, rel_db.to(torch.int64))
-    return ap.cpu().numpy(), hist.cpu().numpy(), relhist.cpu().numpy()
+    return ap.cpu().numpy(), hist.cpu().numpy(), relhist.cpu().numpy(), hits.cpu().numpy()
 
 
-def _rank_stats(q_bits: Any, db_bits: Any, q_labels: Any, db_labels: Any, device: Any
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Validated inputs -> (ap (m,), hist (m, d + 1), relhist (m, d + 1), n) of the stable ranking."""
+def _rank_stats(q_bits: Any, db_bits: Any, q_labels: Any, db_labels: Any, device: Any, ks: Any = ()
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+    """Validated inputs -> (ap (m,), hist (m, d + 1), relhist (m, d + 1), n, hits (m, len(ks))) of the stable
+    ranking; ``hits[:, j]`` = relevant items among the first ``min(ks[j], n)`` ranks."""
     dev = _torch_device(device, q_bits, db_bits)
     q, db, ql, dl = _retrieval_inputs(q_bits, db_bits, q_labels, db_labels)
     qc, dc = _label_codes(ql, dl)
-    if dev is None and q.shape[0] * db.shape[0] < _KERNEL_MIN_PAIRS:
-        ap, hist, relhist = _rank_stats_numpy(q, db, qc, dc)
+    n = db.shape[0]
+    kk = np.minimum(np.asarray(ks, dtype=np.int64).reshape(-1), n)
+    if dev is None and q.shape[0] * n < _KERNEL_MIN_PAIRS:
+        ap, hist, relhist, hits = _rank_stats_numpy(q, db, qc, dc, kk)
     elif dev is None:
-        ap, hist, relhist = _rank_stats_kernel(q, db, qc, dc)
+        ap, hist, relhist, hits = _rank_stats_kernel(q, db, qc, dc, kk)
     else:
-        ap, hist, relhist = _rank_stats_torch(q, db, qc, dc, dev)
-    return ap, hist, relhist, db.shape[0]
+        ap, hist, relhist, hits = _rank_stats_torch(q, db, qc, dc, dev, kk)
+    return ap, hist, relhist, n, hits
 
 
 def _map_from_ap(ap: np.ndarray) -> MAPResult:
@@ -489,7 +524,7 @@ def mean_average_precision(
     Returns:
         :class:`MAPResult`.
     """
-    ap, _, _, _ = _rank_stats(q_bits, db_bits, q_labels, db_labels, device)
+    ap, _, _, _, _ = _rank_stats(q_bits, db_bits, q_labels, db_labels, device)
     return _map_from_ap(ap)
 
 
@@ -524,7 +559,7 @@ def precision_recall_curve(
         pandas DataFrame with d + 1 rows and columns ``radius`` (int), ``precision``, ``recall``
         (float), ``n_queries_precision``, ``n_queries_recall`` (int).
     """
-    _, hist, relhist, n = _rank_stats(q_bits, db_bits, q_labels, db_labels, device)
+    _, hist, relhist, n, _ = _rank_stats(q_bits, db_bits, q_labels, db_labels, device)
     return _pr_from_counts(hist, relhist, n)
 
 
@@ -533,5 +568,75 @@ def hamming_retrieval(
     *, device: Any = None,
 ) -> tuple[MAPResult, Any]:
     """``(mean_average_precision(...), precision_recall_curve(...))`` from one pass over the pairs."""
-    ap, hist, relhist, n = _rank_stats(q_bits, db_bits, q_labels, db_labels, device)
+    ap, hist, relhist, n, _ = _rank_stats(q_bits, db_bits, q_labels, db_labels, device)
     return _map_from_ap(ap), _pr_from_counts(hist, relhist, n)
+
+
+@dataclass
+class RetrievalScores:
+    """Result of :func:`retrieval_scores` (rules there).
+
+    Attributes:
+        map: :class:`MAPResult` of the stable Hamming ranking.
+        pr: the precision-recall table of :func:`precision_recall_curve`.
+        precision_at_k: k -> mean precision@k over the scored queries (NaN if none is scored).
+        radius: the Hamming radius r of ``precision_radius``.
+        precision_radius: mean precision within Hamming radius r over the scored queries, empty
+            results counted as 0 (NaN if no query is scored).
+        n_radius_empty: scored queries that retrieve nothing within radius r.
+    """
+
+    map: MAPResult
+    pr: Any
+    precision_at_k: dict[int, float]
+    radius: int
+    precision_radius: float
+    n_radius_empty: int
+
+
+def retrieval_scores(
+    q_bits: np.ndarray, db_bits: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray,
+    *, ks: tuple[int, ...] = PRECISION_KS, radius: int = 2, device: Any = None,
+) -> RetrievalScores:
+    """mAP, PR curve, precision@k and precision within Hamming radius ``radius``, from one ranking pass.
+
+    Ranking, relevance and the scored queries are those of :func:`mean_average_precision`.
+
+    Rules:
+      1. ``precision@k = (#relevant in ranks 1..k') / k'`` with ``k' = min(k, n)`` (a database smaller
+         than k is retrieved whole), on the same stable ranking as the AP: when the k-th position falls
+         inside a group of tied distances, the members of that group that make the top k are the first
+         ones in **database order** (rule 2 of the mAP), not a share of the group.
+      2. ``precision within radius r`` per query = ``relevant_retrieved / retrieved`` over the database
+         items with Hamming distance <= r (independent of tie order); a query that retrieves **nothing**
+         within r scores **0** and is counted in ``n_radius_empty``.
+      3. Both are averaged over the scored queries (R >= 1), as mAP; NaN when no query is scored.
+         (The PR curve's precision(r) averages over the queries that retrieve something instead.)
+
+    Args:
+        q_bits, db_bits, q_labels, db_labels, device: as :func:`mean_average_precision`.
+        ks: positive integer cut-offs (default :data:`PRECISION_KS` = 100, 500, 1000).
+        radius: integer r >= 0 (default 2; r >= d retrieves everything).
+
+    Returns:
+        :class:`RetrievalScores`.
+    """
+    kl = [int(k) for k in ks]
+    if any(k < 1 for k in kl) or any(isinstance(k, bool) for k in ks):
+        raise ValueError(f"ks must be positive integers; got {list(ks)!r}")
+    if isinstance(radius, bool) or int(radius) != radius or radius < 0:
+        raise ValueError(f"radius must be an integer >= 0; got {radius!r}")
+    ap, hist, relhist, n, hits = _rank_stats(q_bits, db_bits, q_labels, db_labels, device, kl)
+    result = _map_from_ap(ap)
+    scored = ~np.isnan(ap)
+    prec_k = {}
+    for j, k in enumerate(kl):
+        vals = hits[scored, j] / min(k, n)
+        prec_k[k] = float(vals.mean()) if vals.size else float("nan")
+    r = min(int(radius), hist.shape[1] - 1)
+    retrieved = hist[scored, : r + 1].sum(axis=1)
+    rel_ret = relhist[scored, : r + 1].sum(axis=1)
+    per_q = np.where(retrieved > 0, rel_ret / np.maximum(retrieved, 1), 0.0)
+    return RetrievalScores(map=result, pr=_pr_from_counts(hist, relhist, n), precision_at_k=prec_k,
+                           radius=int(radius), precision_radius=float(per_q.mean()) if per_q.size else float("nan"),
+                           n_radius_empty=int(np.count_nonzero(retrieved == 0)))

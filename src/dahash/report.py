@@ -13,6 +13,11 @@ figures next to them, referenced by relative links. Sections, after the protocol
   task, one curve per hashing method) and one per task (all methods overlaid);
 * **Feature analysis -- Figure 3 analogue**: A-distance bar chart (feature kind x task) and the
   t-SNE images, when analysis records are given;
+* **Precision@k and within Hamming radius 2 (%)**: per method, averaged over tasks, when the records
+  carry them (``precision_at_k``, ``precision_radius2``);
+* **pwcf protocol** (records with ``protocol: pwcf``): mAP per task and code length beside the published
+  values of PWCF, PEACE, IDEA, CPH, COUPLE and VPDS (:mod:`dahash.pwcf_results`) where dataset,
+  protocol, bits and backbone match, with a plain statement of where ours is behind;
 * per-method detail tables (task, sizes, seeds, accuracy, mAP).
 
 Records are the per-(method, task, seed) dicts written by the evaluation stage (at least
@@ -20,7 +25,8 @@ Records are the per-(method, task, seed) dicts written by the evaluation stage (
 one decimal. ``null``/None means *not applicable* (a hashing method does not classify; TCA has no
 codes) and gives an empty cell, never 0; a NaN ``map`` means no query was scored and shows "n/a".
 Optional keys: ``algorithm``, ``family`` (:data:`FAMILIES`), ``retrieval`` (:data:`RETRIEVALS`),
-``uses_target_labels`` (SuH: the supervised upper bound, flagged in the tables).
+``uses_target_labels`` (SuH: the supervised upper bound, flagged in the tables), ``protocol``
+(:data:`PROTOCOLS`), ``precision_at_k`` ({"100": fraction, ...}), ``precision_radius2`` (fraction).
 
 Every file is written atomically (temporary file in the same directory, then ``os.replace``), and
 all inputs are validated before the first write, so a failing call leaves nothing new behind.
@@ -40,12 +46,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from dahash import paper_results
+from dahash import paper_results, pwcf_results
 from dahash.atomic import write_bytes_atomic, write_text_atomic
 
 __all__ = [
     "EVALUATION_RULES",
     "FAMILIES",
+    "PROTOCOLS",
     "REQUIRED_KEYS",
     "RETRIEVALS",
     "collect_analysis",
@@ -73,6 +80,8 @@ REQUIRED_KEYS: tuple[str, ...] = (
 FAMILIES: tuple[str, ...] = ("dah", "deep", "shallow", "hashing", "supervised_hashing")
 #: allowed values of a record's optional ``retrieval`` key (None: no retrieval, no codes)
 RETRIEVALS: tuple[str, ...] = ("source_database", "target_split")
+#: allowed values of a record's optional ``protocol`` key (absent: ``dah``)
+PROTOCOLS: tuple[str, ...] = ("dah", "pwcf")
 _RETRIEVAL_LABELS = {"source_database": "source database", "target_split": "target split"}
 
 #: The evaluation rules implemented by :mod:`dahash.metrics`, worded for a report's protocol
@@ -89,6 +98,11 @@ EVALUATION_RULES: dict[str, str] = {
     "classification": "eq. 6, code variant: argmax_j of sum of exp(u_t . u_s) over the first 200 "
     "source items of class j, continuous outputs",
     "PR curves": "Hamming-radius retrieval (distance <= r) for r = 0..d over the same distances",
+    "precision@k": "(#relevant in ranks 1..k) / k, k = 100, 500, 1000 (k > n: n), on the same stable ranking: "
+    "a tie group cut at the k-th position contributes its first items in database order; mean over the "
+    "queries scored by mAP",
+    "precision within radius 2": "relevant / retrieved among the items at Hamming distance <= 2; a query "
+    "retrieving nothing within radius 2 counts as 0; mean over the queries scored by mAP",
 }
 
 _PR_COLUMNS = ("radius", "precision", "recall")
@@ -127,7 +141,14 @@ def _check_record(rec: Any, where: str) -> dict[str, Any]:
         elif not 0.0 <= val <= 1.0:
             raise ValueError(f"{where}: {key} = {val} is not a fraction in [0, 1]")
         out[key] = val
-    for key, allowed in (("family", FAMILIES), ("retrieval", RETRIEVALS)):
+    pk = out.get("precision_at_k")
+    if pk is not None:
+        if not isinstance(pk, Mapping):
+            raise ValueError(f"{where}: precision_at_k must be an object k -> fraction, got {pk!r}")
+        out["precision_at_k"] = {str(k): _fraction_or_nan(v, f"{where}: precision_at_k[{k!r}]") for k, v in pk.items()}
+    if out.get("precision_radius2") is not None:
+        out["precision_radius2"] = _fraction_or_nan(out["precision_radius2"], f"{where}: precision_radius2")
+    for key, allowed in (("family", FAMILIES), ("retrieval", RETRIEVALS), ("protocol", PROTOCOLS)):
         val = out.get(key)
         if val is not None and val not in allowed:
             raise ValueError(f"{where}: {key} = {val!r} is not one of {list(allowed)} (or null)")
@@ -136,6 +157,18 @@ def _check_record(rec: Any, where: str) -> dict[str, Any]:
     if out.get("uses_target_labels") is not None and not isinstance(out["uses_target_labels"], bool):
         raise ValueError(f"{where}: uses_target_labels must be true/false, got {out['uses_target_labels']!r}")
     return out
+
+
+def _fraction_or_nan(val: Any, where: str) -> float:
+    if isinstance(val, bool) or val is None:
+        raise ValueError(f"{where} must be a number, got {val!r}")
+    try:
+        f = float(val)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} must be a number, got {val!r}") from None
+    if not (math.isnan(f) or 0.0 <= f <= 1.0):
+        raise ValueError(f"{where} = {f} is not a fraction in [0, 1]")
+    return f
 
 
 def _read_json(path: Path) -> Any:
@@ -283,6 +316,7 @@ def _build(records: list[dict], methods: Sequence[str] | None, tasks: Sequence[s
             "algorithm": first.get("algorithm"),
             "family": first.get("family"),
             "retrieval": first.get("retrieval"),
+            "protocol": first.get("protocol") or "dah",
             "uses_target_labels": any(r.get("uses_target_labels") is True for r in recs),
             "hash_bits": bits,
             "seeds": sorted({str(r["seed"]) for r in recs}, key=lambda s: (len(s), s)),
@@ -373,7 +407,11 @@ def _accuracy_section(run: _Run) -> _Section:
     pub = paper_results.published_accuracy(run.dataset, run.backbone)
     pub_avg = paper_results.published_accuracy_average(run.dataset, run.backbone) or {}
     name = paper_results.table_name(run.dataset, run.backbone, "accuracy")
-    if pub is None:
+    if pub is not None and _pwcf_run(run):
+        pub = None
+        sec.paragraphs.append("The DAH paper's accuracies are not shown: this run follows the pwcf protocol (its "
+                              "query images are left out of training), not the paper's.")
+    elif pub is None:
         sec.paragraphs.append(
             f"The paper has no accuracy table for dataset {run.dataset} with backbone {run.backbone}: "
             "no published values are shown.")
@@ -429,6 +467,11 @@ def _accuracy_section(run: _Run) -> _Section:
     return sec
 
 
+def _pwcf_run(run: _Run) -> bool:
+    """True when any method of the run was evaluated on the pwcf protocol."""
+    return any(run.info[m]["protocol"] == "pwcf" for m in run.methods)
+
+
 def _upper_bound_note(run: _Run, methods: list[str], sec: _Section) -> None:
     if any(run.info[m]["uses_target_labels"] for m in methods):
         sec.notes.append(f"{_UPPER_BOUND_MARK} uses target labels (supervised hashing): an upper "
@@ -444,12 +487,18 @@ def _map_sections(run: _Run, sources: dict[str, str]) -> list[_Section]:
         return [sec]
     pub = paper_results.published_map(run.dataset, run.backbone)
     name = paper_results.table_name(run.dataset, run.backbone, "map")
+    if pub is not None and _pwcf_run(run):
+        pub = None
+        sec.paragraphs.append("The DAH paper's Table 4 is not shown: it uses all target items as queries, this run "
+                              "the pwcf protocol (see the pwcf section for the published values that match).")
     rule = ", ".join(f"{s} → {t}" for t, s in sources.items())
     sec.paragraphs.append(
         f"One column per target domain; each cell comes from the task given by the paper's Table 4 "
         f"protocol (source → target): {rule}. For methods retrieving within a target split the "
         "source plays no part.")
-    if pub is None:
+    if pub is None and _pwcf_run(run):
+        pass  # said above: the paper's protocol differs
+    elif pub is None:
         sec.paragraphs.append(f"The paper has no mAP table for dataset {run.dataset} with backbone "
                               f"{run.backbone}: no published values are shown.")
     else:
@@ -508,6 +557,118 @@ def _map_sections(run: _Run, sources: dict[str, str]) -> list[_Section]:
         per_task.notes.append("Code lengths differ: " + ", ".join(
             f"{m}: {'/'.join(map(str, b))} bits" for m, b in bits.items()))
     return [sec, per_task]
+
+
+_PRECISION_COLUMNS = (("100", "P@100"), ("500", "P@500"), ("1000", "P@1000"))
+
+
+def _precision_values(run: _Run, method: str, task: str, key: str) -> list[float]:
+    """Per-seed values of precision@k (``key`` = "100", ...) or ``"radius2"`` for (method, task)."""
+    out = []
+    for r in run.cells.get((method, task), []):
+        v = r.get("precision_radius2") if key == "radius2" else (r.get("precision_at_k") or {}).get(key)
+        if v is not None:
+            out.append(v)
+    return out
+
+
+def _precision_sections(run: _Run) -> list[_Section]:
+    """Precision@100/500/1000 and within Hamming radius 2, per method averaged over the tasks."""
+    keys = [k for k, _ in _PRECISION_COLUMNS] + ["radius2"]
+    methods = [m for m in run.methods if any(_precision_values(run, m, t, k) for t in run.tasks for k in keys)]
+    if not methods:
+        return []
+    sec = _Section(2, "Precision@k and within Hamming radius 2 (%)")
+    sec.paragraphs.append("Same queries, database and stable ranking as the mAP (rules in the protocol section). "
+                          "Cells: mean over the tasks of the per-task means (n/a when a task lacks a value).")
+    rows = []
+    for m in methods:
+        row = [_method_label(run, m), "/".join(map(str, run.info[m]["hash_bits"]))]
+        for k in keys:
+            means = [_mean(_precision_values(run, m, t, k)) for t in run.tasks]
+            row.append("n/a" if any(math.isnan(v) for v in means) else f"{100.0 * float(np.mean(means)):.1f}")
+        rows.append(row)
+    sec.table = _Table(["method", "bits"] + [h for _, h in _PRECISION_COLUMNS] + ["P@r≤2"], rows, n_label=2)
+    return [sec]
+
+
+def _pwcf_sections(run: _Run) -> list[_Section]:
+    """mAP per task and code length on the pwcf protocol, beside the published values that match."""
+    methods = [m for m in run.methods if run.info[m]["protocol"] == "pwcf" and run.reports(m, "map")]
+    if not methods:
+        return []
+    sec = _Section(2, "Cross-domain retrieval, pwcf protocol — mAP (%) beside the published values")
+    sec.paragraphs.append(
+        "Protocol of PWCF (CVPR 2020) and the papers since: a seeded random 10 % of the target items are the "
+        "queries (left out of training), the source domain is the database, relevant = same class.")
+    pub_bits = pwcf_results.published_bits(run.dataset, run.backbone)
+    ours_bits = sorted({b for m in methods for b in run.info[m]["hash_bits"]})
+    if not pub_bits:
+        sec.paragraphs.append(
+            f"No published values are shown: none were transcribed for dataset {run.dataset} with backbone "
+            f"{run.backbone} (transcribed: Office-Home and Office-31 with VGG-16 at 64 bits; "
+            f"{pwcf_results.SOURCE}).")
+    else:
+        sec.paragraphs.append(f"Published values: {pwcf_results.SOURCE}; shown where dataset ({run.dataset}), "
+                              f"protocol, code length and backbone ({run.backbone}) match ours.")
+        missing = [b for b in ours_bits if b not in pub_bits]
+        if missing:
+            sec.paragraphs.append(f"No published values transcribed at {', '.join(map(str, missing))} bits.")
+    out = [sec]
+    for bits in ours_bits:
+        ms = [m for m in methods if run.info[m]["hash_bits"] == [bits]]
+        if not ms:
+            continue
+        pub = pwcf_results.published_pwcf_map(run.dataset, run.backbone, bits) or {}
+        tasks = [t for t in run.tasks if any(run.values(m, t, "map") for m in ms)]
+        sub = _Section(3, f"{bits} bits")
+        header = ["task", "source → target"] + [_method_label(run, m) for m in ms]
+        paper_cols = set(range(len(header), len(header) + len(pub)))
+        header += [f"paper {pwcf_results.METHODS[p]}" for p in pub]
+        rows = []
+        for t in tasks:
+            src, tgt = run.task_pair[t]
+            row = [t, f"{src} → {tgt}"] + [_fmt(run.values(m, t, "map")) for m in ms]
+            row += [f"{pub[p][(src, tgt)]:.2f}" if (src, tgt) in pub[p] else "" for p in pub]
+            rows.append(row)
+        avg = ["Average", ""] + [_average(run, m, "map", tasks) for m in ms]
+        for p in pub:
+            vals = [pub[p].get(run.task_pair[t]) for t in tasks]
+            avg.append(f"{float(np.mean(vals)):.2f}" if vals and all(v is not None for v in vals) else "")
+        rows.append(avg)
+        sub.table = _Table(header, rows, n_label=2, paper_cols=paper_cols, average_rows={len(rows) - 1})
+        if pub:
+            sub.notes.append("Paper Average: the mean of the published values over this run's tasks (the paper's own "
+                             "Avg. mixes Office-Home and Office-31).")
+            sub.notes += _behind_notes(run, ms, tasks, pub)
+        out.append(sub)
+    return out
+
+
+def _behind_notes(run: _Run, methods: list[str], tasks: list[str], pub: Mapping[str, Mapping]) -> list[str]:
+    """One plain sentence per our method: which published methods it trails, on how many tasks, by how much."""
+    notes = []
+    for m in methods:
+        parts, ahead = [], []
+        for p, table in pub.items():
+            pairs = [(100.0 * _mean(run.values(m, t, "map")), table[run.task_pair[t]]) for t in tasks
+                     if run.task_pair[t] in table and run.values(m, t, "map")]
+            pairs = [(o, v) for o, v in pairs if not math.isnan(o)]
+            if not pairs:
+                continue
+            behind = sum(o < v for o, v in pairs)
+            gap = float(np.mean([o - v for o, v in pairs]))
+            label = pwcf_results.METHODS[p]
+            if behind:
+                parts.append(f"{label} on {behind} of {len(pairs)} tasks (mean difference {gap:+.1f} points)")
+            else:
+                ahead.append(label)
+        if parts:
+            notes.append(f"Where ours is behind: {m} trails " + "; ".join(parts) + "."
+                         + (f" It is ahead of {', '.join(ahead)} on every task." if ahead else ""))
+        elif ahead:
+            notes.append(f"{m} is ahead of every published method shown ({', '.join(ahead)}) on every task.")
+    return notes
 
 
 def _detail_sections(run: _Run) -> list[_Section]:
@@ -863,6 +1024,7 @@ def render_report(
     sections += _map_sections(run, sources)
     pr_secs, pr_files = _pr_sections(run, curves, sources)
     an_secs, an_files = _analysis_sections(checked)
+    sections += _precision_sections(run) + _pwcf_sections(run)
     sections += pr_secs + an_secs + _detail_sections(run)
     files = {**pr_files, **an_files}
     markdown, page = _markdown(title, sections), _html(title, sections)
