@@ -451,7 +451,9 @@ WEIGHTS: dict[str, RemoteFile] = {
         note=(
             "torchvision's ImageNet VGG-16 (IMAGENET1K_V1; Simonyan & Zisserman, ICLR 2015), the "
             "backbone of the cross-domain hashing papers since PWCF. A plain state_dict (BSD-3-Clause "
-            "torchvision; ImageNet terms apply to the weights)."
+            "torchvision; ImageNet terms apply to the weights). The full sha256 is published in public loaders "
+            "and projects that pinned this file; torchvision itself checks only its 8-digit prefix, 397923af, "
+            "which is in the file name."
         ),
     ),
 }
