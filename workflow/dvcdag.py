@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
 
 STAMP_DIR = Path(".snakemake") / "dvc-params"
 DONE_DIR = Path(".snakemake") / "dvc-done"
@@ -123,7 +123,9 @@ def locked_params(root: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     lock = Path(root) / "dvc.lock"
     if not lock.exists():
         return {}
-    data = yaml.safe_load(lock.read_text()) or {}
+    # YAML 1.2 as DVC writes it (ruamel.yaml): PyYAML's YAML 1.1 reads a float such as 1e-05 (train.lr_end) as a
+    # string, which made every stage declaring it look params-stale to Snakemake after a run
+    data = YAML(typ="safe").load(lock.read_text()) or {}
     out: dict[str, dict[str, Any]] = {}
     for name, entry in (data.get("stages") or {}).items():
         flat: dict[str, Any] = {}
