@@ -207,9 +207,9 @@ def test_analysis_needs_dah_dan_and_pretrained_features_named_in_the_error(tmp_p
     proj_params = tmp_path / "params.yaml"
     proj_params.write_text((REPO_ROOT / "params.yaml").read_text())
     with pytest.raises(StageError, match=r"lacks methods\.dah\..*analysis\.tasks: \[\]"):
-        apply_preset("quickstart", ["data.mirror=x", NOADAPT], proj_params)
+        apply_preset("quickstart-full", ["data.mirror=x", NOADAPT], proj_params)
     with pytest.raises(StageError, match=r"lacks baselines\.methods\.dan\b"):
-        apply_preset("quickstart", ["data.mirror=x", "baselines.methods={itq: {}}"], proj_params)
+        apply_preset("quickstart-full", ["data.mirror=x", "baselines.methods={itq: {}}"], proj_params)
     with pytest.raises(StageError, match=r"lacks baselines\.methods\.dan, a backbone with pretrained features"):
         apply_preset("digits", ["data.mirror=x", "analysis.tasks=[M_U]"], proj_params)
     with pytest.raises(StageError, match=r"methods\.noadapt\.gamma = 'auto'"):
