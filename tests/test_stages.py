@@ -155,7 +155,7 @@ def test_preset_keeps_comments_replaces_tasks_and_rejects_bad_input(tmp_path: Pa
     tmp_path.mkdir()
     target = tmp_path / "params.yaml"
     target.write_text(PARAMS_FILE.read_text())
-    apply_preset("quickstart", ["train.epochs=7", "data.mirror=x"], target)
+    apply_preset("quickstart-full", ["train.epochs=7", "data.mirror=x"], target)
     text = target.read_text()
     assert "# dahash parameters" in text and "# MK-MMD weight" in text
     p = yaml.safe_load(text)
@@ -206,6 +206,18 @@ def test_directory_deps_expand_to_other_stages_outs() -> None:
     assert inputs == ["metrics/ds/a.json", "metrics/ds/b.json", "stages/report.py", rep.stamp]
     assert dvcdag.is_directory_out("models/ds/x") and not dvcdag.is_directory_out("metrics/x.json")
     assert _stage("train@A-W").rule_name == "train__A_W"
+
+
+def test_directory_deps_expand_like_a_plain_path_comparison() -> None:
+    """The bisection index finds exactly the outs a pathlib comparison finds (siblings that share a prefix:
+    ``ds-x``, ``ds.json``, ``ds2``, ``ds0`` sort around ``ds/`` and must stay out)."""
+    outs = ["metrics/ds/a.json", "metrics/ds/b/c.json", "metrics/ds-x/a.json", "metrics/ds.json", "metrics/ds2/a.json",
+            "metrics/ds0/a.json", "metrics/d/a.json", "models/ds/m", "report"]
+    stages = [_stage(f"s@{i}", outs=[o]) for i, o in enumerate(outs)]
+    for dep in ("metrics/ds", "metrics", "metrics/ds/b", "models", "report", "nothing", "metrics/d"):
+        user = _stage("user", deps=[dep], outs=["u"])
+        naive = [o for o in outs if o != dep and Path(o).is_relative_to(dep)]
+        assert dvcdag.snakemake_inputs(user, [*stages, user]) == sorted(naive or [dep]) + [user.stamp], dep
 
 
 def test_param_stamps_follow_dvc_lock(tmp_path: Path) -> None:
