@@ -10,7 +10,7 @@ CORES ?= 8
 GPU_SLOTS ?= 1
 MIRROR ?= ../shared/data/office-caltech-10
 
-.PHONY: setup pipeline quickstart quickstart-pwcf surf test test-fast test-reverse
+.PHONY: setup pipeline quickstart quickstart-full quickstart-pwcf surf test test-fast test-reverse
 
 setup:
 	$(PIP) install "$(TORCH)"
@@ -21,8 +21,14 @@ pipeline: setup
 	snakemake --cores $(CORES) --resources gpu=1
 
 # Office-Caltech-10 + EfficientNet-Lite0, fully offline with a local copy of the images at $(MIRROR).
+# quickstart: a first look (DAH, DAH-e, source-only, JDA, NoDA; 4 tasks, seed 0); quickstart-full: every method,
+# 12 tasks, 3 seeds, Figure 3 (it reuses every job of quickstart).
 quickstart: setup
 	$(PYTHON) -m stages.preset quickstart --set data.mirror=$(MIRROR)
+	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS)
+
+quickstart-full: setup
+	$(PYTHON) -m stages.preset quickstart-full --set data.mirror=$(MIRROR)
 	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS)
 
 # The quickstart on the pwcf protocol (10 % of the target as queries, left out of training; 16/32/64/128 bits).

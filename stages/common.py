@@ -60,8 +60,13 @@ def load_params(path: Path = PARAMS_FILE, *, shown_as: Path | str | None = None)
     return params
 
 
+#: gamma_sweep.grid of the paper's selection (sec. 5.2), suggested when train.gamma = auto has no grid
+PAPER_GAMMA_GRID = [50.0, 500.0, 5000.0, 50000.0]
+
+
 def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> None:
-    """Checks a JSON schema cannot express: domains belong to the dataset, tasks use known domains."""
+    """Checks a JSON schema cannot express: domains belong to the dataset, tasks use known domains, the gamma sweep's
+    grid is non-empty exactly when ``train.gamma`` is ``auto`` (so that the sweep is in the DAG only then), ..."""
     from dahash.datasets import CUSTOM, get_dataset
 
     dataset = params["data"]["dataset"]
@@ -136,6 +141,14 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
     if (params.get("eval") or {}).get("protocol", "dah") == "pwcf" and train["gamma"] == "auto":
         raise StageError(f"{path}: eval.protocol = pwcf with train.gamma = auto: the gamma sweep would train on the "
                          "query items; set a fixed train.gamma")
+    grid = params["gamma_sweep"]["grid"]
+    if train["gamma"] == "auto" and not grid:
+        raise StageError(f"{path}: train.gamma = auto needs gamma_sweep.grid, the gammas the sweep tries, e.g. "
+                         f"--set 'gamma_sweep.grid={PAPER_GAMMA_GRID}' (the paper's); or set a fixed train.gamma")
+    if train["gamma"] != "auto" and grid:
+        raise StageError(f"{path}: gamma_sweep.grid = {grid} but train.gamma = {train['gamma']!r} is fixed: the gamma "
+                         "sweep runs only with train.gamma: auto. Set gamma_sweep.grid: [] (no sweep), or "
+                         "train.gamma: auto to sweep")
     if train["gamma"] == "auto" and train["mode"] != "head":
         raise StageError(f"{path}: train.gamma = auto runs the gamma sweep in head mode; set train.mode: head "
                          "or a fixed train.gamma")

@@ -4,9 +4,9 @@ Trains DAH as ``train`` defines it (no ``methods`` entry applied: a valid params
 ``methods.dah``) on the task with MMD weight G (``gamma_sweep.epochs`` epochs, the first seed), takes the
 fc7 outputs of every source and target image, and writes the held-out error of a binary linear domain
 classifier (source vs target; no class labels, no target labels) to
-sweeps/gamma/<dataset>/<backbone>/<KEY>/<G>.json. `gamma_select` then picks, per task, the gamma with the
-LARGEST error; every method that does not set its own ``gamma`` trains with it. With a fixed ``train.gamma``
-(not ``auto``) nothing is trained: the job records that.
+sweeps/gamma/<dataset>/<backbone>/<KEY>/<G>.json. Each training job then picks its task's gamma with the
+LARGEST error (stages.gamma_select.selected_gamma); every method that does not set its own ``gamma`` trains with it. The stage is in the DAG only
+with ``train.gamma: auto`` (``gamma_sweep.grid`` is ``[]`` otherwise).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from stages.common import ROOT, dataset_spec, load_params, main_wrapper, resolve_device, task_of, write_json
+from stages.common import ROOT, StageError, dataset_spec, load_params, main_wrapper, resolve_device, task_of, write_json
 
 
 def sweep_dir(params: dict, task: str):
@@ -32,10 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     task = task_of(params, args.task)
     out = sweep_dir(params, args.task) / f"{args.gamma}.json"
     record = {"task": args.task, "gamma": args.gamma}
-    if params["train"]["gamma"] != "auto":
-        write_json(out, {**record, "skipped": f"train.gamma is fixed ({params['train']['gamma']}); nothing swept"})
-        print(f"[{args.task}] gamma sweep skipped: train.gamma = {params['train']['gamma']}")
-        return
+    if params["train"]["gamma"] != "auto":  # the DAG has no sweep then (gamma_sweep.grid: []); a run by hand
+        raise StageError(f"train.gamma is fixed ({params['train']['gamma']}): nothing to sweep; set train.gamma: auto "
+                         "and gamma_sweep.grid to sweep")
     import torch  # heavy imports only when there is something to train
 
     from dahash.gamma import domain_classification_error

@@ -28,6 +28,22 @@ def available() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
+def _assign(node: Any, key: str, value: Any) -> None:
+    """``node[key] = value``, keeping the key's end-of-line comment where ruamel.yaml would break the file.
+
+    ruamel.yaml keeps a comment that sat after ``key:`` of a block sequence as a token that expects a block to
+    follow; an empty flow value (``[]``, ``{}``) then swallows the line break and the next key lands on the same
+    line (``epochs: 30 held_out: 0.3``: not YAML). Re-attaching the comment as a plain end-of-line comment avoids it.
+    """
+    token = node.ca.items.get(key) if hasattr(node, "ca") else None
+    comment = token[2] if token and len(token) > 2 else None
+    node[key] = value
+    first_line = comment.value.split("\n")[0].strip() if comment is not None else ""
+    if first_line.startswith("#") and isinstance(value, (list, dict)) and not value:
+        del node.ca.items[key]
+        node.yaml_add_eol_comment(first_line, key, column=comment.column)
+
+
 def _merge(dst: Any, src: dict[str, Any], prefix: str = "") -> None:
     for key, value in src.items():
         path = f"{prefix}{key}"
@@ -36,7 +52,7 @@ def _merge(dst: Any, src: dict[str, Any], prefix: str = "") -> None:
         if isinstance(value, dict) and key not in REPLACED_WHOLE and isinstance(dst[key], dict):
             _merge(dst[key], value, path + ".")
         else:
-            dst[key] = value
+            _assign(dst, key, value)
 
 
 def _set(dst: Any, assignment: str) -> None:
@@ -52,12 +68,13 @@ def _set(dst: Any, assignment: str) -> None:
     if not isinstance(node, dict) or parts[-1] not in node:
         raise StageError(f"--set {key}: {parts[-1]!r} is not a key of params.yaml")
     try:
-        node[parts[-1]] = yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise StageError(f"--set {key}: value {raw!r} is not valid YAML ({problem}); write a YAML value, "
                          f"e.g. --set {key}=0.01, --set '{key}=[1, 2]', or quote a string: --set '{key}=\"text\"'"
                          ) from None
+    _assign(node, parts[-1], value)
 
 
 def apply_preset(name: str, sets: list[str], params_file: Path = PARAMS_FILE) -> None:

@@ -3,7 +3,8 @@
 Reads every metrics file (methods x tasks x seeds) and the first seed's PR curve per method and task,
 plus the feature-analysis records of ``analysis.tasks`` that exist (analysis/<dataset>/<task>/
 analysis.json), and renders Table 2/3 (accuracy), Table 4 (mAP per target domain) and Figures 3-5
-analogues beside the paper's published values (dahash.paper_results).
+analogues beside the paper's published values (dahash.paper_results). Also the DVC metrics of a run:
+metrics/summary/<dataset>/<method>.json, per method the mean accuracy and mAP over tasks and seeds.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dahash.report import collect_analysis, collect_records, render_report
-from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper
+from dahash.report import collect_analysis, collect_records, method_summary, render_report
+from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper, write_json
 from stages.evaluate import PWCF_RULE, RULES, metrics_path, pr_path
 
 
@@ -111,6 +112,23 @@ def main(argv: list[str] | None = None) -> None:
         )
     for name in written:
         print(f"wrote report/{name}")
+    write_summary(dataset, method_summary(records, methods))
+
+
+def summary_dir(dataset: str) -> Path:
+    """metrics/summary/<dataset>: one <method>.json per method, the DVC metrics of a run (kept in git)."""
+    return ROOT / "metrics" / "summary" / dataset
+
+
+def write_summary(dataset: str, summary: dict[str, dict]) -> None:
+    """Replace metrics/summary/<dataset>/ whole (a method no longer in params.yaml leaves no file behind)."""
+    with atomic_path(summary_dir(dataset)) as tmp:
+        tmp.mkdir()
+        for method, entry in summary.items():
+            write_json(tmp / f"{method}.json", entry)
+    shown = "; ".join(f"{m} " + " ".join(f"{k} {100 * v:.1f} %" for k, v in e.items() if k != "runs" and v is not None)
+                      for m, e in summary.items())
+    print(f"wrote metrics/summary/{dataset}/ (mean over tasks and seeds: {shown})")
 
 
 if __name__ == "__main__":

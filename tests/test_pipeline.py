@@ -182,9 +182,15 @@ def test_snakemake_runs_the_whole_dag(project: Pipeline) -> None:
     assert set(analysis["a_distance"]) == {"backbone", "dan", "dah"}
     assert all((root / "analysis" / "custom" / "d1_d2" / f"tsne_{k}.png").exists() for k in analysis["a_distance"])
     assert "Table 4" in html or "mAP" in html
-    for key in TASKS:  # gamma = auto: chosen per task among the swept values
-        sel = json.loads((root / "sweeps" / "gamma" / "custom" / "efficientnet_lite0" / f"{key}.selected.json").read_text())
-        assert sel["gamma"] in (0.5, 5.0) and set(sel["domain_errors"]) == {"0.5", "5.0"}
+    import torch
+
+    for key in TASKS:  # gamma = auto: per task the swept gamma with the largest held-out domain error
+        sweep = root / "sweeps" / "gamma" / "custom" / "efficientnet_lite0" / key
+        errors = {r["gamma"]: r["domain_error"] for r in (json.loads(p.read_text()) for p in sweep.glob("*.json"))}
+        assert set(errors) == {0.5, 5.0}
+        model = root / "models" / "custom" / "efficientnet_lite0" / "dah" / key / "seed0" / "model.pt"
+        chosen = torch.load(model, weights_only=True)["config"]["gamma"]
+        assert errors[chosen] == max(errors.values()), (chosen, errors)
     assert not (root / "checkpoints").exists() or not any((root / "checkpoints").rglob("*.pt"))
     assert (root / "report" / "results.md").exists()
     # snakemake's run was recorded in dvc.lock: DVC sees nothing to do
@@ -242,7 +248,20 @@ def test_param_edit_reruns_only_training_evaluation_report(project: Pipeline) ->
 def test_dvc_metrics_plots_and_remote(project: Pipeline, tmp_path: Path) -> None:
     root = private_copy(project, tmp_path / "proj")
     shown = run(root, "dvc", "metrics", "show").stdout
-    assert "accuracy" in shown and "map" in shown and "dah/d1_d2/seed0.json" in shown
+    print(f"dvc metrics show:\n{shown}")
+    # the table a person reads after a run: per method, mean accuracy and mAP over tasks and seeds; the manifest's
+    # per-class counts (class names as columns) and the per-run files are not in it
+    rows = {line.split()[0]: line.split()[1:] for line in shown.splitlines()[1:] if line.strip()}
+    header = shown.splitlines()[0].split()
+    assert header == ["Path", "accuracy", "map", "runs"], shown
+    assert set(rows) == {f"metrics/summary/custom/{m}.json" for m in [*METHODS, *BASELINES]}, shown
+    dah = json.loads((root / "metrics" / "summary" / "custom" / "dah.json").read_text())
+    runs = [json.loads((root / "metrics" / "custom" / "dah" / k / "seed0.json").read_text()) for k in TASKS]
+    assert dah == {"accuracy": pytest.approx(np.mean([r["accuracy"] for r in runs])),
+                   "map": pytest.approx(np.mean([r["map"] for r in runs])), "runs": len(TASKS)}
+    assert not any(c in shown for c in CLASSES)
+    per_run = run(root, "dvc", "metrics", "show", "-R", "metrics/custom").stdout  # on demand
+    assert "dah/d1_d2/seed0.json" in per_run and "accuracy" in per_run
     out = root / "plots-html"
     run(root, "dvc", "plots", "show", "-o", str(out))
     page = (out / "index.html").read_text()
@@ -255,6 +274,33 @@ def test_dvc_metrics_plots_and_remote(project: Pipeline, tmp_path: Path) -> None
     shutil.rmtree(root / "data" / "features")
     run(root, "dvc", "pull")
     assert feats.read_bytes() == before
+
+
+def test_dvc_experiment_with_another_epoch_count(project: Pipeline, tmp_path: Path) -> None:
+    """`dvc exp run --set-param train.epochs=...` reruns what depends on it and `dvc exp show` lists the
+    experiment's accuracy and mAP (the per-method summary, the metrics kept in git) beside the baseline's."""
+    root = private_copy(project, tmp_path / "proj")
+    run(root, "git", "add", "-A")  # the first run's dvc.lock and summary metrics: the experiment's baseline
+    run(root, "git", "commit", "-qm", "first run")
+    res = run(root, "dvc", "exp", "run", "--name", "epochs5", "--set-param", "train.epochs=5")
+    ran = set(re.findall(r"Running stage '([^']+)'", res.stdout))
+    assert ran == ({f"{s}@{m}-{k}-0" for s in ("train", "evaluate") for m in METHODS for k in TASKS}
+                   | {"analysis@d1_d2", "report"}), res.stdout
+    table = run(root, "dvc", "exp", "show", "--csv").stdout
+    print(f"dvc exp show --csv:\n{table}")
+    columns = table.splitlines()[0].split(",")
+    for m in METHODS:
+        assert {f"metrics/summary/custom/{m}.json:accuracy", f"metrics/summary/custom/{m}.json:map"} <= set(columns)
+    shown = json.loads(run(root, "dvc", "exp", "show", "--json").stdout)
+    baseline = shown[1] if shown[0]["rev"] == "workspace" else shown[0]
+    exp = baseline["experiments"][0]["revs"][0]
+    assert exp["name"] == "epochs5"
+    assert exp["data"]["params"]["params.yaml"]["data"]["train"]["epochs"] == 5
+    for rev in (baseline, exp):
+        dah = rev["data"]["metrics"]["metrics/summary/custom/dah.json"]["data"]
+        assert 0.0 <= dah["accuracy"] <= 1.0 and 0.0 <= dah["map"] <= 1.0
+    after = json.loads((root / "metrics" / "custom" / "dah" / "d1_d2" / "seed0.json").read_text())
+    assert after["epochs"] == 5
 
 
 def test_main_job_stops_at_download_with_instructions(tmp_path: Path) -> None:

@@ -426,6 +426,13 @@ def test_stage_collects_metrics_curves_and_analysis(tmp_path: Path, monkeypatch:
     assert "SuH uses target labels: an upper bound, not a domain-adaptation result" in md
     assert "not yet computed: Cl_Ar" in md
     assert _md_accuracy(md)[2][2:] == ["30.0 ± 0.0", "31.64", "20.0", "19.93"]
+    # the DVC metrics: per method the plain mean over tasks and seeds (by hand from METHODS: Ar_Cl, Cl_Ar)
+    summary = tmp_path / "metrics" / "summary" / "office_home"
+    got = {p.stem: json.loads(p.read_text()) for p in summary.glob("*.json")}
+    assert got.keys() == {"dah", "tca"}
+    assert got["dah"]["accuracy"] == pytest.approx((0.30 + 0.35) / 2) and got["dah"]["runs"] == 4
+    assert got["dah"]["map"] == pytest.approx((0.50 + 0.60) / 2)
+    assert got["tca"] == {"accuracy": pytest.approx((0.20 + 0.19) / 2), "map": None, "runs": 2}
 
     # comparison methods only (methods: {}): the report has their rows and says no DAH method was trained
     only = {**params, "methods": {}, "analysis": {"tasks": []}}
@@ -435,8 +442,21 @@ def test_stage_collects_metrics_curves_and_analysis(tmp_path: Path, monkeypatch:
     header = _md_accuracy(md_only)[0]
     assert any("tca" in h for h in header) and not any("dah" in h.lower() for h in header), header
     assert "- **methods**: none\n" in md_only and "- **comparison methods**: tca (" in md_only
+    assert sorted(p.name for p in summary.iterdir()) == ["tca.json"]  # replaced whole: no dah.json left behind
     monkeypatch.setattr(stage, "load_params", lambda: params)
 
     pr_path("office_home", "dah", "Cl_Ar", 0).unlink()  # dah has an mAP: its curve must exist
     with pytest.raises(SystemExit):
         stage.main([])
+
+
+def test_method_summary_means_over_tasks_and_seeds_by_hand() -> None:
+    from dahash.report import method_summary
+
+    recs = [_rec("Ar_Cl", "Art", "Clipart", 0.2, 0.5, seed=0), _rec("Ar_Cl", "Art", "Clipart", 0.4, 0.7, seed=1),
+            _rec("Cl_Ar", "Clipart", "Art", 0.9, None, seed=0), _rec("Cl_Ar", "Clipart", "Art", 0.5, 0.3, seed=1),
+            _rec("Ar_Cl", "Art", "Clipart", None, 0.25, method="itq")]
+    got = method_summary(recs, ["itq", "dah", "absent"])
+    assert list(got) == ["itq", "dah"]  # the given order; a method without records has no entry
+    assert got["dah"] == {"accuracy": pytest.approx(2.0 / 4), "map": pytest.approx(1.5 / 3), "runs": 4}
+    assert got["itq"] == {"accuracy": None, "map": 0.25, "runs": 1}

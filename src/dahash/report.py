@@ -57,6 +57,7 @@ __all__ = [
     "RETRIEVALS",
     "collect_analysis",
     "collect_records",
+    "method_summary",
     "plot_pr_curve",
     "render_report",
 ]
@@ -187,6 +188,28 @@ def collect_records(metric_files: Sequence[Path]) -> list[dict]:
             :data:`REQUIRED_KEYS` or has a bad value; the message names the file.
     """
     return [_check_record(_read_json(Path(p)), str(p)) for p in metric_files]
+
+
+def method_summary(records: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per method, the plain mean over its runs (every task and seed) of accuracy and mAP.
+
+    ``{method: {"accuracy": mean or None, "map": mean or None, "runs": n}}`` for each of ``methods`` that has
+    records: with T tasks and S seeds per task, ``accuracy = sum of the T * S run accuracies / (T * S)``, which
+    is also the mean over tasks of the per-task mean over seeds (every task has the same seeds). ``None`` where
+    the method has no such score (no classifier: ITQ, SuH ...; no codes: CORAL, JDA ...); never 0. A run whose
+    score is null does not count in that mean.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        runs = [r for r in records if r["method"] == method]
+        if not runs:
+            continue
+        entry: dict[str, Any] = {}
+        for key in ("accuracy", "map"):
+            values = [float(r[key]) for r in runs if r.get(key) is not None]
+            entry[key] = float(np.mean(values)) if values else None
+        out[method] = {**entry, "runs": len(runs)}
+    return out
 
 
 def _check_analysis(rec: Any, where: str, base: Path | None) -> dict[str, Any]:
