@@ -79,7 +79,7 @@ def build_project(work: Path) -> Path:
     params["extract"]["batch_size"] = 8
     params["train"].update(mode="head", hash_bits=16, hidden_dims=[32, 32], k_per_class=2, epochs=EPOCHS,
                            lr_start=1e-2, lr_end=1e-3, gamma=5.0, seeds=[0], checkpoint_every=CHECKPOINT_EVERY)
-    params["gamma_sweep"].update(grid=[5.0], epochs=1)
+    params["gamma_sweep"].update(grid=[], epochs=1)  # fixed gamma: no sweep (a grid with a fixed gamma is refused)
     params["report"]["title"] = "local Slurm test"
     params["methods"] = {"dah": {}}
     params["baselines"] = {"seed": 0, "methods": BASELINES}
