@@ -82,7 +82,7 @@ def sign_pm1(a: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(a) >= 0, 1.0, -1.0).astype(np.float32)
 
 
-def pca_top(xc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def pca_top(xc: np.ndarray, k: int, driver: str = "evr") -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` principal directions of already-centred data.
 
     Eigen-decomposition of the covariance ``C = xc^T xc / n`` (``f x f``), largest eigenvalues
@@ -92,6 +92,8 @@ def pca_top(xc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     Args:
         xc: ``(n, f)`` centred data.
         k: number of components, ``1 <= k <= f``.
+        driver: ``"evr"``: LAPACK ``syevr`` on the index subset of the top ``k`` (few components);
+            ``"evd"``: the full divide-and-conquer ``syevd``, faster when ``k`` is close to ``f``.
 
     Returns:
         ``(components (f, k), eigenvalues (k,))``, eigenvalues descending.
@@ -100,8 +102,13 @@ def pca_top(xc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if not 1 <= k <= f:
         raise ValueError(f"k must lie in [1, {f}] (the feature dimension), got {k}")
     cov = (xc.T @ xc) / n
-    vals, vecs = scipy.linalg.eigh(cov, subset_by_index=[f - k, f - 1])
-    order = np.argsort(vals)[::-1]
+    if driver == "evd":
+        vals, vecs = scipy.linalg.eigh(cov, driver="evd")
+        vals, vecs = vals[f - k:], vecs[:, f - k:]
+        order = np.arange(k)[::-1]  # ascending from eigh: reversed
+    else:
+        vals, vecs = scipy.linalg.eigh(cov, subset_by_index=[f - k, f - 1])
+        order = np.argsort(vals)[::-1]
     vals, vecs = vals[order], vecs[:, order]
     flip = np.sign(vecs[np.abs(vecs).argmax(axis=0), np.arange(k)])
     flip[flip == 0] = 1.0

@@ -66,11 +66,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import scipy.optimize
 from threadpoolctl import threadpool_limits
 
-from dahash.baselines.itq import as_features, check_bits, check_positive_int
+from dahash.baselines.itq import as_features, check_bits, check_positive_int, pca_top
 
 __all__ = ["KMeansHashing", "balanced_partition", "index_codes"]
 
@@ -158,15 +157,7 @@ def pca_all_eigh(xc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(components (f, k), eigenvalues (k,))``, eigenvalues descending.
     """
-    n, f = xc.shape
-    if not 1 <= k <= f:
-        raise ValueError(f"k must lie in [1, {f}] (the feature dimension), got {k}")
-    cov = (xc.T @ xc) / n
-    vals, vecs = scipy.linalg.eigh(cov, driver="evd")
-    vals, vecs = vals[::-1][:k], vecs[:, ::-1][:, :k]
-    flip = np.sign(vecs[np.abs(vecs).argmax(axis=0), np.arange(k)])
-    flip[flip == 0] = 1.0
-    return vecs * flip, np.clip(vals, 0.0, None)
+    return pca_top(xc, k, driver="evd")
 
 
 def _cell_sums(x: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
