@@ -31,6 +31,16 @@ if workflow.is_main_process:
     dvcdag.write_param_stamps(workflow.basedir, STAGES)
 
 
+def _global_resource(name):
+    value = workflow.global_resources.get(name)
+    value = getattr(value, "value", value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# --resources gpu=N: N jobs at once share the local cores (dvcdag.shared_threads)
+_CORES, _GPU_SLOTS = _global_resource("_cores"), _global_resource("gpu")
+
+
 def _outputs(stage):
     return [directory(o) if dvcdag.is_directory_out(o) else o for o in stage.outs]
 
@@ -54,7 +64,7 @@ for _st in STAGES:
             # passed through params: rules made in a loop would otherwise bind the last stage
             cmd=_st.cmd,
             done=shlex.quote(f"{dvcdag.DONE_DIR}/{_st.name}"),
-        threads: _st.threads
+        threads: dvcdag.shared_threads(_st.threads, _CORES, _GPU_SLOTS)
         resources:
             **_st.resources,
         log:

@@ -1,4 +1,7 @@
-"""Stage `evaluate --method M --task KEY --seed S`: target accuracy, mAP and PR curve of the FINAL model.
+"""Stage `evaluate --method M [--task KEY ...] [--seed S ...]`: target accuracy, mAP and PR curve of the FINAL
+models of method M: every task of params.yaml x every seed (``train.seeds`` for DAH methods, ``baselines.seed``
+for comparison methods), or the given subset. One job per method (the DAG's ``evaluate@M`` and
+``evaluate_baseline@M``): a run's evaluation takes well under a second, a job's start-up seconds.
 
 This is the first and only place target labels are read. Rules (see dahash.metrics):
 * accuracy: eq. 6 classifier on the continuous outputs, authors' variant (sum of exp(u_t.u_s) over up
@@ -15,18 +18,21 @@ This is the first and only place target labels are read. Rules (see dahash.metri
   unsupervised hashing and SuH have no source database: queries and database are the seeded label-free
   split of the target (``eval.query_fraction``, ``eval.split_seed``); methods without codes have no mAP
   (null, an empty PR table) and hashing methods without a classifier no accuracy (null).
-Writes metrics/<dataset>/<M>/<KEY>/seed<S>.json (a DVC metric) and plots/pr/<dataset>/<M>/<KEY>/seed<S>.csv
-(a DVC plot),
-and logs both (plus a PR figure) to the training's MLflow run, which the training already closed: the scores
+Writes metrics/<dataset>/<M>/<KEY>/seed<S>.json and plots/pr/<dataset>/<M>/<KEY>/seed<S>.csv (a DVC plot) per
+run; the stage's outs are the method's folders metrics/<dataset>/<M> and plots/pr/<dataset>/<M>, and a run over
+every task and seed removes the records of tasks and seeds no longer in params.yaml from them. Each run logs both (plus a PR figure) to the training's MLflow run, which the training already closed: the scores
 are logged at the run's end time (``ended_ms`` in run.json), so the run's duration stays the training's.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,9 +40,8 @@ from dahash.evaluation import score
 from dahash.report import EVALUATION_RULES, plot_pr_curve
 from stages import tracking
 from stages.common import (ROOT, StageError, atomic_path, dataset_spec, load_params, main_wrapper, method_params,
-                           run_dir, task_of, write_json)
+                           run_dir, run_seed, task_of, write_json)
 from stages.features import domain_rows
-from stages.runs import parse_run_args
 
 RULES = {
     **EVALUATION_RULES,
@@ -59,24 +64,69 @@ def pr_path(dataset: str, method: str, task: str, seed: int) -> Path:
     return ROOT / "plots" / "pr" / dataset / method / task / f"seed{seed}.csv"
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """--method (required), --task and --seed (repeatable; default: every task, every seed of the method)."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--method", required=True, help="methods.<M> or baselines.methods.<M> of params.yaml")
+    ap.add_argument("--task", action="append", help="a tasks.<KEY> (repeatable; default: every task)")
+    ap.add_argument("--seed", type=int, action="append",
+                    help="a seed (repeatable; default: train.seeds for DAH methods, baselines.seed otherwise)")
+    return ap.parse_args(argv)
+
+
+def runs_of(params: dict[str, Any], method: str, tasks: list[str] | None = None,
+            seeds: list[int] | None = None) -> list[tuple[str, int]]:
+    """The (task, seed) pairs to evaluate: ``tasks`` (default every task) x ``seeds`` (default the method's:
+    ``train.seeds``, or ``[baselines.seed]`` for a comparison method, which runs once)."""
+    if method not in params["methods"] and method not in params["baselines"]["methods"]:
+        raise StageError(f"params.yaml: {method!r} is neither in methods ({list(params['methods'])}) nor in "
+                         f"baselines.methods ({list(params['baselines']['methods'])})")
+    for t in tasks or []:
+        task_of(params, t)
+    if method in params["baselines"]["methods"]:
+        seeds = [run_seed(params, method, s) for s in (seeds or [None])]
+    return [(t, int(s)) for t in (tasks or list(params["tasks"])) for s in (seeds or params["train"]["seeds"])]
+
+
 @main_wrapper
 def main(argv: list[str] | None = None) -> None:
-    args = parse_run_args(argv, __doc__)
+    args = parse_args(argv)
     params = load_params()
-    task = task_of(params, args.task)
+    runs = runs_of(params, args.method, args.task, args.seed)
+    rows: dict[str, np.ndarray] = {}  # labels per domain, read once for all runs
+
+    def labels(domain: str) -> np.ndarray:
+        if domain not in rows:
+            rows[domain] = domain_rows(params["data"]["dataset"], domain)["label"].to_numpy(np.int64)
+        return rows[domain]
+
+    written = [evaluate_run(params, args.method, task, seed, labels) for task, seed in runs]
+    if args.task is None and args.seed is None:  # the whole method: its folders hold exactly these runs
+        dataset = params["data"]["dataset"]
+        for top in (metrics_path(dataset, args.method, "_", 0), pr_path(dataset, args.method, "_", 0)):
+            prune(top.parent.parent, {p for pair in written for p in pair})
+
+
+def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
+                 labels: Callable[[str], np.ndarray]) -> tuple[Path, Path]:
+    """Score the final model of one run, write its metrics JSON and PR CSV, log both to its MLflow run.
+
+    ``labels(domain)`` gives the domain's labels in manifest order. Returns (metrics path, PR path).
+    """
+    task = task_of(params, task_key)
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
     spec = dataset_spec(params)
-    mdir = run_dir("models", params, args.method, args.task, args.seed)
-    producer = "baseline" if args.method in params["baselines"]["methods"] else "train"
+    mdir = run_dir("models", params, method, task_key, seed)
+    producer = "baseline" if method in params["baselines"]["methods"] else "train"
     try:
         codes = dict(np.load(mdir / "codes.npz", allow_pickle=False))
         run = json.loads((mdir / "run.json").read_text())
     except FileNotFoundError as exc:
         raise StageError(f"{exc.filename}: missing; run the {producer} stage "
-                         f"(dvc repro {producer}@{args.method}-{args.task}"
-                         + (f"-{args.seed})" if producer == "train" else ")")) from exc
-    ys = domain_rows(dataset, task["source"])["label"].to_numpy(np.int64)
-    yt = domain_rows(dataset, task["target"])["label"].to_numpy(np.int64)  # the test: target labels
+                         f"(dvc repro {producer}@{method}" + (f"-{task_key}-{seed})" if producer == "train" else ")")
+                         ) from exc
+    ys = labels(task["source"])
+    yt = labels(task["target"])  # the test: target labels
     for key, n in (("u_source", len(ys)), ("u_target", len(yt)), ("pred_target", len(yt))):
         if key in codes and len(codes[key]) != n:
             raise StageError(f"{mdir}: {key} has {len(codes[key])} rows, the manifest {n}; retrain")
@@ -89,17 +139,17 @@ def main(argv: list[str] | None = None) -> None:
                        split_seed=params["eval"]["split_seed"], protocol=protocol)
     except ValueError as exc:
         raise StageError(f"{mdir}: {exc}") from exc
-    epochs = method_params(params, args.method)["epochs"] if producer == "train" else run.get("epochs")
+    epochs = method_params(params, method)["epochs"] if producer == "train" else run.get("epochs")
     record = {
-        "task": args.task, "source": task["source"], "target": task["target"], "dataset": dataset,
-        "backbone": backbone, "method": args.method, "algorithm": run.get("algorithm", "dah"), "family": family,
+        "task": task_key, "source": task["source"], "target": task["target"], "dataset": dataset,
+        "backbone": backbone, "method": method, "algorithm": run.get("algorithm", "dah"), "family": family,
         "retrieval": retrieval if result["map"] is not None else None,
         "protocol": protocol, "query_fraction": params["eval"]["query_fraction"] if protocol == "pwcf" else None,
         "split_seed": params["eval"]["split_seed"] if protocol == "pwcf" else None,
         "n_target_trained": run.get("n_target_trained"),
         "uses_target_labels": bool(run.get("uses_target_labels", False)),
         "hash_bits": result["bits"] or int(params["train"]["hash_bits"]),
-        "seed": args.seed, "epochs": epochs, "accuracy": result["accuracy"], "map": result["map"],
+        "seed": seed, "epochs": epochs, "accuracy": result["accuracy"], "map": result["map"],
         "n_source": int(len(ys)), "n_target": int(len(yt)), "n_queries": result["n_queries"],
         "n_database": result["n_database"], "n_queries_scored": result["n_scored"],
         "n_queries_empty": result["n_empty"],
@@ -108,8 +158,8 @@ def main(argv: list[str] | None = None) -> None:
         "rules": {**RULES, **({"retrieval": PWCF_RULE} if protocol == "pwcf" else {})}, "mlflow_run_id": run["run_id"],
         "train_seconds": run.get("train_seconds"),
     }
-    mpath = metrics_path(dataset, args.method, args.task, args.seed)
-    ppath = pr_path(dataset, args.method, args.task, args.seed)
+    mpath = metrics_path(dataset, method, task_key, seed)
+    ppath = pr_path(dataset, method, task_key, seed)
     write_json(mpath, record)
     pr = result["pr"]
     with atomic_path(ppath) as tmp:
@@ -123,14 +173,29 @@ def main(argv: list[str] | None = None) -> None:
     artifacts = [mpath, ppath]
     with tempfile.TemporaryDirectory() as td:
         if len(pr):
-            png = Path(td) / f"pr_{args.method}_{args.task}_seed{args.seed}.png"
-            plot_pr_curve(pr, png, title=f"{args.method} {args.task}: {task['source']} -> {task['target']} (seed {args.seed})")
+            png = Path(td) / f"pr_{method}_{task_key}_seed{seed}.png"
+            plot_pr_curve(pr, png, title=f"{method} {task_key}: {task['source']} -> {task['target']} (seed {seed})")
             artifacts.append(png)
         # one call: the scores at the training's end time (the run's span stays the training's) and the files
         tracking.log_evaluation(run["run_id"], scores, artifacts, timestamp=run.get("ended_ms"))
     shown = "  ".join(f"{k} {100 * v:.1f} %" for k, v in (("accuracy", result["accuracy"]), (f"mAP@{bits}", result["map"]))
                       if v is not None)
-    print(f"[{args.method} {args.task} seed{args.seed}] {shown or 'nothing to score'}  -> {mpath.relative_to(ROOT)}")
+    print(f"[{method} {task_key} seed{seed}] {shown or 'nothing to score'}  -> {mpath.relative_to(ROOT)}", flush=True)
+    return mpath, ppath
+
+
+def prune(folder: Path, keep: set[Path]) -> None:
+    """Remove the run records under ``folder`` (``<task>/seed<S>.*``) that are not in ``keep``, and folders left
+    empty: records of tasks or seeds no longer in params.yaml (the report never reads them; `dvc metrics show -R`
+    would)."""
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*/seed*.*")):
+        if path.is_file() and path not in keep:
+            path.unlink()
+    for sub in folder.iterdir():
+        if sub.is_dir() and not any(sub.iterdir()):
+            sub.rmdir()
 
 
 if __name__ == "__main__":

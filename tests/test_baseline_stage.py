@@ -262,3 +262,58 @@ def test_suh_stage_reads_only_the_target_databases_labels(own_project: Path) -> 
     write_manifest(_shuffle_target_labels(original, db, 3), manifest)  # DATABASE labels: trained on
     run_method("suh")
     assert not np.array_equal(before["u_target"], codes_of(own_project, "suh")["u_target"])
+
+
+def _add_domain_copy(root: Path, new: str, like: str) -> None:
+    """A domain ``new`` with ``like``'s features and labels (its own manifest rows and image folders)."""
+    manifest = root / "data" / "manifests" / f"{DATASET}.parquet"
+    df = pd.read_parquet(manifest)
+    rows = df[df["domain"] == like].copy()
+    rows["domain"] = new
+    rows["path"] = [new + p[len(like):] for p in rows["path"]]
+    write_manifest(pd.concat([df, rows], ignore_index=True), manifest)
+    src, dst = (root / "data" / "features" / DATASET / BACKBONE / d for d in (like, new))
+    shutil.copytree(src, dst)
+    (dst / "meta.json").write_text(json.dumps({"paths": rows["path"].tolist()}))
+    for c in CLASSES:
+        (root / "data" / "raw" / DATASET / new / c).mkdir(parents=True)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["data"]["domains"].append(new)
+    params["tasks"][f"{new}_tgt"] = {"source": new, "target": DOMAINS[1]}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_one_job_runs_every_task_and_fits_a_target_only_method_once_per_target(
+        own_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`baseline --method M` runs every task of params.yaml; ITQ (target features only) is fitted once for the two
+    tasks sharing the target and both run folders hold the same codes, while CORAL (reads the source) is fitted per
+    task. `evaluate --method M` then scores every task and drops the records of tasks no longer in params.yaml."""
+    _add_domain_copy(own_project, "src2", like=DOMAINS[0])
+    fits: list[str] = []
+    real = baseline_stage.run_baseline
+
+    def counting(name, *args, **kwargs):
+        fits.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(baseline_stage, "run_baseline", counting)
+    stale = own_project / "metrics" / DATASET / "itq" / "gone_task" / "seed0.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")
+    tasks = [TASK, "src2_tgt"]
+    for method in ("itq", "coral"):
+        baseline_stage.main(["--method", method])
+        evaluate_stage.main(["--method", method])
+    assert fits == ["itq", "coral", "coral"]
+    itq = [json.loads((own_project / "models" / DATASET / BACKBONE / "itq" / t / "seed0" / "run.json").read_text())
+           for t in tasks]
+    assert [r["fitted_for"] for r in itq] == [TASK, TASK] and itq[0]["run_id"] != itq[1]["run_id"]
+    codes = [np.load(own_project / "models" / DATASET / BACKBONE / "itq" / t / "seed0" / "codes.npz")["u_target"]
+             for t in tasks]
+    np.testing.assert_array_equal(codes[0], codes[1])
+    for method in ("itq", "coral"):
+        scored = sorted(p.relative_to(own_project / "metrics" / DATASET / method).as_posix()
+                        for p in (own_project / "metrics" / DATASET / method).rglob("*.json"))
+        assert scored == sorted(f"{t}/seed0.json" for t in tasks)  # gone_task's record removed
+    m = [json.loads((own_project / "metrics" / DATASET / "itq" / t / "seed0.json").read_text()) for t in tasks]
+    assert m[0]["map"] == m[1]["map"] and m[0]["source"] != m[1]["source"]

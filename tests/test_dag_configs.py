@@ -78,10 +78,9 @@ def expected_stages(params: dict) -> set[str]:
     else:
         names = set()
     names |= {"download", "weights", "preprocess", "moments", "report"} | {f"extract@{d}" for d in params["data"]["domains"]}
-    names |= {f"{s}@{m}-{t}-{seed}" for s in ("train", "evaluate") for m in params["methods"] for t in tasks
-              for seed in seeds}
-    names |= {f"{s}@{m}-{t}" for s in ("baseline", "evaluate_baseline") for m in params["baselines"]["methods"]
-              for t in tasks}
+    names |= {f"train@{m}-{t}-{seed}" for m in params["methods"] for t in tasks for seed in seeds}
+    names |= {f"evaluate@{m}" for m in params["methods"]}  # one job per method: every task and seed
+    names |= {f"{s}@{m}" for s in ("baseline", "evaluate_baseline") for m in params["baselines"]["methods"]}
     return names | {f"analysis@{t}" for t in params["analysis"]["tasks"]}
 
 
@@ -104,15 +103,20 @@ def resolve_and_check_params(proj: Path) -> set[str]:
 
 
 def write_placeholder_outputs(proj: Path) -> list[str]:
-    """Write every resolved stage's outs (directories hold one file) and mark the stage done, as the
-    Snakefile's rules do after a successful job. Returns the stage names."""
+    """Write every resolved stage's outs (directories hold one file, and the folders other stages' deps name
+    inside them, e.g. analysis's models/<ds>/<bb>/dan/<task>/seed0 in baseline@dan's out) and mark the stage
+    done, as the Snakefile's rules do after a successful job. Returns the stage names."""
     stages = dvcdag.load_stages(proj)
+    deps = {d for st in stages for d in st.deps}
     for st in stages:
         for out in st.outs:
             path = proj / out
             if dvcdag.is_directory_out(out):
                 path.mkdir(parents=True, exist_ok=True)
                 (path / "placeholder.txt").write_text(f"{st.name} {out}\n")
+                for dep in (d for d in deps if d.startswith(out.rstrip("/") + "/")):
+                    (proj / dep).mkdir(parents=True, exist_ok=True)
+                    (proj / dep / "placeholder.txt").write_text(f"{st.name} {dep}\n")
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(f"{st.name} {out}\n")
@@ -216,3 +220,30 @@ def test_analysis_needs_dah_dan_and_pretrained_features_named_in_the_error(tmp_p
         apply_preset("digits", ["data.mirror=x", "methods={noadapt: {gamma: auto}}"], proj_params)
     with pytest.raises(StageError, match="both empty"):
         apply_preset("surf", ["data.mirror=x", "methods={}", "baselines.methods={}"], proj_params)
+
+
+def _planned_threads(proj: Path, *flags: str) -> dict[str, int]:
+    """rule -> threads of every job `snakemake -n <flags>` plans (Snakemake prints `threads: N` for N > 1)."""
+    dry = subprocess.run(["snakemake", "-n", *flags], cwd=proj, env=_env(proj), capture_output=True, text=True,
+                         timeout=600)
+    assert dry.returncode == 0, dry.stderr[-4000:]
+    threads, rule = {}, None
+    for line in dry.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+            threads[rule] = 1
+        elif line.strip().startswith("threads:") and rule:
+            threads[rule] = int(line.split()[1])
+    return threads
+
+
+def test_gpu_slots_share_the_cores_in_the_planned_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--cores 2 --resources gpu=2` (two trainings at once on a 2-core CPU): every job gets 1 thread, so two
+    run side by side; `gpu=1` keeps the declared threads up to the cores (training: 8 -> 2)."""
+    proj = make_project(tmp_path, "quickstart", [])
+    monkeypatch.chdir(proj)
+    shared = _planned_threads(proj, "--cores", "2", "--resources", "gpu=2")
+    train = next(r for r in shared if r.startswith("train__"))
+    assert shared[train] == 1 and set(shared.values()) == {1}, shared
+    one = _planned_threads(proj, "--cores", "2", "--resources", "gpu=1")
+    assert one[train] == 2 and one["baseline__jda"] == 2 and one["report"] == 1, one
