@@ -70,7 +70,7 @@ from dahash.images import load_image, to_8bit
 from dahash.losses import is_class_ordered_k_batch
 from dahash.model import DAHHead, HeadOutput
 from dahash.sampler import KPerClassSampler, target_batches
-from dahash.train import CHECKPOINTS_KEPT, LOSS_NAMES, DAHConfig, batch_losses, lr_schedule, sgd_step
+from dahash.train import CHECKPOINTS_KEPT, LOSS_NAMES, DAHConfig, batch_losses, lr_schedule, make_sgd, sgd_step
 
 __all__ = [
     "FinetuneResult",
@@ -380,7 +380,7 @@ def train_dah_finetune(
     trunk.to(device=device, memory_format=memory_format)
     head.to(device)
     groups = finetune_param_groups(trunk, head, config, trunk_pretrained=trunk_pretrained)
-    optimizer = torch.optim.SGD(groups, lr=config.lr_start, momentum=config.momentum)
+    optimizer = make_sgd(groups, config.lr_start, config.momentum)
     schedule = lr_schedule(config.lr_start, config.lr_end, config.epochs)
     dataset = _KeyedImages((source, target), train_transform)
     epoch_batches = _EpochBatches()
