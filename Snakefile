@@ -57,7 +57,7 @@ for _st in STAGES:
         name:
             _st.rule_name
         input:
-            dvcdag.snakemake_inputs(_st, STAGES),
+            dvcdag.snakemake_inputs(_st, STAGES, workflow.basedir),
         output:
             _outputs(_st),
         params:

@@ -37,12 +37,17 @@ import os, time
 from pathlib import Path
 from workflow import dvcdag
 stages = dvcdag.load_stages(".")
+deps = {d for st in stages for d in st.deps}
 for st in stages:
     for out in st.outs:
         p = Path(out)
         if dvcdag.is_directory_out(out):
             p.mkdir(parents=True, exist_ok=True)
             (p / "placeholder.txt").write_text(st.name + "\n")
+            for d in deps:  # what other stages read inside this out (analysis: models/<ds>/<bb>/dan/<task>/seed0)
+                if d.startswith(out.rstrip("/") + "/"):
+                    Path(d).mkdir(parents=True, exist_ok=True)
+                    (Path(d) / "placeholder.txt").write_text(st.name + "\n")
         else:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(st.name + "\n")

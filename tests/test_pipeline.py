@@ -200,6 +200,23 @@ def test_snakemake_runs_the_whole_dag(project: Pipeline) -> None:
     assert stage_names_from_snakemake(root, dry.stdout) == set(), dry.stdout
 
 
+def test_code_caches_written_later_leave_the_dag_up_to_date(project: Pipeline, tmp_path: Path) -> None:
+    """Python and numba write caches beside the code while jobs run (src/dahash/baselines/__pycache__: .pyc, numba's
+    .nbi/.nbc; a fresh clone has none): neither Snakemake nor DVC may take them for a change of the code folder
+    the comparison methods depend on (Snakemake dates a folder by its newest file; DVC hashes its files)."""
+    root = private_copy(project, tmp_path / "proj")
+    cache = root / "src" / "dahash" / "baselines" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    for name in ("probe.cpython-311.pyc", "probe.kernel-1.py311.nbi", "probe.kernel-1.py311.1.nbc"):
+        (cache / name).write_bytes(b"written after the run")
+    assert stage_names_from_snakemake(root, run(root, "snakemake", "-n").stdout) == set()
+    assert "up to date" in run(root, "dvc", "status").stdout
+    (root / "src" / "dahash" / "baselines" / "probe.py").write_text("# a new module: a change of the code\n")
+    planned = stage_names_from_snakemake(root, run(root, "snakemake", "-n").stdout)
+    assert {f"baseline@{m}" for m in BASELINES} <= planned
+    assert {f"baseline@{m}" for m in BASELINES} <= set(re.findall(r"^(\S+):$", run(root, "dvc", "status").stdout, re.M))
+
+
 def test_every_training_run_is_in_mlflow(project: Pipeline) -> None:
     parents = {r["name"]: r for r in project.mlflow_runs if r["tags"].get("role") == "parent"}
     runs = [r for r in project.mlflow_runs if r["tags"].get("role") != "parent"]
@@ -226,7 +243,7 @@ def test_param_edit_reruns_only_training_evaluation_report(project: Pipeline) ->
     params["train"]["epochs"] = 4
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # the comparison methods do not use train.epochs: they stay; the analysis reads the DAH models: it reruns
-    expected = ({f"{s}@{m}-{k}-0" for s in ("train", "evaluate") for m in METHODS for k in TASKS}
+    expected = ({f"train@{m}-{k}-0" for m in METHODS for k in TASKS} | {f"evaluate@{m}" for m in METHODS}
                 | {"analysis@d1_d2", "report"})
 
     dry = run(root, "snakemake", "-n")
@@ -284,7 +301,7 @@ def test_dvc_experiment_with_another_epoch_count(project: Pipeline, tmp_path: Pa
     run(root, "git", "commit", "-qm", "first run")
     res = run(root, "dvc", "exp", "run", "--name", "epochs5", "--set-param", "train.epochs=5")
     ran = set(re.findall(r"Running stage '([^']+)'", res.stdout))
-    assert ran == ({f"{s}@{m}-{k}-0" for s in ("train", "evaluate") for m in METHODS for k in TASKS}
+    assert ran == ({f"train@{m}-{k}-0" for m in METHODS for k in TASKS} | {f"evaluate@{m}" for m in METHODS}
                    | {"analysis@d1_d2", "report"}), res.stdout
     table = run(root, "dvc", "exp", "show", "--csv").stdout
     print(f"dvc exp show --csv:\n{table}")

@@ -222,6 +222,20 @@ def test_a_dep_inside_another_stages_directory_out_is_that_out() -> None:
     assert dvcdag.snakemake_inputs(own, [own]) == ["out/x", own.stamp]
 
 
+def test_a_source_folder_dep_is_its_files_without_code_caches(tmp_path: Path) -> None:
+    """A folder no stage writes (src/dahash/baselines) reaches Snakemake as its files, without __pycache__, .pyc and
+    numba's .nbi/.nbc (written while jobs run; Snakemake dates a folder input by its newest file)."""
+    pkg = tmp_path / "src" / "pkg"
+    (pkg / "sub" / "__pycache__").mkdir(parents=True)
+    (pkg / "__pycache__").mkdir()
+    for f in ("a.py", "sub/b.py", "sub/data.json", "__pycache__/a.cpython-311.pyc", "sub/__pycache__/k-1.py311.nbi",
+              "sub/__pycache__/k-1.py311.1.nbc", "stray.pyc"):
+        (pkg / f).write_text("x")
+    user = _stage("baseline@m", deps=["src/pkg", "stages/baseline.py"], outs=["models/m"])
+    assert dvcdag.snakemake_inputs(user, [user], root=tmp_path) == [
+        "src/pkg/a.py", "src/pkg/sub/b.py", "src/pkg/sub/data.json", "stages/baseline.py", user.stamp]
+
+
 def test_gpu_slots_share_the_cores() -> None:
     """--resources gpu=N: every job gets at most cores // N threads (at least 1); no N or no cores: as declared."""
     assert dvcdag.shared_threads(8, cores=2, gpu_slots=2) == 1  # two trainings side by side on 2 cores

@@ -215,21 +215,44 @@ def _normalise(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
-def snakemake_inputs(stage: DvcStage, stages: list[DvcStage]) -> list[str]:
+#: files inside a source folder dep that are not source: Python's and numba's caches, written while jobs run
+CACHE_DIRS = frozenset({"__pycache__"})
+CACHE_SUFFIXES = (".pyc", ".pyo", ".nbi", ".nbc")
+
+
+def folder_files(folder: Path) -> list[str]:
+    """The files under ``folder`` (sorted; paths start with ``folder`` as given), without the
+    caches Python and numba write beside the code (``__pycache__/``, ``*.pyc``, ``*.nbi``, ``*.nbc``)."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if d not in CACHE_DIRS)
+        files += [os.path.join(dirpath, f) for f in sorted(filenames) if not f.endswith(CACHE_SUFFIXES)]
+    return [Path(f).as_posix() for f in files]
+
+
+def snakemake_inputs(stage: DvcStage, stages: list[DvcStage], root: str | os.PathLike[str] | None = None) -> list[str]:
     """A stage's deps for Snakemake: a directory dep that contains other stages' outs is expanded to those outs,
-    and a dep inside another stage's directory out becomes that out.
+    a dep inside another stage's directory out becomes that out, and a folder no stage writes (source code such
+    as ``src/dahash/baselines``, git-kept folders) becomes its files without Python's and numba's caches.
 
     DVC links ``deps: [metrics/ds]`` to every stage writing ``metrics/ds/<method>``, and
     ``deps: [models/ds/bb/dan/A_W/seed0]`` to the stage writing ``models/ds/bb/dan``; Snakemake matches
-    inputs to outputs by their exact paths.
+    inputs to outputs by their exact paths. Snakemake dates a folder input by the newest file inside it, so
+    the ``__pycache__`` a job writes into ``src/dahash/baselines`` (numba's kernel cache, .pyc files) made every
+    earlier job on that folder look stale after a first run; DVC ignores the same caches (.dvcignore).
+    ``root``: the project folder the relative deps are in (default: the working directory).
     """
     index = outs_index(stages)
+    base = Path(root) if root is not None else Path.cwd()
     inputs: list[str] = []
     for dep in stage.deps:
         inside = [o for o, owner in index.under(dep) if owner is not stage]
         if not inside:
             outer = index.containing(dep)
-            inside = [outer[0]] if outer is not None and outer[1] is not stage else []
+            if outer is not None:
+                inside = [outer[0]] if outer[1] is not stage else []
+            elif (base / dep).is_dir():
+                inside = [Path(f).relative_to(base).as_posix() for f in folder_files(base / dep)]
         inputs.extend(inside if inside else [dep])
     return list(dict.fromkeys(inputs)) + [stage.stamp]
 
