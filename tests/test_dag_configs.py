@@ -227,6 +227,8 @@ def _planned_threads(proj: Path, *flags: str) -> dict[str, int]:
     dry = subprocess.run(["snakemake", "-n", *flags], cwd=proj, env=_env(proj), capture_output=True, text=True,
                          timeout=600)
     assert dry.returncode == 0, dry.stderr[-4000:]
+    # the workflow's own profile (greedy scheduling, rare re-planning) is found: profiles/default beside the Snakefile
+    assert "workflow specific profile profiles/default" in dry.stderr, dry.stderr[-2000:]
     threads, rule = {}, None
     for line in dry.stdout.splitlines():
         if line.startswith(("rule ", "localrule ")):
