@@ -231,9 +231,12 @@ def test_a_source_folder_dep_is_its_files_without_code_caches(tmp_path: Path) ->
     for f in ("a.py", "sub/b.py", "sub/data.json", "__pycache__/a.cpython-311.pyc", "sub/__pycache__/k-1.py311.nbi",
               "sub/__pycache__/k-1.py311.1.nbc", "stray.pyc"):
         (pkg / f).write_text("x")
-    user = _stage("baseline@m", deps=["src/pkg", "stages/baseline.py"], outs=["models/m"])
-    assert dvcdag.snakemake_inputs(user, [user], root=tmp_path) == [
-        "src/pkg/a.py", "src/pkg/sub/b.py", "src/pkg/sub/data.json", "stages/baseline.py", user.stamp]
+    user = _stage("baseline@m", deps=["src/pkg", "stages/baseline.py", "data/raw/ds"], outs=["models/m"])
+    download = _stage("download", outs=["data/raw/ds"])  # a folder another stage writes stays that out
+    (tmp_path / "data" / "raw" / "ds" / "d1").mkdir(parents=True)
+    (tmp_path / "data" / "raw" / "ds" / "d1" / "x.jpg").write_text("x")
+    assert dvcdag.snakemake_inputs(user, [download, user], root=tmp_path) == [
+        "src/pkg/a.py", "src/pkg/sub/b.py", "src/pkg/sub/data.json", "stages/baseline.py", "data/raw/ds", user.stamp]
 
 
 def test_gpu_slots_share_the_cores() -> None:

@@ -247,7 +247,7 @@ def snakemake_inputs(stage: DvcStage, stages: list[DvcStage], root: str | os.Pat
     inputs: list[str] = []
     for dep in stage.deps:
         inside = [o for o, owner in index.under(dep) if owner is not stage]
-        if not inside:
+        if not inside and Path(dep).as_posix() not in index.by_path:  # another stage's out: as it is
             outer = index.containing(dep)
             if outer is not None:
                 inside = [outer[0]] if outer[1] is not stage else []
