@@ -19,8 +19,9 @@ This is the first and only place target labels are read. Rules (see dahash.metri
   split of the target (``eval.query_fraction``, ``eval.split_seed``); methods without codes have no mAP
   (null, an empty PR table) and hashing methods without a classifier no accuracy (null).
 Writes metrics/<dataset>/<M>/<KEY>/seed<S>.json and plots/pr/<dataset>/<M>/<KEY>/seed<S>.csv (a DVC plot) per
-run; the stage's outs are the method's folders metrics/<dataset>/<M> and plots/pr/<dataset>/<M>, and a run over
-every task and seed removes the records of tasks and seeds no longer in params.yaml from them. Each run logs both (plus a PR figure) to the training's MLflow run, which the training already closed: the scores
+run; the stage's outs are the method's folders metrics/<dataset>/<M> and plots/pr/<dataset>/<M>, which a run over
+every task and seed rebuilds and swaps in at its end (they hold exactly the runs of params.yaml; on a failure the
+previous folders stay). Each run logs both (plus a PR figure) to the training's MLflow run, which the training already closed: the scores
 are logged at the run's end time (``ended_ms`` in run.json), so the run's duration stays the training's.
 """
 
@@ -100,18 +101,28 @@ def main(argv: list[str] | None = None) -> None:
             rows[domain] = domain_rows(params["data"]["dataset"], domain)["label"].to_numpy(np.int64)
         return rows[domain]
 
-    written = [evaluate_run(params, args.method, task, seed, labels) for task, seed in runs]
-    if args.task is None and args.seed is None:  # the whole method: its folders hold exactly these runs
-        dataset = params["data"]["dataset"]
-        for top in (metrics_path(dataset, args.method, "_", 0), pr_path(dataset, args.method, "_", 0)):
-            prune(top.parent.parent, {p for pair in written for p in pair})
+    dataset = params["data"]["dataset"]
+    if args.task is not None or args.seed is not None:  # a subset: its records are replaced one by one
+        for task, seed in runs:
+            evaluate_run(params, args.method, task, seed, labels,
+                         metrics_path(dataset, args.method, task, seed), pr_path(dataset, args.method, task, seed))
+        return
+    # the whole method: both folders are rebuilt and swapped in at the end, so they hold exactly these runs
+    # (no record of a task or seed no longer in params.yaml, no marker another tool left) and a failure leaves
+    # the previous ones as they were
+    mdir, pdir = (f(dataset, args.method, "_", 0).parent.parent for f in (metrics_path, pr_path))
+    with atomic_path(mdir) as mtmp, atomic_path(pdir) as ptmp:
+        for task, seed in runs:
+            evaluate_run(params, args.method, task, seed, labels, mtmp / task / f"seed{seed}.json",
+                         ptmp / task / f"seed{seed}.csv", display=metrics_path(dataset, args.method, task, seed))
 
 
 def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
-                 labels: Callable[[str], np.ndarray]) -> tuple[Path, Path]:
-    """Score the final model of one run, write its metrics JSON and PR CSV, log both to its MLflow run.
+                 labels: Callable[[str], np.ndarray], mpath: Path, ppath: Path, display: Path | None = None) -> None:
+    """Score the final model of one run, write its metrics JSON to ``mpath`` and its PR CSV to ``ppath``, log
+    both to its MLflow run.
 
-    ``labels(domain)`` gives the domain's labels in manifest order. Returns (metrics path, PR path).
+    ``labels(domain)`` gives the domain's labels in manifest order; ``display``: the path printed (default mpath).
     """
     task = task_of(params, task_key)
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
@@ -158,8 +169,6 @@ def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
         "rules": {**RULES, **({"retrieval": PWCF_RULE} if protocol == "pwcf" else {})}, "mlflow_run_id": run["run_id"],
         "train_seconds": run.get("train_seconds"),
     }
-    mpath = metrics_path(dataset, method, task_key, seed)
-    ppath = pr_path(dataset, method, task_key, seed)
     write_json(mpath, record)
     pr = result["pr"]
     with atomic_path(ppath) as tmp:
@@ -180,22 +189,8 @@ def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
         tracking.log_evaluation(run["run_id"], scores, artifacts, timestamp=run.get("ended_ms"))
     shown = "  ".join(f"{k} {100 * v:.1f} %" for k, v in (("accuracy", result["accuracy"]), (f"mAP@{bits}", result["map"]))
                       if v is not None)
-    print(f"[{method} {task_key} seed{seed}] {shown or 'nothing to score'}  -> {mpath.relative_to(ROOT)}", flush=True)
-    return mpath, ppath
-
-
-def prune(folder: Path, keep: set[Path]) -> None:
-    """Remove the run records under ``folder`` (``<task>/seed<S>.*``) that are not in ``keep``, and folders left
-    empty: records of tasks or seeds no longer in params.yaml (the report never reads them; `dvc metrics show -R`
-    would)."""
-    if not folder.is_dir():
-        return
-    for path in sorted(folder.glob("*/seed*.*")):
-        if path.is_file() and path not in keep:
-            path.unlink()
-    for sub in folder.iterdir():
-        if sub.is_dir() and not any(sub.iterdir()):
-            sub.rmdir()
+    print(f"[{method} {task_key} seed{seed}] {shown or 'nothing to score'}  -> {(display or mpath).relative_to(ROOT)}",
+          flush=True)
 
 
 if __name__ == "__main__":

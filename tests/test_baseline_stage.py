@@ -287,7 +287,8 @@ def test_one_job_runs_every_task_and_fits_a_target_only_method_once_per_target(
         own_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`baseline --method M` runs every task of params.yaml; ITQ (target features only) is fitted once for the two
     tasks sharing the target and both run folders hold the same codes, while CORAL (reads the source) is fitted per
-    task. `evaluate --method M` then scores every task and drops the records of tasks no longer in params.yaml."""
+    task. `evaluate --method M` then rebuilds the method's folders: every task scored, the records of tasks no longer in
+    params.yaml and a marker left by Snakemake gone (a stale `.snakemake_timestamp` made Snakemake replan it)."""
     _add_domain_copy(own_project, "src2", like=DOMAINS[0])
     fits: list[str] = []
     real = baseline_stage.run_baseline
@@ -300,6 +301,8 @@ def test_one_job_runs_every_task_and_fits_a_target_only_method_once_per_target(
     stale = own_project / "metrics" / DATASET / "itq" / "gone_task" / "seed0.json"
     stale.parent.mkdir(parents=True)
     stale.write_text("{}")
+    marker = stale.parent.parent / ".snakemake_timestamp"  # what Snakemake leaves in a directory output it made
+    marker.write_text("")
     tasks = [TASK, "src2_tgt"]
     for method in ("itq", "coral"):
         baseline_stage.main(["--method", method])
@@ -315,5 +318,6 @@ def test_one_job_runs_every_task_and_fits_a_target_only_method_once_per_target(
         scored = sorted(p.relative_to(own_project / "metrics" / DATASET / method).as_posix()
                         for p in (own_project / "metrics" / DATASET / method).rglob("*.json"))
         assert scored == sorted(f"{t}/seed0.json" for t in tasks)  # gone_task's record removed
+    assert not marker.exists()  # the folder was rebuilt: an old marker would date it before the new models
     m = [json.loads((own_project / "metrics" / DATASET / "itq" / t / "seed0.json").read_text()) for t in tasks]
     assert m[0]["map"] == m[1]["map"] and m[0]["source"] != m[1]["source"]
