@@ -20,6 +20,7 @@ run id, wall time). The evaluate stage scores it like DAH.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,62 @@ from stages.features import labels_for, load_features, penultimate_features
 from stages.runs import pretrained_head
 
 
+@dataclass(frozen=True)
+class MethodSetup:
+    """What every task of one comparison method shares, resolved and checked once per job."""
+
+    name: str
+    algorithm: str
+    options: dict[str, Any]
+    algo: Any  # dahash.methods.Algorithm
+    seed: int
+    bits: int
+    device: str
+    num_classes: int
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], name: str) -> MethodSetup:
+        algorithm, options = baseline_options(params, name)  # the method exists and its options are valid
+        return cls(name, algorithm, options, algorithm_of(algorithm), int(params["baselines"]["seed"]),
+                   int(params["train"]["hash_bits"]), resolve_device(params["train"]["device"]),
+                   len(dataset_spec(params).classes))
+
+    @property
+    def target_only(self) -> bool:
+        """Fitted on the target features alone (retrieval inside the target): one fit serves every task with
+        that target."""
+        return self.algo.retrieval == "target_split"
+
+
+class Domains:
+    """Per-domain inputs, read once for all the tasks of a job: the cached features as stored, their fc7-level
+    version (shallow and hashing methods) and, only when asked for, the labels."""
+
+    def __init__(self, dataset: str, backbone: str) -> None:
+        self.dataset, self.backbone = dataset, backbone
+        self._stored: dict[str, tuple[np.ndarray, list[str]]] = {}
+        self._fc7: dict[str, np.ndarray] = {}
+        self._labels: dict[str, np.ndarray] = {}
+
+    def stored(self, domain: str) -> tuple[np.ndarray, list[str]]:
+        """``(features (n, f), manifest paths)`` as the extract stage wrote them."""
+        if domain not in self._stored:
+            self._stored[domain] = load_features(self.dataset, self.backbone, domain)
+        return self._stored[domain]
+
+    def fc7(self, domain: str) -> np.ndarray:
+        """The backbone's penultimate features ``(n, h)`` (:func:`stages.features.penultimate_features`)."""
+        if domain not in self._fc7:
+            self._fc7[domain] = penultimate_features(self.backbone, self.stored(domain)[0])[0]
+        return self._fc7[domain]
+
+    def labels(self, domain: str) -> np.ndarray:
+        """``(n,)`` labels in the features' order (read from the manifest on first use only)."""
+        if domain not in self._labels:
+            self._labels[domain] = labels_for(self.dataset, domain, self.stored(domain)[1])
+        return self._labels[domain]
+
+
 @main_wrapper
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,77 +99,51 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--task", action="append", help="a tasks.<KEY> (repeatable; default: every task)")
     args = ap.parse_args(argv)
     params = load_params()
-    baseline_options(params, args.method)  # the method exists and its options are valid, before any work
+    setup = MethodSetup.from_params(params, args.method)
     tasks = args.task or list(params["tasks"])
     for key in tasks:
         task_of(params, key)
-    features: dict[str, tuple[np.ndarray, list[str]]] = {}  # per domain, read once
+    domains = Domains(params["data"]["dataset"], params["backbone"]["name"])
+    pretrained = pretrained_head(params["backbone"]["name"]) if setup.algo.family == "deep" else None
     fitted: dict[str, tuple[str, Any]] = {}  # target-only methods: target domain -> (task, BaselineOutput)
     for key in tasks:
-        run_task(params, args.method, key, features, fitted)
+        run_task(params, setup, key, domains, fitted, pretrained)
 
 
-def run_task(params: dict[str, Any], method: str, key: str, features: dict[str, tuple[np.ndarray, list[str]]],
-             fitted: dict[str, tuple[str, Any]]) -> None:
-    """Fit comparison method ``method`` on task ``key`` (or reuse the fit of a task with the same target when the
+def run_task(params: dict[str, Any], setup: MethodSetup, key: str, domains: Domains,
+             fitted: dict[str, tuple[str, Any]], pretrained: dict | None) -> None:
+    """Fit comparison method ``setup`` on task ``key`` (or reuse the fit of a task with the same target when the
     method sees the target only), write its run folder and its MLflow run.
 
-    ``features`` caches (features, paths) per domain across tasks; ``fitted`` maps a target domain to the
-    (task, output) of a target-only method's fit.
+    ``fitted`` maps a target domain to the (task, output) of a target-only method's fit; ``pretrained``: the
+    deep methods' starting fc6/fc7 (VGG-F), or None.
     """
     task = task_of(params, key)
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
-    algorithm, options = baseline_options(params, method)
-    algo = algorithm_of(algorithm)
-    seed = int(params["baselines"]["seed"])
-    bits = int(params["train"]["hash_bits"])
-    device = resolve_device(params["train"]["device"])
-    spec = dataset_spec(params)
-
-    for domain in (task["source"], task["target"]):
-        if domain not in features:
-            features[domain] = load_features(dataset, backbone, domain)
-    xs, src_paths = features[task["source"]]
-    xt, tgt_paths = features[task["target"]]
-    xs_raw_shape, xt_raw_shape = xs.shape, xt.shape  # the feature files as stored (dataset inputs' profile)
-    ys = labels_for(dataset, task["source"], src_paths)  # source labels
-    target_only = algo.retrieval == "target_split"  # fitted on the target alone: one fit per target domain
-    reuse = fitted.get(task["target"]) if target_only else None
-    extra: dict = {}
-    if reuse is None:
-        if algo.uses_target_labels:  # SuH only: labels of the target split's DATABASE part, never of its queries
-            ev = params["eval"]
-            _, db = target_query_database_split(len(tgt_paths), query_fraction=ev["query_fraction"],
-                                                seed=ev["split_seed"])
-            yt = labels_for(dataset, task["target"], tgt_paths)
-            extra = {"yt_database": yt[db], "database_idx": db}
-        if algo.family == "deep":  # trains fc6/fc7 itself, from the pretrained layers for VGG-F
-            extra["pretrained"] = pretrained_head(backbone)
-        else:  # shallow and hashing methods work on the backbone's fc7-level features
-            xs, xt = penultimate_features(backbone, xs, xt)
+    method, algorithm, options, algo, seed = setup.name, setup.algorithm, setup.options, setup.algo, setup.seed
+    xs_raw, _ = domains.stored(task["source"])
+    xt_raw, tgt_paths = domains.stored(task["target"])
+    ys = domains.labels(task["source"])  # source labels
+    reuse = fitted.get(task["target"]) if setup.target_only else None
 
     experiment = params["tracking"]["experiment"] or f"dahash-{dataset}"
-    shapes = {"source": xs_raw_shape, "target": xt_raw_shape}
+    shapes = {"source": xs_raw.shape, "target": xt_raw.shape}  # the feature files as stored (dataset inputs)
     run_id = tracking.start_run(
         experiment, f"{method}:{key}:seed{seed}",
         tags={"task": key, "source": task["source"], "target": task["target"], "dataset": dataset,
               "backbone": backbone, "method": method, "algorithm": algorithm, "family": algo.family,
-              "seed": str(seed), "device": device, "uses_target_labels": str(algo.uses_target_labels).lower(),
+              "seed": str(seed), "device": setup.device, "uses_target_labels": str(algo.uses_target_labels).lower(),
               **({"fitted_for": reuse[0]} if reuse else {})},
-        params={**{f"option.{k}": v for k, v in options.items()}, "algorithm": algorithm, "hash_bits": bits,
+        params={**{f"option.{k}": v for k, v in options.items()}, "algorithm": algorithm, "hash_bits": setup.bits,
                 "seed": seed, "backbone": backbone, "dataset": dataset, "task": key, "method": method,
                 "n_source": len(ys), "n_target": len(tgt_paths)},
         group=f"{method}:{key}", inputs=tracking.feature_inputs(dataset, backbone, task, shapes),
         source="stages/baseline.py",
     )
     try:
-        if reuse is None:
-            out = run_baseline(algorithm, xs, ys, xt, len(spec.classes), options=options, bits=bits, seed=seed,
-                               device=device, **extra)
-            if target_only:
-                fitted[task["target"]] = (key, out)
-        else:
-            out = reuse[1]
+        out = reuse[1] if reuse else fit(params, setup, task, domains, pretrained)
+        if setup.target_only and reuse is None:
+            fitted[task["target"]] = (key, out)
     except Exception:
         tracking.end_run(run_id, {}, status="FAILED")
         raise
@@ -121,8 +152,8 @@ def run_task(params: dict[str, Any], method: str, key: str, features: dict[str, 
     dest = run_dir("models", params, method, key, seed)
     record = {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
               "algorithm": algorithm, "family": algo.family, "retrieval": algo.retrieval,
-              "uses_target_labels": algo.uses_target_labels, "options": options, "seed": seed, "hash_bits": bits,
-              "train_seconds": out.seconds, "device": device, "paper": algo.paper,
+              "uses_target_labels": algo.uses_target_labels, "options": options, "seed": seed,
+              "hash_bits": setup.bits, "train_seconds": out.seconds, "device": setup.device, "paper": algo.paper,
               "epochs": options.get("epochs"), "ended_ms": ended_ms,
               "fitted_for": reuse[0] if reuse else key}
     try:
@@ -135,6 +166,26 @@ def run_task(params: dict[str, Any], method: str, key: str, features: dict[str, 
     how = f"the fit of {reuse[0]} (same target, {algorithm} sees the target only)" if reuse else \
         f"{out.seconds:.1f} s"
     print(f"[{method} {key}] {algorithm} ({algo.family}): {how} (MLflow run {run_id})", flush=True)
+
+
+def fit(params: dict[str, Any], setup: MethodSetup, task: dict[str, str], domains: Domains,
+        pretrained: dict | None):
+    """``run_baseline`` on one task: deep methods on the stored features (they train fc6/fc7 themselves, from
+    ``pretrained`` for VGG-F), the others on the fc7-level features. Returns its ``BaselineOutput``."""
+    algo = setup.algo
+    extra: dict = {}
+    if algo.uses_target_labels:  # SuH only: labels of the target split's DATABASE part, never of its queries
+        ev = params["eval"]
+        n_t = len(domains.stored(task["target"])[1])
+        _, db = target_query_database_split(n_t, query_fraction=ev["query_fraction"], seed=ev["split_seed"])
+        extra = {"yt_database": domains.labels(task["target"])[db], "database_idx": db}
+    if algo.family == "deep":
+        xs, xt = domains.stored(task["source"])[0], domains.stored(task["target"])[0]
+        extra["pretrained"] = pretrained
+    else:
+        xs, xt = domains.fc7(task["source"]), domains.fc7(task["target"])
+    return run_baseline(setup.algorithm, xs, domains.labels(task["source"]), xt, setup.num_classes,
+                        options=setup.options, bits=setup.bits, seed=setup.seed, device=setup.device, **extra)
 
 
 def write_run(dest: Path, out, record: dict) -> None:

@@ -57,12 +57,30 @@ PWCF_RULE = ("queries = a seeded uniformly random round(query_fraction x n_t) of
              "cross-domain hashing papers since)")
 
 
+def metrics_dir(dataset: str, method: str) -> Path:
+    """metrics/<dataset>/<method>: the evaluate stage's out for one method."""
+    return ROOT / "metrics" / dataset / method
+
+
+def pr_dir(dataset: str, method: str) -> Path:
+    """plots/pr/<dataset>/<method>: the stage's plots out for one method."""
+    return ROOT / "plots" / "pr" / dataset / method
+
+
+def metrics_file(folder: Path, task: str, seed: int) -> Path:
+    return folder / task / f"seed{seed}.json"
+
+
+def pr_file(folder: Path, task: str, seed: int) -> Path:
+    return folder / task / f"seed{seed}.csv"
+
+
 def metrics_path(dataset: str, method: str, task: str, seed: int) -> Path:
-    return ROOT / "metrics" / dataset / method / task / f"seed{seed}.json"
+    return metrics_file(metrics_dir(dataset, method), task, seed)
 
 
 def pr_path(dataset: str, method: str, task: str, seed: int) -> Path:
-    return ROOT / "plots" / "pr" / dataset / method / task / f"seed{seed}.csv"
+    return pr_file(pr_dir(dataset, method), task, seed)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -110,11 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     # the whole method: both folders are rebuilt and swapped in at the end, so they hold exactly these runs
     # (no record of a task or seed no longer in params.yaml, no marker another tool left) and a failure leaves
     # the previous ones as they were
-    mdir, pdir = (f(dataset, args.method, "_", 0).parent.parent for f in (metrics_path, pr_path))
-    with atomic_path(mdir) as mtmp, atomic_path(pdir) as ptmp:
+    with atomic_path(metrics_dir(dataset, args.method)) as mtmp, atomic_path(pr_dir(dataset, args.method)) as ptmp:
         for task, seed in runs:
-            evaluate_run(params, args.method, task, seed, labels, mtmp / task / f"seed{seed}.json",
-                         ptmp / task / f"seed{seed}.csv", display=metrics_path(dataset, args.method, task, seed))
+            evaluate_run(params, args.method, task, seed, labels, metrics_file(mtmp, task, seed),
+                         pr_file(ptmp, task, seed), display=metrics_path(dataset, args.method, task, seed))
 
 
 def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
