@@ -1,4 +1,4 @@
-"""Wall time of every comparison method (dahash.methods) on one transfer task: ``python benchmarks/bench_baselines.py``.
+"""Wall time of every comparison method (dahash.baselines.registry) on one transfer task: ``python benchmarks/bench_baselines.py``.
 
 Uses the pipeline's cached features of a task when they exist (default: Office-Caltech-10, EfficientNet-Lite0,
 amazon -> caltech10, the largest task: 958 + 1,123 items x 1,280-d), otherwise synthetic features of the same
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dahash.baselines.split import target_query_database_split
-from dahash.methods import ALGORITHMS, run_baseline
+from dahash.eval.split import target_query_database_split
+from dahash.baselines.registry import ALGORITHMS, run_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 

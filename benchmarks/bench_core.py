@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dahash.backbones import build_backbone
-from dahash.extract import extract_features
-from dahash.metrics import binarize, hamming_distance, mean_average_precision, precision_recall_curve, predict_eq6
-from dahash.train import DAHConfig, train_dah
+from dahash.nn.backbones import build_backbone
+from dahash.nn.extract import extract_features
+from dahash.eval.metrics import binarize, hamming_distance, mean_average_precision, precision_recall_curve, predict_eq6
+from dahash.train.head import DAHConfig, train_dah
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "office-caltech-10" / "images" / "amazon"
 

@@ -1,9 +1,9 @@
 """Digits epoch time (issue 9, target 5): ``python benchmarks/bench_digits.py DIGITS_DIR [--epochs E]``.
 
-``DIGITS_DIR`` is a prepared digits tree (``data/raw/digits`` of the pipeline, or ``dahash.digits.prepare_digits``).
+``DIGITS_DIR`` is a prepared digits tree (``data/raw/digits`` of the pipeline, or ``dahash.data.digits.prepare_digits``).
 Times M->U fine-tuning of the small CNN with the preset's settings (K = 20, W = 100, eta = 0.1, gamma = 5000) and
 the final encoding of every image, twice in the same run: from the PNG paths (the previous path: every item decoded
-per epoch) and from images decoded once (``dahash.digits.decode_images``, what the train stage now does), and
+per epoch) and from images decoded once (``dahash.data.digits.decode_images``, what the train stage now does), and
 checks that both train identically. Not a test: figures depend on the machine and its load.
 """
 
@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dahash.augment import EvalTransform, TrainTransform, channel_moments
-from dahash.backbones.smallcnn import SmallCNN
-from dahash.digits import decode_images, digits_items
-from dahash.finetune import encode_images, train_dah_finetune
-from dahash.model import DAHHead
-from dahash.train import DAHConfig
+from dahash.nn.augment import EvalTransform, TrainTransform, channel_moments
+from dahash.nn.backbones.smallcnn import SmallCNN
+from dahash.data.digits import decode_images, digits_items
+from dahash.train.finetune import encode_images, train_dah_finetune
+from dahash.nn.model import DAHHead
+from dahash.train.head import DAHConfig
 
 
 def run(source: list, ys: np.ndarray, target: list, epochs: int) -> tuple[dict, list]:

@@ -5,7 +5,7 @@
 1. speed: EfficientNet-Lite0 (real ImageNet weights) on ``--n`` real Office-Caltech-10 images (every k-th of
    the 2,533, so the domains' mix of sizes is kept; synthetic JPEGs of the same sizes when the data is absent):
    the previous loop (float32 transform in the loader, no workers, module in its own memory format: the code
-   as it was before issue 9 target 7, copied below) against ``dahash.extract.extract_features`` with uint8
+   as it was before issue 9 target 7, copied below) against ``dahash.nn.extract.extract_features`` with uint8
    batches, channels-last module, ``num_workers`` 0 and ``auto``, with and without draft decoding. Also the
    decode + resize rate alone (no network), full vs draft, on the large JPEGs (DSLR, 1000 x 1000).
 2. draft error: on every real image the draft decoder actually shrinks (shorter side > r x the side needed),
@@ -35,10 +35,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from dahash.augment import EvalTransform  # noqa: E402
-from dahash.backbones import build_backbone  # noqa: E402
-from dahash.extract import ImageFileDataset, auto_workers, draft_side, extract_features  # noqa: E402
-from dahash.images import load_rgb  # noqa: E402
+from dahash.nn.augment import EvalTransform  # noqa: E402
+from dahash.nn.backbones import build_backbone  # noqa: E402
+from dahash.nn.extract import ImageFileDataset, auto_workers, draft_side, extract_features  # noqa: E402
+from dahash.data.images import load_rgb  # noqa: E402
 
 
 def previous_extract(paths, backbone, batch_size=64):
@@ -161,9 +161,9 @@ _MEM_CHILD = r"""
 import json, sys
 from pathlib import Path
 import numpy as np, torch
-from dahash.backbones import Backbone
-from dahash.extract import extract_features
-from dahash.preprocess_image import make_transform
+from dahash.nn.backbones import Backbone
+from dahash.nn.extract import extract_features
+from dahash.nn.preprocess_image import make_transform
 
 class Stub(torch.nn.Module):
     '''features(x) = mean over pixels (N, 3) @ W (3, 9216): VGG-F pool5's width, negligible compute.'''

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_hashing_speed.py [--npz SOURCE.npz TARGET.npz] [--repeat 2] [--no-before]
 
-"After" is the default estimator (``dahash.methods.run_baseline`` as the baseline stage calls it); "before" is the
+"After" is the default estimator (``dahash.baselines.registry.run_baseline`` as the baseline stage calls it); "before" is the
 previous implementation, still reachable:
 
 * KMH: ``optimizer="scipy"`` (one ``scipy.optimize.minimize`` call per codeword update), the PCA by
@@ -53,7 +53,7 @@ def previous_kmh_helpers() -> Iterator[None]:
 
 
 def _timed(name: str, data: tuple, options: dict) -> tuple[float, float, np.ndarray]:
-    from dahash.methods import run_baseline
+    from dahash.baselines.registry import run_baseline
 
     xs, ys, xt, _ = data
     wall, cpu = time.perf_counter(), time.process_time()
@@ -62,7 +62,7 @@ def _timed(name: str, data: tuple, options: dict) -> tuple[float, float, np.ndar
 
 
 def _map(codes: np.ndarray, yt: np.ndarray) -> float:
-    from dahash.evaluation import score
+    from dahash.eval.evaluation import score
 
     return float(score({"u_target": codes}, yt, yt, num_classes=10, retrieval="target_split", max_per_class=None,
                        query_fraction=0.1, split_seed=0)["map"])
@@ -71,7 +71,7 @@ def _map(codes: np.ndarray, yt: np.ndarray) -> float:
 def warm_up() -> None:
     """Imports and numba's kernels (compiled or loaded from the cache) outside the timed region."""
     from dahash.baselines import BinaryAutoencoder, KMeansHashing
-    from dahash.methods import algorithm_of
+    from dahash.baselines.registry import algorithm_of
 
     algorithm_of("kmh"), algorithm_of("ba")
     x = np.random.default_rng(0).standard_normal((64, 20))

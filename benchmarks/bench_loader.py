@@ -26,8 +26,8 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from dahash.augment import ChannelMoments  # noqa: E402
-from dahash.recipes import input_recipe  # noqa: E402
+from dahash.nn.augment import ChannelMoments  # noqa: E402
+from dahash.nn.recipes import input_recipe  # noqa: E402
 
 
 class _Images(Dataset):

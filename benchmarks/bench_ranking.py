@@ -3,8 +3,8 @@
 15,500 queries x 15,500 database codes x 64 bits, 65 classes, clustered codes (many distance ties).
 Prints, measured in the same run:
 
-* ``dahash.metrics.mean_average_precision`` (the kernel) and ``hamming_retrieval`` (mAP + PR curve, one pass);
-* the reference it replaced (``dahash._metrics_reference``, float32 matrix product + stable argsort);
+* ``dahash.eval.metrics.mean_average_precision`` (the kernel) and ``hamming_retrieval`` (mAP + PR curve, one pass);
+* the reference it replaced (``dahash.eval._metrics_reference``, float32 matrix product + stable argsort);
 * the issue's plain-numpy version (packed uint64, XOR + ``np.bitwise_count``, uint8 distances, stable argsort
   per 512-query block);
 * the popcount bound: XOR + popcount of every pair and nothing else (a numba loop over the packed codes),
@@ -53,8 +53,8 @@ def popcount_bound(q: np.ndarray, db: np.ndarray) -> float:
     """Seconds for XOR + popcount of all m x n pairs (parallel numba loop, result summed so it is not elided)."""
     import numba as nb
 
-    from dahash._hamming_kernel import _popcount64
-    from dahash.metrics import _pack_bits
+    from dahash.eval._hamming_kernel import _popcount64
+    from dahash.eval.metrics import _pack_bits
 
     @nb.njit(parallel=True, cache=False)
     def total(qp: np.ndarray, dbp: np.ndarray) -> int:
@@ -84,9 +84,9 @@ def main(n: int = 15500, reference: bool = True) -> dict[str, float]:
     """Run the comparison, print it, and return the figures (seconds)."""
     import numba
 
-    from dahash.metrics import hamming_retrieval, mean_average_precision
+    from dahash.eval.metrics import hamming_retrieval, mean_average_precision
 
-    from dahash import metrics
+    from dahash.eval import metrics
 
     q, db, yq, ydb = codes(n)
     fig: dict[str, float] = {}
@@ -109,7 +109,7 @@ def main(n: int = 15500, reference: bool = True) -> dict[str, float]:
     print(f"  plain numpy (bitwise_count+argsort) {fig['plain_numpy']:7.2f} s   mAP {plain:.6f}   "
           f"plain / kernel = {fig['plain_numpy'] / fig['kernel_map']:.1f}x")
     if reference:
-        from dahash._metrics_reference import mean_average_precision_reference
+        from dahash.eval._metrics_reference import mean_average_precision_reference
 
         fig["reference"], ref = timed(mean_average_precision_reference, q, db, yq, ydb)
         same = np.array_equal(ref.ap, res.ap, equal_nan=True)

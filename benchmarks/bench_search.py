@@ -1,4 +1,4 @@
-"""Search speed of dahash.index (issue 12): ``python benchmarks/bench_search.py [--n 1000000] [--bits 64]``.
+"""Search speed of dahash.codes.index (issue 12): ``python benchmarks/bench_search.py [--n 1000000] [--bits 64]``.
 
 A database of N clustered codes (100 classes, many distance ties) is written with ``Index.to_parquet`` and
 opened both in memory and memory-mapped (``from_parquet(mmap=True)``). Prints, measured in the same run:
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dahash.index import Index
+from dahash.codes.index import Index
 
 
 def clustered_bits(n: int, d: int, c: int = 100, seed: int = 0) -> np.ndarray:

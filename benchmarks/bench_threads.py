@@ -9,7 +9,7 @@ fc6/fc7, 64 bits, K = 5 per class of 10, synthetic clustered features of W->C's 
 
 * one training with 2 threads (the previous way), then two trainings with 1 thread each at the same time;
   it prints the wall time per training of both ways and the throughput ratio;
-* the SGD step alone on the head's parameters: ``torch.optim.SGD`` per-tensor loop vs ``dahash.train.make_sgd``
+* the SGD step alone on the head's parameters: ``torch.optim.SGD`` per-tensor loop vs ``dahash.train.head.make_sgd``
   (fused), ms per step, and whether the parameters after the steps are bit-identical.
 
 Not a test: figures depend on the machine and its load; run it on an otherwise idle machine.
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TRAIN = r"""
 import sys, time, numpy as np, torch
-from dahash.train import DAHConfig, train_dah
+from dahash.train.head import DAHConfig, train_dah
 epochs, ns, nt = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(0)
 centres = rng.standard_normal((10, 1280)).astype(np.float32)
@@ -66,8 +66,8 @@ def trainings(args: argparse.Namespace) -> None:
 def sgd_step() -> None:
     import torch
 
-    from dahash.model import DAHHead
-    from dahash.train import make_sgd
+    from dahash.nn.model import DAHHead
+    from dahash.train.head import make_sgd
 
     torch.set_num_threads(1)
     results = {}

@@ -1,7 +1,7 @@
 """VGG-16 at full size (issue 12): ``python benchmarks/bench_vgg16.py [--batch 8] [--device cpu]``.
 
 The real ``vgg16-397923af.pth`` is not needed: a full-size state dict with torchvision's keys and random
-weights is written to a temporary folder (553 MB) and read back with :func:`dahash.backbones.vgg16.load_vgg16`
+weights is written to a temporary folder (553 MB) and read back with :func:`dahash.nn.backbones.vgg16.load_vgg16`
 (the path the real file takes: ``torch.load(weights_only=True)``, key/shape checks, meta-device build). Prints:
 
 1. the load time of that file, and the head-mode fc7 output shape at 224 x 224;
@@ -25,8 +25,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from dahash.backbones.efficientnet_lite import EfficientNetLite0  # noqa: E402
-from dahash.backbones.vgg16 import VGG16, VGG16Fc7, load_vgg16  # noqa: E402
+from dahash.nn.backbones.efficientnet_lite import EfficientNetLite0  # noqa: E402
+from dahash.nn.backbones.vgg16 import VGG16, VGG16Fc7, load_vgg16  # noqa: E402
 
 
 def timed_forward(module: torch.nn.Module, x: torch.Tensor) -> tuple[float, torch.Tensor]:

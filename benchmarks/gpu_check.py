@@ -80,8 +80,8 @@ def cuda_tests(out: Path) -> dict:
 
 
 def head_steps(device: torch.device, dry: bool) -> dict:
-    from dahash.model import DAHHead
-    from dahash.train import DAHConfig, batch_losses, sgd_step
+    from dahash.nn.model import DAHHead
+    from dahash.train.head import DAHConfig, batch_losses, sgd_step
 
     k, c = (1, 65) if dry else (5, 65)
     ns = k * c
@@ -103,10 +103,10 @@ def head_steps(device: torch.device, dry: bool) -> dict:
 
 
 def finetune_steps(device: torch.device, dry: bool, mat: Path) -> dict:
-    from dahash.backbones.vggf import load_vggf, vggf_head_init
-    from dahash.finetune import finetune_param_groups, freeze_batchnorm, trunk_features
-    from dahash.model import DAHHead
-    from dahash.train import DAHConfig, batch_losses, sgd_step
+    from dahash.nn.backbones.vggf import load_vggf, vggf_head_init
+    from dahash.train.finetune import finetune_param_groups, freeze_batchnorm, trunk_features
+    from dahash.nn.model import DAHHead
+    from dahash.train.head import DAHConfig, batch_losses, sgd_step
 
     k, c = (1, 65) if dry else (5, 65)
     ns = k * c
@@ -155,8 +155,8 @@ def loader_rates(dry: bool) -> dict:
     on synthetic 1-6 MP JPEGs, for 0/8/14 workers (capped at the cores) with and without draft decoding."""
     from bench_loader import _photo, _rate
 
-    from dahash.augment import ChannelMoments
-    from dahash.recipes import input_recipe
+    from dahash.nn.augment import ChannelMoments
+    from dahash.nn.recipes import input_recipe
 
     moments = ChannelMoments(mean=np.array([120.0, 115.0, 100.0], np.float32), std=np.ones(3, np.float32),
                              cov=np.eye(3) * 900.0, count=1, images=1)
@@ -187,13 +187,13 @@ def standin_task(device: torch.device, dry: bool, mat: Path, workers: int) -> di
     """Art -> Clipart of the Office-Home stand-in, fine-tuned with the authors' recipe on ``device``."""
     from standin import _image
 
-    from dahash.augment import channel_moments
-    from dahash.backbones.vggf import load_vggf, vggf_head_init
-    from dahash.finetune import encode_images, train_dah_finetune
-    from dahash.metrics import accuracy, binarize, mean_average_precision, predict_eq6
-    from dahash.model import DAHHead
-    from dahash.recipes import input_recipe
-    from dahash.train import DAHConfig
+    from dahash.nn.augment import channel_moments
+    from dahash.nn.backbones.vggf import load_vggf, vggf_head_init
+    from dahash.train.finetune import encode_images, train_dah_finetune
+    from dahash.eval.metrics import accuracy, binarize, mean_average_precision, predict_eq6
+    from dahash.nn.model import DAHHead
+    from dahash.nn.recipes import input_recipe
+    from dahash.train.head import DAHConfig
 
     c, per_class = 65, (2 if dry else 6)
     size = (40, 32) if dry else (320, 240)

@@ -11,7 +11,7 @@ Feature kinds (source and target items of the task):
 * ``dah``: fc7 of the DAH model (methods.dah, first of train.seeds), recomputed from its model.pt (head mode:
   on the cached features; fine-tune mode: the fine-tuned network on the images).
 A-distance: 2 (1 - 2 err), err of a linear SVM telling source from target, 5-fold cross-validation
-(dahash.analysis.a_distance). t-SNE: up to ``analysis.max_points`` items per domain (seeded sample), the
+(dahash.eval.analysis.a_distance). t-SNE: up to ``analysis.max_points`` items per domain (seeded sample), the
 first 10 classes, coloured by class (labels are read here only to colour the plot: this runs after training).
 Writes analysis/<dataset>/<KEY>/ (analysis.json, tsne_<kind>.png) and plots/a_distance/<dataset>/<KEY>.csv
 (task, features, a_distance; a DVC bar plot).
@@ -41,7 +41,7 @@ def dah_fc7(model_dir, xs: np.ndarray, xt: np.ndarray, images: tuple[list, list]
     """
     import torch  # torch and scikit-learn are imported where used: `--help` stays fast
 
-    from dahash.model import DAHHead
+    from dahash.nn.model import DAHHead
 
     saved = load_model_file(model_dir / "model.pt")
     state, cfg = saved["state_dict"], saved["config"]
@@ -55,9 +55,9 @@ def dah_fc7(model_dir, xs: np.ndarray, xt: np.ndarray, images: tuple[list, list]
 
 
 def _finetuned_fc7(state: dict, cfg: dict, images, backbone: str | None, model_dir) -> tuple[np.ndarray, np.ndarray]:
-    from dahash.augment import EvalTransform
-    from dahash.finetune import encode_images
-    from dahash.model import DAHHead
+    from dahash.nn.augment import EvalTransform
+    from dahash.train.finetune import encode_images
+    from dahash.nn.model import DAHHead
     from stages.finetune import build_trunk
 
     if images is None or backbone is None:
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def analyse_task(params: dict, key: str, out) -> dict:
     """A-distance and t-SNE PNGs of the three feature kinds for task ``key``, into folder ``out``."""
-    from dahash.analysis import a_distance, plot_tsne, tsne_embedding
+    from dahash.eval.analysis import a_distance, plot_tsne, tsne_embedding
 
     task = task_of(params, key)
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]

@@ -9,7 +9,7 @@ retrieval) are fitted ONCE per target domain, their run folders for tasks sharin
 hashing methods: the backbone's fc7-level features, see stages.features.penultimate_features). Target
 labels are NOT read, except by SuH (``suh``: supervised hashing on the labelled target database part, the
 paper's upper bound), which reads the labels of the split's database items only (split rule:
-``eval.query_fraction``, ``eval.split_seed``; see dahash.methods).
+``eval.query_fraction``, ``eval.split_seed``; see dahash.baselines.registry).
 
 Writes models/<dataset>/<backbone>/<M>/<KEY>/seed<S>/ per task (the stage's out is the method's folder
 models/<dataset>/<backbone>/<M>): codes.npz (pred_target and/or u_source/u_target,
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dahash.baselines.split import target_query_database_split
-from dahash.methods import algorithm_of, run_baseline
+from dahash.eval.split import target_query_database_split
+from dahash.baselines.registry import algorithm_of, run_baseline
 from stages import tracking
 from stages.common import (atomic_path, baseline_options, dataset_spec, load_params, main_wrapper,
                            resolve_device, run_dir, task_of, write_json)
@@ -43,7 +43,7 @@ class MethodSetup:
     name: str
     algorithm: str
     options: dict[str, Any]
-    algo: Any  # dahash.methods.Algorithm
+    algo: Any  # dahash.baselines.registry.Algorithm
     seed: int
     bits: int
     device: str

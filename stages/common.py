@@ -67,7 +67,7 @@ PAPER_GAMMA_GRID = [50.0, 500.0, 5000.0, 50000.0]
 def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> None:
     """Checks a JSON schema cannot express: domains belong to the dataset, tasks use known domains, the gamma sweep's
     grid is non-empty exactly when ``train.gamma`` is ``auto`` (so that the sweep is in the DAG only then), ..."""
-    from dahash.datasets import CUSTOM, get_dataset
+    from dahash.data.datasets import CUSTOM, get_dataset
 
     dataset = params["data"]["dataset"]
     if dataset == CUSTOM:
@@ -77,7 +77,7 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
             )
         domains: tuple[str, ...] | None = None
     elif dataset == "digits":
-        from dahash.digits import DIGITS_DOMAINS
+        from dahash.data.digits import DIGITS_DOMAINS
 
         domains = tuple(DIGITS_DOMAINS)
     else:
@@ -154,17 +154,17 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
                          "or a fixed train.gamma")
 
 
-def dataset_spec(params: dict[str, Any], *, source: bool = False):  # -> dahash.datasets.DatasetSpec
+def dataset_spec(params: dict[str, Any], *, source: bool = False):  # -> dahash.data.datasets.DatasetSpec
     """The DatasetSpec of ``data.dataset``.
 
     For ``custom`` (a user's own ``<domain>/<class>/`` folders) the spec is read from the folders:
     from ``data.mirror`` for the download stage (``source=True``), from the copy under data/raw/custom
     for every later stage, so they depend only on DVC-tracked files.
     """
-    from dahash.datasets import CUSTOM, folder_dataset, get_dataset
+    from dahash.data.datasets import CUSTOM, folder_dataset, get_dataset
 
     data = params["data"]
-    if data["dataset"] == "digits":  # built by dahash.digits.prepare_digits as <domain>/<digit>/*.png
+    if data["dataset"] == "digits":  # built by dahash.data.digits.prepare_digits as <domain>/<digit>/*.png
         return folder_dataset(ROOT / "data" / "raw" / "digits", data["domains"], name="digits")
     if data["dataset"] != CUSTOM:
         return get_dataset(data["dataset"])
@@ -195,7 +195,7 @@ def baseline_options(params: dict[str, Any], name: str) -> tuple[str, dict[str, 
 
     Deep algorithms get ``hidden_dims`` from ``train.hidden_dims`` unless the entry sets it (same head as DAH).
     """
-    from dahash.methods import ALGORITHMS, check_options
+    from dahash.baselines.registry import ALGORITHMS, check_options
 
     methods = params["baselines"]["methods"]
     if name not in methods:
@@ -344,7 +344,7 @@ def main_wrapper(main: Callable[[list[str] | None], None]) -> Callable[[list[str
     and so does a full, read-only or unwritable disk (:func:`storage_error`: one line naming the path)."""
 
     def wrapped(argv: list[str] | None = None) -> None:
-        from dahash.download import DownloadError
+        from dahash.data.download import DownloadError
 
         try:
             main(argv)

@@ -1,7 +1,7 @@
 """Stage `download`: put the dataset's images at data/raw/<dataset>/<domain>/<class>/.
 
 Sources, in order: ``data.mirror`` (a local, already-downloaded copy); else the dataset's sources
-(``dahash.datasets``: its own archive, then a second source such as Transfer-Learning-Library's
+(``dahash.data.datasets``: its own archive, then a second source such as Transfer-Learning-Library's
 per-domain archives), a copy placed by hand in ``data.manual_dir`` or cached being used before any
 download (checksummed where published; Google Drive through gdown). Without network (or with
 ``DAHASH_OFFLINE=1``) and without a local copy it stops with a message naming every source, the files
@@ -14,7 +14,7 @@ import argparse
 
 import os
 
-from dahash.download import prepare_dataset
+from dahash.data.download import prepare_dataset
 from stages.common import ROOT, StageError, dataset_spec, load_params, main_wrapper, project_path, write_json
 
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     data = params["data"]
     mirror = project_path(data["mirror"]) if data["mirror"] else None
     if data["dataset"] == "digits":
-        from dahash.digits import prepare_digits
+        from dahash.data.digits import prepare_digits
 
         out = ROOT / "data" / "raw" / "digits"
         prepare_digits(out, mirror=mirror, cache_dir=project_path(data["cache_dir"]),

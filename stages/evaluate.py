@@ -3,7 +3,7 @@ models of method M: every task of params.yaml x every seed (``train.seeds`` for 
 for comparison methods), or the given subset. One job per method (the DAG's ``evaluate@M`` and
 ``evaluate_baseline@M``): a run's evaluation takes well under a second, a job's start-up seconds.
 
-This is the first and only place target labels are read. Rules (see dahash.metrics):
+This is the first and only place target labels are read. Rules (see dahash.eval.metrics):
 * accuracy: eq. 6 classifier on the continuous outputs, authors' variant (sum of exp(u_t.u_s) over up
   to ``eval.max_per_class`` source items per class), argmax, ties -> lowest class index;
 * codes: bit = 1 iff u > 0 (authors' calcMap; training's quantization uses sign(0) = +1);
@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from dahash.evaluation import score
-from dahash.report import EVALUATION_RULES, plot_pr_curve
+from dahash.eval.evaluation import score
+from dahash.report.page import EVALUATION_RULES, plot_pr_curve
 from stages import tracking
 from stages.common import (ROOT, StageError, atomic_path, dataset_spec, load_params, main_wrapper, method_params,
                            run_dir, run_seed, task_of, write_json)

@@ -4,7 +4,7 @@ Writes data/features/<dataset>/<backbone>/<D>/features.npy (N x F float32; VGG-F
 EfficientNet-Lite0: pooled 1280-d; VGG-16: fc7, 4096-d, with torchvision's ImageNet mean/std, shorter side 256,
 centre 224; SURF-800: the GFK release's 800-d
 bag of words, L1 + z-score per domain) and meta.json, streaming images in batches with a progress bar.
-Images go through the backbone's input recipe (:mod:`dahash.recipes`): VGG-F subtracts the mean of all
+Images go through the backbone's input recipe (:mod:`dahash.nn.recipes`): VGG-F subtracts the mean of all
 the dataset's images (data/moments, the authors' rgbMean) from the full central square, bicubic at 224.
 Features are extracted whatever ``train.mode`` is (the comparison methods, the analysis and any head-mode
 method read them). A network trained from scratch (smallcnn, digits) has no features before training:
@@ -12,7 +12,7 @@ F = 0 and only the list of images (meta.json) is written.
 
 ``extract.num_workers`` (a number or ``auto``: cores - 2 on a GPU, 0 on the CPU) DataLoader processes decode the
 images; ``extract.draft`` (0 = full decode, exact; r >= 1: JPEG draft decoding at >= r x the side the recipe
-needs, see :mod:`dahash.extract` and benchmarks/README.md for the measured feature difference). The rows are
+needs, see :mod:`dahash.nn.extract` and benchmarks/README.md for the measured feature difference). The rows are
 streamed into features.npy batch by batch, so memory does not grow with the number of images.
 """
 
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     dataset, name = params["data"]["dataset"], params["backbone"]["name"]
     import numpy as np  # heavy imports after argument parsing: `--help` stays fast
 
-    from dahash.backbones import build_backbone
-    from dahash.extract import auto_workers, extract_features
+    from dahash.nn.backbones import build_backbone
+    from dahash.nn.extract import auto_workers, extract_features
 
     rows = domain_rows(dataset, args.domain)
     raw = ROOT / "data" / "raw" / dataset
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_path(out) as tmp:
         tmp.mkdir()
         if name == "surf800":  # the classic SURF-800 features: looked up by image name, L1 + z-score per domain
-            from dahash.surf import surf_features_for
+            from dahash.data.surf import surf_features_for
 
             try:
                 feats = surf_features_for(weights_file(name), args.domain, rows["path"].tolist())
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             backbone = build_backbone(name, weights=weights_file(name))
             if name == "vggf":  # the authors' preprocessing: rgbMean of the dataset's images, full square, bicubic
-                from dahash.recipes import input_recipe
+                from dahash.nn.recipes import input_recipe
                 from stages.moments import load_moments
 
                 backbone.transform = input_recipe(name, load_moments(dataset, name, params["data"]["domains"])).eval_transform()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dahash.manifest import read_manifest
+from dahash.data.manifest import read_manifest
 from stages.common import ROOT, StageError
 from stages.preprocess import manifest_path
 

@@ -2,7 +2,7 @@
 
 The paper's setting: every pretrained layer fine-tuned at the lower learning-rate multipliers
 (``train.pretrained_lr_mult`` via DAHConfig), new layers at the higher ones, and the backbone's input
-recipe (:mod:`dahash.recipes`) with the moments of the TRAINING images (all source + all target images
+recipe (:mod:`dahash.nn.recipes`) with the moments of the TRAINING images (all source + all target images
 of the task, labels unused, merged exactly from the moments stage's per-domain file): VGG-F subtracts
 their mean (no std), full central square, bicubic, random location / aspect [2/3, 3/2] / flip /
 brightness 0.1 x colour deviation; EfficientNet-Lite0 keeps its own (x - 127) / 128 and VGG-16 torchvision's
@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dahash.augment import ChannelMoments
-from dahash.checkpoint import cpu_state_dict
-from dahash.finetune import encode_images, train_dah_finetune
-from dahash.model import DAHHead
-from dahash.recipes import input_recipe
-from dahash.train import DAHConfig
+from dahash.nn.augment import ChannelMoments
+from dahash.train.checkpoint import cpu_state_dict
+from dahash.train.finetune import encode_images, train_dah_finetune
+from dahash.nn.model import DAHHead
+from dahash.nn.recipes import input_recipe
+from dahash.train.head import DAHConfig
 from stages.runs import check_hidden_dims
 from stages.weights import weights_file
 
@@ -32,15 +32,15 @@ PRETRAINED_TRUNKS = {"efficientnet_lite0": True, "vggf": True, "vgg16": True, "s
 def build_trunk(backbone: str, seed: int) -> tuple[torch.nn.Module, int, dict | None]:
     """(trunk, feature size, pretrained fc6/fc7 for the head or None)."""
     if backbone == "smallcnn":
-        from dahash.backbones.smallcnn import SmallCNN
+        from dahash.nn.backbones.smallcnn import SmallCNN
 
         trunk = SmallCNN(in_channels=1, feature_dim=500, input_size=28, generator=torch.Generator().manual_seed(seed))
         return trunk, 500, None
     if backbone == "vgg16":  # conv1_1..pool5 trained; fc6/fc7 (classifier.0/3) live on in the DAH head
-        from dahash.backbones import vgg16_finetune_parts
+        from dahash.nn.backbones import vgg16_finetune_parts
 
         return vgg16_finetune_parts(weights_file(backbone))
-    from dahash.backbones import build_backbone
+    from dahash.nn.backbones import build_backbone
 
     bb = build_backbone(backbone, weights=weights_file(backbone))
     if backbone == "vggf":  # fc6/fc7 live on in the DAH head (head_init); VGG-F's own classifier is never used
@@ -59,7 +59,7 @@ def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_cla
     but its query images and encodes all)."""
     encode_target = target if encode_target is None else encode_target
     if backbone == "smallcnn":  # digits: decode the small images once; no file is opened per item per epoch
-        from dahash.digits import decode_images
+        from dahash.data.digits import decode_images
 
         same = encode_target is target
         source, target = decode_images(source), decode_images(target)

@@ -2,7 +2,7 @@
 
 Not a stage of its own: each training job calls :func:`selected_gamma` (cheap: a few JSON records and an argmax).
 ``train.gamma: auto``: the gamma of ``gamma_sweep.grid`` whose domain classifier has the LARGEST held-out error
-among the task's gamma_sweep records (dahash.gamma.select_gamma, paper section 5.2); otherwise the fixed
+among the task's gamma_sweep records (dahash.train.gamma.select_gamma, paper section 5.2); otherwise the fixed
 ``train.gamma``. With a fixed gamma no sweep is in the DAG (``gamma_sweep.grid: []``), so no job does nothing.
 """
 
@@ -37,7 +37,7 @@ def sweep_errors(params: dict, task: str) -> dict[float, float]:
 
 def selected_gamma(params: dict, task: str) -> float:
     """The MK-MMD weight for ``task``: the fixed ``train.gamma``, or the sweep's choice with ``auto``."""
-    from dahash.gamma import select_gamma
+    from dahash.train.gamma import select_gamma
 
     fixed = params["train"]["gamma"]
     if fixed != "auto":

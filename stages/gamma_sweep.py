@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> None:
                          "and gamma_sweep.grid to sweep")
     import torch  # heavy imports only when there is something to train
 
-    from dahash.gamma import domain_classification_error
-    from dahash.train import train_dah
+    from dahash.train.gamma import domain_classification_error
+    from dahash.train.head import train_dah
     from stages.features import labels_for, load_features
     from stages.runs import dah_config, pretrained_head
 

@@ -2,8 +2,8 @@
 
 Writes data/moments/<dataset>/<backbone>.json: for each domain the per-channel mean, the covariance, the
 pixel and image counts of the images as the network sees them without jitter (the full central square
-resized to the backbone's input size, :func:`dahash.recipes.moments_geometry`; the authors' getImageStats).
-Labels are not read. Consumers merge domains exactly (:func:`dahash.augment.merge_moments`): head-mode
+resized to the backbone's input size, :func:`dahash.nn.recipes.moments_geometry`; the authors' getImageStats).
+Labels are not read. Consumers merge domains exactly (:func:`dahash.nn.augment.merge_moments`): head-mode
 extraction of VGG-F subtracts the mean over all domains; fine-tuning uses its task's source + target.
 Backbones without image input (surf800) get a file that says so.
 """
@@ -23,11 +23,11 @@ def moments_path(dataset: str, backbone: str) -> Path:
     return ROOT / "data" / "moments" / dataset / f"{backbone}.json"
 
 
-def load_moments(dataset: str, backbone: str, domains: list[str]):  # -> dahash.augment.ChannelMoments
+def load_moments(dataset: str, backbone: str, domains: list[str]):  # -> dahash.nn.augment.ChannelMoments
     """The merged moments of ``domains`` (exact union) from the moments stage's file."""
     import json
 
-    from dahash.augment import merge_moments, moments_from_dict
+    from dahash.nn.augment import merge_moments, moments_from_dict
 
     path = moments_path(dataset, backbone)
     try:
@@ -50,11 +50,11 @@ def main(argv: list[str] | None = None) -> None:
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
     out = moments_path(dataset, backbone)
     record: dict = {"dataset": dataset, "backbone": backbone, "domains": {}}
-    from dahash.recipes import RECIPE_BACKBONES
+    from dahash.nn.recipes import RECIPE_BACKBONES
 
     if backbone in RECIPE_BACKBONES:
-        from dahash.augment import channel_moments, moments_to_dict
-        from dahash.recipes import moments_geometry
+        from dahash.nn.augment import channel_moments, moments_to_dict
+        from dahash.nn.recipes import moments_geometry
 
         size, channels, interpolation = moments_geometry(backbone)
         record.update(size=size, channels=channels, interpolation=interpolation, crop=1.0)

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from dahash.manifest import build_manifest, manifest_summary, write_manifest
+from dahash.data.manifest import build_manifest, manifest_summary, write_manifest
 from stages.common import ROOT, StageError, dataset_spec, load_params, main_wrapper, write_json
 
 

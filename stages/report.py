@@ -3,7 +3,7 @@
 Reads every metrics file (methods x tasks x seeds) and the first seed's PR curve per method and task,
 plus the feature-analysis records of ``analysis.tasks`` that exist (analysis/<dataset>/<task>/
 analysis.json), and renders Table 2/3 (accuracy), Table 4 (mAP per target domain) and Figures 3-5
-analogues beside the paper's published values (dahash.paper_results). Also the DVC metrics of a run:
+analogues beside the paper's published values (dahash.report.paper_results). Also the DVC metrics of a run:
 metrics/summary/<dataset>/<method>.json, per method the mean accuracy and mAP over tasks and seeds.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dahash.report import collect_analysis, collect_records, method_summary, render_report
+from dahash.report.page import collect_analysis, collect_records, method_summary, render_report
 from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper, write_json
 from stages.evaluate import PWCF_RULE, RULES, metrics_path, pr_path
 

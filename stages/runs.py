@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 
 from stages.weights import weights_file
 
-if TYPE_CHECKING:  # torch and dahash.train (torch) are imported where used: `--help` stays fast
+if TYPE_CHECKING:  # torch and dahash.train.head (torch) are imported where used: `--help` stays fast
     import torch
 
-    from dahash.train import DAHConfig
+    from dahash.train.head import DAHConfig
 
 
 def dah_config(train: dict) -> DAHConfig:
     """DAHConfig from (method-resolved) ``train`` params; keys that are not DAH hyper-parameters are dropped."""
-    from dahash.train import DAHConfig
+    from dahash.train.head import DAHConfig
 
     names = {f.name for f in dataclasses.fields(DAHConfig)}
     kwargs = {k: v for k, v in train.items() if k in names}
@@ -33,7 +33,7 @@ def pretrained_head(backbone: str, hidden_dims: list[int] | tuple[int, ...] | No
     """
     if backbone != "vggf":
         return None
-    from dahash.backbones import build_backbone
+    from dahash.nn.backbones import build_backbone
 
     head = build_backbone("vggf", weights=weights_file("vggf")).head_init
     check_hidden_dims(head, hidden_dims)

@@ -25,16 +25,16 @@ from typing import TYPE_CHECKING
 from stages import tracking
 from stages.common import (ROOT, atomic_path, dataset_spec, load_params, main_wrapper, method_params,
                            resolve_device, run_dir, task_of, write_json)
-from dahash.evaluation import pwcf_training_rows
+from dahash.eval.evaluation import pwcf_training_rows
 from stages.features import labels_for, load_features
 from stages.gamma_select import selected_gamma
 from stages.preprocess import warn_small_classes
 from stages.runs import dah_config, parse_run_args, pretrained_head
 
-if TYPE_CHECKING:  # numpy, pandas, torch and dahash.train are imported where used: `--help` stays fast
+if TYPE_CHECKING:  # numpy, pandas, torch and dahash.train.head are imported where used: `--help` stays fast
     import numpy as np
 
-    from dahash.train import DAHConfig
+    from dahash.train.head import DAHConfig
 
 LOSS_KEYS = ["hash", "quantization", "entropy", "mmd", "total", "lr"]
 
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_run_args(argv, __doc__)
     import torch
 
-    from dahash.checkpoint import cpu_state_dict
-    from dahash.train import encode, train_dah
+    from dahash.train.checkpoint import cpu_state_dict
+    from dahash.train.head import encode, train_dah
 
     params = load_params()
     task = task_of(params, args.task)

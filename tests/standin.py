@@ -125,7 +125,7 @@ def _image(cls: int, domain: int, i: int, size: tuple[int, int]) -> Image.Image:
 def write_office_home_zip(path: Path, classes: list[str], *, per_class: int = 2,
                           size: tuple[int, int] = (40, 32)) -> Path:
     """``OfficeHomeDataset_10072016.zip`` in the real archive's layout with ``per_class`` JPEGs per class
-    and domain (``classes``: the 65 real class names, from :data:`dahash.datasets.OFFICE_HOME`)."""
+    and domain (``classes``: the 65 real class names, from :data:`dahash.data.datasets.OFFICE_HOME`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:

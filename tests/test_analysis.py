@@ -1,4 +1,4 @@
-"""dahash.analysis: proxy A-distance, t-SNE embedding and the t-SNE figure (DAH paper fig. 3)."""
+"""dahash.eval.analysis: proxy A-distance, t-SNE embedding and the t-SNE figure (DAH paper fig. 3)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dahash.analysis import a_distance, plot_tsne, tsne_embedding
+from dahash.eval.analysis import a_distance, plot_tsne, tsne_embedding
 
 
 def test_a_distance_identical_distributions_is_near_zero() -> None:

@@ -1,4 +1,4 @@
-"""Training augmentation / evaluation preprocessing (dahash.augment)."""
+"""Training augmentation / evaluation preprocessing (dahash.nn.augment)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dahash.augment import (
+from dahash.nn.augment import (
     EvalTransform,
     TrainTransform,
     brightness_from_covariance,
@@ -161,7 +161,7 @@ def test_errors_name_the_problem(tmp_path):
 
 def test_full_size_crops_never_leave_the_image() -> None:
     """scale = 1 (the authors' cropSize): the largest box of the drawn aspect fits exactly, rounding included."""
-    from dahash.augment import sample_crop_box
+    from dahash.nn.augment import sample_crop_box
 
     rng = np.random.default_rng(0)
     for width, height in ((3000, 2000), (1152, 864), (333, 501), (28, 28)):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from dahash.datasets import folder_dataset
-from dahash.manifest import build_manifest
+from dahash.data.datasets import folder_dataset
+from dahash.data.manifest import build_manifest
 from stages.common import PARAMS_FILE, StageError
 from stages.preprocess import check_source_classes, warn_small_classes
 

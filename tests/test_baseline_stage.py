@@ -25,8 +25,8 @@ import yaml
 
 import stages.baseline as baseline_stage
 import stages.evaluate as evaluate_stage
-from dahash.baselines.split import target_query_database_split
-from dahash.manifest import write_manifest
+from dahash.eval.split import target_query_database_split
+from dahash.data.manifest import write_manifest
 from stages import common, tracking
 
 DOMAINS = ("src", "tgt")

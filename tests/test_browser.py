@@ -9,7 +9,7 @@ the MLflow JS app has rendered) loads:
   own code): the parent runs and the run count appear;
 * one DAH run's page: its metrics with the store's values, its parent run, its source (script, git commit),
   its duration, and its dataset inputs (name, DVC md5 digest, context);
-* the report (``dahash.report.render_report``, what the report stage renders, on the same project's metrics
+* the report (``dahash.report.page.render_report``, what the report stage renders, on the same project's metrics
   and PR curves): a copy of index.html with a script appended that writes, once the page has loaded, every
   ``<img>``'s ``complete`` and ``naturalWidth`` into the DOM; each image must have loaded (width > 0).
 
@@ -149,7 +149,7 @@ def test_run_page_shows_metrics_parent_source_and_datasets(server: str, tracked:
 
 
 def test_report_images_all_load(tracked: Tracked, tmp_path: Path) -> None:
-    from dahash.report import collect_records, render_report
+    from dahash.report.page import collect_records, render_report
 
     root = tracked.root
     metrics = sorted((root / "metrics" / DATASET).glob("*/*/seed*.json"))

@@ -1,4 +1,4 @@
-"""Tests of dahash.checkpoint and train_dah's checkpoint/resume: atomic files, fingerprints, fallback
+"""Tests of dahash.train.checkpoint and train_dah's checkpoint/resume: atomic files, fingerprints, fallback
 from a corrupt checkpoint, and bit-identical resumption (in process and after a real SIGKILL)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from dahash.checkpoint import (
+from dahash.train.checkpoint import (
     checkpoint_path,
     list_checkpoints,
     load_latest_checkpoint,
@@ -21,8 +21,8 @@ from dahash.checkpoint import (
     save_checkpoint,
     tensor_digest,
 )
-from dahash.sampler import KPerClassSampler
-from dahash.train import DAHResult, train_dah
+from dahash.train.sampler import KPerClassSampler
+from dahash.train.head import DAHResult, train_dah
 from conftest import CHILD_SIGNAL_SRC, assert_imports_checkout, checkout_env
 
 C = 3
@@ -34,7 +34,7 @@ PROBLEM_SRC = textwrap.dedent(
     import numpy as np
     import torch
 
-    from dahash.train import DAHConfig
+    from dahash.train.head import DAHConfig
 
     def make_problem():
         g = np.random.default_rng(0)
@@ -247,7 +247,7 @@ SCRIPT = PROBLEM_SRC + CHILD_SIGNAL_SRC + textwrap.dedent(
     from pathlib import Path
 
     import dahash
-    from dahash.train import train_dah
+    from dahash.train.head import train_dah
 
     torch.set_num_threads(1)
     out, ckpt, mode = sys.argv[1], Path(sys.argv[2]), sys.argv[3]

@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from dahash.export import Encoder, derive_export
-from dahash.index import Index, _popcount
-from dahash.metrics import binarize, hamming_distance
-from dahash.model import DAHHead
+from dahash.codes.export import Encoder, derive_export
+from dahash.codes.index import Index, _popcount
+from dahash.eval.metrics import binarize, hamming_distance
+from dahash.nn.model import DAHHead
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from dahash.datasets import (
+from dahash.data.datasets import (
     CUSTOM,
     DATASETS,
     WEIGHTS,
@@ -15,7 +15,7 @@ from dahash.datasets import (
     get_dataset,
     get_weights,
 )
-from dahash.download import tree_digest, tree_files
+from dahash.data.download import tree_digest, tree_files
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 KNOWN_HASH = re.compile(r"^(md5:[0-9a-f]{32}|sha1:[0-9a-f]{40}|sha256:[0-9a-f]{64})$")

@@ -1,4 +1,4 @@
-"""MNIST / USPS readers, verified sources and the digits image tree (dahash.digits)."""
+"""MNIST / USPS readers, verified sources and the digits image tree (dahash.data.digits)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dahash.datasets import RemoteFile
-from dahash.digits import (
+from dahash.data.datasets import RemoteFile
+from dahash.data.digits import (
     DEFAULT_SOURCES,
     DIGITS_SETTINGS,
     DigitsFile,
@@ -25,8 +25,8 @@ from dahash.digits import (
     read_usps_h5,
     verify_digits_file,
 )
-from dahash.download import DownloadError
-from dahash.train import DAHConfig
+from dahash.data.download import DownloadError
+from dahash.train.head import DAHConfig
 
 MNIST_TEST_HIST = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 USPS_ALL_HIST = [1553, 1269, 929, 824, 852, 716, 834, 792, 708, 821]
@@ -282,15 +282,15 @@ def test_prepare_digits_from_shared_data(shared_data, tmp_path):
 
 # ----------------------------------------------------------------------------- fast path: decode once
 def test_decoded_images_train_exactly_as_their_files(tmp_path):
-    # the digits fast path hands dahash.finetune decoded images instead of paths: same history, weights, codes
+    # the digits fast path hands dahash.train.finetune decoded images instead of paths: same history, weights, codes
     import torch
 
-    from dahash.augment import EvalTransform, TrainTransform, channel_moments
-    from dahash.backbones.smallcnn import SmallCNN
-    from dahash.digits import decode_images
-    from dahash.finetune import encode_images, train_dah_finetune
-    from dahash.model import DAHHead
-    from dahash.train import DAHConfig
+    from dahash.nn.augment import EvalTransform, TrainTransform, channel_moments
+    from dahash.nn.backbones.smallcnn import SmallCNN
+    from dahash.data.digits import decode_images
+    from dahash.train.finetune import encode_images, train_dah_finetune
+    from dahash.nn.model import DAHHead
+    from dahash.train.head import DAHConfig
 
     rng = np.random.default_rng(0)
     paths, ys = [], []
@@ -325,7 +325,7 @@ def test_decoded_images_train_exactly_as_their_files(tmp_path):
 
 
 def test_decode_images_names_a_broken_file(tmp_path):
-    from dahash.digits import decode_images
+    from dahash.data.digits import decode_images
 
     bad = tmp_path / "7" / "00012.png"
     bad.parent.mkdir()

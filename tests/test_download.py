@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dahash.datasets import DatasetSpec, RemoteFile, folder_dataset
-from dahash.download import (
+from dahash.data.datasets import DatasetSpec, RemoteFile, folder_dataset
+from dahash.data.download import (
     DownloadError,
     fetch,
     fetch_weights,
@@ -21,7 +21,7 @@ from dahash.download import (
     tree_digest,
     tree_files,
 )
-from dahash.manifest import build_manifest, manifest_summary
+from dahash.data.manifest import build_manifest, manifest_summary
 
 DOMAINS = ("d1", "d2")
 CLASSES = ("alpha", "beta", "gamma")
@@ -202,7 +202,7 @@ def no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("offline mode must not download")
 
-    monkeypatch.setattr("dahash.download.pooch.retrieve", refuse)
+    monkeypatch.setattr("dahash.data.download.pooch.retrieve", refuse)
 
 
 def test_offline_fetch_without_local_copy(tiny, no_network):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dahash.datasets import DATASETS, DatasetSpec, DomainArchive, RemoteFile, SplitSource
-from dahash.download import DownloadError, is_google_drive, prepare_dataset, tree_digest, tree_files
+from dahash.data.datasets import DATASETS, DatasetSpec, DomainArchive, RemoteFile, SplitSource
+from dahash.data.download import DownloadError, is_google_drive, prepare_dataset, tree_digest, tree_files
 
 DOMAINS = ("d1", "d2")
 CLASSES = ("alpha", "beta", "gamma")

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dahash.backbones import build_backbone
-from dahash.backbones.efficientnet_lite import (Conv2dSame, EfficientNetLite0, package_weights_path,
+from dahash.nn.backbones import build_backbone
+from dahash.nn.backbones.efficientnet_lite import (Conv2dSame, EfficientNetLite0, package_weights_path,
                                                 same_padding)
-from dahash.images import load_rgb
+from dahash.data.images import load_rgb
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 IMAGES = DATA / "office-caltech-10" / "images"
@@ -83,7 +83,7 @@ def test_tf_same_padding(size, kernel, stride):
 
 
 def test_missing_weights_file_is_named(tmp_path):
-    from dahash.backbones.efficientnet_lite import load_efficientnet_lite0
+    from dahash.nn.backbones.efficientnet_lite import load_efficientnet_lite0
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         load_efficientnet_lite0(tmp_path / "nope.pth")
 

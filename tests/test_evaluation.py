@@ -1,4 +1,4 @@
-"""dahash.evaluation.score: which accuracy is reported, which items are queries/database, hand-computed
+"""dahash.eval.evaluation.score: which accuracy is reported, which items are queries/database, hand-computed
 mAP and PR values, and the empty results for methods without codes."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dahash.baselines.split import target_query_database_split
-from dahash.evaluation import score
-from dahash.metrics import binarize, mean_average_precision
+from dahash.eval.split import target_query_database_split
+from dahash.eval.evaluation import score
+from dahash.eval.metrics import binarize, mean_average_precision
 
 KW = {"max_per_class": None, "query_fraction": 0.1, "split_seed": 0}
 

@@ -1,4 +1,4 @@
-"""dahash.export: a run folder -> export file (weights_only) -> Encoder, equal to the pipeline's own encoding."""
+"""dahash.codes.export: a run folder -> export file (weights_only) -> Encoder, equal to the pipeline's own encoding."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dahash.export import (EXPORT_VERSION, Encoder, ExportError, derive_export, load_export, save_export)
-from dahash.model import DAHHead
+from dahash.codes.export import (EXPORT_VERSION, Encoder, ExportError, derive_export, load_export, save_export)
+from dahash.nn.model import DAHHead
 
 
 def _images(folder: Path, n: int, mode: str = "RGB", size: tuple[int, int] = (40, 30)) -> list[Path]:
@@ -43,11 +43,11 @@ def _trained_head(in_dim: int, bits: int = 16) -> DAHHead:
 
 
 def test_finetune_export_roundtrip_equals_pipeline_encoding(tmp_path: Path) -> None:
-    """Fine-tune mode (SmallCNN, grayscale): the export file's codes = dahash.finetune.encode_images on the
+    """Fine-tune mode (SmallCNN, grayscale): the export file's codes = dahash.train.finetune.encode_images on the
     trained modules with the recorded recipe; an unreadable file is skipped and listed."""
-    from dahash.backbones.smallcnn import SmallCNN
-    from dahash.augment import EvalTransform
-    from dahash.finetune import encode_images
+    from dahash.nn.backbones.smallcnn import SmallCNN
+    from dahash.nn.augment import EvalTransform
+    from dahash.train.finetune import encode_images
 
     trunk = SmallCNN(in_channels=1, feature_dim=500, input_size=28, generator=torch.Generator().manual_seed(0)).eval()
     head = _trained_head(500)
@@ -70,10 +70,10 @@ def test_finetune_export_roundtrip_equals_pipeline_encoding(tmp_path: Path) -> N
 
 
 def test_head_mode_efficientnet_equals_extract_then_head(tmp_path: Path) -> None:
-    """Head mode: backbone features as the extract stage computes them, then the trained head (dahash.train.encode)."""
-    from dahash.backbones import build_backbone
-    from dahash.extract import extract_features
-    from dahash.train import encode
+    """Head mode: backbone features as the extract stage computes them, then the trained head (dahash.train.head.encode)."""
+    from dahash.nn.backbones import build_backbone
+    from dahash.nn.extract import extract_features
+    from dahash.train.head import encode
 
     head = _trained_head(1280)
     d = _run_dir(tmp_path, "efficientnet_lite0", head.state_dict(), {"bn_momentum": 0.05}, "head")
@@ -109,10 +109,10 @@ def test_missing_weights_named(tmp_path: Path) -> None:
 
 def test_finetuned_efficientnet_needs_no_pretrained_file(tmp_path: Path) -> None:
     """Fine-tune mode carries the whole trunk: the encoder builds it without the pretrained weights file and
-    gives dahash.finetune.encode_images' outputs (recorded recipe, draft decoding as in training)."""
-    from dahash.augment import EvalTransform
-    from dahash.backbones.efficientnet_lite import EfficientNetLite0
-    from dahash.finetune import encode_images
+    gives dahash.train.finetune.encode_images' outputs (recorded recipe, draft decoding as in training)."""
+    from dahash.nn.augment import EvalTransform
+    from dahash.nn.backbones.efficientnet_lite import EfficientNetLite0
+    from dahash.train.finetune import encode_images
 
     trunk = EfficientNetLite0().eval()
     with torch.no_grad():
@@ -150,11 +150,11 @@ def test_export_with_pickle_payload_is_refused_not_run(tmp_path: Path) -> None:
 def test_head_mode_vggf_uses_the_datasets_mean(tmp_path: Path, monkeypatch) -> None:
     """VGG-F head mode: the recipe with the mean of all the dataset's images (data/moments, as the extract
     stage) and the weights from data/weights; codes = extract_features with that recipe, then the head."""
-    from dahash.augment import channel_moments, merge_moments, moments_to_dict
-    from dahash.backbones import build_backbone
-    from dahash.extract import extract_features
-    from dahash.recipes import input_recipe
-    from dahash.train import encode
+    from dahash.nn.augment import channel_moments, merge_moments, moments_to_dict
+    from dahash.nn.backbones import build_backbone
+    from dahash.nn.extract import extract_features
+    from dahash.nn.recipes import input_recipe
+    from dahash.train.head import encode
     import tests.test_vggf as tv
     from tests.test_vggf import _random_params, write_synthetic_mat
 

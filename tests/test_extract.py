@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from dahash.backbones import build_backbone
-from dahash.extract import extract_features
-from dahash.images import load_rgb
-from dahash.preprocess_image import center_crop, make_transform, resize_shorter_side
+from dahash.nn.backbones import build_backbone
+from dahash.nn.extract import extract_features
+from dahash.data.images import load_rgb
+from dahash.nn.preprocess_image import center_crop, make_transform, resize_shorter_side
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -157,8 +157,8 @@ def test_matches_the_previous_float32_path(images, backbone):
 @pytest.mark.parametrize("kind", ["imagetransform", "imagetransform_mean_image", "evaltransform_bicubic"])
 def test_uint8_batches_normalised_on_device_are_bit_identical(images, kind):
     """The loader ships uint8 crops; ``normalize`` on the batch gives exactly ``transform(load_rgb(path))``."""
-    from dahash.augment import EvalTransform
-    from dahash.extract import ImageFileDataset
+    from dahash.nn.augment import EvalTransform
+    from dahash.nn.extract import ImageFileDataset
     from torch.utils.data import default_collate
 
     if kind == "imagetransform":
@@ -212,8 +212,8 @@ def test_failed_streamed_extraction_keeps_the_old_file(images, backbone, tmp_pat
 
 
 def test_draft_side_and_auto_workers(monkeypatch):
-    from dahash.augment import EvalTransform
-    from dahash.extract import auto_workers, draft_side
+    from dahash.nn.augment import EvalTransform
+    from dahash.nn.extract import auto_workers, draft_side
 
     eff = make_transform(224, 127.0, 128.0, resize=256)
     assert draft_side(eff, None) is None and draft_side(eff, 0) is None
@@ -241,8 +241,8 @@ def test_draft_decoding_of_a_large_jpeg(backbone, tmp_path):
     big.save(tmp_path / "big.jpg", quality=92)
     big.resize((400, 300), Image.Resampling.BICUBIC).save(tmp_path / "small.jpg", quality=92)
     paths = [tmp_path / "big.jpg", tmp_path / "small.jpg"]
-    from dahash.extract import ImageFileDataset, draft_side
-    from dahash.images import load_image
+    from dahash.nn.extract import ImageFileDataset, draft_side
+    from dahash.data.images import load_image
 
     assert load_image(paths[0], "RGB", min_side=draft_side(backbone.transform, 2)).size == (800, 600)
     full = extract_features(paths, backbone, batch_size=2, progress=False)

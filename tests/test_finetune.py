@@ -1,4 +1,4 @@
-"""Full fine-tuning (dahash.finetune) with the small digits CNN and EfficientNet-Lite0 trunks."""
+"""Full fine-tuning (dahash.train.finetune) with the small digits CNN and EfficientNet-Lite0 trunks."""
 
 from __future__ import annotations
 
@@ -13,18 +13,18 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dahash.augment import EvalTransform, TrainTransform
-from dahash.backbones.efficientnet_lite import EfficientNetLite0
-from dahash.backbones.smallcnn import SmallCNN
-from dahash.finetune import (
+from dahash.nn.augment import EvalTransform, TrainTransform
+from dahash.nn.backbones.efficientnet_lite import EfficientNetLite0
+from dahash.nn.backbones.smallcnn import SmallCNN
+from dahash.train.finetune import (
     encode_images,
     finetune_param_groups,
     freeze_batchnorm,
     train_dah_finetune,
     trunk_features,
 )
-from dahash.model import DAHHead
-from dahash.train import DAHConfig, NonFiniteLossError
+from dahash.nn.model import DAHHead
+from dahash.train.head import DAHConfig, NonFiniteLossError
 
 C = 3  # classes
 
@@ -190,7 +190,7 @@ def test_errors_are_explicit():
 def _efficientnet() -> EfficientNetLite0:
     """ImageNet weights when the package is installed, else a random init (the code path is the same)."""
     try:
-        from dahash.backbones.efficientnet_lite import load_efficientnet_lite0
+        from dahash.nn.backbones.efficientnet_lite import load_efficientnet_lite0
 
         return load_efficientnet_lite0()
     except (FileNotFoundError, ImportError):

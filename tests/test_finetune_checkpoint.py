@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dahash.checkpoint import list_checkpoints
-from dahash.finetune import FinetuneResult, train_dah_finetune
+from dahash.train.checkpoint import list_checkpoints
+from dahash.train.finetune import FinetuneResult, train_dah_finetune
 from conftest import CHILD_SIGNAL_SRC, assert_imports_checkout, checkout_env
 
 # The problem of the in-process tests and of the subprocess script (one string: the same problem).
@@ -26,10 +26,10 @@ PROBLEM_SRC = textwrap.dedent(
     import torch
     from PIL import Image
 
-    from dahash.augment import TrainTransform
-    from dahash.backbones.smallcnn import SmallCNN
-    from dahash.model import DAHHead
-    from dahash.train import DAHConfig
+    from dahash.nn.augment import TrainTransform
+    from dahash.nn.backbones.smallcnn import SmallCNN
+    from dahash.nn.model import DAHHead
+    from dahash.train.head import DAHConfig
 
     def make_images(directory=None):
         \"\"\"(source, ys, target): PIL images, or PNG paths written into ``directory``.\"\"\"
@@ -196,7 +196,7 @@ SCRIPT = PROBLEM_SRC + CHILD_SIGNAL_SRC + textwrap.dedent(
     from pathlib import Path
 
     import dahash
-    from dahash.finetune import train_dah_finetune
+    from dahash.train.finetune import train_dah_finetune
 
     torch.set_num_threads(1)
     out, images, ckpt, mode = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dahash.augment import ChannelMoments
-from dahash.train import DAHConfig
+from dahash.nn.augment import ChannelMoments
+from dahash.train.head import DAHConfig
 from stages.finetune import finetune_run
 
 

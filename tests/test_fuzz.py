@@ -2,8 +2,8 @@
 
 Seeded (reproducible in CI; change FUZZ_SEED to explore): 240 images of every format and odd mode Pillow writes,
 then truncated, byte-flipped, renamed to the wrong extension, emptied or replaced by garbage, go through
-:func:`dahash.manifest.build_manifest`; 60 malformed zip/tar archives (truncated, flipped bytes, unsafe members,
-encrypted or unknown-compression flags, not archives at all) go through :func:`dahash.download.safe_extract`.
+:func:`dahash.data.manifest.build_manifest`; 60 malformed zip/tar archives (truncated, flipped bytes, unsafe members,
+encrypted or unknown-compression flags, not archives at all) go through :func:`dahash.data.download.safe_extract`.
 Checked: no crash; every image is either ``ok`` AND decodes to the size the manifest says, or ``excluded`` with a
 reason listed in the summary; every archive either extracts inside its destination only, or is refused with a
 DownloadError naming it, leaving nothing behind.
@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dahash.datasets import DatasetSpec
-from dahash.download import DownloadError, safe_extract
-from dahash.images import load_rgb
-from dahash.manifest import build_manifest, manifest_summary
+from dahash.data.datasets import DatasetSpec
+from dahash.data.download import DownloadError, safe_extract
+from dahash.data.images import load_rgb
+from dahash.data.manifest import build_manifest, manifest_summary
 
 FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "20261201"))
 N_IMAGES = 240

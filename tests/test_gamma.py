@@ -1,11 +1,11 @@
-"""Tests of dahash.gamma: the domain classifier's held-out balanced error and the choice of gamma."""
+"""Tests of dahash.train.gamma: the domain classifier's held-out balanced error and the choice of gamma."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dahash.gamma import domain_classification_error, select_gamma
+from dahash.train.gamma import domain_classification_error, select_gamma
 
 
 def _gauss(n: int, f: int = 8, shift: float = 0.0, seed: int = 0) -> np.ndarray:

@@ -16,8 +16,8 @@ from dahash.baselines.bdnn import BDNN
 from dahash.baselines.dpsh import DPSH, fit_noda, fit_suh
 from dahash.baselines.itq import ITQ
 from dahash.baselines.kmh import KMeansHashing, affinity_preserving_kmeans, balanced_partition, index_codes
-from dahash.baselines.split import target_query_database_split
-from dahash.metrics import binarize, hamming_distance, mean_average_precision
+from dahash.eval.split import target_query_database_split
+from dahash.eval.metrics import binarize, hamming_distance, mean_average_precision
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -1,9 +1,9 @@
-"""dahash.images: every Pillow mode decodes to the right 8-bit pixels (or is refused with a reason), upright.
+"""dahash.data.images: every Pillow mode decodes to the right 8-bit pixels (or is refused with a reason), upright.
 
 Issue 10 point 2: one test per mode (1, L, LA, P, PA, I, I;16, F, RGB, RGBA, CMYK, YCbCr, LAB, HSV) and EXIF
 orientation. Expected pixels are computed by hand from the mode's definition (or, for LAB, by LittleCMS via
 ImageCms, which does not share Pillow's conversion code). Modes no file format can store (PA, HSV) are built
-in memory and go through :func:`dahash.images.to_8bit`, the same function the file path uses.
+in memory and go through :func:`dahash.data.images.to_8bit`, the same function the file path uses.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from dahash.images import UnsupportedImage, load_image, load_rgb, to_8bit
+from dahash.data.images import UnsupportedImage, load_image, load_rgb, to_8bit
 
 
 def _save(img: Image.Image, path: Path, **kw) -> Path:
@@ -178,8 +178,8 @@ def test_exif_orientation_is_applied(tmp_path: Path, orientation: int, display) 
 
 
 def test_manifest_reports_upright_size_and_excludes_float_images(tmp_path: Path) -> None:
-    from dahash.datasets import DatasetSpec
-    from dahash.manifest import build_manifest
+    from dahash.data.datasets import DatasetSpec
+    from dahash.data.manifest import build_manifest
 
     d = tmp_path / "dom" / "cls"
     d.mkdir(parents=True)
@@ -199,8 +199,8 @@ def test_manifest_reports_upright_size_and_excludes_float_images(tmp_path: Path)
 
 def test_training_decoders_share_the_rules(tmp_path: Path) -> None:
     """augment.load_image (fine-tune augmentation) and finetune's loader decode a 16-bit PNG like load_rgb."""
-    from dahash.augment import load_image as augment_load
-    from dahash.finetune import _open_native
+    from dahash.nn.augment import load_image as augment_load
+    from dahash.train.finetune import _open_native
 
     a = np.array([[0, 257 * 100, 65535]], np.uint16)
     f = tmp_path / "a.png"

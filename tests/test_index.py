@@ -1,4 +1,4 @@
-"""dahash.index: top-k / radius search against a brute-force reference with the evaluation's tie rule."""
+"""dahash.codes.index: top-k / radius search against a brute-force reference with the evaluation's tie rule."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from dahash.index import Index, SearchError, pack_codes, precision_at_k, unpack_codes
-from dahash.metrics import hamming_distance, precision_recall_curve
+from dahash.codes.index import Index, SearchError, pack_codes, precision_at_k, unpack_codes
+from dahash.eval.metrics import hamming_distance, precision_recall_curve
 
 
 def _reference(q: np.ndarray, db: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Brute force: matrix-product distances (dahash.metrics.hamming_distance), stable argsort, first k."""
+    """Brute force: matrix-product distances (dahash.eval.metrics.hamming_distance), stable argsort, first k."""
     dist = hamming_distance(q, db)
     order = np.argsort(dist, axis=1, kind="stable")[:, :k]
     return order, np.take_along_axis(dist, order, axis=1)
@@ -54,7 +54,7 @@ def test_matches_brute_force(d: int, block: int | None) -> None:
 
 
 def test_radius_precision_equals_evaluation_pr_curve() -> None:
-    """Precision of radius search = the evaluation's PR-curve precision at that radius (dahash.metrics)."""
+    """Precision of radius search = the evaluation's PR-curve precision at that radius (dahash.eval.metrics)."""
     rng = np.random.default_rng(1)
     db, q = rng.integers(0, 2, (200, 12)), rng.integers(0, 2, (40, 12))
     yd, yq = rng.integers(0, 3, 200), rng.integers(0, 3, 40)

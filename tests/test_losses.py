@@ -1,4 +1,4 @@
-"""Tests of dahash.losses: hand-computed values (plain python loops), autograd vs gradcheck, edge cases."""
+"""Tests of dahash.train.losses: hand-computed values (plain python loops), autograd vs gradcheck, edge cases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dahash.losses import (
+from dahash.train.losses import (
     DEFAULT_MMD_SCALES,
     class_probabilities,
     hash_sign,

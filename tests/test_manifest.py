@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dahash.datasets import DATASETS, DatasetSpec, RemoteFile
-from dahash.download import prepare_dataset
-from dahash.manifest import COLUMNS, build_manifest, manifest_summary, read_manifest, write_manifest
+from dahash.data.datasets import DATASETS, DatasetSpec, RemoteFile
+from dahash.data.download import prepare_dataset
+from dahash.data.manifest import COLUMNS, build_manifest, manifest_summary, read_manifest, write_manifest
 
 from conftest import write_image
 

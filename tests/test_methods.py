@@ -1,4 +1,4 @@
-"""dahash.methods: every comparison algorithm behind ``run_baseline``, the options check, the target-label
+"""dahash.baselines.registry: every comparison algorithm behind ``run_baseline``, the options check, the target-label
 rule (only SuH reads target labels, and only those of the split's database part) and determinism.
 
 All runs use a tiny two-Gaussian-blob domain shift (3 classes, 16-d, 60 items per domain) and a handful of
@@ -12,8 +12,8 @@ import inspect
 import numpy as np
 import pytest
 
-from dahash.baselines.split import target_query_database_split
-from dahash.methods import ALGORITHMS, BaselineOutput, accepted_options, algorithm_of, check_options, run_baseline
+from dahash.eval.split import target_query_database_split
+from dahash.baselines.registry import ALGORITHMS, BaselineOutput, accepted_options, algorithm_of, check_options, run_baseline
 
 C, F, N = 3, 16, 60
 BITS = 8
@@ -36,7 +36,7 @@ TINY: dict[str, dict] = {
     "suh": {"epochs": 2, "batch_size": 32},
 }
 
-#: the arrays each algorithm promises (module docstring of dahash.methods)
+#: the arrays each algorithm promises (module docstring of dahash.baselines.registry)
 EXPECTED_KEYS = {
     **{m: {"pred_target", "f_source", "f_target"} for m in ("source_only", "dan", "dann")},
     **{m: {"pred_target"} for m in ("shallow_source_only", "tca", "gfk", "coral", "jda")},

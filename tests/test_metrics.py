@@ -1,4 +1,4 @@
-"""Tests for dahash.metrics on hand-made cases (expected numbers computed by hand in comments)."""
+"""Tests for dahash.eval.metrics on hand-made cases (expected numbers computed by hand in comments)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from dahash import metrics
-from dahash.metrics import (
+from dahash.eval import metrics
+from dahash.eval.metrics import (
     MAPResult,
     accuracy,
     binarize,
@@ -320,7 +320,7 @@ def _random_case(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
 @pytest.mark.parametrize("path", ["kernel", "numpy"])
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 127, 128, 129, 136, 257, 1000, 5000])
 def test_ranking_identical_to_reference(n: int, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dahash._metrics_reference import mean_average_precision_reference, precision_recall_curve_reference
+    from dahash.eval._metrics_reference import mean_average_precision_reference, precision_recall_curve_reference
 
     # small problems rank in numpy, big ones in the kernel: both must give the reference's values
     monkeypatch.setattr(metrics, "_KERNEL_MIN_PAIRS", 0 if path == "kernel" else 1 << 62)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dahash.datasets import folder_dataset
-from dahash.download import DownloadError, prepare_dataset
-from dahash.links import links_leaving
+from dahash.data.datasets import folder_dataset
+from dahash.data.download import DownloadError, prepare_dataset
+from dahash.data.links import links_leaving
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests of dahash.model (DAHHead) and dahash.sampler (batch composition)."""
+"""Tests of dahash.nn.model (DAHHead) and dahash.train.sampler (batch composition)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from dahash.model import DAHHead, HeadOutput
-from dahash.sampler import KPerClassSampler, target_batches
+from dahash.nn.model import DAHHead, HeadOutput
+from dahash.train.sampler import KPerClassSampler, target_batches
 
 
 # ----------------------------------------------------------------------------- model

@@ -1,11 +1,11 @@
-"""Tests for dahash.paper_results: hand-copied cells, printed averages, Table 4 source protocol."""
+"""Tests for dahash.report.paper_results: hand-copied cells, printed averages, Table 4 source protocol."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dahash.paper_results import (ACCURACY_AVERAGE, MAP_AVERAGE, PAPER_LABELS, published_accuracy,
+from dahash.report.paper_results import (ACCURACY_AVERAGE, MAP_AVERAGE, PAPER_LABELS, published_accuracy,
                                   published_accuracy_average, published_map, table4_sources, table_name)
 
 ACC_METHODS = ["gfk", "tca", "coral", "jda", "dan", "dann", "dah_e", "dah"]

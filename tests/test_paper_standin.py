@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dahash.datasets import OFFICE_HOME
+from dahash.data.datasets import OFFICE_HOME
 from standin import vggf_fc_width, write_office_home_zip, write_vggf_mat
 from test_pipeline import copy_checkout
 
@@ -84,9 +84,9 @@ def test_main_command_runs_the_paper_job_on_the_standins(standin: tuple[Path, di
     import numpy as np
     import torch
 
-    from dahash.augment import merge_moments, moments_from_dict
-    from dahash.backbones.vggf import load_vggf
-    from dahash.recipes import input_recipe
+    from dahash.nn.augment import merge_moments, moments_from_dict
+    from dahash.nn.backbones.vggf import load_vggf
+    from dahash.nn.recipes import input_recipe
 
     merged = merge_moments(moments_from_dict(m) for m in moments["domains"].values())
     tf = input_recipe("vggf", merged).eval_transform()

@@ -1,4 +1,4 @@
-"""precision@k and precision within Hamming radius r (dahash.metrics.retrieval_scores): hand-made rankings and a
+"""precision@k and precision within Hamming radius r (dahash.eval.metrics.retrieval_scores): hand-made rankings and a
 brute-force oracle, on the numpy path, the numba kernel and the torch path (run on the CPU)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dahash import metrics
-from dahash.metrics import mean_average_precision, precision_recall_curve, retrieval_scores
+from dahash.eval import metrics
+from dahash.eval.metrics import mean_average_precision, precision_recall_curve, retrieval_scores
 
 # d = 4; query 0 = 0000 (label A), query 1 = 0000 (label C: no relevant item), query 2 = 1111 (label B)
 Q = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]])

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dahash.baselines.split import target_query_database_split
-from dahash.evaluation import pwcf_training_rows, score
-from dahash.metrics import binarize, mean_average_precision, retrieval_scores
+from dahash.eval.split import target_query_database_split
+from dahash.eval.evaluation import pwcf_training_rows, score
+from dahash.eval.metrics import binarize, mean_average_precision, retrieval_scores
 
 KW = {"max_per_class": None, "query_fraction": 0.1, "split_seed": 0}
 

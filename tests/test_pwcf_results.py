@@ -1,11 +1,11 @@
-"""dahash.pwcf_results: cells copied by hand from VPDS (NeurIPS 2025) Table 1, row means vs the printed Avg."""
+"""dahash.report.pwcf_results: cells copied by hand from VPDS (NeurIPS 2025) Table 1, row means vs the printed Avg."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dahash.pwcf_results import METHODS, PRINTED_AVERAGE, published_bits, published_pwcf_map
+from dahash.report.pwcf_results import METHODS, PRINTED_AVERAGE, published_bits, published_pwcf_map
 
 OH = {("Art", "RealWorld"), ("RealWorld", "Art"), ("Clipart", "RealWorld"), ("RealWorld", "Clipart"),
       ("Product", "RealWorld"), ("RealWorld", "Product")}

@@ -1,4 +1,4 @@
-"""Input recipes (dahash.recipes) against the authors' preprocessing, and exact moment merging."""
+"""Input recipes (dahash.nn.recipes) against the authors' preprocessing, and exact moment merging."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dahash.augment import channel_moments, merge_moments, moments_from_dict, moments_to_dict
-from dahash.recipes import input_recipe, moments_geometry
+from dahash.nn.augment import channel_moments, merge_moments, moments_from_dict, moments_to_dict
+from dahash.nn.recipes import input_recipe, moments_geometry
 
 
 def _const(rgb: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> Image.Image:
@@ -110,7 +110,7 @@ def test_merged_domain_moments_equal_the_moments_of_the_union() -> None:
 
 def test_draft_decoding_keeps_the_resolution_the_crop_needs(tmp_path) -> None:
     """A large JPEG decoded at a DCT scale: never below the crop's needs, and close to the full decode."""
-    from dahash.augment import load_image
+    from dahash.nn.augment import load_image
 
     path = tmp_path / "big.jpg"
     _photo(4, (1600, 1200)).save(path, quality=95)

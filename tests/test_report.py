@@ -1,4 +1,4 @@
-"""Tests for dahash.report: the comparison report (Tables 2-4, Figures 3-5 analogues), errors, I/O."""
+"""Tests for dahash.report.page: the comparison report (Tables 2-4, Figures 3-5 analogues), errors, I/O."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dahash.metrics import precision_recall_curve
-from dahash.report import EVALUATION_RULES, collect_analysis, collect_records, render_report
+from dahash.eval.metrics import precision_recall_curve
+from dahash.report.page import EVALUATION_RULES, collect_analysis, collect_records, render_report
 
 DOMAINS = ["Art", "Clipart", "Product", "RealWorld"]
 TASKS = {"Ar_Cl": ("Art", "Clipart"), "Cl_Ar": ("Clipart", "Art"), "Pr_Rw": ("Product", "RealWorld"),
@@ -356,7 +356,7 @@ def test_collect_records(tmp_path: Path) -> None:
 
 
 def test_plot_pr_curve_still_writes_one_png(tmp_path: Path) -> None:
-    from dahash.report import plot_pr_curve
+    from dahash.report.page import plot_pr_curve
 
     path = plot_pr_curve(_pr_frame(0), tmp_path / "pr.png", title="dah A_W seed 0")
     with Image.open(path) as img:
@@ -451,7 +451,7 @@ def test_stage_collects_metrics_curves_and_analysis(tmp_path: Path, monkeypatch:
 
 
 def test_method_summary_means_over_tasks_and_seeds_by_hand() -> None:
-    from dahash.report import method_summary
+    from dahash.report.page import method_summary
 
     recs = [_rec("Ar_Cl", "Art", "Clipart", 0.2, 0.5, seed=0), _rec("Ar_Cl", "Art", "Clipart", 0.4, 0.7, seed=1),
             _rec("Cl_Ar", "Clipart", "Art", 0.9, None, seed=0), _rec("Cl_Ar", "Clipart", "Art", 0.5, 0.3, seed=1),

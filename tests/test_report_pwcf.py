@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dahash.pwcf_results import published_pwcf_map
-from dahash.report import EVALUATION_RULES, render_report
+from dahash.report.pwcf_results import published_pwcf_map
+from dahash.report.page import EVALUATION_RULES, render_report
 
 OH = {"Ar_Rw": ("Art", "RealWorld"), "Rw_Ar": ("RealWorld", "Art"), "Cl_Rw": ("Clipart", "RealWorld"),
       "Rw_Cl": ("RealWorld", "Clipart"), "Pr_Rw": ("Product", "RealWorld"), "Rw_Pr": ("RealWorld", "Product")}

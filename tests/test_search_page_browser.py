@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dahash.model import DAHHead
+from dahash.nn.model import DAHHead
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)

@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 import torch
 
-from dahash.index import Index, unpack_codes
-from dahash.evaluation import score
-from dahash.metrics import binarize, hamming_distance, precision_recall_curve, retrieval_scores
+from dahash.codes.index import Index, unpack_codes
+from dahash.eval.evaluation import score
+from dahash.eval.metrics import binarize, hamming_distance, precision_recall_curve, retrieval_scores
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.realdata
@@ -36,9 +36,9 @@ def _dahash(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_encode_dslr_and_search(shared_data: Path, tmp_path: Path) -> None:
-    from dahash.backbones import build_backbone
-    from dahash.extract import extract_features
-    from dahash.train import DAHConfig, encode, train_dah
+    from dahash.nn.backbones import build_backbone
+    from dahash.nn.extract import extract_features
+    from dahash.train.head import DAHConfig, encode, train_dah
     from stages.train import write_outputs
 
     images = shared_data / "office-caltech-10" / "images" / "dslr"
@@ -84,8 +84,8 @@ def test_encode_dslr_and_search(shared_data: Path, tmp_path: Path) -> None:
     unique = (dist == 0).sum(axis=1) == 1
     assert own.all() and (first["path"].to_numpy()[unique] == np.array(index.paths)[unique]).all()
 
-    # ... and = the evaluation's precision@k (dahash.metrics.retrieval_scores: the evaluate stage's ranking and tie
-    # rule) on the same codes, DSLR as queries and database; at k = 100 through dahash.evaluation.score itself, the
+    # ... and = the evaluation's precision@k (dahash.eval.metrics.retrieval_scores: the evaluate stage's ranking and tie
+    # rule) on the same codes, DSLR as queries and database; at k = 100 through dahash.eval.evaluation.score itself, the
     # function the evaluate stage calls, with these codes as its source and target outputs (bit = 1[u > 0])
     assert retrieval_scores(bits, bits, labels, labels, ks=(10,)).precision_at_k[10] == pytest.approx(want_p10,
                                                                                                      abs=1e-12)
@@ -96,7 +96,7 @@ def test_encode_dslr_and_search(shared_data: Path, tmp_path: Path) -> None:
     assert stage["precision_at_k"][100] == pytest.approx(float((df100["query_label"] == df100["label"]).mean()),
                                                          abs=1e-12)
 
-    # radius 2: the precision the evaluation's PR curve gives (dahash.metrics, as the evaluate stage)
+    # radius 2: the precision the evaluation's PR curve gives (dahash.eval.metrics, as the evaluate stage)
     rows = json.loads(_dahash("search", str(out), str(out), "--radius", "2", "--format", "json").stdout)
     per_query = pd.DataFrame(rows).assign(hit=lambda d: d["query_label"] == d["label"]).groupby("query")["hit"]
     assert per_query.mean().mean() == pytest.approx(precision_recall_curve(bits, bits, labels, labels).precision[2],

@@ -55,8 +55,8 @@ def test_analysis_refuses_a_model_file_with_a_pickle_payload(tmp_path: Path) -> 
 
 def test_analysis_reads_a_real_model_file(tmp_path: Path) -> None:
     """The train stage's model.pt (config dict + state_dict) loads under weights_only=True."""
-    from dahash.model import DAHHead
-    from dahash.train import DAHConfig
+    from dahash.nn.model import DAHHead
+    from dahash.train.head import DAHConfig
     from stages.analysis import dah_fc7
     from stages.train import write_outputs
 
@@ -74,7 +74,7 @@ def test_analysis_reads_a_real_model_file(tmp_path: Path) -> None:
 
 
 def test_checkpoint_with_a_pickle_payload_is_set_aside_not_run(tmp_path: Path) -> None:
-    from dahash.checkpoint import checkpoint_path, load_latest_checkpoint
+    from dahash.train.checkpoint import checkpoint_path, load_latest_checkpoint
 
     marker = tmp_path / "pwned"
     ckdir = tmp_path / "ck"

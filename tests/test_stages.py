@@ -350,8 +350,8 @@ def test_slurm_profile_requests_what_the_stages_declare() -> None:
 def test_surf_weights_come_from_the_mirror_checked_or_stop_with_instructions(tmp_path: Path, monkeypatch) -> None:
     """backbone surf800: the mirror's features/ files are copied only when their sha256 matches the registry;
     offline without a copy the stage stops naming the file and its URL."""
-    from dahash.datasets import SURF800_FILES
-    from dahash.download import DownloadError
+    from dahash.data.datasets import SURF800_FILES
+    from dahash.data.download import DownloadError
     from stages.weights import fetch_surf
 
     monkeypatch.setenv("DAHASH_OFFLINE", "1")

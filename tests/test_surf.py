@@ -1,4 +1,4 @@
-"""dahash.surf: SURF-800 Office-Caltech-10 loader, image-name mapping, preprocessing, benchmark."""
+"""dahash.data.surf: SURF-800 Office-Caltech-10 loader, image-name mapping, preprocessing, benchmark."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 
 from dahash.baselines import GFK, SourceOnly
-from dahash.surf import (
+from dahash.data.surf import (
     CLASSES,
     DOMAINS,
     SurfDomain,
@@ -183,7 +183,7 @@ def test_real_surf_amazon_to_webcam_accuracies(shared_data: Path) -> None:
 
 def test_surf_features_for_orders_rows_by_image_path(tmp_path: Path) -> None:
     """Rows come back in the order of the given image paths, preprocessed over the domain's rows."""
-    from dahash.surf import surf_features_for
+    from dahash.data.surf import surf_features_for
 
     fts = write_surf(tmp_path, "webcam", [1, 2, 6, 10])
     paths = ["webcam/laptop/frame_0003.jpg", "webcam/backpack/frame_0001.jpg",
@@ -195,7 +195,7 @@ def test_surf_features_for_orders_rows_by_image_path(tmp_path: Path) -> None:
 
 
 def test_surf_features_for_names_a_missing_image(tmp_path: Path) -> None:
-    from dahash.surf import surf_features_for
+    from dahash.data.surf import surf_features_for
 
     write_surf(tmp_path, "dslr", [1, 2])
     with pytest.raises(ValueError, match="dslr/mug/frame_0009.jpg"):
@@ -208,9 +208,9 @@ def test_surf_features_for_names_a_missing_image(tmp_path: Path) -> None:
 @pytest.mark.realdata
 def test_real_surf_files_match_the_registry_and_the_images(shared_data: Path) -> None:
     """The shared SURF files have the registry's sha256 and every Office-Caltech-10 image has a SURF row."""
-    from dahash.datasets import SURF800_FILES
-    from dahash.download import sha256_file
-    from dahash.surf import surf_features_for
+    from dahash.data.datasets import SURF800_FILES
+    from dahash.data.download import sha256_file
+    from dahash.data.surf import surf_features_for
 
     folder = shared_data / "office-caltech-10" / "features"
     for rel, remote in SURF800_FILES.items():

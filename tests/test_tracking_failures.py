@@ -91,7 +91,7 @@ def test_full_disk_while_writing_outputs_is_one_line_naming_the_output(tmp_path:
 
 
 def test_full_disk_while_checkpointing_is_one_line_naming_the_checkpoint(tmp_path: Path) -> None:
-    code = ("import os; from pathlib import Path; import dahash.checkpoint as ck; "
+    code = ("import os; from pathlib import Path; import dahash.train.checkpoint as ck; "
             "from stages.common import main_wrapper\n"
             "ck.os.fdopen = lambda fd, mode: (os.close(fd), open('/dev/full', mode))[1]  # every write: ENOSPC\n"
             f"main_wrapper(lambda argv: ck.save_checkpoint(Path({str(tmp_path)!r}), 3, "

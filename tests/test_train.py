@@ -1,4 +1,4 @@
-"""Tests of dahash.train on a small synthetic domain-shift problem (small head, CPU, a few epochs)."""
+"""Tests of dahash.train.head on a small synthetic domain-shift problem (small head, CPU, a few epochs)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import dahash.train as train_mod
-from dahash.losses import class_probabilities, linear_mk_mmd, pairwise_hash_loss, target_entropy_loss
-from dahash.model import DAHHead, HeadOutput
-from dahash.train import (
+import dahash.train.head as train_mod
+from dahash.train.losses import class_probabilities, linear_mk_mmd, pairwise_hash_loss, target_entropy_loss
+from dahash.nn.model import DAHHead, HeadOutput
+from dahash.train.head import (
     DAHConfig,
     DAHResult,
     NonFiniteLossError,

@@ -1,11 +1,11 @@
-"""dahash.train.make_sgd: the fused SGD the trainings use updates exactly as the per-tensor SGD and as the formula."""
+"""dahash.train.head.make_sgd: the fused SGD the trainings use updates exactly as the per-tensor SGD and as the formula."""
 
 from __future__ import annotations
 
 import torch
 
-from dahash.model import DAHHead
-from dahash.train import make_sgd
+from dahash.nn.model import DAHHead
+from dahash.train.head import make_sgd
 
 
 def _head_and_groups() -> tuple[DAHHead, list[dict]]:

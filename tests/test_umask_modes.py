@@ -57,13 +57,13 @@ def _atomic_path_file(d: Path) -> Path:
 def _checkpoint(d: Path) -> Path:
     import torch
 
-    from dahash.checkpoint import save_checkpoint
+    from dahash.train.checkpoint import save_checkpoint
 
     return save_checkpoint(d, 1, {"fingerprint": "f", "w": torch.zeros(2)})
 
 
 def _manifest(d: Path) -> Path:
-    from dahash.manifest import COLUMNS, write_manifest
+    from dahash.data.manifest import COLUMNS, write_manifest
 
     row = {"path": "a/x/1.jpg", "domain": "a", "label": 0, "class_name": "x", "width": 8, "height": 8,
            "mode": "RGB", "status": "ok", "reason": ""}
@@ -71,14 +71,14 @@ def _manifest(d: Path) -> Path:
 
 
 def _download_json(d: Path) -> Path:
-    from dahash.download import _write_json_atomic
+    from dahash.data.download import _write_json_atomic
 
     _write_json_atomic(d / "SOURCE.json", {"a": 1})
     return d / "SOURCE.json"
 
 
 def _figure(d: Path) -> Path:
-    from dahash.report import plot_pr_curve  # a report figure (write_bytes_atomic)
+    from dahash.report.page import plot_pr_curve  # a report figure (write_bytes_atomic)
 
     pr = pd.DataFrame({"radius": [0, 1, 2], "precision": [1.0, 0.8, 0.5], "recall": [0.1, 0.5, 1.0]})
     plot_pr_curve(pr, d / "pr.png", title="t")
@@ -105,7 +105,7 @@ def test_atomic_writers_keep_the_umask_mode(tmp_path: Path, umask: int, writer: 
 
 def test_folders_renamed_into_place_keep_the_umask_mode(tmp_path: Path, umask: int) -> None:
     from dahash.atomic import current_umask, mkdtemp
-    from dahash.download import safe_extract
+    from dahash.data.download import safe_extract
     from stages.common import atomic_path
 
     assert current_umask() == umask

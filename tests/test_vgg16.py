@@ -1,4 +1,4 @@
-"""VGG-16 backbone (dahash.backbones.vgg16): torchvision's layout written down independently, a reference
+"""VGG-16 backbone (dahash.nn.backbones.vgg16): torchvision's layout written down independently, a reference
 forward in plain torch.nn.functional on small synthetic state dicts of the same structure, the head-mode
 (fc7) and fine-tune (pool5 + pretrained fc6/fc7) uses, its input recipe, its export, and the checksummed
 download of vgg16-397923af.pth from a local HTTP server."""
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from dahash.backbones import BACKBONE_NAMES, build_backbone, vgg16_finetune_parts
-from dahash.backbones.vgg16 import (VGG16, VGG16_FILENAME, VGG16_URL, VGG16Trunk, load_vgg16,
+from dahash.nn.backbones import BACKBONE_NAMES, build_backbone, vgg16_finetune_parts
+from dahash.nn.backbones.vgg16 import (VGG16, VGG16_FILENAME, VGG16_URL, VGG16Trunk, load_vgg16,
                                     vgg16_trunk_from_state)
 
 # torchvision.models.vgg16() state_dict, in order (torchvision/models/vgg.py, cfg "D": 64, 64, M, 128, 128, M,
@@ -189,8 +189,8 @@ def test_pickled_objects_are_refused(tmp_path: Path) -> None:
 # head mode: fc7 features; fine-tune mode: pool5 trunk + pretrained fc6/fc7
 # ---------------------------------------------------------------------------------------------
 def test_head_mode_backbone_extracts_fc7(weights_file: Path, tmp_path: Path) -> None:
-    from dahash.extract import extract_features
-    from dahash.recipes import input_recipe
+    from dahash.nn.extract import extract_features
+    from dahash.nn.recipes import input_recipe
 
     assert "vgg16" in BACKBONE_NAMES
     bb = build_backbone("vgg16", weights=weights_file)
@@ -209,9 +209,9 @@ def test_head_mode_backbone_extracts_fc7(weights_file: Path, tmp_path: Path) -> 
 def test_finetune_parts_and_learning_rates(weights_file: Path) -> None:
     """Trunk = conv1_1..pool5 under torchvision's key names; fc6/fc7 = classifier.0/3 in the DAH head; every
     pretrained layer at pretrained_lr_mult, only the hash layer at new_lr_mult (VGG-F's rule)."""
-    from dahash.finetune import finetune_param_groups, trunk_features
-    from dahash.model import DAHHead
-    from dahash.train import DAHConfig
+    from dahash.train.finetune import finetune_param_groups, trunk_features
+    from dahash.nn.model import DAHHead
+    from dahash.train.head import DAHConfig
 
     trunk, dim, head_init = vgg16_finetune_parts(weights_file)
     state = synthetic_state()
@@ -251,10 +251,10 @@ def test_stage_finetune_builds_the_vgg16_trunk(weights_file: Path, monkeypatch) 
 
 
 def test_one_finetune_epoch_changes_the_trunk(weights_file: Path, tmp_path: Path) -> None:
-    from dahash.finetune import train_dah_finetune
-    from dahash.model import DAHHead
-    from dahash.recipes import input_recipe
-    from dahash.train import DAHConfig
+    from dahash.train.finetune import train_dah_finetune
+    from dahash.nn.model import DAHHead
+    from dahash.nn.recipes import input_recipe
+    from dahash.train.head import DAHConfig
 
     trunk, dim, head_init = vgg16_finetune_parts(weights_file)
     before = trunk.features[0].weight.detach().clone()
@@ -272,7 +272,7 @@ def test_one_finetune_epoch_changes_the_trunk(weights_file: Path, tmp_path: Path
 # input recipe
 # ---------------------------------------------------------------------------------------------
 def test_recipe_is_torchvisions_imagenet_normalisation_and_crop() -> None:
-    from dahash.recipes import input_recipe, moments_geometry
+    from dahash.nn.recipes import input_recipe, moments_geometry
 
     recipe = input_recipe("vgg16")  # fixed normalisation: no moments needed
     assert moments_geometry("vgg16") == (224, 3, "bilinear")
@@ -312,7 +312,7 @@ def _run_dir(tmp: Path, state: dict, mode: str) -> Path:
 
 
 def _head(in_dim: int) -> "torch.nn.Module":
-    from dahash.model import DAHHead
+    from dahash.nn.model import DAHHead
 
     head = DAHHead(in_dim, (8, 8), 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -322,9 +322,9 @@ def _head(in_dim: int) -> "torch.nn.Module":
 
 
 def test_export_head_mode_equals_extract_then_head(tmp_path: Path) -> None:
-    from dahash.export import Encoder, derive_export
-    from dahash.extract import extract_features
-    from dahash.train import encode
+    from dahash.codes.export import Encoder, derive_export
+    from dahash.nn.extract import extract_features
+    from dahash.train.head import encode
 
     head = _head(FC7)
     d = _run_dir(tmp_path, head.state_dict(), "head")
@@ -340,9 +340,9 @@ def test_export_head_mode_equals_extract_then_head(tmp_path: Path) -> None:
 
 
 def test_export_finetune_mode_needs_no_pretrained_file(tmp_path: Path) -> None:
-    from dahash.export import Encoder, derive_export, load_export, save_export
-    from dahash.finetune import encode_images
-    from dahash.recipes import input_recipe
+    from dahash.codes.export import Encoder, derive_export, load_export, save_export
+    from dahash.train.finetune import encode_images
+    from dahash.nn.recipes import input_recipe
 
     trunk = vgg16_trunk_from_state(synthetic_state(4, classifier=False)).eval()
     head = _head(POOL5)
@@ -362,7 +362,7 @@ def test_export_finetune_mode_needs_no_pretrained_file(tmp_path: Path) -> None:
 # download: pooch + sha256, manual placement (a local HTTP server stands in for download.pytorch.org)
 # ---------------------------------------------------------------------------------------------
 def test_registered_file_is_pytorchs_with_its_full_sha256() -> None:
-    from dahash.datasets import get_weights
+    from dahash.data.datasets import get_weights
 
     remote = get_weights("vgg16")
     assert remote.url == VGG16_URL == "https://download.pytorch.org/models/vgg16-397923af.pth"
@@ -375,7 +375,7 @@ def test_registered_file_is_pytorchs_with_its_full_sha256() -> None:
 def served(http_server, tmp_path: Path, monkeypatch) -> dict:
     """The registry entry pointed at the local server, serving a synthetic file under the real name, with
     that file's sha256 in place of the real one."""
-    from dahash import datasets
+    from dahash.data import datasets
 
     path = tmp_path / "src.pth"
     torch.save(synthetic_state(5), path)
@@ -391,7 +391,7 @@ def served(http_server, tmp_path: Path, monkeypatch) -> dict:
 
 
 def test_download_checks_the_sha256_and_loads(served) -> None:
-    from dahash.download import fetch_weights
+    from dahash.data.download import fetch_weights
 
     got = fetch_weights("vgg16", served["dest"], manual_dir=served["manual"], progress=False)
     assert got == served["dest"] / VGG16_FILENAME and got.read_bytes() == served["body"]
@@ -403,7 +403,7 @@ def test_download_checks_the_sha256_and_loads(served) -> None:
 
 
 def test_corrupted_download_fails_and_writes_nothing(served) -> None:
-    from dahash.download import DownloadError, fetch_weights
+    from dahash.data.download import DownloadError, fetch_weights
 
     bad = bytearray(served["body"])
     bad[len(bad) // 2] ^= 0xFF  # one flipped byte
@@ -417,8 +417,8 @@ def test_corrupted_download_fails_and_writes_nothing(served) -> None:
 
 
 def test_manual_placement_is_checked(served, closed_port_url, monkeypatch) -> None:
-    from dahash import datasets
-    from dahash.download import ManualCopyError, fetch_weights
+    from dahash.data import datasets
+    from dahash.data.download import ManualCopyError, fetch_weights
 
     monkeypatch.setitem(datasets.WEIGHTS, "vgg16", dataclasses.replace(datasets.WEIGHTS["vgg16"],
                                                                        url=closed_port_url))

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dahash.backbones import BACKBONE_NAMES, build_backbone
-from dahash.backbones.vggf import MatConvNetLRN, load_vggf, vggf_head_init, vggf_transform
-from dahash.extract import extract_features
+from dahash.nn.backbones import BACKBONE_NAMES, build_backbone
+from dahash.nn.backbones.vggf import MatConvNetLRN, load_vggf, vggf_head_init, vggf_transform
+from dahash.nn.extract import extract_features
 
 IMAGE_SIZE = 24
 
@@ -218,7 +218,7 @@ def test_fc6_linear_equals_the_6x6_convolution(new_mat, params):
 @pytest.mark.parametrize("method", ["max", "avg"])
 def test_pool_on_signed_input_matches_numpy(method):
     """Padded cells never win a max (even over negative values) and are not counted in an average."""
-    from dahash.backbones.vggf import MatConvNetPool
+    from dahash.nn.backbones.vggf import MatConvNetPool
     x = np.random.default_rng(5).standard_normal((1, 2, 7, 6)) - 3.0  # mostly negative
     pool = MatConvNetPool(method, (3, 2), (2, 1), (1, 2, 0, 1))
     got = pool(torch.from_numpy(x))[0].numpy().transpose(1, 2, 0)
@@ -300,7 +300,7 @@ def test_build_backbone_vggf_and_extraction(new_mat, tmp_path):
         paths.append(p)
     feats = extract_features(paths, backbone, batch_size=2, progress=False)
     assert feats.shape == (3, POOL5_DIM) and feats.dtype == np.float32
-    from dahash.images import load_rgb
+    from dahash.data.images import load_rgb
     with torch.no_grad():
         one = backbone.module.features(backbone.transform(load_rgb(paths[1]))[None]).numpy()[0]
     np.testing.assert_allclose(feats[1], one, rtol=1e-5, atol=1e-6)

@@ -1,6 +1,6 @@
 """The ``dahash`` command: encode images with a trained model and search the codes (thin over the library).
 
-    dahash export MODEL_DIR -o model_export.pt          one file with all that encoding needs (dahash.export)
+    dahash export MODEL_DIR -o model_export.pt          one file with all that encoding needs (dahash.codes.export)
     dahash encode MODEL IMAGES_DIR -o index.parquet     every image below IMAGES_DIR -> path, label, packed code
     dahash search INDEX QUERY -k 10 | --radius R        QUERY: an image, a folder of images, or another index
 
@@ -8,7 +8,7 @@ MODEL is a run folder ``models/<dataset>/<backbone>/<method>/<task>/seed<S>/`` o
 the name of the folder holding each image (``IMAGES_DIR/<label>/<file>``; none for files directly in
 IMAGES_DIR, or with ``--no-labels``). Unreadable images are skipped and listed on stderr (and in the index
 metadata). Search uses the evaluation's rules (bit = 1 iff u > 0, Hamming distance, ties keep database
-order; see dahash.index).
+order; see dahash.codes.index).
 """
 
 from __future__ import annotations
@@ -42,16 +42,16 @@ def _label(path: Path, root: Path) -> str | None:
 
 
 def _encoder(model: str, weights: str | None, device: str) -> Any:
-    from dahash.export import Encoder, load_export
+    from dahash.codes.export import Encoder, load_export
 
     return Encoder(load_export(model), weights=weights, device=device)
 
 
 def encode_folder(model: str, images: Path, *, weights: str | None = None, device: str = "cpu",
                   batch_size: int = 32, labels: bool = True, progress: bool = True) -> Any:
-    """:class:`dahash.index.Index` of every image below ``images`` (paths relative to it); skipped files are
+    """:class:`dahash.codes.index.Index` of every image below ``images`` (paths relative to it); skipped files are
     listed on stderr and in ``meta["skipped"]``."""
-    from dahash.index import Index
+    from dahash.codes.index import Index
 
     images = images.resolve()
     if not images.is_dir():
@@ -74,7 +74,7 @@ def encode_folder(model: str, images: Path, *, weights: str | None = None, devic
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from dahash.export import derive_export, save_export
+    from dahash.codes.export import derive_export, save_export
 
     out = save_export(derive_export(args.model_dir, weights=args.weights), args.output)
     print(f"model export -> {out}")
@@ -90,7 +90,7 @@ def _cmd_encode(args: argparse.Namespace) -> None:
 
 def _queries(args: argparse.Namespace, index: Any) -> Any:
     """The query index: another parquet index, or the image / folder encoded with the index's model."""
-    from dahash.index import Index
+    from dahash.codes.index import Index
 
     q = Path(args.query)
     if q.suffix == ".parquet":
@@ -130,7 +130,7 @@ def search_rows(index: Any, queries: Any, *, k: int | None = None, radius: int |
 def _cmd_search(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from dahash.index import Index
+    from dahash.codes.index import Index
 
     index = Index.from_parquet(args.index, mmap=args.mmap)
     queries = _queries(args, index)
@@ -150,7 +150,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
     else:
         sys.stdout.write(text)
     if args.html:
-        from dahash.search_page import search_page
+        from dahash.codes.search_page import search_page
 
         def resolver(idx: Any) -> Any:
             root = idx.meta.get("root")
@@ -204,8 +204,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``dahash`` console script; user errors exit 1 with one ``ERROR:`` line."""
-    from dahash.export import ExportError
-    from dahash.index import SearchError
+    from dahash.codes.export import ExportError
+    from dahash.codes.index import SearchError
 
     args = _parser().parse_args(argv)
     try:

@@ -18,7 +18,7 @@ Classifier (stated, as in the paper's Office experiments): a linear SVM
 ``(Xs*, ys)``. Simplification: ``C`` is fixed. The MATLAB ``CORAL_SVM.m`` evaluation code in
 circulation (inherited from Subspace Alignment's) instead picks ``C`` in ``{1e-3, ..., 1e4}`` by
 2-fold cross-validation on the source with LIBSVM on the linear kernel. The paper's
-features are already normalised per domain (z-score, see :func:`dahash.surf.surf_preprocess`);
+features are already normalised per domain (z-score, see :func:`dahash.data.surf.surf_preprocess`);
 CORAL itself does not centre the data.
 
 Example::

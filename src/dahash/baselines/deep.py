@@ -12,7 +12,7 @@ labelled source items ``(x_s, y_s)`` and unlabelled target items ``x_t``:
       min  CE + mmd_weight * sum_{l in {fc6, fc7, [bottleneck], logits}} MMD_k^2(D_s^l, D_t^l)
 
   ``MMD_k^2`` is the linear-time unbiased estimate (Gretton et al. 2012) of
-  :func:`dahash.losses.linear_mk_mmd` with ``reduction="mean"``: 17 Gaussian kernels with
+  :func:`dahash.train.losses.linear_mk_mmd` with ``reduction="mean"``: 17 Gaussian kernels with
   bandwidths ``2^-8 .. 2^8`` times the median heuristic. Simplification: equal kernel weights;
   DAN learns the kernel weights ``beta`` by maximising the test power (a QP), which is skipped.
 * **DANN** / RevGrad (Ganin & Lempitsky 2015): a domain classifier ``G_d`` (``1024 -> 1024 -> 1``,
@@ -50,8 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dahash.losses import linear_mk_mmd
-from dahash.model import DAHHead
+from dahash.train.losses import linear_mk_mmd
+from dahash.nn.model import DAHHead
 
 __all__ = [
     "DeepDAModel",
@@ -137,7 +137,7 @@ class DeepDAModel(nn.Module):
     """``fc6 -> ReLU -> fc7 -> ReLU [-> bottleneck -> ReLU] -> classifier`` plus, for DANN, a
     domain classifier ``k -> 1024 -> 1024 -> 1`` (ReLU).
 
-    Initialisation (from ``generator``): fc6/fc7 as :class:`dahash.model.DAHHead` (Kaiming-normal,
+    Initialisation (from ``generator``): fc6/fc7 as :class:`dahash.nn.model.DAHHead` (Kaiming-normal,
     or the ``pretrained`` weights, keys ``fc6.weight``, ``fc6.bias``, ``fc7.weight``, ``fc7.bias``);
     bottleneck and domain hidden layers Kaiming-normal; classifier and domain output
     ``N(0, 0.01^2)``; biases 0.

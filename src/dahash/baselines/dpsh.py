@@ -28,7 +28,7 @@ Use in the DAH paper (Table 4):
 * **SuH** (supervised hashing, the *upper bound*): DPSH trained on *labelled target* data
   (:func:`fit_suh`). This baseline legitimately uses target labels -- that is its purpose, not a
   leak -- and must be evaluated on target items it was not trained on (the paper: "hash codes on a
-  validation subset"); with :func:`dahash.baselines.split.target_query_database_split` train on the
+  validation subset"); with :func:`dahash.eval.split.target_query_database_split` train on the
   database part and query with the held-out query part.
 
 Simplifications, stated explicitly: the paper fine-tunes the whole CNN-F end to end; here the
@@ -218,6 +218,6 @@ def fit_suh(xt_train: np.ndarray, yt_train: np.ndarray, bits: int, **kwargs: Any
 
     Uses target labels by design (supervised hashing in the target domain, the paper's upper
     bound). Evaluate only on target items not in ``xt_train`` (e.g. train on the database part of
-    :func:`dahash.baselines.split.target_query_database_split` and query with its query part).
+    :func:`dahash.eval.split.target_query_database_split` and query with its query part).
     """
     return DPSH(bits, **kwargs).fit(xt_train, yt_train)

@@ -1,0 +1,1 @@
+"""Data: the dataset and weights registry, downloading, the manifest, image decoding, digits, SURF."""

@@ -1,0 +1,876 @@
+"""Fetching, verifying and safely extracting datasets and weights.
+
+Nothing here leaves a half-written file or folder behind:
+
+* :func:`fetch` downloads with pooch (Google Drive links through gdown, which follows Drive's
+  confirmation and virus-scan pages) into a private temporary folder inside the cache and moves
+  the file into place only after its checksum (when published: md5, sha1 or sha256, see
+  ``RemoteFile.known_hash``) matched; on any failure the temporary folder is removed and
+  :class:`DownloadError` explains how to place the file by hand. With ``offline=True`` nothing is
+  downloaded: only a copy placed by hand or already cached is used.
+* :func:`safe_extract` checks every archive member first (absolute paths, ``..``, links leading
+  outside, device files), extracts into a temporary folder beside the destination and renames it.
+* :func:`prepare_dataset` tries the dataset's sources in order (its archive, then e.g. one archive
+  per domain from a second publisher; local copies before any download), builds ``out_dir`` in a
+  temporary folder beside it, verifies it, and only then replaces an existing ``out_dir``. When
+  every source fails, one error names each source, what went wrong and what to place by hand.
+
+Hidden files (names starting with ``.``, e.g. ``.DS_Store``, ``._x.jpg``) are never part of a
+dataset tree: they are neither copied nor digested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import lzma
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import urllib.parse
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+import pooch
+
+from dahash.atomic import mkdtemp, mkstemp
+from dahash.data.datasets import DatasetSpec, RemoteFile, SplitSource, get_weights
+
+__all__ = [
+    "DownloadError",
+    "ManualCopyError",
+    "GOOGLE_DRIVE_HOSTS",
+    "is_google_drive",
+    "fetch",
+    "fetch_weights",
+    "safe_extract",
+    "prepare_dataset",
+    "tree_digest",
+    "tree_files",
+    "sha256_file",
+    "hash_file",
+]
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """A file could not be obtained, verified or safely unpacked. The message says what to do."""
+
+
+class ManualCopyError(DownloadError):
+    """A file placed by hand in the manual folder fails its checksum or cannot be unpacked.
+
+    The file is never touched; the source it belongs to is not retried (it would fail the same way).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# hashing
+# ---------------------------------------------------------------------------------------------
+def hash_file(path: Path, alg: str = "sha256") -> str:
+    """Lower-case hex digest of the file at ``path`` with ``alg`` (``md5``, ``sha1``, ``sha256``)."""
+    h = hashlib.new(alg)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Lower-case hex SHA256 of the file at ``path``."""
+    return hash_file(path, "sha256")
+
+
+def _matches(path: Path, remote: RemoteFile) -> tuple[bool, str]:
+    """Whether ``path`` matches ``remote.known_hash`` (which must be set) and its digest."""
+    assert remote.hash_alg is not None and remote.hash_hex is not None
+    got = hash_file(path, remote.hash_alg)
+    return got == remote.hash_hex, got
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def tree_files(
+    root: Path, domains: Sequence[str], classes: Sequence[str] | None = None
+) -> list[str]:
+    """Posix paths ``<domain>/<class>/<file>`` (relative to ``root``) of a dataset tree, sorted.
+
+    Only regular files (or links to them) directly inside a class folder count; hidden names are
+    skipped. ``classes=None`` takes every class folder present, otherwise only the listed ones.
+
+    Raises:
+        DownloadError: a domain folder is missing.
+    """
+    root = Path(root)
+    out: list[str] = []
+    for domain in domains:
+        ddir = root / domain
+        if not ddir.is_dir():
+            raise DownloadError(f"domain folder {ddir} is missing (expected <root>/<domain>/<class>/<file>)")
+        class_names = (
+            sorted(c.name for c in ddir.iterdir() if c.is_dir() and not _is_hidden(c.name))
+            if classes is None
+            else list(classes)
+        )
+        for cls in class_names:
+            cdir = ddir / cls
+            if not cdir.is_dir():
+                continue
+            for f in cdir.iterdir():
+                if not _is_hidden(f.name) and f.is_file():
+                    out.append(f"{domain}/{cls}/{f.name}")
+    return sorted(out)
+
+
+def tree_digest(
+    root: Path, domains: Sequence[str], classes: Sequence[str] | None = None
+) -> str:
+    """Content digest of a dataset tree ``root/<domain>/<class>/<file>``.
+
+    SHA256 over the sorted lines ``"<domain>/<class>/<file>\\t<sha256 of file>\\n"`` (UTF-8) of
+    the files :func:`tree_files` lists. Independent of timestamps, permissions and archive format,
+    so it verifies an archive's contents, a mirror and a hand-placed copy alike.
+    """
+    root = Path(root)
+    rels = tree_files(root, domains, classes)
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
+        digests = list(pool.map(lambda r: sha256_file(root / r), rels))
+    lines = sorted(f"{rel}\t{d}\n" for rel, d in zip(rels, digests))
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line.encode("utf-8"))
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# fetch
+# ---------------------------------------------------------------------------------------------
+def _manual_help(remote: RemoteFile, manual_dir: Path | None) -> str:
+    where = (
+        str(Path(manual_dir) / remote.filename)
+        if manual_dir is not None
+        else f"<manual folder>/{remote.filename} and pass that folder as manual_dir"
+    )
+    return (
+        f"The file needed is {remote.filename!r} from {remote.url} ({remote.checksum_text}). "
+        f"Download it by hand and put it at {where}, then run again."
+        + (f" Note: {remote.note.rstrip()}" if remote.note.strip() else "")
+    )
+
+
+#: hosts whose URLs are fetched with gdown (Google Drive answers large files with a confirmation /
+#: virus-scan page that gdown parses and follows; pooch would save that HTML page instead).
+GOOGLE_DRIVE_HOSTS = ("drive.google.com", "docs.google.com")
+
+
+def is_google_drive(url: str) -> bool:
+    """Whether ``url`` is a Google Drive link (fetched with gdown rather than pooch's HTTP client)."""
+    return urllib.parse.urlsplit(url).hostname in GOOGLE_DRIVE_HOSTS
+
+
+def _gdrive_downloader(progress: bool):
+    """A pooch downloader (``(url, output_file, pooch)``) that fetches a Google Drive link with gdown.
+
+    gdown follows Drive's confirmation and virus-scan pages, fails on a transfer shorter than the
+    announced Content-Length, and writes the file in place only when complete; pooch then checks the
+    checksum and moves it. Cookies are kept in the session only (``use_cookies=False``: nothing is
+    read from or written to ``~/.cache/gdown``). Requests honours ``HTTPS_PROXY`` and
+    ``REQUESTS_CA_BUNDLE`` as usual (the tests use them to put a local server in Drive's place).
+    """
+
+    def download(url: str, output_file: str, pooch_obj: object) -> None:
+        import gdown  # imported here: only Drive downloads need it
+
+        gdown.download(url, output=str(output_file), quiet=not progress, use_cookies=False, timeout=60)
+
+    return download
+
+
+def _downloader(url: str, progress: bool):
+    if is_google_drive(url):
+        return _gdrive_downloader(progress)
+    if url.startswith(("http://", "https://")):
+        if progress:
+            try:
+                import tqdm  # noqa: F401
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                progress = False
+        return pooch.HTTPDownloader(progressbar=progress, timeout=60)
+    return None  # pooch chooses (ftp://, doi:)
+
+
+def fetch(
+    remote: RemoteFile,
+    cache_dir: Path,
+    *,
+    manual_dir: Path | None = None,
+    progress: bool = True,
+    offline: bool = False,
+) -> Path:
+    """Path of a verified local copy of ``remote``.
+
+    1. ``manual_dir/<filename>`` (placed there by hand) is used in place when present, after its
+       checksum (``remote.known_hash``, when published) is checked with the published algorithm.
+       It is never modified or deleted.
+    2. ``cache_dir/<filename>`` is reused when present and (when a checksum is published) it matches.
+    3. Otherwise, unless ``offline``, pooch downloads it into a temporary folder inside
+       ``cache_dir`` and checks ``remote.known_hash`` (when ``None``, pooch logs the SHA256 it
+       computed); the file is moved to ``cache_dir/<filename>`` only on success.
+
+    Args:
+        offline: never touch the network: use only a copy placed by hand or already cached.
+
+    Raises:
+        DownloadError: network failure, truncated transfer or checksum mismatch, or (``offline``)
+            no usable local copy; the message names the file, URL, manual location and checksum.
+            Nothing is left in ``cache_dir``.
+    """
+    cache_dir = Path(cache_dir)
+    local, stale = _local_copy(remote, cache_dir, manual_dir, quiet=offline)
+    if local is not None:
+        return local
+    target = cache_dir / remote.filename
+
+    if offline:
+        found = (
+            f"the cached copy {target} fails its {remote.hash_alg} checksum (delete or replace it)"
+            if stale
+            else f"it is neither placed by hand nor in the cache {cache_dir}"
+        )
+        raise DownloadError(
+            f"offline mode: {remote.filename!r} is not available locally ({found}), and offline "
+            f"mode does not download. Nothing was written. {_manual_help(remote, manual_dir)}"
+        )
+    return _download(remote, cache_dir, manual_dir, progress)
+
+
+def _local_copy(
+    remote: RemoteFile, cache_dir: Path, manual_dir: Path | None, *, quiet: bool = False
+) -> tuple[Path | None, bool]:
+    """``(path, stale)``: the verified copy placed by hand or cached, else ``None``.
+
+    ``stale`` is True when a cached copy exists but fails its checksum (it is left in place).
+
+    Raises:
+        DownloadError: a copy placed by hand fails the published checksum (it is never touched).
+    """
+    if manual_dir is not None:
+        manual = Path(manual_dir) / remote.filename
+        if manual.is_file():
+            if remote.known_hash:
+                ok, got = _matches(manual, remote)
+                if not ok:
+                    raise ManualCopyError(
+                        f"{manual} (placed by hand) has {remote.hash_alg} {got} but "
+                        f"{remote.filename!r} must have {remote.checksum_text}: it is incomplete or "
+                        f"a different file. Replace it with the right file (from {remote.url}). "
+                        f"Nothing was written."
+                    )
+            log.info("using %s placed by hand", manual)
+            return manual, False
+
+    target = Path(cache_dir) / remote.filename
+    if target.is_file():
+        if remote.known_hash is None:
+            log.info("using cached %s (no published checksum)", target)
+            return target, False
+        if _matches(target, remote)[0]:
+            return target, False
+        if not quiet:
+            log.warning("cached %s fails its %s checksum; downloading it again", target, remote.hash_alg)
+        return None, True
+    return None, False
+
+
+def _download(remote: RemoteFile, cache_dir: Path, manual_dir: Path | None, progress: bool) -> Path:
+    """Download ``remote`` into ``cache_dir`` via a private temporary folder (see :func:`fetch`)."""
+    target = cache_dir / remote.filename
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{remote.filename}.partial-", dir=cache_dir))
+    try:
+        got = pooch.retrieve(
+            remote.url,
+            known_hash=remote.known_hash,
+            fname=remote.filename,
+            path=tmp_dir,
+            downloader=_downloader(remote.url, progress),
+            progressbar=False if remote.url.startswith(("http://", "https://")) else progress,
+        )
+        os.replace(got, target)
+    except Exception as exc:  # network errors (requests), hash mismatch (ValueError), OSError
+        text = " ".join(str(exc).split())  # gdown's messages span several lines
+        reason = (text[:400] + " ...") if len(text) > 400 else (text or type(exc).__name__)
+        if isinstance(exc, ValueError) and "hash" in str(exc).lower():
+            what = (
+                f"the download of {remote.filename!r} failed its {remote.hash_alg} checksum "
+                f"(expected {remote.checksum_text}; {reason})"
+            )
+        else:
+            what = f"could not download {remote.filename!r} from {remote.url}: {type(exc).__name__}: {reason}"
+        raise DownloadError(
+            f"{what}. Nothing was written: the partial download was deleted. "
+            f"{_manual_help(remote, manual_dir)}"
+        ) from exc
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return target
+
+
+def fetch_weights(
+    name: str,
+    dest: Path,
+    manual_dir: Path | None = None,
+    *,
+    progress: bool = True,
+    offline: bool = False,
+) -> Path:
+    """Fetch the ``WEIGHTS[name]`` file into the folder ``dest``; returns ``dest/<filename>``.
+
+    ``dest`` also serves as the download cache. A copy placed by hand in ``manual_dir`` is checked
+    (when a checksum is published) and copied into ``dest`` atomically. With ``offline=True``
+    nothing is downloaded (see :func:`fetch`).
+
+    Raises:
+        ValueError: unknown ``name`` (lists the valid ones).
+        DownloadError: as :func:`fetch`.
+    """
+    remote = get_weights(name)
+    dest = Path(dest)
+    got = fetch(remote, dest, manual_dir=manual_dir, progress=progress, offline=offline)
+    target = dest / remote.filename
+    if got.resolve() != target.resolve():
+        dest.mkdir(parents=True, exist_ok=True)
+        fd, tmp = mkstemp(dest, f".{remote.filename}.", ".tmp")  # the umask's mode, not mkstemp's 0600
+        os.close(fd)
+        try:
+            shutil.copyfile(got, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# safe extraction
+# ---------------------------------------------------------------------------------------------
+def _unsafe_name_reason(name: str) -> str | None:
+    """Why a member name is unsafe, or None. Backslashes count as separators."""
+    norm = name.replace("\\", "/")
+    if not norm:
+        return "empty member name"
+    if norm.startswith("/") or (len(norm) >= 2 and norm[1] == ":"):
+        return "absolute path"
+    if ".." in PurePosixPath(norm).parts:
+        return "'..' path component (would escape the destination)"
+    if "\x00" in norm:
+        return "NUL byte in name"
+    return None
+
+
+def _link_escapes(member_name: str, target: str, *, hard: bool) -> bool:
+    """Whether a link named ``member_name`` pointing to ``target`` resolves outside the root."""
+    target = target.replace("\\", "/")
+    if target.startswith("/") or (len(target) >= 2 and target[1] == ":"):
+        return True
+    base = PurePosixPath() if hard else PurePosixPath(member_name.replace("\\", "/")).parent
+    depth = 0
+    for part in (base / target).parts:
+        if part in ("", "."):
+            continue
+        depth = depth - 1 if part == ".." else depth + 1
+        if depth < 0:
+            return True
+    return False
+
+
+def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
+    for info in zf.infolist():
+        reason = _unsafe_name_reason(info.filename)
+        mode = info.external_attr >> 16
+        if reason is None and info.create_system == 3 and mode:  # unix attributes present
+            if stat.S_ISLNK(mode):
+                target = zf.read(info).decode("utf-8", "replace")
+                reason = (
+                    f"symlink to {target!r} outside the archive"
+                    if _link_escapes(info.filename, target, hard=False)
+                    else f"symlink to {target!r} (links are not allowed in zip archives)"
+                )
+            elif stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+                reason = "device, fifo or socket file"
+        if reason:
+            raise DownloadError(
+                f"refusing to extract {archive}: unsafe member {info.filename!r} ({reason}). "
+                f"The archive is corrupt or malicious; delete it and obtain a genuine copy."
+            )
+
+
+def _check_tar(tf: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    members = tf.getmembers()
+    for m in members:
+        reason = _unsafe_name_reason(m.name)
+        if reason is None:
+            if m.issym() and _link_escapes(m.name, m.linkname, hard=False):
+                reason = f"symlink to {m.linkname!r} outside the archive"
+            elif m.islnk() and (
+                _unsafe_name_reason(m.linkname) or _link_escapes(m.name, m.linkname, hard=True)
+            ):
+                reason = f"hardlink to {m.linkname!r} outside the archive"
+            elif m.ischr() or m.isblk() or m.isfifo() or m.isdev():
+                reason = "device or fifo file"
+            elif not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
+                reason = f"unsupported member type {m.type!r}"
+        if reason:
+            raise DownloadError(
+                f"refusing to extract {archive}: unsafe member {m.name!r} ({reason}). "
+                f"The archive is corrupt or malicious; delete it and obtain a genuine copy."
+            )
+    return members
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Move the finished folder ``new`` to ``dest``, replacing an existing ``dest`` only now."""
+    if dest.exists() or dest.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        old.rmdir()
+        os.replace(dest, old)
+        try:
+            os.replace(new, dest)
+        except BaseException:
+            os.replace(old, dest)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, dest)
+
+
+def safe_extract(archive: Path, dest: Path) -> Path:
+    """Extract a zip, tar, tar.gz/tgz, tar.bz2 or tar.xz ``archive`` into the folder ``dest``.
+
+    Every member is checked before anything is written: absolute paths, ``..`` components, links
+    resolving outside the archive, device/fifo files are refused. Tar members are additionally
+    extracted with ``filter="data"``. Extraction goes to a temporary folder beside ``dest``
+    which is renamed to ``dest`` on success (an existing ``dest`` is replaced only then).
+
+    Raises:
+        DownloadError: unsafe member (named), or the archive is unreadable/truncated.
+    """
+    archive, dest = Path(archive), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = mkdtemp(dest.parent, f".{dest.name}.tmp-")  # renamed onto dest: the umask's mode, not 0700
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                _check_zip(zf, archive)
+                bad = zf.testzip()
+                if bad is not None:
+                    raise DownloadError(f"{archive} is corrupt: member {bad!r} fails its CRC check")
+                zf.extractall(tmp)
+        else:
+            try:
+                tf = tarfile.open(archive, "r:*")
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise DownloadError(
+                    f"{archive} is not a readable zip or tar archive ({type(exc).__name__}: {exc}); "
+                    f"it is probably truncated or not the dataset file (e.g. an HTML page)."
+                ) from exc
+            with tf:
+                members = _check_tar(tf, archive)
+                try:
+                    if hasattr(tarfile, "data_filter"):
+                        tf.extractall(tmp, members=members, filter="data")
+                    else:  # pragma: no cover - Python without PEP 706
+                        tf.extractall(tmp, members=members)
+                except tarfile.FilterError as exc:  # pragma: no cover - caught by _check_tar
+                    name = getattr(getattr(exc, "tarinfo", None), "name", "?")
+                    raise DownloadError(
+                        f"refusing to extract {archive}: unsafe member {name!r} ({exc})"
+                    ) from exc
+        _replace_dir(tmp, dest)
+    except DownloadError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError,
+            RuntimeError, NotImplementedError, ValueError) as exc:  # zip: encrypted / unknown method / bad header
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DownloadError(
+            f"could not extract {archive} ({type(exc).__name__}: {exc}); it is probably truncated "
+            f"or corrupt. Delete it and download it again. Nothing was extracted."
+        ) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare_dataset
+# ---------------------------------------------------------------------------------------------
+def _candidate_roots(base: Path) -> Iterator[Path]:
+    """``base`` and, while a folder holds exactly one visible sub-folder, that sub-folder."""
+    cur = base
+    for _ in range(3):
+        yield cur
+        subs = [p for p in cur.iterdir() if p.is_dir() and not _is_hidden(p.name)]
+        if len(subs) != 1:
+            return
+        cur = subs[0]
+
+
+def _locate_domains(base: Path, spec: DatasetSpec) -> dict[str, Path]:
+    """Map each domain to its class-folder parent under ``base``.
+
+    Accepts the extracted-archive layout (``spec.domain_dirs``, optionally below a single wrapper
+    folder) or the normalised layout ``<domain>/<class>/``.
+    """
+    if not base.is_dir():
+        raise DownloadError(f"{base} is not a folder")
+    for root in _candidate_roots(base):
+        for layout in (spec.domain_dirs, {d: d for d in spec.domains}):
+            found = {d: root / rel for d, rel in layout.items()}
+            if all(p.is_dir() for p in found.values()):
+                return found
+    expected_a = ", ".join(f"{spec.domain_dirs[d]!r}" for d in spec.domains)
+    expected_b = ", ".join(repr(d) for d in spec.domains)
+    raise DownloadError(
+        f"{base} does not hold the {spec.name!r} domains: expected the folders {expected_a} "
+        f"(archive layout) or {expected_b} (normalised layout <domain>/<class>/), each holding the "
+        f"class folders. Found: {sorted(p.name for p in base.iterdir())[:20]}."
+    )
+
+
+def _populate(src_domains: dict[str, Path], build: Path, *, move: bool) -> dict[str, int]:
+    """Copy (or move) ``src/<class>/<file>`` of each domain into ``build/<domain>/<class>/``."""
+    counts: dict[str, int] = {}
+    jobs: list[tuple[Path, Path]] = []
+    for domain, src in src_domains.items():
+        n = 0
+        (build / domain).mkdir(parents=True)
+        for cdir in sorted(src.iterdir()):
+            if _is_hidden(cdir.name) or not cdir.is_dir():
+                continue
+            out = build / domain / cdir.name
+            out.mkdir()
+            for f in sorted(cdir.iterdir()):
+                if _is_hidden(f.name) or not f.is_file():
+                    continue
+                jobs.append((f, out / f.name))
+                n += 1
+        counts[domain] = n
+
+    def _one(job: tuple[Path, Path]) -> None:
+        s, d = job
+        if move and not s.is_symlink():
+            os.replace(s, d)
+        else:
+            shutil.copyfile(s, d)  # content only: mirrors may be read-only
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(_one, jobs))
+    return counts
+
+
+def _refuse_links_leaving(mirror: Path, src_domains: dict[str, Path], out_dir: Path) -> None:
+    """DownloadError naming every symlink under the mirror's domains that points outside the mirror."""
+    from dahash.data.links import links_leaving
+
+    bad = links_leaving(mirror, src_domains.values())
+    if bad:
+        shown = "; ".join(f"{rel} -> {target}" for rel, target in bad[:10])
+        raise DownloadError(
+            f"refusing to copy from mirror {mirror}: {len(bad)} symlink(s) point outside it ({shown}"
+            f"{'; ...' if len(bad) > 10 else ''}). Files outside the mirror would be copied into the "
+            f"dataset and the DVC cache: replace the links with the files themselves or remove them. "
+            f"{out_dir} was not changed."
+        )
+
+
+def _write_json_atomic(path: Path, obj: object) -> None:
+    fd, tmp = mkstemp(path.parent, f".{path.name}.", ".tmp")  # the umask's mode, not mkstemp's 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One way to obtain a dataset's images: its archive, or a :class:`SplitSource`'s per-domain archives."""
+
+    label: str
+    files: tuple[RemoteFile, ...]
+    split: SplitSource | None  # None: ``spec.archive``, laid out as ``spec.domain_dirs``
+    cache_dir: Path
+
+    def describe(self) -> str:
+        files = ", ".join(f"{f.filename} ({f.checksum_text}) from {f.url}" for f in self.files)
+        return f"{self.label}: {files}"
+
+
+def _sources(spec: DatasetSpec, cache_dir: Path) -> list[_Source]:
+    """``spec.archive`` (cached in ``cache_dir``) then each ``spec.alternates`` entry (cached in
+    ``cache_dir/<dataset>-<n>/``: per-domain archive names such as ``amazon.tgz`` are too generic
+    to share one folder)."""
+    assert spec.archive is not None
+    out = [_Source(f"the dataset's archive {spec.archive.filename}", (spec.archive,), None, cache_dir)]
+    for n, alt in enumerate(spec.alternates, start=2):
+        out.append(_Source(alt.name, tuple(p.remote for p in alt.parts), alt, cache_dir / f"{spec.name}-{n}"))
+    return out
+
+
+def _is_local(src: _Source, manual_dir: Path | None) -> bool:
+    """Whether every file of ``src`` has a verified copy placed by hand or cached (no network needed).
+
+    Raises:
+        DownloadError: a copy placed by hand fails its published checksum.
+    """
+    return all(_local_copy(f, src.cache_dir, manual_dir, quiet=True)[0] is not None for f in src.files)
+
+
+def _find_folder(base: Path, candidates: Sequence[str], classes: Sequence[str]) -> Path | None:
+    """The first ``<root>/<candidate>`` (``root``: ``base`` or a single wrapper folder below it)
+    holding at least one of ``classes`` as a sub-folder."""
+    for root in _candidate_roots(base):
+        for rel in candidates:
+            folder = root / rel
+            if folder.is_dir() and any((folder / c).is_dir() for c in classes):
+                return folder
+    return None
+
+
+def _unpack_source(
+    src: _Source,
+    spec: DatasetSpec,
+    scratch: Path,
+    *,
+    manual_dir: Path | None,
+    progress: bool,
+    offline: bool,
+) -> tuple[dict[str, Path], dict[str, object]]:
+    """Fetch ``src``'s files (:func:`fetch`) and :func:`safe_extract` them into ``scratch``.
+
+    Returns the folder holding each domain's class folders, and the provenance for ``SOURCE.json``.
+    An archive from our own cache that cannot be unpacked is deleted (it would fail forever).
+
+    Raises:
+        DownloadError: as :func:`fetch`, or an archive is unreadable, unsafe or lacks its layout.
+    """
+    got: list[Path] = []
+    for remote in src.files:
+        got.append(fetch(remote, src.cache_dir, manual_dir=manual_dir, progress=progress, offline=offline))
+    is_manual = [manual_dir is not None and path == Path(manual_dir) / r.filename
+                 for path, r in zip(got, src.files)]
+    files_info = [
+        {"filename": r.filename, "url": r.url, "archive": str(path.resolve()),
+         "archive_sha256": sha256_file(path), "archive_known_hash": r.known_hash,
+         "kind": "manual" if manual else "download"}
+        for r, path, manual in zip(src.files, got, is_manual)
+    ]
+    info: dict[str, object] = {"source": src.label,
+                               "kind": "manual" if all(is_manual) else "download"}
+    if src.split is None:
+        info.update({k: files_info[0][k] for k in ("url", "archive", "archive_sha256", "archive_known_hash")})
+    else:
+        info["archives"] = files_info
+
+    src_domains: dict[str, Path] = {}
+    for i, (remote, path, manual) in enumerate(zip(src.files, got, is_manual)):
+        extracted = scratch / f"x{i}"
+        try:
+            safe_extract(path, extracted)
+            if src.split is None:
+                src_domains.update(_locate_domains(extracted, spec))
+            else:
+                part = src.split.parts[i]
+                folder = _find_folder(extracted, part.folders, spec.classes)
+                if folder is None:
+                    raise DownloadError(
+                        f"{path} does not hold the {part.domain!r} class folders: expected one of the "
+                        f"folders {list(part.folders)} holding class folders such as "
+                        f"{list(spec.classes[:3])}. Found: {sorted(q.name for q in extracted.iterdir())[:20]}."
+                    )
+                src_domains[part.domain] = folder
+        except DownloadError as exc:
+            if not manual:  # a bad archive in our own cache would fail forever: drop it
+                path.unlink(missing_ok=True)
+            raise (ManualCopyError if manual else DownloadError)(
+                f"{exc} {_manual_help(remote, manual_dir)}"
+                + ("" if manual else " The cached archive was deleted.")
+            ) from exc
+    return src_domains, info
+
+
+def _all_sources_failed(
+    spec: DatasetSpec, sources: list[_Source], errors: dict[int, list[str]], manual_dir: Path | None,
+    offline: bool, out_dir: Path,
+) -> str:
+    """One message naming every source, what went wrong with each, and what to place by hand."""
+    where = str(manual_dir) if manual_dir is not None else "the manual folder (data.manual_dir)"
+    lines = [
+        f"could not obtain the {spec.name!r} images from any of its {len(sources)} sources"
+        + (" (offline mode: nothing was downloaded)" if offline else "")
+        + f". {out_dir} was not changed (complete downloads stay in the cache for the next run). "
+        "Tried, in order:"
+    ]
+    for n, src in enumerate(sources):
+        lines.append(f"  {n + 1}. {src.describe()}")
+        lines.extend(f"     -> {msg}" for msg in dict.fromkeys(errors.get(n, ["not tried"])))
+    options = [
+        " + ".join(f"{f.filename} ({f.checksum_text})" for f in src.files) for src in sources
+    ]
+    lines.append(
+        f"To go on without a download, put into {where} either "
+        + ", or ".join(f"[{o}]" for o in options)
+        + " (exact file names; download them by hand, e.g. in a browser, from the URLs above), "
+        "then run again; or set data.mirror to a folder holding an extracted copy."
+    )
+    return "\n".join(lines)
+
+
+def prepare_dataset(
+    spec: DatasetSpec,
+    out_dir: Path,
+    *,
+    mirror: Path | None = None,
+    cache_dir: Path,
+    manual_dir: Path | None = None,
+    progress: bool = True,
+    offline: bool = False,
+) -> Path:
+    """Produce the normalised tree ``out_dir/<domain>/<class>/<file>`` for ``spec``.
+
+    Sources: ``mirror`` (a local folder in the archive layout, possibly below one wrapper folder,
+    or already normalised) when given. Otherwise ``spec.archive`` then each of ``spec.alternates``
+    (per-domain archives), in that order:
+
+    1. the first source whose every file is available locally (placed by hand in ``manual_dir``
+       under its exact file name, or in the cache) and unpacks is used: no network;
+    2. else (unless ``offline``) each source in order is fetched (:func:`fetch`: manual copy,
+       cache, download; Google Drive links through gdown) and :func:`safe_extract`-ed; the first
+       that works is used.
+
+    When every source fails, one :class:`DownloadError` names each source (files, URLs, checksums),
+    what went wrong with it, and the file names to place by hand in ``manual_dir``. A spec without
+    an archive (a user's own folders, :func:`dahash.data.datasets.folder_dataset`) needs ``mirror``.
+
+    The tree is built in a temporary folder beside ``out_dir``; ``spec.tree_sha256`` (when set) is
+    verified; ``SOURCE.json`` (provenance: source, archives and their sha256, counts, digest) is
+    written; only then does it replace ``out_dir``. On failure ``out_dir`` is left as it was and no
+    temporary folder remains.
+
+    Raises:
+        DownloadError: every source failed (download/extraction failure, no local copy in
+            ``offline`` mode, layout not found), digest mismatch, or a spec without an archive
+            and no ``mirror``.
+    """
+    out_dir = Path(out_dir)
+    cache_dir = Path(cache_dir)
+    if mirror is None and spec.archive is None:
+        raise DownloadError(
+            f"dataset {spec.name!r} has no archive to download (it is a folder of your own images): "
+            f"set data.mirror (prepare_dataset's mirror) to the folder holding its "
+            f"<domain>/<class>/<image> folders (domains {list(spec.domains)}). "
+            f"{out_dir} was not changed."
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    build = mkdtemp(out_dir.parent, f"{out_dir.name}.tmp-")  # renamed onto out_dir: the umask's mode, not 0700
+    scratch: Path | None = None
+    source: dict[str, object] = {"dataset": spec.name}
+    try:
+        if mirror is not None:
+            mirror = Path(mirror)
+            src_domains = _locate_domains(mirror, spec)
+            _refuse_links_leaving(mirror, src_domains, out_dir)
+            source.update(kind="mirror", mirror=str(mirror.resolve()))
+            counts = _populate(src_domains, build, move=False)
+        else:
+            scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.extract-", dir=out_dir.parent))
+            sources = _sources(spec, cache_dir)
+            errors: dict[int, list[str]] = {}
+            found: tuple[dict[str, Path], dict[str, object]] | None = None
+            failed_for_good: set[int] = set()
+            # 1. a source available locally, 2. each source in order (downloads unless offline)
+            for local_pass in (True, False):
+                for n, src in enumerate(sources):
+                    if n in failed_for_good:
+                        continue
+                    try:
+                        if local_pass and not _is_local(src, manual_dir):
+                            continue
+                        work = scratch / f"s{n}"
+                        shutil.rmtree(work, ignore_errors=True)
+                        work.mkdir()
+                        found = _unpack_source(src, spec, work, manual_dir=manual_dir,
+                                               progress=progress, offline=local_pass or offline)
+                        break
+                    except DownloadError as exc:
+                        errors.setdefault(n, []).append(str(exc))
+                        if isinstance(exc, ManualCopyError):  # the same file would fail again
+                            failed_for_good.add(n)
+                        log.warning("source %d of %s (%s) failed: %s", n + 1, spec.name, src.label, exc)
+                if found is not None:
+                    break
+            if found is None:
+                if len(sources) == 1:  # the single source's own message(s), as before
+                    raise DownloadError(" ".join(dict.fromkeys(errors[0])))
+                raise DownloadError(_all_sources_failed(spec, sources, errors, manual_dir, offline, out_dir))
+            src_domains, info = found
+            source.update(info)
+            counts = _populate(src_domains, build, move=True)
+
+        digest = tree_digest(build, spec.domains)
+        counts_txt = ", ".join(f"{d} {counts[d]}" for d in spec.domains)
+        if spec.image_counts:
+            expected_txt = ", ".join(f"{d} {spec.image_counts[d]}" for d in spec.domains)
+        else:
+            expected_txt = "unknown"
+        if spec.tree_sha256 is not None and digest != spec.tree_sha256:
+            raise DownloadError(
+                f"the {spec.name!r} image tree from {source.get('mirror') or source.get('archive') or source.get('source')} "
+                f"does not match its registered digest: got tree sha256 {digest}, expected "
+                f"{spec.tree_sha256}. Files found per domain: {counts_txt} (expected {expected_txt}). "
+                f"Files are missing, extra or altered; use a complete, unmodified copy. "
+                f"{out_dir} was not changed."
+            )
+        if spec.image_counts and any(counts[d] != spec.image_counts[d] for d in spec.domains):
+            warnings.warn(
+                f"{spec.name}: files per domain {counts_txt} differ from the published counts "
+                f"({expected_txt})",
+                stacklevel=2,
+            )
+        source.update(
+            domains=list(spec.domains),
+            counts=counts,
+            expected_counts=spec.image_counts,
+            tree_sha256=digest,
+            tree_sha256_verified=spec.tree_sha256 is not None,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        _write_json_atomic(build / "SOURCE.json", source)
+        _replace_dir(build, out_dir)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    log.info("prepared %s in %s (%s)", spec.name, out_dir, source.get("source") or source.get("kind"))
+    return out_dir

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the Hamming kernel, scoring a run, the query split, feature analysis."""

@@ -1,0 +1,1 @@
+"""Networks: backbones, the DAH head, input recipes, augmentation and feature extraction."""

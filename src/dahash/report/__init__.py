@@ -1,0 +1,1 @@
+"""The report: tables, figures, the HTML page and the published numbers beside ours."""

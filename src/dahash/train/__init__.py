@@ -1,0 +1,1 @@
+"""Training: the head and fine-tune loops, losses, the sampler, checkpoints, gamma."""

@@ -1,0 +1,503 @@
+"""Full fine-tuning of DAH: images -> trunk -> DAH head, trained end to end (the paper's setting).
+
+Head mode (:func:`dahash.train.head.train_dah`) trains only the head on cached features; here the
+backbone's trunk is trained too, on augmented images, following the authors' ``cnn_train_dah.m``:
+
+* Batches are those of head mode: ``k*C`` source images (k per class, class order;
+  :class:`~dahash.train.sampler.KPerClassSampler`) followed by ``k*C`` target images; one epoch is one
+  pass over the shuffled target set (:func:`~dahash.train.sampler.target_batches`). With the same seed the
+  source/target indices of every batch equal head mode's (the numpy generator is consumed in the
+  same order). The joint batch goes through trunk and head in ONE forward pass.
+* Loss per batch: :func:`dahash.train.head.batch_losses` (hash + beta quant + eta entropy [gated] +
+  gamma MK-MMD on ``config.mmd_layers`` of the head); backpropagated as ``J / (2 k C)`` when
+  ``config.divide_by_batch`` (MatConvNet's ``cnn_train``), as in head mode.
+* SGD with momentum; epoch ``e``'s rate is ``lr_schedule(lr_start, lr_end, epochs)[e]`` times each
+  parameter group's ``lr_mult``:
+
+  - pretrained trunk, conv/linear weight and bias: ``config.pretrained_lr_mult``, weight decay;
+  - trunk from scratch, conv/linear: ``config.new_lr_mult``, weight decay;
+  - pretrained trunk, norm-layer scale/shift: ``config.pretrained_lr_mult``, no weight decay;
+  - trunk from scratch, norm-layer scale/shift: ``config.bn_lr_mult``, no weight decay;
+  - head (fc6, fc7, fc8, BN): :meth:`DAHHead.param_groups` (pretrained fc6/fc7 at
+    ``pretrained_lr_mult``, new layers at ``new_lr_mult``, BN at ``bn_lr_mult`` without decay).
+
+  (The authors fine-tune every VGG-F layer at 0.1/0.2 and VGG-F has no BatchNorm; the norm-layer
+  rules apply to other trunks, e.g. EfficientNet-Lite0, and are our choice: no weight decay on
+  scale/shift, as the head's BN.)
+* BatchNorm layers of a PRETRAINED trunk are kept in eval mode throughout training: their running
+  mean/variance stay the ImageNet statistics the weights were trained with (frozen: not updated and
+  not replaced by batch statistics), while their scale/shift are still trained. A trunk trained from scratch (digits)
+  uses ordinary train-mode BatchNorm.
+
+Randomness: ``np.random.default_rng(seed)`` (batches), ``torch.Generator().manual_seed(seed)``
+(MK-MMD halves) and, for the augmentation of slot ``j`` of batch ``b`` of epoch ``e``,
+``np.random.default_rng([seed, e, b, j])``, so results do not depend on ``num_workers``. The global
+torch RNG is not used. The trunk and head are initialised by the caller (so, unlike head mode, the
+MMD generator is not first advanced by the head's initialisation: the halves differ from head mode's). On CPU a fixed seed gives
+bit-identical histories and weights.
+
+With ``checkpoint_dir`` the run is checkpointed every ``checkpoint_every`` epochs and resumed from its
+newest checkpoint (:mod:`dahash.train.checkpoint`), as head mode does. The per-image augmentation generators
+are derived from ``(seed, epoch, batch, slot)``, so they carry no state between epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from dahash.nn.augment import ImageInput, normalize_batch
+from dahash.train.checkpoint import (
+    capture_rng_state,
+    checkpoint_progress,
+    cpu_state_dict,
+    load_latest_checkpoint,
+    restore_rng_state,
+    run_fingerprint,
+    save_checkpoint,
+)
+from dahash.data.images import load_image, to_8bit
+from dahash.train.losses import is_class_ordered_k_batch
+from dahash.nn.model import DAHHead, HeadOutput
+from dahash.train.sampler import KPerClassSampler, target_batches
+from dahash.train.head import CHECKPOINTS_KEPT, LOSS_NAMES, DAHConfig, batch_losses, lr_schedule, make_sgd, sgd_step
+
+__all__ = [
+    "FinetuneResult",
+    "encode_images",
+    "finetune_param_groups",
+    "freeze_batchnorm",
+    "trunk_features",
+    "train_dah_finetune",
+]
+
+_LOSS_NAMES = LOSS_NAMES
+_NORM_TYPES: tuple[type[nn.Module], ...] = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+ImageTransformFn = Callable[..., Tensor]
+
+
+@dataclass
+class FinetuneResult:
+    """Trained trunk and head (on the training device, train mode; a pretrained trunk's BatchNorm
+    layers in eval mode) and one record per epoch with the keys of head mode's history:
+    ``epoch`` (1-based), ``lr`` (schedule value before multipliers) and the epoch means of the
+    unweighted ``hash``, ``quantization``, ``entropy``, ``mmd`` and the weighted ``total``.
+    ``resumed_epoch``: epochs restored from a checkpoint (0 = trained from the start)."""
+
+    trunk: nn.Module
+    head: DAHHead
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_epoch: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# model helpers
+# ---------------------------------------------------------------------------------------------
+def trunk_features(trunk: nn.Module, x: Tensor) -> Tensor:
+    """``(N, C, H, W)`` images -> ``(N, f)`` features: ``trunk.features(x)`` when the trunk has such a
+    method (VGG-F: pool5 flattened; EfficientNet-Lite0: pooled 1280-d; SmallCNN), else ``trunk(x)``;
+    outputs with more than 2 dims are flattened in (C, H, W) order."""
+    features = getattr(trunk, "features", None)
+    out = features(x) if callable(features) else trunk(x)
+    return out.flatten(1) if out.dim() > 2 else out
+
+
+def freeze_batchnorm(module: nn.Module) -> int:
+    """Put every BatchNorm layer of ``module`` in eval mode (running statistics used and not
+    updated); returns how many. Their affine parameters stay trainable. Call after ``.train()``."""
+    n = 0
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+            n += 1
+    return n
+
+
+def finetune_param_groups(
+    trunk: nn.Module, head: DAHHead, config: DAHConfig, *, trunk_pretrained: bool
+) -> list[dict[str, Any]]:
+    """SGD parameter groups ``{"params": [p], "name", "lr_mult", "lr", "weight_decay"}``, one per tensor.
+
+    Trunk (names ``"trunk.<param name>"``): conv/linear weights and biases at
+    ``config.pretrained_lr_mult`` (pretrained) or ``config.new_lr_mult`` (scratch), weights with
+    ``config.weight_decay`` and biases with ``config.bias_decay * config.weight_decay`` (the code: 0); normalisation layers' scale/shift at ``config.pretrained_lr_mult``
+    (pretrained) or ``config.bn_lr_mult`` (scratch), no weight decay. Parameters with
+    ``requires_grad=False`` are left out. Head: :meth:`DAHHead.param_groups` (names ``"head.<name>"``).
+    Trunk parameters that the features never reach (e.g. a classifier layer) get no gradient and are
+    therefore never changed by SGD.
+    """
+    conv_mult = config.pretrained_lr_mult if trunk_pretrained else config.new_lr_mult
+    norm_mult = config.pretrained_lr_mult if trunk_pretrained else config.bn_lr_mult
+    groups: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for mod_name, module in trunk.named_modules():
+        is_norm = isinstance(module, _NORM_TYPES)
+        for p_name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            is_bias = p_name == "bias" or p_name.endswith("bias")
+            mult = (norm_mult if is_norm else conv_mult)[1 if is_bias else 0]
+            wd = 0.0 if is_norm else config.weight_decay * (config.bias_decay if is_bias else 1.0)
+            full = f"{mod_name}.{p_name}" if mod_name else p_name
+            groups.append({"params": [param], "name": f"trunk.{full}", "lr_mult": float(mult),
+                           "lr": config.lr_start * float(mult), "weight_decay": float(wd)})
+    for g in head.param_groups(config.lr_start, config.weight_decay, config.pretrained_lr_mult,
+                               config.new_lr_mult, config.bn_lr_mult, bias_decay=config.bias_decay):
+        g["name"] = f"head.{g['name']}"
+        groups.append(g)
+    return groups
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+def _open_native(item: ImageInput) -> Image.Image:
+    """A decoded PIL image in its own mode (for transforms that do their own conversion)."""
+    if isinstance(item, Image.Image):
+        return to_8bit(item)
+    try:
+        return load_image(item, "native")  # upright (EXIF), 8-bit L or RGB (dahash.data.images)
+    except (OSError, ValueError) as exc:
+        raise OSError(f"cannot decode image {item}: {exc}; remove or replace the file") from exc
+
+
+def _apply(transform: ImageTransformFn, item: ImageInput, rng: np.random.Generator) -> Tensor:
+    """``transform(item, rng)`` for transforms with ``takes_rng`` (dahash.nn.augment), else
+    ``transform(PIL image)`` (e.g. :class:`dahash.nn.preprocess_image.ImageTransform`)."""
+    if getattr(transform, "takes_rng", False):
+        return transform(item, rng)
+    return transform(_open_native(item))
+
+
+class _KeyedImages(Dataset):
+    """``dataset[(domain, index, seed_key)]`` -> transformed image; domain 0 = source, 1 = target."""
+
+    def __init__(self, domains: Sequence[Sequence[ImageInput]], transform: ImageTransformFn) -> None:
+        self.domains, self.transform = domains, transform
+
+    def __len__(self) -> int:  # not used by the batch sampler; informative only
+        return sum(len(d) for d in self.domains)
+
+    def __getitem__(self, key: tuple[int, int, tuple[int, ...]]) -> Tensor | tuple[Tensor, Tensor]:
+        domain, index, seed_key = key
+        item, rng = self.domains[domain][index], np.random.default_rng(list(seed_key))
+        raw = getattr(self.transform, "raw", None)
+        out = raw(item, rng) if callable(raw) else _apply(self.transform, item, rng)
+        image = out[0] if isinstance(out, tuple) else out
+        if not isinstance(image, Tensor) or image.dim() != 3:
+            raise ValueError(
+                f"the image transform must return a (C, H, W) tensor, got "
+                f"{getattr(image, 'shape', type(image).__name__)} for item {index} of the "
+                f"{'source' if domain == 0 else 'target'} set"
+            )
+        return out
+
+
+def _stack(items: list) -> Tensor | tuple[Tensor, Tensor]:
+    """Collate: ``(N, C, S, S)``; for raw items (uint8 image, shift) the pair ``(uint8 batch, (N, C) shifts)``."""
+    raw = isinstance(items[0], tuple)
+    images = [t[0] for t in items] if raw else items
+    shapes = {tuple(t.shape) for t in images}
+    if len(shapes) != 1:
+        raise ValueError(f"the image transform produced tensors of different shapes {sorted(shapes)}; "
+                         f"it must resize every image to one size")
+    return (torch.stack(images), torch.stack([t[1] for t in items])) if raw else torch.stack(images)
+
+
+class _EpochBatches:
+    """A batch sampler whose batches are replaced every epoch, so that ONE DataLoader (and, with workers,
+    the same persistent worker processes) serves the whole run: the loop sets ``.batches`` and iterates
+    the loader again."""
+
+    def __init__(self) -> None:
+        self.batches: list[list] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _loader(dataset: Dataset, batches: _EpochBatches | list[list], num_workers: int,
+            device: torch.device) -> DataLoader:
+    """Workers decode and crop (uint8 when the transform has ``raw``), keep running across epochs
+    (``persistent_workers``) and prefetch 4 batches each; pinned memory for a GPU."""
+    workers = int(num_workers)
+    extra = {"persistent_workers": True, "prefetch_factor": 4} if workers > 0 else {}
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=_stack,
+                      pin_memory=device.type == "cuda", **extra)
+
+
+def _to_device(batch: Tensor | tuple[Tensor, Tensor], transform: ImageTransformFn, device: torch.device,
+               memory_format: torch.memory_format) -> Tensor:
+    """A collated batch as float32 network input on ``device``: raw (uint8, shifts) batches are copied as
+    uint8 and normalised there (:func:`dahash.nn.augment.normalize_batch`)."""
+    if isinstance(batch, tuple):
+        u8, shifts = batch
+        x = normalize_batch(u8.to(device, non_blocking=True), shifts.to(device, non_blocking=True),
+                            transform.mean, transform.std)
+    else:
+        x = batch.to(device, non_blocking=True)
+    return x.contiguous(memory_format=memory_format)
+
+
+def _validate(source: Sequence, ys: np.ndarray, target: Sequence, num_classes: int, head: DAHHead,
+              trunk: nn.Module) -> None:
+    if not isinstance(head, DAHHead):
+        raise ValueError(f"head must be a dahash.nn.model.DAHHead, got {type(head).__name__}")
+    if not isinstance(trunk, nn.Module):
+        raise ValueError(f"trunk must be a torch.nn.Module, got {type(trunk).__name__}")
+    if ys.ndim != 1 or ys.shape[0] != len(source):
+        raise ValueError(f"ys must have shape ({len(source)},) (one label per source image), got {ys.shape}")
+    if ys.size and not np.issubdtype(ys.dtype, np.integer):
+        raise ValueError(f"ys must be integer labels, got dtype {ys.dtype}")
+    if int(num_classes) < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if len(target) < 1:
+        raise ValueError("target must hold at least one image")
+
+
+def _image_id(item: ImageInput) -> str:
+    """A path as its string; a PIL image as ``pil:<mode>:<w>x<h>:<sha256 of its pixel bytes>``."""
+    if isinstance(item, Image.Image):
+        digest = hashlib.sha256(item.tobytes()).hexdigest()
+        return f"pil:{item.mode}:{item.size[0]}x{item.size[1]}:{digest}"
+    return str(item)
+
+
+def _fingerprint(source: Sequence[ImageInput], ys: np.ndarray, target: Sequence[ImageInput], num_classes: int,
+                 config: DAHConfig, seed: int, trunk: nn.Module, head: DAHHead, trunk_pretrained: bool) -> str:
+    """:func:`~dahash.train.checkpoint.run_fingerprint` of a :func:`train_dah_finetune` call: the config,
+    seed, ``num_classes``, ``trunk_pretrained``, the source/target images (:func:`_image_id`), the
+    source labels and the INITIAL trunk and head state (every parameter and buffer)."""
+    arrays: dict[str, Any] = {"ys": torch.from_numpy(ys)}
+    for prefix, module in (("trunk", trunk), ("head", head)):
+        for key, value in module.state_dict().items():
+            arrays[f"{prefix}.{key}"] = value
+    extra = {"num_classes": int(num_classes), "trunk_pretrained": bool(trunk_pretrained),
+             "source": [_image_id(x) for x in source], "target": [_image_id(x) for x in target]}
+    return run_fingerprint(dataclasses.asdict(config), seed, arrays, extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------
+def train_dah_finetune(
+    source: Sequence[ImageInput],
+    ys: Sequence[int] | np.ndarray | Tensor,
+    target: Sequence[ImageInput],
+    num_classes: int,
+    config: DAHConfig,
+    *,
+    trunk: nn.Module,
+    head: DAHHead,
+    trunk_pretrained: bool,
+    train_transform: ImageTransformFn,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    num_workers: int = 0,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    channels_last: bool = False,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int = 10,
+) -> FinetuneResult:
+    """Train ``trunk`` + ``head`` end to end with the DAH objective (module docstring).
+
+    Args:
+        source: ``ns`` labelled source images (paths or PIL images). ys: ``(ns,)`` labels in
+            ``[0, num_classes)``, every class present. target: ``nt`` unlabelled target images
+            (their labels are never seen).
+        config: hyper-parameters (``epochs``, ``k_per_class``, lr schedule, multipliers, loss weights).
+        trunk: image -> features network (``trunk_features``); its output size must be ``head.in_dim``.
+        head: the :class:`DAHHead` (already initialised; pretrained fc6/fc7 via its ``pretrained``).
+        trunk_pretrained: True for ImageNet-pretrained trunks (VGG-F, EfficientNet-Lite0: lower lr
+            multipliers, frozen BatchNorm statistics), False for a trunk trained from scratch (digits).
+        train_transform: image -> ``(C, H, W)`` float tensor; a :class:`dahash.nn.augment.TrainTransform`
+            (or anything with ``takes_rng = True``) is called as ``transform(image, rng)``.
+        device: where trunk, head and batches live (``"cuda"`` trains on the GPU).
+        seed: the only source of randomness (module docstring).
+        num_workers: DataLoader worker processes for decoding/augmenting (0 = in this process).
+        on_epoch: called with each epoch's history record, after that epoch's checkpoint (if any)
+            is saved; only for the epochs trained by THIS call (not for epochs restored from a checkpoint).
+        channels_last: run the trunk in ``torch.channels_last`` memory format (trunk converted in
+            place, batches converted on the fly). Same maths, different kernels (results differ in the
+            last bits, still deterministic); about 3x faster training steps for EfficientNet-Lite0 on
+            CPU (depthwise-convolution backward), so recommended there.
+        checkpoint_dir: folder of this run's checkpoints (:mod:`dahash.train.checkpoint`), or None for
+            none. After every ``checkpoint_every``-th epoch and after the last one (never mid-epoch)
+            ``epoch-XXXX.pt`` is saved atomically with the trunk, head and optimizer state, the torch
+            and numpy generator states, the sampler's permutations and cursors, the history, the epoch
+            and the run's fingerprint (config, seed, ``num_classes``, ``trunk_pretrained``, the image
+            paths -- or a digest of PIL images' bytes --, the labels and the initial trunk and head
+            state); the last 2 are kept. On start the newest readable checkpoint with the same
+            fingerprint is resumed, so pass the same freshly initialised trunk and head. On CPU a
+            resumed run ends bit-identical (history and state_dicts) to an uninterrupted one.
+        checkpoint_every: epochs between checkpoints, ``>= 1``.
+
+    Returns:
+        :class:`FinetuneResult` (trunk and head are the objects passed in, trained in place).
+
+    Raises:
+        ValueError: bad labels/sizes, a class without source images, trunk output not ``head.in_dim``,
+            ``checkpoint_every < 1``, or a checkpoint in ``checkpoint_dir`` from a run with another
+            fingerprint (the message names the file).
+        NonFiniteLossError: a loss component became nan/inf (names epoch, batch and component).
+    """
+    if not isinstance(config, DAHConfig):
+        raise ValueError(f"config must be a DAHConfig, got {type(config).__name__}")
+    ys_np = (ys.detach().cpu().numpy() if isinstance(ys, Tensor) else np.asarray(ys)).reshape(-1)
+    _validate(source, ys_np, target, num_classes, head, trunk)
+    ys_np = ys_np.astype(np.int64)
+    if (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer))
+            or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be an int >= 1, got {checkpoint_every!r}")
+    device = torch.device(device)
+    seed = int(seed)
+    fingerprint = ""
+    if checkpoint_dir is not None:  # of the trunk and head as passed in (before any training)
+        checkpoint_dir = Path(checkpoint_dir)
+        fingerprint = _fingerprint(source, ys_np, target, num_classes, config, seed, trunk, head, trunk_pretrained)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    sampler = KPerClassSampler(ys_np, num_classes, config.k_per_class, rng)
+    batch_ns = sampler.batch_size
+    ys_d = torch.from_numpy(ys_np).to(device)
+
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    trunk.to(device=device, memory_format=memory_format)
+    head.to(device)
+    groups = finetune_param_groups(trunk, head, config, trunk_pretrained=trunk_pretrained)
+    optimizer = make_sgd(groups, config.lr_start, config.momentum)
+    schedule = lr_schedule(config.lr_start, config.lr_end, config.epochs)
+    dataset = _KeyedImages((source, target), train_transform)
+    epoch_batches = _EpochBatches()
+    loader = _loader(dataset, epoch_batches, num_workers, device)
+
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if checkpoint_dir is not None:
+        ckpt = load_latest_checkpoint(checkpoint_dir, fingerprint)
+        if ckpt is not None:
+            start_epoch, history = checkpoint_progress(ckpt, config.epochs)
+            trunk.load_state_dict(ckpt["trunk"])
+            head.load_state_dict(ckpt["head"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            restore_rng_state(ckpt, generator, rng, sampler)
+            trunk.train()  # the modes training leaves (also when no epoch is left to train)
+            head.train()
+            if trunk_pretrained:
+                freeze_batchnorm(trunk)
+
+    for epoch_idx in range(start_epoch, config.epochs):
+        epoch = epoch_idx + 1
+        lr = float(schedule[epoch_idx])
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+        trunk.train()
+        head.train()
+        if trunk_pretrained:
+            freeze_batchnorm(trunk)
+        t_batches = target_batches(len(target), batch_ns, rng)
+        s_batches = [sampler.next_batch() for _ in t_batches]  # same rng order as head mode
+        keys = [
+            [(0, int(i), (seed, epoch, b, j)) for j, i in enumerate(s)]
+            + [(1, int(i), (seed, epoch, b, batch_ns + j)) for j, i in enumerate(t)]
+            for b, (s, t) in enumerate(zip(s_batches, t_batches))
+        ]
+        sums = np.zeros(len(_LOSS_NAMES))
+        epoch_batches.batches = keys
+        for b_idx, batch in enumerate(loader, start=1):
+            s_np = s_batches[b_idx - 1]
+            gate_open = (not config.entropy_gate) or is_class_ordered_k_batch(
+                ys_np[s_np], num_classes, config.k_per_class
+            )
+            feats = trunk_features(trunk, _to_device(batch, train_transform, device, memory_format))
+            if feats.dim() != 2 or feats.shape[1] != head.in_dim:
+                raise ValueError(
+                    f"the trunk produced features of shape {tuple(feats.shape)} but the head expects "
+                    f"(N, {head.in_dim}); build DAHHead with in_dim = the trunk's feature size"
+                )
+            out: HeadOutput = head(feats)
+            s_idx = torch.from_numpy(s_np).to(device)
+            terms = batch_losses(out, batch_ns, ys_d[s_idx], num_classes, config, generator, gate_open)
+            sums += sgd_step(terms, optimizer, config, batch_ns, epoch, b_idx)
+        means = sums / len(t_batches)
+        record: dict[str, float] = {"epoch": epoch, "lr": lr}
+        record.update({name: float(v) for name, v in zip(_LOSS_NAMES, means)})
+        history.append(record)
+        if checkpoint_dir is not None and (epoch % int(checkpoint_every) == 0 or epoch == config.epochs):
+            state = {"fingerprint": fingerprint, "trunk": cpu_state_dict(trunk), "head": cpu_state_dict(head),
+                     "optimizer": optimizer.state_dict(), **capture_rng_state(generator, rng, sampler),
+                     "history": [dict(h) for h in history]}
+            save_checkpoint(checkpoint_dir, epoch, state, keep=CHECKPOINTS_KEPT)
+        if on_epoch is not None:
+            on_epoch(dict(record))
+    return FinetuneResult(trunk=trunk, head=head, history=history, resumed_epoch=start_epoch)
+
+
+# ---------------------------------------------------------------------------------------------
+# encoding
+# ---------------------------------------------------------------------------------------------
+def encode_images(
+    trunk: nn.Module,
+    head: DAHHead,
+    images: Sequence[ImageInput],
+    eval_transform: ImageTransformFn,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    *,
+    num_workers: int = 0,
+    channels_last: bool = False,
+    output: str = "u",
+) -> np.ndarray:
+    """Continuous hash outputs ``u = tanh(BN(fc8(head(trunk(x)))))`` of ``images`` as float32 ``(N, d)``
+    (or, with ``output`` = ``"fc6"``, ``"fc7"``, ``"fc8"``, that layer of :class:`~dahash.nn.model.HeadOutput`:
+    ``(N, h)``; e.g. fc7 for the feature analysis of Figure 3).
+
+    Trunk and head run in eval mode (BatchNorm running statistics, deterministic) without gradients;
+    both are moved to ``device`` in place and their train/eval modes (per module) are restored
+    afterwards. ``eval_transform`` is called as ``transform(image, rng)`` when it has ``takes_rng``
+    (e.g. :class:`dahash.nn.augment.EvalTransform`, which ignores ``rng``), else as
+    ``transform(PIL image)``. Binary codes are ``u >= 0`` (see :func:`dahash.train.losses.hash_sign`).
+    ``channels_last`` as in :func:`train_dah_finetune` (the trunk is converted in place).
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if output not in ("u", "fc6", "fc7", "fc8"):
+        raise ValueError(f"output must be one of u, fc6, fc7, fc8, got {output!r}")
+    device = torch.device(device)
+    n = len(images)
+    if n == 0:
+        width = {"u": head.hash_bits, "fc8": head.hash_bits, "fc6": head.hidden_dims[0], "fc7": head.hidden_dims[1]}
+        return np.zeros((0, width[output]), dtype=np.float32)
+    modes = {m: m.training for m in (*trunk.modules(), *head.modules())}
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    trunk.to(device=device, memory_format=memory_format)
+    head.to(device)
+    trunk.eval()
+    head.eval()
+    dataset = _KeyedImages((images,), eval_transform)
+    batches = [[(0, i, (0,)) for i in range(s, min(s + int(batch_size), n))] for s in range(0, n, int(batch_size))]
+    chunks: list[np.ndarray] = []
+    try:
+        with torch.no_grad():
+            for batch in _loader(dataset, batches, num_workers, device):
+                feats = trunk_features(trunk, _to_device(batch, eval_transform, device, memory_format))
+                chunks.append(getattr(head(feats), output).float().cpu().numpy())
+    finally:
+        for m, was_training in modes.items():
+            m.training = was_training
+    return np.concatenate(chunks).astype(np.float32, copy=False)
