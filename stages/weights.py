@@ -17,11 +17,10 @@ import argparse
 import shutil
 
 from dahash.data.download import fetch_weights
+from dahash.train.run_model import WEIGHT_FILES, weights_path
 from stages.download import offline
 from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper, project_path
 
-WEIGHT_FILES = {"vggf": "imagenet-vgg-f.mat", "efficientnet_lite0": "efficientnet-lite0.pth", "smallcnn": "NONE.json",
-                "surf800": ".", "vgg16": "vgg16-397923af.pth"}
 
 
 @main_wrapper
@@ -70,7 +69,7 @@ def fetch_surf(dest, params: dict) -> None:
 
 def weights_file(name: str):
     """Path of the weights file the `weights` stage writes for backbone ``name``."""
-    return ROOT / "data" / "weights" / name / WEIGHT_FILES[name]
+    return weights_path(ROOT, name)
 
 
 if __name__ == "__main__":
