@@ -23,12 +23,11 @@ import numpy as np
 import pandas as pd
 
 from dahash.eval.split import target_query_database_split
+from dahash.eval.records import PROTOCOLS
 from dahash.eval.metrics import PRECISION_KS, accuracy, binarize, predict_eq6, retrieval_scores
 
 __all__ = ["PROTOCOLS", "pwcf_training_rows", "score"]
 
-#: evaluation protocols: the DAH paper's (all target queries) and PWCF's (10 % of the target as queries)
-PROTOCOLS: tuple[str, ...] = ("dah", "pwcf")
 
 
 def pwcf_training_rows(n_target: int, *, protocol: str, query_fraction: float, split_seed: int) -> np.ndarray:

@@ -20,13 +20,10 @@ figures next to them, referenced by relative links. Sections, after the protocol
   protocol, bits and backbone match, with a plain statement of where ours is behind;
 * per-method detail tables (task, sizes, seeds, accuracy, mAP).
 
-Records are the per-(method, task, seed) dicts written by the evaluation stage (at least
-:data:`REQUIRED_KEYS`). ``accuracy`` and ``map`` are fractions in [0, 1] shown as percentages with
-one decimal. ``null``/None means *not applicable* (a hashing method does not classify; TCA has no
-codes) and gives an empty cell, never 0; a NaN ``map`` means no query was scored and shows "n/a".
-Optional keys: ``algorithm``, ``family`` (:data:`FAMILIES`), ``retrieval`` (:data:`RETRIEVALS`),
-``uses_target_labels`` (SuH: the supervised upper bound, flagged in the tables), ``protocol``
-(:data:`PROTOCOLS`), ``precision_at_k`` ({"100": fraction, ...}), ``precision_radius2`` (fraction).
+Records are the per-(method, task, seed) dicts written by the evaluation stage; their schema is
+:mod:`dahash.eval.records` (the one copy). Fractions are shown as percentages with one decimal; a null
+(not applicable: a hashing method does not classify, TCA has no codes) gives an empty cell, never 0; a NaN
+``map`` means no query was scored and shows "n/a"; ``uses_target_labels`` (SuH) is flagged in the tables.
 
 Every file is written atomically (temporary file in the same directory, then ``os.replace``), and
 all inputs are validated before the first write, so a failing call leaves nothing new behind.
@@ -49,6 +46,8 @@ import pandas as pd
 from dahash.report import paper_results
 from dahash.report import pwcf_results
 from dahash.atomic import write_bytes_atomic, write_text_atomic
+from dahash.eval.records import (EVALUATION_RULES, FAMILIES, PROTOCOLS, REQUIRED_KEYS, RETRIEVALS,
+                                 check_record as _check_record)
 
 __all__ = [
     "EVALUATION_RULES",
@@ -63,50 +62,7 @@ __all__ = [
     "render_report",
 ]
 
-REQUIRED_KEYS: tuple[str, ...] = (
-    "task",
-    "source",
-    "target",
-    "method",
-    "dataset",
-    "backbone",
-    "hash_bits",
-    "seed",
-    "accuracy",
-    "map",
-    "n_target",
-    "n_source",
-)
-
-#: allowed values of a record's optional ``family`` key
-FAMILIES: tuple[str, ...] = ("dah", "deep", "shallow", "hashing", "supervised_hashing")
-#: allowed values of a record's optional ``retrieval`` key (None: no retrieval, no codes)
-RETRIEVALS: tuple[str, ...] = ("source_database", "target_split")
-#: allowed values of a record's optional ``protocol`` key (absent: ``dah``)
-PROTOCOLS: tuple[str, ...] = ("dah", "pwcf")
 _RETRIEVAL_LABELS = {"source_database": "source database", "target_split": "target split"}
-
-#: The evaluation rules implemented by :mod:`dahash.eval.metrics`, worded for a report's protocol
-#: section. Callers may merge these into the ``protocol`` they pass to :func:`render_report`.
-EVALUATION_RULES: dict[str, str] = {
-    "codes": "b = 1[u > 0] on the tanh outputs (an exact 0 is bit 0), as in the authors' calcMap.m; "
-    "training's quantization loss uses sign(0) = +1",
-    "retrieval": "queries = all target codes, database = all source codes, relevant = same class",
-    "ranking": "full Hamming ranking of the whole database (no top-k); ties keep database order "
-    "(stable sort)",
-    "AP": "(1/R) x sum of precision@r over the ranks r of the R relevant items",
-    "empty queries": "queries with no relevant database item are excluded from the mAP mean "
-    "(and counted)",
-    "classification": "eq. 6, code variant: argmax_j of sum of exp(u_t . u_s) over the first 200 "
-    "source items of class j, continuous outputs",
-    "PR curves": "Hamming-radius retrieval (distance <= r) for r = 0..d over the same distances",
-    "precision@k": "(#relevant in ranks 1..k) / k, k = 100, 500, 1000 (k > n: n), on the same stable ranking: "
-    "a tie group cut at the k-th position contributes its first items in database order; mean over the "
-    "queries scored by mAP",
-    "precision within radius 2": "relevant / retrieved among the items at Hamming distance <= 2; a query "
-    "retrieving nothing within radius 2 counts as 0; mean over the queries scored by mAP",
-}
-
 _PR_COLUMNS = ("radius", "precision", "recall")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _UPPER_BOUND_MARK = "‡"
@@ -117,62 +73,6 @@ _PARTIAL_AVG_MARK = "*"
 # --------------------------------------------------------------------------------------------
 # input validation and I/O
 # --------------------------------------------------------------------------------------------
-def _check_record(rec: Any, where: str) -> dict[str, Any]:
-    """Validate one record; return a normalised copy (task/method as str, metrics as float|None)."""
-    if not isinstance(rec, Mapping):
-        raise ValueError(f"{where}: a record must be a JSON object / dict, got {type(rec).__name__}")
-    missing = [k for k in REQUIRED_KEYS if k not in rec]
-    if missing:
-        raise ValueError(f"{where}: missing required keys {missing}")
-    out = dict(rec)
-    for key in ("task", "source", "target", "method", "dataset", "backbone"):
-        out[key] = str(out[key])
-    for key in ("accuracy", "map"):
-        val = out[key]
-        if val is None:  # not applicable to this method
-            continue
-        if isinstance(val, bool):
-            raise ValueError(f"{where}: {key} must be a number or null, got {val!r}")
-        try:
-            val = float(val)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: {key} must be a number or null, got {out[key]!r}") from None
-        if math.isnan(val):
-            if key == "accuracy":
-                raise ValueError(f"{where}: accuracy is NaN (use null when the method does not classify)")
-        elif not 0.0 <= val <= 1.0:
-            raise ValueError(f"{where}: {key} = {val} is not a fraction in [0, 1]")
-        out[key] = val
-    pk = out.get("precision_at_k")
-    if pk is not None:
-        if not isinstance(pk, Mapping):
-            raise ValueError(f"{where}: precision_at_k must be an object k -> fraction, got {pk!r}")
-        out["precision_at_k"] = {str(k): _fraction_or_nan(v, f"{where}: precision_at_k[{k!r}]") for k, v in pk.items()}
-    if out.get("precision_radius2") is not None:
-        out["precision_radius2"] = _fraction_or_nan(out["precision_radius2"], f"{where}: precision_radius2")
-    for key, allowed in (("family", FAMILIES), ("retrieval", RETRIEVALS), ("protocol", PROTOCOLS)):
-        val = out.get(key)
-        if val is not None and val not in allowed:
-            raise ValueError(f"{where}: {key} = {val!r} is not one of {list(allowed)} (or null)")
-    if out.get("algorithm") is not None and not isinstance(out["algorithm"], str):
-        raise ValueError(f"{where}: algorithm must be a string, got {out['algorithm']!r}")
-    if out.get("uses_target_labels") is not None and not isinstance(out["uses_target_labels"], bool):
-        raise ValueError(f"{where}: uses_target_labels must be true/false, got {out['uses_target_labels']!r}")
-    return out
-
-
-def _fraction_or_nan(val: Any, where: str) -> float:
-    if isinstance(val, bool) or val is None:
-        raise ValueError(f"{where} must be a number, got {val!r}")
-    try:
-        f = float(val)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where} must be a number, got {val!r}") from None
-    if not (math.isnan(f) or 0.0 <= f <= 1.0):
-        raise ValueError(f"{where} = {f} is not a fraction in [0, 1]")
-    return f
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
