@@ -24,9 +24,10 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from stages.common import (ROOT, StageError, atomic_path, load_params, main_wrapper, run_dir, task_of,
-                           write_json)
-from stages.features import domain_rows, load_features, penultimate_features
+from stages.common import StageError, atomic_path, load_params, main_wrapper, task_of, write_json
+from stages.features import domain_rows, load_features
+from stages.paths import a_distance_csv, analysis_dir, raw_dir, run_dir, weights_file
+from stages.runs import penultimate_features
 
 KINDS = ("backbone", "dan", "dah")
 
@@ -59,7 +60,6 @@ def _finetuned_fc7(state: dict, images, backbone: str | None, model_dir) -> tupl
     from dahash.nn.augment import EvalTransform
     from dahash.train.finetune import encode_images
     from dahash.train.run_model import head_from_state, trained_trunk
-    from stages.weights import weights_file
 
     if images is None or backbone is None:
         raise StageError(f"{model_dir}/model.pt is a fine-tuned model: its fc7 needs the task's images")
@@ -86,10 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.task not in params["analysis"]["tasks"]:
         raise StageError(f"--task {args.task}: not in analysis.tasks {params['analysis']['tasks']} of params.yaml")
     dataset = params["data"]["dataset"]
-    with atomic_path(ROOT / "analysis" / dataset / args.task) as tmp:
+    with atomic_path(analysis_dir(dataset, args.task)) as tmp:
         record = analyse_task(params, args.task, tmp)
     rows = [{"task": args.task, "features": k, "a_distance": record["a_distance"][k]} for k in KINDS]
-    with atomic_path(ROOT / "plots" / "a_distance" / dataset / f"{args.task}.csv") as tmp:
+    with atomic_path(a_distance_csv(dataset, args.task)) as tmp:
         pd.DataFrame(rows, columns=["task", "features", "a_distance"]).to_csv(tmp, index=False)
 
 
@@ -101,7 +101,7 @@ def analyse_task(params: dict, key: str, out) -> dict:
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
     xs, src_paths = load_features(dataset, backbone, task["source"])
     xt, tgt_paths = load_features(dataset, backbone, task["target"])
-    raw = ROOT / "data" / "raw" / dataset
+    raw = raw_dir(dataset)
     feats = {"backbone": penultimate_features(backbone, xs, xt)}
     dan_dir = run_dir("models", params, "dan", key, params["baselines"]["seed"])
     try:

@@ -28,37 +28,12 @@ import numpy as np
 
 from dahash.eval.evaluation import score
 from dahash.eval.records import metrics_record
-from dahash.report.page import plot_pr_curve
+from dahash.report.figures import plot_pr_curve
 from stages import tracking
-from stages.common import (ROOT, StageError, atomic_path, dataset_spec, load_params, main_wrapper, method_params,
-                           run_dir, run_seed, task_of, write_json)
+from stages.common import (StageError, atomic_path, dataset_spec, load_params, main_wrapper, method_params,
+                           run_seed, task_of, write_json)
+from stages.paths import metrics_dir, metrics_file, metrics_path, pr_dir, pr_file, pr_path, run_dir, shown
 from stages.features import domain_rows
-
-def metrics_dir(dataset: str, method: str) -> Path:
-    """metrics/<dataset>/<method>: the evaluate stage's out for one method."""
-    return ROOT / "metrics" / dataset / method
-
-
-def pr_dir(dataset: str, method: str) -> Path:
-    """plots/pr/<dataset>/<method>: the stage's plots out for one method."""
-    return ROOT / "plots" / "pr" / dataset / method
-
-
-def metrics_file(folder: Path, task: str, seed: int) -> Path:
-    return folder / task / f"seed{seed}.json"
-
-
-def pr_file(folder: Path, task: str, seed: int) -> Path:
-    return folder / task / f"seed{seed}.csv"
-
-
-def metrics_path(dataset: str, method: str, task: str, seed: int) -> Path:
-    return metrics_file(metrics_dir(dataset, method), task, seed)
-
-
-def pr_path(dataset: str, method: str, task: str, seed: int) -> Path:
-    return pr_file(pr_dir(dataset, method), task, seed)
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """--method (required), --task and --seed (repeatable; default: every task, every seed of the method)."""
@@ -166,9 +141,9 @@ def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
             artifacts.append(png)
         # one call: the scores at the training's end time (the run's span stays the training's) and the files
         tracking.log_evaluation(run["run_id"], scores, artifacts, timestamp=run.get("ended_ms"))
-    shown = "  ".join(f"{k} {100 * v:.1f} %" for k, v in (("accuracy", result["accuracy"]), (f"mAP@{bits}", result["map"]))
+    scored = "  ".join(f"{k} {100 * v:.1f} %" for k, v in (("accuracy", result["accuracy"]), (f"mAP@{bits}", result["map"]))
                       if v is not None)
-    print(f"[{method} {task_key} seed{seed}] {shown or 'nothing to score'}  -> {(display or mpath).relative_to(ROOT)}",
+    print(f"[{method} {task_key} seed{seed}] {scored or 'nothing to score'}  -> {shown(display or mpath)}",
           flush=True)
 
 

@@ -12,18 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import pandas as pd
 
 from dahash.eval.records import PROTOCOL_SETTINGS, report_rules
 from dahash.report.page import collect_analysis, collect_records, method_summary, render_report
-from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper, write_json
-from stages.evaluate import metrics_path, pr_path
-
-
-def analysis_path(dataset: str, task: str) -> Path:
-    return ROOT / "analysis" / dataset / task / "analysis.json"
+from stages.common import StageError, atomic_path, load_params, main_wrapper, write_json
+from stages.paths import analysis_path, metrics_path, pr_path, report_dir, summary_dir
 
 
 @main_wrapper
@@ -87,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     if analysis_tasks:
         protocol.setdefault("feature analysis", f"tasks {', '.join(analysis_tasks)}"
                             + (f" (not yet computed: {', '.join(missing)})" if missing else ""))
-    with atomic_path(ROOT / "report") as tmp:  # replaced whole: no file of an earlier report survives (persist)
+    with atomic_path(report_dir()) as tmp:  # replaced whole: no file of an earlier report survives (persist)
         written = render_report(
             records, curves, tmp, title=params["report"]["title"], protocol=protocol,
             methods=methods, tasks=tasks, domains=params["data"]["domains"], analysis=analysis,
@@ -95,11 +90,6 @@ def main(argv: list[str] | None = None) -> None:
     for name in written:
         print(f"wrote report/{name}")
     write_summary(dataset, method_summary(records, methods))
-
-
-def summary_dir(dataset: str) -> Path:
-    """metrics/summary/<dataset>: one <method>.json per method, the DVC metrics of a run (kept in git)."""
-    return ROOT / "metrics" / "summary" / dataset
 
 
 def write_summary(dataset: str, summary: dict[str, dict]) -> None:

@@ -135,7 +135,7 @@ def test_cross_key_checks(params: dict) -> None:
 
 
 def test_baseline_options_resolve_algorithm_and_refuse_unknown_keys(params: dict) -> None:
-    from stages.common import baseline_options
+    from stages.baseline import baseline_options
 
     p = copy.deepcopy(params)
     p["baselines"]["methods"] = {"nn1": {"algorithm": "shallow_source_only", "classifier": "svm"},

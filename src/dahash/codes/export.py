@@ -41,7 +41,7 @@ from torch import nn
 
 from dahash.data.download import sha256_file
 from dahash.train.run_model import ModelFileError, read_model_file, trained_trunk
-from dahash.train.run_model import weights_path as stage_weights_path
+from dahash.data.datasets import weights_path as stage_weights_path
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "Encoder", "ExportError", "derive_export", "load_export",
            "save_export"]

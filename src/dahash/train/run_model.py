@@ -17,16 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # torch is imported where used: the weights stage reads WEIGHT_FILES without it
+if TYPE_CHECKING:  # torch is imported where used
     import torch
     from torch import nn
 
-__all__ = ["PRETRAINED_TRUNKS", "WEIGHT_FILES", "ModelFileError", "fresh_trunk", "head_from_state",
-           "read_model_file", "trained_trunk", "weights_path"]
+__all__ = ["PRETRAINED_TRUNKS", "ModelFileError", "fresh_trunk", "head_from_state",
+           "read_model_file", "trained_trunk"]
 
-#: file names the `weights` stage writes under data/weights/<backbone>/ (surf800: the folder itself)
-WEIGHT_FILES: dict[str, str] = {"vggf": "imagenet-vgg-f.mat", "efficientnet_lite0": "efficientnet-lite0.pth",
-                                "smallcnn": "NONE.json", "surf800": ".", "vgg16": "vgg16-397923af.pth"}
 
 #: backbones trained from ImageNet weights (lower lr multipliers, frozen BatchNorm statistics)
 PRETRAINED_TRUNKS: dict[str, bool] = {"efficientnet_lite0": True, "vggf": True, "vgg16": True, "smallcnn": False}
@@ -39,15 +36,6 @@ class ModelFileError(ValueError):
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
         self.kind = kind
-
-
-def weights_path(root: str | Path, backbone: str) -> Path:
-    """``<root>/data/weights/<backbone>/<file>``: where the weights stage puts the pretrained file.
-
-    Raises:
-        KeyError: ``backbone`` has no weights file.
-    """
-    return Path(root) / "data" / "weights" / backbone / WEIGHT_FILES[backbone]
 
 
 def read_model_file(path: str | Path) -> dict[str, Any]:
