@@ -2,9 +2,9 @@
 
 A stage ``python -m stages.X`` runs the code of every repo module it imports, directly or through other repo
 modules, at the top of a file or inside a function (a lazy import runs too when that path is taken), plus the
-``__init__.py`` of every package on the way. A string constant that names a repo module (``"dahash.baselines.deep"``
-in a lazy registry, for ``importlib.import_module``) counts as an import as well. Imports under
-``if TYPE_CHECKING:`` never run and are left out.
+``__init__.py`` of every package on the way. In a module that calls ``importlib.import_module``, a string constant
+that names a repo module (``"dahash.baselines.deep"`` in a lazy registry) counts as an import as well. Imports
+under ``if TYPE_CHECKING:`` never run and are left out.
 
 ``python -m tests.code_deps`` prints every (stage, file) pair that dvc.yaml's deps of the stage do not cover.
 """
@@ -46,6 +46,7 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
     """Module names imported anywhere in ``tree`` (``from a import b``: ``a`` and ``a.b``), relative ones resolved."""
     found: set[str] = set()
     skip: set[int] = set()
+    dynamic = any(isinstance(n, ast.Attribute) and n.attr == "import_module" for n in ast.walk(tree))
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
@@ -64,7 +65,7 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
                 prefix = node.module or ""
             found.add(prefix)
             found.update(f"{prefix}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(
+        elif dynamic and isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(
                 r"(dahash|stages)(\.\w+)+", node.value):
             found.add(node.value)
     return found
