@@ -24,7 +24,7 @@ from dahash.nn.recipes import input_recipe
 from dahash.train.head import DAHConfig
 from dahash.train.run_model import PRETRAINED_TRUNKS, fresh_trunk
 from stages.runs import check_hidden_dims
-from stages.weights import weights_file
+from stages.paths import weights_file
 
 def build_trunk(backbone: str, seed: int) -> tuple[torch.nn.Module, int, dict | None]:
     """(trunk, feature size, pretrained fc6/fc7 for the head or None): :func:`dahash.train.run_model.fresh_trunk`

@@ -26,7 +26,7 @@ from stages import tracking
 from stages.common import atomic_path, dataset_spec, load_params, main_wrapper, method_params, task_of, write_json
 from stages.gpu import resolve_device
 from stages.paths import raw_dir, run_dir
-from dahash.eval.evaluation import pwcf_training_rows
+from dahash.eval.split import pwcf_training_rows
 from stages.features import labels_for, load_features
 from stages.gamma_select import selected_gamma
 from stages.preprocess import warn_small_classes

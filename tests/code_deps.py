@@ -24,6 +24,23 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"stages": REPO / "stages", "dahash": REPO / "src" / "dahash", "workflow": REPO / "workflow"}
 
 
+def library_modules(repo: Path = REPO) -> list[str]:
+    """Every module of src/dahash (packages by their package name)."""
+    names = []
+    for f in sorted((repo / "src" / "dahash").rglob("*.py")):
+        parts = list(f.relative_to(repo / "src").with_suffix("").parts)
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def direct_imports(name: str, repo: Path = REPO) -> set[str]:
+    """Every module name ``name``'s source imports (repo or not; lazy ones included, TYPE_CHECKING ones not)."""
+    path = module_file(name, repo)
+    assert path is not None, name
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return _imports(tree, name, path.name == "__init__.py")
+
+
 def module_file(name: str, repo: Path = REPO) -> Path | None:
     """The file of repo module ``name`` (``pkg/__init__.py`` for a package), or None outside the repo."""
     top, *rest = name.split(".")
@@ -46,7 +63,8 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
     """Module names imported anywhere in ``tree`` (``from a import b``: ``a`` and ``a.b``), relative ones resolved."""
     found: set[str] = set()
     skip: set[int] = set()
-    dynamic = any(isinstance(n, ast.Attribute) and n.attr == "import_module" for n in ast.walk(tree))
+    dynamic = any((isinstance(n, ast.Attribute) and n.attr == "import_module")
+                  or (isinstance(n, ast.Name) and n.id == "import_module") for n in ast.walk(tree))
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
@@ -156,3 +174,17 @@ if __name__ == "__main__":
     for name, files in by_template.items():
         print(f"{name}: {len(files)} uncovered: {' '.join(files)}")
     print(f"{sum(len(f) for f in pairs.values())} (stage, file) pairs uncovered in {len(pairs)} stages")
+
+
+def folded(files: set[Path], repo: Path = REPO) -> list[str]:
+    """``files`` with every folder whose .py files are all in it written as that folder (largest first)."""
+    left = set(files)
+    out: list[str] = []
+    folders = sorted({p for f in files for p in f.parents if p != Path(".") and p.parts[0] in ("src", "stages")},
+                     key=lambda p: len(p.parts))
+    for folder in folders:
+        inside = {f.relative_to(repo) for f in (repo / folder).rglob("*.py") if "__pycache__" not in f.parts}
+        if inside and inside <= left and folder.as_posix() not in ("src", "src/dahash", "stages"):
+            out.append(folder.as_posix())
+            left -= inside
+    return sorted(out + [f.as_posix() for f in left])
