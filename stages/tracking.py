@@ -25,7 +25,7 @@ Concurrent jobs (Snakemake runs several) serialise the first database creation, 
 the parent-run lookup with a file lock, since sqlite schema migrations are not safe to race and two seeds of
 one task must find one parent.
 
-Failures (docs/README "Troubleshooting"):
+Failures (docs/troubleshooting.md):
 * at the start of a job (:func:`client`, :func:`start_run`): an unreachable server (probed with one HTTP
   request, 5 s timeout), a read-only or missing store, a full disk stop the job with ONE line (:class:`TrackingError`,
   printed as ``ERROR: ...``) naming the URI or path and the fix; nothing has been computed yet;
