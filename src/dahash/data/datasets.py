@@ -358,21 +358,18 @@ def weights_path(root: str | Path, backbone: str) -> Path:
     return Path(root) / "data" / "weights" / backbone / WEIGHT_FILES[backbone]
 
 
+def _entry(table: dict, name: str, what: str):
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown {what} {name!r}; valid names: {', '.join(sorted(table))}") from None
+
+
 def get_dataset(name: str) -> DatasetSpec:
     """The registry entry ``name``; ``ValueError`` listing the valid names otherwise."""
-    try:
-        return DATASETS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}"
-        ) from None
+    return _entry(DATASETS, name, "dataset")
 
 
 def get_weights(name: str) -> RemoteFile:
     """The ``WEIGHTS`` entry ``name``; ``ValueError`` listing the valid names otherwise."""
-    try:
-        return WEIGHTS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown weights {name!r}; valid names: {', '.join(sorted(WEIGHTS))}"
-        ) from None
+    return _entry(WEIGHTS, name, "weights")

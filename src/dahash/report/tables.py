@@ -19,6 +19,16 @@ from dahash.report.model import (_MISSING_TASK_MARK, _PARTIAL_AVG_MARK, _RETRIEV
 # --------------------------------------------------------------------------------------------
 # sections
 # --------------------------------------------------------------------------------------------
+def _published_note(sec: _Section, run: _Run, pub: Mapping | None, what: str, shown: str) -> None:
+    """The paragraph on the published values: ``shown`` when the paper has a ``what`` table for this dataset and
+    backbone (``pub``), else that it has none."""
+    if pub is None:
+        sec.paragraphs.append(f"The paper has no {what} table for dataset {run.dataset} with backbone "
+                              f"{run.backbone}: no published values are shown.")
+    else:
+        sec.paragraphs.append(shown)
+
+
 def _accuracy_section(run: _Run) -> _Section:
     sec = _Section(2, "Target accuracy (%) — Table 2/3 analogue")
     methods = [m for m in run.methods if run.reports(m, "accuracy")]
@@ -32,15 +42,11 @@ def _accuracy_section(run: _Run) -> _Section:
         pub = None
         sec.paragraphs.append("The DAH paper's accuracies are not shown: this run follows the pwcf protocol (its "
                               "query images are left out of training), not the paper's.")
-    elif pub is None:
-        sec.paragraphs.append(
-            f"The paper has no accuracy table for dataset {run.dataset} with backbone {run.backbone}: "
-            "no published values are shown.")
     else:
-        sec.paragraphs.append(
-            f"Published values: {name} of the paper. Each method is followed by a \"paper\" column "
-            "holding the paper's value for that method and task (the column's header names the "
-            "paper's method); it is blank where the paper has no such method or task.")
+        _published_note(sec, run, pub, "accuracy",
+                        f"Published values: {name} of the paper. Each method is followed by a \"paper\" column "
+                        "holding the paper's value for that method and task (the column's header names the "
+                        "paper's method); it is blank where the paper has no such method or task.")
     header = ["task", "source → target"]
     paper_cols: set[int] = set()
     keys: dict[str, str | None] = {}
@@ -117,16 +123,11 @@ def _map_sections(run: _Run, sources: dict[str, str]) -> list[_Section]:
         f"One column per target domain; each cell comes from the task given by the paper's Table 4 "
         f"protocol (source → target): {rule}. For methods retrieving within a target split the "
         "source plays no part.")
-    if pub is None and _pwcf_run(run):
-        pass  # said above: the paper's protocol differs
-    elif pub is None:
-        sec.paragraphs.append(f"The paper has no mAP table for dataset {run.dataset} with backbone "
-                              f"{run.backbone}: no published values are shown.")
-    else:
-        sec.paragraphs.append(
-            f"Published values: {name} of the paper (printed as fractions, shown here as percent); "
-            "blank where the paper has no such method or domain. The paper's Avg. column averages "
-            "domains of both of its datasets and is not shown.")
+    if not (pub is None and _pwcf_run(run)):  # pwcf: said above, the paper's protocol differs
+        _published_note(sec, run, pub, "mAP",
+                        f"Published values: {name} of the paper (printed as fractions, shown here as percent); "
+                        "blank where the paper has no such method or domain. The paper's Avg. column averages "
+                        "domains of both of its datasets and is not shown.")
     header = ["method", "retrieval"]
     paper_cols: set[int] = set()
     missing: list[str] = []
