@@ -24,9 +24,10 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from stages.common import (ROOT, StageError, atomic_path, load_params, main_wrapper, run_dir, task_of,
-                           write_json)
-from stages.features import domain_rows, load_features, penultimate_features
+from stages.common import StageError, atomic_path, load_params, main_wrapper, task_of, write_json
+from stages.features import domain_rows, load_features
+from stages.paths import a_distance_csv, analysis_dir, raw_dir, run_dir, weights_file
+from stages.runs import penultimate_features
 
 KINDS = ("backbone", "dan", "dah")
 
@@ -37,63 +38,38 @@ def dah_fc7(model_dir, xs: np.ndarray, xt: np.ndarray, images: tuple[list, list]
 
     Head mode: the head on the cached features ``xs``/``xt``. Fine-tune mode: the fine-tuned trunk and head
     on the ``images`` (source paths, target paths), preprocessed as at training's evaluation (the model's
-    saved normalisation). model.pt is loaded with ``weights_only=True`` (a shared file must not run code).
+    saved normalisation). model.pt is read by :func:`dahash.train.run_model.read_model_file` (``weights_only=True``:
+    a shared file must not run code).
     """
     import torch  # torch and scikit-learn are imported where used: `--help` stays fast
 
-    from dahash.nn.model import DAHHead
+    from dahash.train.run_model import ModelFileError, head_from_state, read_model_file
 
-    saved = load_model_file(model_dir / "model.pt")
-    state, cfg = saved["state_dict"], saved["config"]
+    try:
+        state = read_model_file(model_dir / "model.pt")["state_dict"]
+    except ModelFileError as exc:
+        raise StageError(str(exc)) from exc
     if "trunk" in state:
-        return _finetuned_fc7(state, cfg, images, backbone, model_dir)
-    head = DAHHead(state["fc6.weight"].shape[1], tuple(cfg["hidden_dims"]), hash_bits=int(cfg["hash_bits"]))
-    head.load_state_dict(state)
-    head.eval()
+        return _finetuned_fc7(state, images, backbone, model_dir)
+    head = head_from_state(state)
     with torch.no_grad():
         return tuple(head(torch.from_numpy(x).float()).fc7.numpy() for x in (xs, xt))  # type: ignore[return-value]
 
 
-def _finetuned_fc7(state: dict, cfg: dict, images, backbone: str | None, model_dir) -> tuple[np.ndarray, np.ndarray]:
+def _finetuned_fc7(state: dict, images, backbone: str | None, model_dir) -> tuple[np.ndarray, np.ndarray]:
     from dahash.nn.augment import EvalTransform
     from dahash.train.finetune import encode_images
-    from dahash.nn.model import DAHHead
-    from stages.finetune import build_trunk
+    from dahash.train.run_model import head_from_state, trained_trunk
 
     if images is None or backbone is None:
         raise StageError(f"{model_dir}/model.pt is a fine-tuned model: its fc7 needs the task's images")
-    trunk, feat_dim, _ = build_trunk(backbone, seed=0)
-    trunk.load_state_dict(state["trunk"])
-    head = DAHHead(feat_dim, tuple(cfg["hidden_dims"]), hash_bits=int(cfg["hash_bits"]))
-    head.load_state_dict(state["head"])
     norm = state["normalisation"]
+    head = head_from_state(state["head"])
+    trunk = trained_trunk(backbone, state["trunk"], weights_file(backbone) if backbone == "vggf" else None,
+                          feature_dim=int(state["head"]["fc6.weight"].shape[1]), input_size=int(norm["size"]))
     tf = EvalTransform(int(norm["size"]), np.asarray(norm["mean"]), np.asarray(norm["std"]), channels=len(norm["mean"]),
                        crop_fraction=float(norm["eval_crop"]), interpolation=norm["interpolation"])
     return tuple(encode_images(trunk, head, paths, tf, output="fc7") for paths in images)  # type: ignore[return-value]
-
-
-def load_model_file(path) -> dict:
-    """A model.pt written by the train stage: ``{"config": dict, "state_dict": {name: tensor}}``.
-
-    model.pt is a DVC output that people exchange with ``dvc push``/``dvc pull``, so it is read with
-    ``torch.load(weights_only=True)``: only tensors and plain containers unpickle, a file whose pickle
-    would call anything else (code execution) is refused with a StageError, never run.
-    """
-    import pickle
-
-    import torch
-
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise StageError(f"{path}: not found; run the train stage first (dvc repro)") from exc
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StageError(f"{path}: refused, not a plain weights file ({first}); it may have been tampered "
-                         "with: delete it and retrain (dvc repro), never load it with weights_only=False") from exc
-    if not isinstance(saved, dict) or not {"state_dict", "config"} <= set(saved):
-        raise StageError(f"{path}: not a model.pt of the train stage (no state_dict/config); delete it and retrain")
-    return saved
 
 
 def sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -110,10 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.task not in params["analysis"]["tasks"]:
         raise StageError(f"--task {args.task}: not in analysis.tasks {params['analysis']['tasks']} of params.yaml")
     dataset = params["data"]["dataset"]
-    with atomic_path(ROOT / "analysis" / dataset / args.task) as tmp:
+    with atomic_path(analysis_dir(dataset, args.task)) as tmp:
         record = analyse_task(params, args.task, tmp)
     rows = [{"task": args.task, "features": k, "a_distance": record["a_distance"][k]} for k in KINDS]
-    with atomic_path(ROOT / "plots" / "a_distance" / dataset / f"{args.task}.csv") as tmp:
+    with atomic_path(a_distance_csv(dataset, args.task)) as tmp:
         pd.DataFrame(rows, columns=["task", "features", "a_distance"]).to_csv(tmp, index=False)
 
 
@@ -125,7 +101,7 @@ def analyse_task(params: dict, key: str, out) -> dict:
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
     xs, src_paths = load_features(dataset, backbone, task["source"])
     xt, tgt_paths = load_features(dataset, backbone, task["target"])
-    raw = ROOT / "data" / "raw" / dataset
+    raw = raw_dir(dataset)
     feats = {"backbone": penultimate_features(backbone, xs, xt)}
     dan_dir = run_dir("models", params, "dan", key, params["baselines"]["seed"])
     try:

@@ -6,7 +6,7 @@ retrieval) are fitted ONCE per target domain, their run folders for tasks sharin
 
 ``baselines.methods.<M>`` names the algorithm (``algorithm:``, default M) and its options; the run uses
 ``baselines.seed`` and ``train.hash_bits``. Inputs are the same cached features DAH trains on (shallow and
-hashing methods: the backbone's fc7-level features, see stages.features.penultimate_features). Target
+hashing methods: the backbone's fc7-level features, see stages.runs.penultimate_features). Target
 labels are NOT read, except by SuH (``suh``: supervised hashing on the labelled target database part, the
 paper's upper bound), which reads the labels of the split's database items only (split rule:
 ``eval.query_fraction``, ``eval.split_seed``; see dahash.baselines.registry).
@@ -28,12 +28,12 @@ import numpy as np
 import pandas as pd
 
 from dahash.eval.split import target_query_database_split
-from dahash.baselines.registry import algorithm_of, run_baseline
+from dahash.baselines.registry import ALGORITHMS, algorithm_of, check_options, run_baseline
 from stages import tracking
-from stages.common import (atomic_path, baseline_options, dataset_spec, load_params, main_wrapper,
-                           resolve_device, run_dir, task_of, write_json)
-from stages.features import labels_for, load_features, penultimate_features
-from stages.runs import pretrained_head
+from stages.common import StageError, atomic_path, dataset_spec, load_params, main_wrapper, run_dir, task_of, write_json
+from stages.gpu import resolve_device
+from stages.features import labels_for, load_features
+from stages.runs import penultimate_features, pretrained_head
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Domains:
         return self._stored[domain]
 
     def fc7(self, domain: str) -> np.ndarray:
-        """The backbone's penultimate features ``(n, h)`` (:func:`stages.features.penultimate_features`)."""
+        """The backbone's penultimate features ``(n, h)`` (:func:`stages.runs.penultimate_features`)."""
         if domain not in self._fc7:
             self._fc7[domain] = penultimate_features(self.backbone, self.stored(domain)[0])[0]
         return self._fc7[domain]
@@ -90,6 +90,28 @@ class Domains:
         if domain not in self._labels:
             self._labels[domain] = labels_for(self.dataset, domain, self.stored(domain)[1])
         return self._labels[domain]
+
+
+def baseline_options(params: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    """(algorithm, options) of ``baselines.methods.<name>``; the algorithm defaults to the name.
+
+    Deep algorithms get ``hidden_dims`` from ``train.hidden_dims`` unless the entry sets it (same head as DAH).
+    """
+    methods = params["baselines"]["methods"]
+    if name not in methods:
+        raise StageError(f"params.yaml: baselines.methods.{name} not defined; baselines are {list(methods)}")
+    entry = dict(methods[name] or {})
+    algorithm = entry.pop("algorithm", name)
+    if algorithm not in ALGORITHMS:
+        raise StageError(f"params.yaml: baselines.methods.{name}: algorithm {algorithm!r} unknown; "
+                         f"set `algorithm:` to one of {list(ALGORITHMS)}")
+    try:
+        options = check_options(algorithm, entry)
+    except ValueError as exc:
+        raise StageError(f"params.yaml: baselines.methods.{name}: {exc}") from exc
+    if algorithm in ("source_only", "dan", "dann"):
+        options.setdefault("hidden_dims", list(params["train"]["hidden_dims"]))
+    return algorithm, options
 
 
 @main_wrapper

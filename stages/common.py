@@ -1,6 +1,7 @@
-"""Shared helpers for the stages: project paths, params loading/validation, atomic writes, devices.
+"""Shared helpers for the stages: params loading/validation, atomic writes, the error wrapper.
 
-Kept out of the library on purpose: this is where params.yaml is read.
+Kept out of the library on purpose: this is where params.yaml is read. Project paths are in :mod:`stages.paths`
+(``ROOT``, ``PARAMS_FILE``, ``project_path`` and ``run_dir`` are re-exported here), devices in :mod:`stages.gpu`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-PARAMS_FILE = ROOT / "params.yaml"
+from stages.paths import PARAMS_FILE, ROOT, project_path, run_dir
+
+__all__ = ["PARAMS_FILE", "ROOT", "StageError", "atomic_path", "check_cross_keys", "dataset_spec", "file_md5",
+           "load_params", "main_wrapper", "method_params", "project_path", "run_dir", "run_seed", "storage_error",
+           "task_of", "write_json"]
+
 SCHEMA_FILE = ROOT / "workflow" / "schemas" / "params.schema.yaml"
 
 
@@ -77,7 +82,7 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
             )
         domains: tuple[str, ...] | None = None
     elif dataset == "digits":
-        from dahash.data.digits import DIGITS_DOMAINS
+        from dahash.data.datasets import DIGITS_DOMAINS
 
         domains = tuple(DIGITS_DOMAINS)
     else:
@@ -190,30 +195,6 @@ def method_params(params: dict[str, Any], method: str) -> dict[str, Any]:
     return {**params["train"], **(params["methods"][method] or {})}
 
 
-def baseline_options(params: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
-    """(algorithm, options) of ``baselines.methods.<name>``; the algorithm defaults to the name.
-
-    Deep algorithms get ``hidden_dims`` from ``train.hidden_dims`` unless the entry sets it (same head as DAH).
-    """
-    from dahash.baselines.registry import ALGORITHMS, check_options
-
-    methods = params["baselines"]["methods"]
-    if name not in methods:
-        raise StageError(f"params.yaml: baselines.methods.{name} not defined; baselines are {list(methods)}")
-    entry = dict(methods[name] or {})
-    algorithm = entry.pop("algorithm", name)
-    if algorithm not in ALGORITHMS:
-        raise StageError(f"params.yaml: baselines.methods.{name}: algorithm {algorithm!r} unknown; "
-                         f"set `algorithm:` to one of {list(ALGORITHMS)}")
-    try:
-        options = check_options(algorithm, entry)
-    except ValueError as exc:
-        raise StageError(f"params.yaml: baselines.methods.{name}: {exc}") from exc
-    if algorithm in ("source_only", "dan", "dann"):
-        options.setdefault("hidden_dims", list(params["train"]["hidden_dims"]))
-    return algorithm, options
-
-
 def run_seed(params: dict[str, Any], method: str, seed: int | None = None) -> int:
     """The seed of a run: the given one for DAH methods, ``baselines.seed`` for comparison methods."""
     if method in params["baselines"]["methods"]:
@@ -221,40 +202,6 @@ def run_seed(params: dict[str, Any], method: str, seed: int | None = None) -> in
     if seed is None:
         raise StageError(f"{method}: a DAH method needs --seed")
     return seed
-
-
-def run_dir(top: str, params: dict[str, Any], method: str, task: str, seed: int) -> Path:
-    """``<top>/<dataset>/<backbone>/<method>/<task>/seed<seed>`` (top: models, checkpoints, ...)."""
-    p = params
-    return ROOT / top / p["data"]["dataset"] / p["backbone"]["name"] / method / task / f"seed{seed}"
-
-
-def project_path(value: str | os.PathLike[str]) -> Path:
-    """A path from params: absolute as given, relative ones against the project root."""
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else ROOT / p
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; explicit names pass through.
-
-    ``auto`` and ``cuda`` on a machine with several GPUs first claim one GPU for this job
-    (:func:`stages.gpu.claim_gpu`: a file lock, then ``CUDA_VISIBLE_DEVICES``), so that parallel jobs
-    spread over the GPUs instead of stacking on GPU 0.
-    """
-    if name in ("auto", "cuda"):
-        from stages.gpu import claim_gpu
-
-        gpu = claim_gpu(ROOT)
-        if gpu is not None:
-            print(f"using GPU {gpu} (CUDA_VISIBLE_DEVICES={gpu})", flush=True)
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise StageError(f"device {name!r} requested in params.yaml but torch sees no CUDA device; use 'auto' or 'cpu'")
-    return name
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -339,20 +286,29 @@ def storage_error(exc: OSError) -> str | None:
             "resumes from its last checkpoint)")
 
 
+def user_error(exc: BaseException) -> str | None:
+    """The one line a stage prints for ``exc`` (a StageError, a downloader's DownloadError, a full or unwritable
+    disk), or None for an error that keeps its traceback (a bug).
+
+    DownloadError is looked up, not imported: only a stage that imported :mod:`dahash.data.download` can raise
+    one, and the others do not depend on that module."""
+    if isinstance(exc, StageError):
+        return str(exc)
+    download = sys.modules.get("dahash.data.download")
+    if download is not None and isinstance(exc, download.DownloadError):
+        return str(exc)
+    return storage_error(exc) if isinstance(exc, OSError) else None
+
+
 def main_wrapper(main: Callable[[list[str] | None], None]) -> Callable[[list[str] | None], None]:
     """Run a stage's main; a StageError (or a library error with a user message) exits 1 with no traceback,
     and so does a full, read-only or unwritable disk (:func:`storage_error`: one line naming the path)."""
 
     def wrapped(argv: list[str] | None = None) -> None:
-        from dahash.data.download import DownloadError
-
         try:
             main(argv)
-        except (StageError, DownloadError) as exc:
-            print(f"ERROR: {exc}", file=sys.stderr)
-            raise SystemExit(1) from None
-        except OSError as exc:
-            line = storage_error(exc)
+        except (StageError, RuntimeError, OSError) as exc:
+            line = user_error(exc)
             if line is None:
                 raise
             print(f"ERROR: {line}", file=sys.stderr)

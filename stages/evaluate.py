@@ -3,21 +3,10 @@ models of method M: every task of params.yaml x every seed (``train.seeds`` for 
 for comparison methods), or the given subset. One job per method (the DAG's ``evaluate@M`` and
 ``evaluate_baseline@M``): a run's evaluation takes well under a second, a job's start-up seconds.
 
-This is the first and only place target labels are read. Rules (see dahash.eval.metrics):
-* accuracy: eq. 6 classifier on the continuous outputs, authors' variant (sum of exp(u_t.u_s) over up
-  to ``eval.max_per_class`` source items per class), argmax, ties -> lowest class index;
-* codes: bit = 1 iff u > 0 (authors' calcMap; training's quantization uses sign(0) = +1);
-* mAP@d: queries = all target codes, database = all source codes, full Hamming ranking, ties keep
-  database order (stable sort), queries with no relevant item excluded from the mean (and counted);
-* PR curve: Hamming-radius retrieval r = 0..d over the same ranking;
-* precision@k (k = 100, 500, 1000) on the same ranking (ties at the k-th position in database order, k > n cut
-  to n) and precision within Hamming radius 2 (an empty radius-2 result counts as 0), over the mAP's queries;
-* ``eval.protocol: pwcf``: queries = the seeded label-free ``eval.query_fraction`` of the target (left out of
-  training by the train stage), database = the whole source;
-* comparison methods (stage baseline): classifiers give ``pred_target`` (accuracy = mean of pred == label);
-  unsupervised hashing and SuH have no source database: queries and database are the seeded label-free
-  split of the target (``eval.query_fraction``, ``eval.split_seed``); methods without codes have no mAP
-  (null, an empty PR table) and hashing methods without a classifier no accuracy (null).
+This is the first and only place target labels are read. The rules (accuracy by the eq. 6 classifier, codes
+u > 0, mAP over a full stable Hamming ranking, PR curves, precision@k and within radius 2, the protocols dah and
+pwcf, target-only retrieval for the methods without a source database) are stated once, in
+:mod:`dahash.eval.records` (every record carries them under ``rules``), and explained in docs/evaluation.md.
 Writes metrics/<dataset>/<M>/<KEY>/seed<S>.json and plots/pr/<dataset>/<M>/<KEY>/seed<S>.csv (a DVC plot) per
 run; the stage's outs are the method's folders metrics/<dataset>/<M> and plots/pr/<dataset>/<M>, which a run over
 every task and seed rebuilds and swaps in at its end (they hold exactly the runs of params.yaml; on a failure the
@@ -38,50 +27,13 @@ from typing import Any
 import numpy as np
 
 from dahash.eval.evaluation import score
-from dahash.report.page import EVALUATION_RULES, plot_pr_curve
+from dahash.eval.records import metrics_record
+from dahash.report.figures import plot_pr_curve
 from stages import tracking
-from stages.common import (ROOT, StageError, atomic_path, dataset_spec, load_params, main_wrapper, method_params,
-                           run_dir, run_seed, task_of, write_json)
+from stages.common import (StageError, atomic_path, dataset_spec, load_params, main_wrapper, method_params,
+                           run_seed, task_of, write_json)
+from stages.paths import metrics_dir, metrics_file, metrics_path, pr_dir, pr_file, pr_path, run_dir, shown
 from stages.features import domain_rows
-
-RULES = {
-    **EVALUATION_RULES,
-    "model": "final epoch (no model selection); no target label is read before this stage "
-             "(SuH, the supervised upper bound, trains on the labels of the target split's database part)",
-    "target split": "unsupervised hashing and SuH: target-only retrieval, queries = a seeded uniformly random "
-                    "round(query_fraction x n_t) of the target items (no labels used), database = the rest",
-    "not applicable": "null accuracy: the method has no classifier; null mAP: the method has no codes",
-}
-PWCF_RULE = ("queries = a seeded uniformly random round(query_fraction x n_t) of the target items (no labels used), "
-             "left out of training; database = all source codes; relevant = same class (PWCF, CVPR 2020, and the "
-             "cross-domain hashing papers since)")
-
-
-def metrics_dir(dataset: str, method: str) -> Path:
-    """metrics/<dataset>/<method>: the evaluate stage's out for one method."""
-    return ROOT / "metrics" / dataset / method
-
-
-def pr_dir(dataset: str, method: str) -> Path:
-    """plots/pr/<dataset>/<method>: the stage's plots out for one method."""
-    return ROOT / "plots" / "pr" / dataset / method
-
-
-def metrics_file(folder: Path, task: str, seed: int) -> Path:
-    return folder / task / f"seed{seed}.json"
-
-
-def pr_file(folder: Path, task: str, seed: int) -> Path:
-    return folder / task / f"seed{seed}.csv"
-
-
-def metrics_path(dataset: str, method: str, task: str, seed: int) -> Path:
-    return metrics_file(metrics_dir(dataset, method), task, seed)
-
-
-def pr_path(dataset: str, method: str, task: str, seed: int) -> Path:
-    return pr_file(pr_dir(dataset, method), task, seed)
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """--method (required), --task and --seed (repeatable; default: every task, every seed of the method)."""
@@ -158,7 +110,6 @@ def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
     for key, n in (("u_source", len(ys)), ("u_target", len(yt)), ("pred_target", len(yt))):
         if key in codes and len(codes[key]) != n:
             raise StageError(f"{mdir}: {key} has {len(codes[key])} rows, the manifest {n}; retrain")
-    family = run.get("family", "dah")
     retrieval = run.get("retrieval", "source_database")
     protocol = params["eval"].get("protocol", "dah")
     try:
@@ -168,24 +119,10 @@ def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
     except ValueError as exc:
         raise StageError(f"{mdir}: {exc}") from exc
     epochs = method_params(params, method)["epochs"] if producer == "train" else run.get("epochs")
-    record = {
-        "task": task_key, "source": task["source"], "target": task["target"], "dataset": dataset,
-        "backbone": backbone, "method": method, "algorithm": run.get("algorithm", "dah"), "family": family,
-        "retrieval": retrieval if result["map"] is not None else None,
-        "protocol": protocol, "query_fraction": params["eval"]["query_fraction"] if protocol == "pwcf" else None,
-        "split_seed": params["eval"]["split_seed"] if protocol == "pwcf" else None,
-        "n_target_trained": run.get("n_target_trained"),
-        "uses_target_labels": bool(run.get("uses_target_labels", False)),
-        "hash_bits": result["bits"] or int(params["train"]["hash_bits"]),
-        "seed": seed, "epochs": epochs, "accuracy": result["accuracy"], "map": result["map"],
-        "n_source": int(len(ys)), "n_target": int(len(yt)), "n_queries": result["n_queries"],
-        "n_database": result["n_database"], "n_queries_scored": result["n_scored"],
-        "n_queries_empty": result["n_empty"],
-        "precision_at_k": {str(k): v for k, v in (result["precision_at_k"] or {}).items()} or None,
-        "precision_radius2": result["precision_radius2"], "n_queries_radius2_empty": result["n_radius2_empty"],
-        "rules": {**RULES, **({"retrieval": PWCF_RULE} if protocol == "pwcf" else {})}, "mlflow_run_id": run["run_id"],
-        "train_seconds": run.get("train_seconds"),
-    }
+    record = metrics_record(
+        task_key=task_key, task=task, dataset=dataset, backbone=backbone, method=method, run=run, result=result,
+        protocol=protocol, query_fraction=params["eval"]["query_fraction"], split_seed=params["eval"]["split_seed"],
+        hash_bits=int(params["train"]["hash_bits"]), seed=seed, epochs=epochs, n_source=len(ys), n_target=len(yt))
     write_json(mpath, record)
     pr = result["pr"]
     with atomic_path(ppath) as tmp:
@@ -204,9 +141,9 @@ def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
             artifacts.append(png)
         # one call: the scores at the training's end time (the run's span stays the training's) and the files
         tracking.log_evaluation(run["run_id"], scores, artifacts, timestamp=run.get("ended_ms"))
-    shown = "  ".join(f"{k} {100 * v:.1f} %" for k, v in (("accuracy", result["accuracy"]), (f"mAP@{bits}", result["map"]))
+    scored = "  ".join(f"{k} {100 * v:.1f} %" for k, v in (("accuracy", result["accuracy"]), (f"mAP@{bits}", result["map"]))
                       if v is not None)
-    print(f"[{method} {task_key} seed{seed}] {shown or 'nothing to score'}  -> {(display or mpath).relative_to(ROOT)}",
+    print(f"[{method} {task_key} seed{seed}] {scored or 'nothing to score'}  -> {shown(display or mpath)}",
           flush=True)
 
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import argparse
 
-from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper, resolve_device, write_json
-from stages.features import domain_rows, features_dir
-from stages.weights import weights_file
+from stages.common import StageError, atomic_path, load_params, main_wrapper, write_json
+from stages.features import domain_rows
+from stages.gpu import resolve_device
+from stages.paths import features_dir, raw_dir, shown, weights_file
 
 
 @main_wrapper
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     from dahash.nn.extract import auto_workers, extract_features
 
     rows = domain_rows(dataset, args.domain)
-    raw = ROOT / "data" / "raw" / dataset
+    raw = raw_dir(dataset)
     ep = params["extract"]
     device = resolve_device(ep["device"])
     out = features_dir(dataset, name, args.domain)
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                 desc=f"{args.domain} ({name})",
             )
         write_json(tmp / "meta.json", {**meta, "shape": list(feats.shape), "draft": ep.get("draft") or None})
-    print(f"{args.domain}: {feats.shape[0]} x {feats.shape[1]} features -> {out.relative_to(ROOT)}")
+    print(f"{args.domain}: {feats.shape[0]} x {feats.shape[1]} features -> {shown(out)}")
 
 
 if __name__ == "__main__":

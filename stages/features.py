@@ -8,19 +8,13 @@ stage reads source labels from the manifest, and only the evaluate stage reads t
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from dahash.data.manifest import read_manifest
-from stages.common import ROOT, StageError
-from stages.preprocess import manifest_path
-
-
-def features_dir(dataset: str, backbone: str, domain: str) -> Path:
-    """data/features/<dataset>/<backbone>/<domain>."""
-    return ROOT / "data" / "features" / dataset / backbone / domain
+from stages.common import StageError
+from stages.paths import features_dir, manifest_path
 
 
 def domain_rows(dataset: str, domain: str) -> pd.DataFrame:
@@ -53,22 +47,3 @@ def labels_for(dataset: str, domain: str, paths: list[str]) -> np.ndarray:
             f"features of {dataset}/{domain} do not match {manifest_path(dataset)}: re-run extraction"
         )
     return rows["label"].to_numpy(dtype=np.int64)
-
-
-def penultimate_features(backbone: str, *arrays):
-    """The backbone's penultimate (fc7-level) features of cached inputs, for shallow/hashing baselines and analysis.
-
-    VGG-F caches pool5 (training starts there): relu(fc7(relu(fc6(x)))) with the pretrained layers gives the
-    paper's "Deep (VGG-F) fc7" features, ``(n, 4096)``. Other backbones cache their penultimate features already.
-    """
-    import torch
-
-    from stages.runs import pretrained_head
-
-    head = pretrained_head(backbone)
-    if head is None:
-        return arrays
-    w6, b6, w7, b7 = (head[k].float() for k in ("fc6.weight", "fc6.bias", "fc7.weight", "fc7.bias"))
-    with torch.no_grad():
-        return tuple(torch.relu(torch.relu(torch.from_numpy(x).float() @ w6.T + b6) @ w7.T + b7).numpy()
-                     for x in arrays)

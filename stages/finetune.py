@@ -22,30 +22,14 @@ from dahash.train.finetune import encode_images, train_dah_finetune
 from dahash.nn.model import DAHHead
 from dahash.nn.recipes import input_recipe
 from dahash.train.head import DAHConfig
+from dahash.train.run_model import PRETRAINED_TRUNKS, fresh_trunk
 from stages.runs import check_hidden_dims
-from stages.weights import weights_file
-
-#: backbones trained from ImageNet weights (lower lr multipliers, frozen BatchNorm statistics)
-PRETRAINED_TRUNKS = {"efficientnet_lite0": True, "vggf": True, "vgg16": True, "smallcnn": False}
-
+from stages.paths import weights_file
 
 def build_trunk(backbone: str, seed: int) -> tuple[torch.nn.Module, int, dict | None]:
-    """(trunk, feature size, pretrained fc6/fc7 for the head or None)."""
-    if backbone == "smallcnn":
-        from dahash.nn.backbones.smallcnn import SmallCNN
-
-        trunk = SmallCNN(in_channels=1, feature_dim=500, input_size=28, generator=torch.Generator().manual_seed(seed))
-        return trunk, 500, None
-    if backbone == "vgg16":  # conv1_1..pool5 trained; fc6/fc7 (classifier.0/3) live on in the DAH head
-        from dahash.nn.backbones import vgg16_finetune_parts
-
-        return vgg16_finetune_parts(weights_file(backbone))
-    from dahash.nn.backbones import build_backbone
-
-    bb = build_backbone(backbone, weights=weights_file(backbone))
-    if backbone == "vggf":  # fc6/fc7 live on in the DAH head (head_init); VGG-F's own classifier is never used
-        bb.module.head = torch.nn.Sequential()
-    return bb.module, bb.feature_dim, bb.head_init
+    """(trunk, feature size, pretrained fc6/fc7 for the head or None): :func:`dahash.train.run_model.fresh_trunk`
+    with the weights stage's file."""
+    return fresh_trunk(backbone, weights_file(backbone) if backbone != "smallcnn" else None, seed)
 
 
 def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_classes: int, config: DAHConfig, *,

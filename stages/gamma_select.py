@@ -12,7 +12,7 @@ import argparse
 import json
 
 from stages.common import StageError, load_params, main_wrapper, task_of
-from stages.gamma_sweep import sweep_dir
+from stages.paths import sweep_dir
 
 
 def sweep_errors(params: dict, task: str) -> dict[float, float]:

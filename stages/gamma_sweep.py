@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from stages.common import ROOT, StageError, dataset_spec, load_params, main_wrapper, resolve_device, task_of, write_json
-
-
-def sweep_dir(params: dict, task: str):
-    """sweeps/gamma/<dataset>/<backbone>/<task>."""
-    return ROOT / "sweeps" / "gamma" / params["data"]["dataset"] / params["backbone"]["name"] / task
+from stages.common import StageError, dataset_spec, load_params, main_wrapper, task_of, write_json
+from stages.gpu import resolve_device
+from stages.paths import sweep_dir
 
 
 @main_wrapper

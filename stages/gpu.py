@@ -21,6 +21,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from stages.common import StageError
+from stages.paths import ROOT
+
 SLOT_DIR = Path(".snakemake") / "gpu-slots"
 _held: list[FileLock] = []  # the claimed lock, kept alive as long as the process runs
 
@@ -68,3 +71,23 @@ def claim_gpu(root: Path, *, poll_s: float = 2.0, timeout_s: float | None = None
         if timeout_s is not None and time.monotonic() - start > timeout_s:
             raise TimeoutError(f"all GPUs {gpus} stayed busy for {timeout_s:.0f} s (locks in {slot_dir})")
         time.sleep(poll_s)
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; explicit names pass through.
+
+    ``auto`` and ``cuda`` on a machine with several GPUs first claim one GPU for this job
+    (:func:`stages.gpu.claim_gpu`: a file lock, then ``CUDA_VISIBLE_DEVICES``), so that parallel jobs
+    spread over the GPUs instead of stacking on GPU 0.
+    """
+    if name in ("auto", "cuda"):
+        gpu = claim_gpu(ROOT)
+        if gpu is not None:
+            print(f"using GPU {gpu} (CUDA_VISIBLE_DEVICES={gpu})", flush=True)
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise StageError(f"device {name!r} requested in params.yaml but torch sees no CUDA device; use 'auto' or 'cpu'")
+    return name

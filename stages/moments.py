@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
-from stages.common import ROOT, StageError, load_params, main_wrapper, write_json
+from stages.common import StageError, load_params, main_wrapper, write_json
+from stages.paths import moments_path, raw_dir, shown
 from stages.features import domain_rows
-
-
-def moments_path(dataset: str, backbone: str) -> Path:
-    """data/moments/<dataset>/<backbone>.json."""
-    return ROOT / "data" / "moments" / dataset / f"{backbone}.json"
 
 
 def load_moments(dataset: str, backbone: str, domains: list[str]):  # -> dahash.nn.augment.ChannelMoments
@@ -58,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
 
         size, channels, interpolation = moments_geometry(backbone)
         record.update(size=size, channels=channels, interpolation=interpolation, crop=1.0)
-        raw = ROOT / "data" / "raw" / dataset
+        raw = raw_dir(dataset)
         threads = max(1, min(8, os.cpu_count() or 1))
         for domain in params["data"]["domains"]:
             paths = [raw / p for p in domain_rows(dataset, domain)["path"]]
@@ -69,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         record["note"] = f"backbone {backbone!r} takes no images: no moments"
     write_json(out, record)  # atomic
-    print(f"moments -> {out.relative_to(ROOT)}")
+    print(f"moments -> {shown(out)}")
 
 
 if __name__ == "__main__":

@@ -17,12 +17,8 @@ import numpy as np
 import pandas as pd
 
 from dahash.data.manifest import build_manifest, manifest_summary, write_manifest
-from stages.common import ROOT, StageError, dataset_spec, load_params, main_wrapper, write_json
-
-
-def manifest_path(dataset: str):
-    """Where the manifest of ``dataset`` lives."""
-    return ROOT / "data" / "manifests" / f"{dataset}.parquet"
+from stages.common import StageError, dataset_spec, load_params, main_wrapper, write_json
+from stages.paths import manifest_path, raw_dir, shown
 
 
 @main_wrapper
@@ -30,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
     params = load_params()
     spec = dataset_spec(params)
-    raw = ROOT / "data" / "raw" / spec.name
+    raw = raw_dir(spec.name)
     df = build_manifest(raw, spec, domains=params["data"]["domains"])
     out = manifest_path(spec.name)
     excluded = df[df["status"] != "ok"]
@@ -42,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = manifest_summary(df)
     summary["excluded_files"] = excluded[["path", "reason"]].to_dict(orient="records")
     write_json(out.with_suffix(".summary.json"), summary)
-    print(f"{spec.name}: {len(df) - len(excluded)} images ok, {len(excluded)} excluded -> {out.relative_to(ROOT)}")
+    print(f"{spec.name}: {len(df) - len(excluded)} images ok, {len(excluded)} excluded -> {shown(out)}")
 
 
 def source_k_values(params: dict) -> dict[int, list[str]]:

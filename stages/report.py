@@ -12,17 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import pandas as pd
 
+from dahash.eval.records import PROTOCOL_SETTINGS, report_rules
 from dahash.report.page import collect_analysis, collect_records, method_summary, render_report
-from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper, write_json
-from stages.evaluate import PWCF_RULE, RULES, metrics_path, pr_path
-
-
-def analysis_path(dataset: str, task: str) -> Path:
-    return ROOT / "analysis" / dataset / task / "analysis.json"
+from stages.common import StageError, atomic_path, load_params, main_wrapper, write_json
+from stages.paths import analysis_path, metrics_path, pr_path, report_dir, summary_dir
 
 
 @main_wrapper
@@ -61,9 +57,9 @@ def main(argv: list[str] | None = None) -> None:
 
     tp, ev = params["train"], params.get("eval") or {}
     query_fraction, split_seed = ev.get("query_fraction", 0.1), ev.get("split_seed", 0)
+    protocol_name = ev.get("protocol", "dah")
     protocol = {
-        "setting": "unsupervised domain adaptation, transductive: all labeled source + all unlabeled target images "
-        "for training; tested on all target images",
+        "setting": PROTOCOL_SETTINGS[protocol_name],
         "dataset": dataset,
         "backbone": params["backbone"]["name"],
         "training mode": ("; ".join(f"{m}: {(o or {}).get('mode', tp['mode'])}" for m, o in params["methods"].items())
@@ -81,31 +77,12 @@ def main(argv: list[str] | None = None) -> None:
         "gamma": str(tp["gamma"]) + (" (per task: largest held-out domain-classifier error, paper sec. 5.2)"
                                      if tp["gamma"] == "auto" else ""),
         "seeds": ", ".join(map(str, seeds)) + (" (DAH methods; cells: mean +- std over seeds)" if len(seeds) > 1 else ""),
-        "model": RULES["model"],
-        **{k: v for k, v in RULES.items() if k != "model"},
+        **report_rules(protocol_name, query_fraction, split_seed),
     }
-    if ev.get("protocol", "dah") == "pwcf":
-        protocol["setting"] = ("unsupervised domain adaptation, pwcf protocol (PWCF, CVPR 2020, and the cross-domain "
-                               "hashing papers since): all labeled source + the unlabeled target images except the "
-                               "queries for training; queries = a seeded random share of the target")
-        protocol["retrieval"] = (f"{PWCF_RULE}; this run: {100 * query_fraction:g} % of the target, "
-                                 f"split seed {split_seed}")
-    if "retrieval" in protocol:
-        protocol["retrieval"] = f"methods marked 'source database' (DAH, DAH-e, NoDA): {protocol['retrieval']}"
-    concrete = f"this run: {100 * query_fraction:g} % of the target items are queries (split seed {split_seed})"
-    if "target split" in protocol:  # worded by the evaluate stage
-        protocol["target split"] = f"{protocol['target split']}; {concrete}"
-    else:
-        protocol["target split"] = (
-            "unsupervised hashing (ITQ, KMH, BA, BDNN) and SuH have no source database: queries = a seeded random "
-            "part of the target items (no label used to split), database = the rest, relevant = same class; " + concrete)
-    protocol.setdefault("SuH", "SuH uses target labels: an upper bound, not a domain-adaptation result")
-    protocol.setdefault("not applicable", "an empty cell: the method has no classifier (accuracy) or no hash "
-                        "codes (mAP, PR curves); never 0")
     if analysis_tasks:
         protocol.setdefault("feature analysis", f"tasks {', '.join(analysis_tasks)}"
                             + (f" (not yet computed: {', '.join(missing)})" if missing else ""))
-    with atomic_path(ROOT / "report") as tmp:  # replaced whole: no file of an earlier report survives (persist)
+    with atomic_path(report_dir()) as tmp:  # replaced whole: no file of an earlier report survives (persist)
         written = render_report(
             records, curves, tmp, title=params["report"]["title"], protocol=protocol,
             methods=methods, tasks=tasks, domains=params["data"]["domains"], analysis=analysis,
@@ -113,11 +90,6 @@ def main(argv: list[str] | None = None) -> None:
     for name in written:
         print(f"wrote report/{name}")
     write_summary(dataset, method_summary(records, methods))
-
-
-def summary_dir(dataset: str) -> Path:
-    """metrics/summary/<dataset>: one <method>.json per method, the DVC metrics of a run (kept in git)."""
-    return ROOT / "metrics" / "summary" / dataset
 
 
 def write_summary(dataset: str, summary: dict[str, dict]) -> None:

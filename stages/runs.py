@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from typing import TYPE_CHECKING
 
-from stages.weights import weights_file
+from stages.paths import weights_file
 
 if TYPE_CHECKING:  # torch and dahash.train.head (torch) are imported where used: `--help` stays fast
     import torch
@@ -60,3 +60,20 @@ def parse_run_args(argv: list[str] | None, description: str) -> argparse.Namespa
     ap.add_argument("--task", required=True)
     ap.add_argument("--seed", required=True, type=int)
     return ap.parse_args(argv)
+
+
+def penultimate_features(backbone: str, *arrays):
+    """The backbone's penultimate (fc7-level) features of cached inputs, for shallow/hashing baselines and analysis.
+
+    VGG-F caches pool5 (training starts there): relu(fc7(relu(fc6(x)))) with the pretrained layers gives the
+    paper's "Deep (VGG-F) fc7" features, ``(n, 4096)``. Other backbones cache their penultimate features already.
+    """
+    import torch
+
+    head = pretrained_head(backbone)
+    if head is None:
+        return arrays
+    w6, b6, w7, b7 = (head[k].float() for k in ("fc6.weight", "fc6.bias", "fc7.weight", "fc7.bias"))
+    with torch.no_grad():
+        return tuple(torch.relu(torch.relu(torch.from_numpy(x).float() @ w6.T + b6) @ w7.T + b7).numpy()
+                     for x in arrays)

@@ -25,7 +25,7 @@ Concurrent jobs (Snakemake runs several) serialise the first database creation, 
 the parent-run lookup with a file lock, since sqlite schema migrations are not safe to race and two seeds of
 one task must find one parent.
 
-Failures (docs/README "Troubleshooting"):
+Failures (docs/troubleshooting.md):
 * at the start of a job (:func:`client`, :func:`start_run`): an unreachable server (probed with one HTTP
   request, 5 s timeout), a read-only or missing store, a full disk stop the job with ONE line (:class:`TrackingError`,
   printed as ``ERROR: ...``) naming the URI or path and the fix; nothing has been computed yet;
@@ -343,7 +343,7 @@ def feature_inputs(dataset: str, backbone: str, task: Mapping[str, str], shapes:
                    ) -> list[DataInput]:
     """The source and target domains' cached features (``data/features/<dataset>/<backbone>/<domain>``, the
     extract stage's DVC outputs) as dataset inputs; ``shapes[side]`` = the feature array's shape."""
-    from stages.features import features_dir
+    from stages.paths import features_dir
 
     return [DataInput(f"{task[side]}-{backbone}-features", features_dir(dataset, backbone, task[side]), side,
                       {"num_rows": int(shapes[side][0]), "num_features": int(shapes[side][1]),
@@ -354,7 +354,7 @@ def feature_inputs(dataset: str, backbone: str, task: Mapping[str, str], shapes:
 def image_inputs(dataset: str, task: Mapping[str, str], counts: Mapping[str, int]) -> list[DataInput]:
     """Fine-tune mode: the two domains' image folders (``data/raw/<dataset>/<domain>``) and the manifest
     (``data/manifests/<dataset>.parquet``) as dataset inputs; ``counts[side]`` = images used."""
-    from stages.preprocess import manifest_path
+    from stages.paths import manifest_path
 
     raw = ROOT / "data" / "raw" / dataset
     return [*(DataInput(f"{task[side]}-images", raw / task[side], side,

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stages import tracking
-from stages.common import (ROOT, atomic_path, dataset_spec, load_params, main_wrapper, method_params,
-                           resolve_device, run_dir, task_of, write_json)
-from dahash.eval.evaluation import pwcf_training_rows
+from stages.common import atomic_path, dataset_spec, load_params, main_wrapper, method_params, task_of, write_json
+from stages.gpu import resolve_device
+from stages.paths import raw_dir, run_dir
+from dahash.eval.split import pwcf_training_rows
 from stages.features import labels_for, load_features
 from stages.gamma_select import selected_gamma
 from stages.preprocess import warn_small_classes
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
             from stages.finetune import finetune_run
             from stages.moments import load_moments
 
-            raw = ROOT / "data" / "raw" / dataset
+            raw = raw_dir(dataset)
             us, ut, out = finetune_run(
                 [raw / p for p in src_paths], ys, [raw / tgt_paths[i] for i in fit_t], len(spec.classes), config,
                 backbone=backbone, moments=load_moments(dataset, backbone, [task["source"], task["target"]]),

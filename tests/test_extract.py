@@ -13,6 +13,7 @@ from dahash.nn.backbones import build_backbone
 from dahash.nn.extract import extract_features
 from dahash.data.images import load_rgb
 from dahash.nn.preprocess_image import center_crop, make_transform, resize_shorter_side
+import stages.paths
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -294,7 +295,7 @@ def test_extract_stage_streams_features_into_its_output(images, backbone, tmp_pa
     out = tmp_path / "features" / "dom"
     params = {"data": {"dataset": "toy", "domains": ["dom"]}, "backbone": {"name": "efficientnet_lite0"},
               "extract": {"batch_size": 4, "num_workers": "auto", "device": "cpu", "draft": 0}}
-    monkeypatch.setattr(stage, "ROOT", tmp_path)
+    monkeypatch.setattr(stages.paths, "ROOT", tmp_path)
     monkeypatch.setattr(stage, "load_params", lambda: params)
     monkeypatch.setattr(stage, "domain_rows", lambda dataset, domain: pd.DataFrame({"path": names}))
     monkeypatch.setattr(stage, "features_dir", lambda dataset, name, domain: out)

@@ -24,6 +24,7 @@ from test_dag_configs import (_env, dvc_status, expected_stages, make_project, r
                               touch_outputs_in_dag_order, write_placeholder_outputs)
 from test_pipeline import stage_names_from_snakemake
 from workflow import dvcdag
+import stages.paths
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AUTO = ["train.gamma=auto", "gamma_sweep.grid=[50.0, 500.0, 5000.0]"]
@@ -52,7 +53,7 @@ def _params(gamma: object, grid: list[float]) -> dict:
 
 def test_selected_gamma_is_the_largest_domain_error_of_the_grid(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gamma_sweep, "ROOT", tmp_path)
+    monkeypatch.setattr(stages.paths, "ROOT", tmp_path)
     assert selected_gamma(_params(5000.0, []), "A_W") == 5000.0  # fixed: no record read
     folder = tmp_path / "sweeps" / "gamma" / "custom" / "bb" / "A_W"
     folder.mkdir(parents=True)

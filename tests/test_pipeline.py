@@ -217,6 +217,20 @@ def test_code_caches_written_later_leave_the_dag_up_to_date(project: Pipeline, t
     assert {f"baseline@{m}" for m in BASELINES} <= set(re.findall(r"^(\S+):$", run(root, "dvc", "status").stdout, re.M))
 
 
+def test_editing_the_hamming_kernel_reruns_the_evaluations(project: Pipeline, tmp_path: Path) -> None:
+    """The mAP is computed in src/dahash/eval/_hamming_kernel.py: after an edit of it both tools list every
+    evaluation (DAH methods and comparison methods), Snakemake also the report that reads their metrics; no
+    training, extraction or comparison-method fit (dvc.yaml's code deps are the stages' import closures)."""
+    root = private_copy(project, tmp_path / "proj")
+    kernel = root / "src" / "dahash" / "eval" / "_hamming_kernel.py"
+    kernel.write_text(kernel.read_text() + "\n# an edit of the ranking kernel\n")
+    evaluations = {f"evaluate@{m}" for m in METHODS} | {f"evaluate_baseline@{m}" for m in BASELINES}
+    status = run(root, "dvc", "status").stdout
+    assert set(re.findall(r"^(\S+):$", status, re.M)) == evaluations, status
+    dry = run(root, "snakemake", "-n").stdout
+    assert stage_names_from_snakemake(root, dry) == evaluations | {"report"}, dry
+
+
 def test_every_training_run_is_in_mlflow(project: Pipeline) -> None:
     parents = {r["name"]: r for r in project.mlflow_runs if r["tags"].get("role") == "parent"}
     runs = [r for r in project.mlflow_runs if r["tags"].get("role") != "parent"]

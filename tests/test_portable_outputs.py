@@ -13,6 +13,7 @@ import pytest
 from stages import tracking
 from stages.common import PARAMS_FILE, ROOT, StageError
 from stages.preset import apply_preset
+from tests.rooted import point_stages_at
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,10 +92,7 @@ def test_source_json_of_a_custom_mirror_is_relative(tmp_path: Path, monkeypatch,
     params["baselines"]["methods"] = {}
     root.mkdir()
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    real_root = common.ROOT
-    for name, mod in list(sys.modules.items()):
-        if (name == "stages" or name.startswith("stages.")) and getattr(mod, "ROOT", None) == real_root:
-            monkeypatch.setattr(mod, "ROOT", root)
+    point_stages_at(monkeypatch, root)
     monkeypatch.setattr(dl, "load_params", lambda: common.load_params(root / "params.yaml"))
     dl.main([])
     text = (root / "data" / "raw" / "custom" / "SOURCE.json").read_text()

@@ -12,6 +12,7 @@ from PIL import Image
 
 from dahash.eval.metrics import precision_recall_curve
 from dahash.report.page import EVALUATION_RULES, collect_analysis, collect_records, render_report
+import stages.paths
 
 DOMAINS = ["Art", "Clipart", "Product", "RealWorld"]
 TASKS = {"Ar_Cl": ("Art", "Clipart"), "Cl_Ar": ("Clipart", "Art"), "Pr_Rw": ("Product", "RealWorld"),
@@ -410,7 +411,7 @@ def test_stage_collects_metrics_curves_and_analysis(tmp_path: Path, monkeypatch:
     _tsne_png(adir / "t.png", "green")
     (adir / "analysis.json").write_text(json.dumps({"task": "Ar_Cl", "source": "Art", "target": "Clipart",
                                                     "a_distance": {"backbone": 1.5}, "tsne": {"backbone": "t.png"}}))
-    monkeypatch.setattr(stage, "ROOT", tmp_path)
+    monkeypatch.setattr(stages.paths, "ROOT", tmp_path)
     monkeypatch.setattr(stage, "load_params", lambda: params)
     monkeypatch.setattr(stage, "metrics_path", metrics_path)
     monkeypatch.setattr(stage, "pr_path", pr_path)

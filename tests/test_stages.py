@@ -90,28 +90,23 @@ def test_unknown_key_is_rejected(tmp_path: Path, params: dict) -> None:
         load_params(_write(tmp_path, params))
 
 
+def _refused(params: dict, edit, match: str) -> dict:
+    """A copy of ``params`` changed by ``edit(copy)``; check_cross_keys must refuse it with ``match``."""
+    bad = copy.deepcopy(params)
+    edit(bad)
+    with pytest.raises(StageError, match=match):
+        check_cross_keys(bad)
+    return bad
+
+
 def test_cross_key_checks(params: dict) -> None:
-    bad = copy.deepcopy(params)
-    bad["tasks"]["Ar_Cl"]["target"] = "Sketch"
-    with pytest.raises(StageError, match=r"tasks\.Ar_Cl\.target"):
-        check_cross_keys(bad)
-    bad = copy.deepcopy(params)
-    bad["data"]["domains"] = ["amazon", "webcam"]
-    with pytest.raises(StageError, match="not domains of office_home"):
-        check_cross_keys(bad)
-    bad = copy.deepcopy(params)
-    bad["data"]["dataset"] = "custom"
-    with pytest.raises(StageError, match="data.mirror"):
-        check_cross_keys(bad)
-    bad = copy.deepcopy(params)
-    bad["baselines"]["methods"]["dah"] = {"algorithm": "tca"}
-    with pytest.raises(StageError, match="both methods and baselines.methods"):
-        check_cross_keys(bad)
-    bad = copy.deepcopy(params)
-    bad["backbone"]["name"] = "smallcnn"
-    bad["train"]["mode"] = "finetune"
-    with pytest.raises(StageError, match="baselines.methods run on cached pretrained features"):
-        check_cross_keys(bad)
+    _refused(params, lambda p: p["tasks"]["Ar_Cl"].update(target="Sketch"), r"tasks\.Ar_Cl\.target")
+    _refused(params, lambda p: p["data"].update(domains=["amazon", "webcam"]), "not domains of office_home")
+    _refused(params, lambda p: p["data"].update(dataset="custom"), "data.mirror")
+    _refused(params, lambda p: p["baselines"]["methods"].update(dah={"algorithm": "tca"}),
+             "both methods and baselines.methods")
+    bad = _refused(params, lambda p: (p["backbone"].update(name="smallcnn"), p["train"].update(mode="finetune")),
+                   "baselines.methods run on cached pretrained features")
     bad["baselines"]["methods"], bad["analysis"]["tasks"] = {}, []
     check_cross_keys(bad)  # digits-like: fine-tuned from scratch, no comparison methods
     bad["methods"]["dah_head"] = {"mode": "head"}
@@ -120,22 +115,13 @@ def test_cross_key_checks(params: dict) -> None:
     ok = copy.deepcopy(params)
     ok["train"]["mode"] = "finetune"  # the paper: fine-tuned DAH beside comparison methods on cached features
     check_cross_keys(ok)
-    bad = copy.deepcopy(params)
-    bad["backbone"]["name"] = "surf800"
-    with pytest.raises(StageError, match="surf800"):
-        check_cross_keys(bad)
-    bad = copy.deepcopy(params)
-    del bad["baselines"]["methods"]["dan"]
-    with pytest.raises(StageError, match="analysis.tasks"):
-        check_cross_keys(bad)
-    bad = copy.deepcopy(params)
-    bad["analysis"]["tasks"] = ["Xx_Yy"]
-    with pytest.raises(StageError, match="analysis.tasks has 'Xx_Yy'"):
-        check_cross_keys(bad)
+    _refused(params, lambda p: p["backbone"].update(name="surf800"), "surf800")
+    _refused(params, lambda p: p["baselines"]["methods"].pop("dan"), "analysis.tasks")
+    _refused(params, lambda p: p["analysis"].update(tasks=["Xx_Yy"]), "analysis.tasks has 'Xx_Yy'")
 
 
 def test_baseline_options_resolve_algorithm_and_refuse_unknown_keys(params: dict) -> None:
-    from stages.common import baseline_options
+    from stages.baseline import baseline_options
 
     p = copy.deepcopy(params)
     p["baselines"]["methods"] = {"nn1": {"algorithm": "shallow_source_only", "classifier": "svm"},

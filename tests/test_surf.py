@@ -1,4 +1,5 @@
-"""dahash.data.surf: SURF-800 Office-Caltech-10 loader, image-name mapping, preprocessing, benchmark."""
+"""dahash.data.surf: SURF-800 Office-Caltech-10 loader, image-name mapping, preprocessing; the benchmark runner
+(benchmarks/surf_benchmark.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from dahash.data.surf import (
     SurfDomain,
     image_relpath,
     load_surf,
-    surf_benchmark,
     surf_preprocess,
 )
+from benchmarks.surf_benchmark import surf_benchmark
 
 _MAT_CLASS = ["back_pack", "bike", "calculator", "headphones", "keyboard", "laptop_computer", "monitor",
               "mouse", "mug", "projector"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.rooted import point_stages_at
 
 REPO = Path(__file__).resolve().parents[1]
 START_RUN = ("from stages.common import main_wrapper; from stages import tracking; "
@@ -119,10 +120,7 @@ def project(tmp_path: Path, monkeypatch):
     params = make_project(root)
     params["train"].update(epochs=4, checkpoint_every=2)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    real_root = common.ROOT
-    for name, mod in list(sys.modules.items()):
-        if (name == "stages" or name.startswith("stages.")) and getattr(mod, "ROOT", None) == real_root:
-            monkeypatch.setattr(mod, "ROOT", root)
+    point_stages_at(monkeypatch, root)
     monkeypatch.setattr(tracking, "DEFAULT_DB", root / "mlflow.db")
     monkeypatch.setattr(tracking, "ARTIFACT_ROOT", root / "mlartifacts")
     monkeypatch.setattr(tracking, "PENDING_DIR", root / "logs" / "tracking-pending", raising=False)

@@ -20,6 +20,7 @@ from PIL import Image
 from dahash.nn.backbones import BACKBONE_NAMES, build_backbone, vgg16_finetune_parts
 from dahash.nn.backbones.vgg16 import (VGG16, VGG16_FILENAME, VGG16_URL, VGG16Trunk, load_vgg16,
                                     vgg16_trunk_from_state)
+import stages.paths
 
 # torchvision.models.vgg16() state_dict, in order (torchvision/models/vgg.py, cfg "D": 64, 64, M, 128, 128, M,
 # 256 x 3, M, 512 x 3, M, 512 x 3, M; classifier Linear(512*7*7, 4096), ReLU, Dropout, Linear(4096, 4096),
@@ -440,7 +441,7 @@ def test_weights_stage_offline_uses_the_checked_manual_copy(served, tmp_path: Pa
 
     monkeypatch.setenv("DAHASH_OFFLINE", "1")
     root = tmp_path / "proj"
-    monkeypatch.setattr(sw, "ROOT", root)
+    monkeypatch.setattr(stages.paths, "ROOT", root)
     monkeypatch.setattr(sw, "load_params", lambda: {"backbone": {"name": "vgg16"},
                                                     "data": {"manual_dir": str(served["manual"])}})
     placed = served["manual"] / VGG16_FILENAME

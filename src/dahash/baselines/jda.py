@@ -27,7 +27,7 @@ Implementation choices, stated:
   ``JDA.m`` keeps its source half). ``JDA.m`` also scales ``M_0`` by ``C``; we keep the paper's
   unweighted sum (simplification). With these settings the paper's Office-Caltech-10 SURF results
   are reproduced: mean over the 12 tasks 46.6% (paper 46.3%), every task within 2 points (see
-  :func:`dahash.data.surf.surf_benchmark`).
+  benchmarks/surf_benchmark.py).
 
 Example::
 

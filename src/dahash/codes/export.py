@@ -31,7 +31,6 @@ this module's is refused with a :class:`ExportError` that says what to do.
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -41,6 +40,8 @@ import torch
 from torch import nn
 
 from dahash.data.download import sha256_file
+from dahash.train.run_model import ModelFileError, read_model_file, trained_trunk
+from dahash.data.datasets import weights_path as stage_weights_path
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "Encoder", "ExportError", "derive_export", "load_export",
            "save_export"]
@@ -48,12 +49,6 @@ __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "Encoder", "ExportError", "derive_
 EXPORT_FORMAT = "dahash-model-export"
 #: bump when the layout changes incompatibly; :func:`load_export` refuses any other version.
 EXPORT_VERSION = 1
-
-#: file names the `weights` stage writes under data/weights/<backbone>/ (as stages.weights.WEIGHT_FILES;
-#: repeated because the library never imports the stages)
-_WEIGHT_FILES = {"vggf": "imagenet-vgg-f.mat", "efficientnet_lite0": "efficientnet-lite0.pth",
-                 "vgg16": "vgg16-397923af.pth"}
-
 
 class ExportError(ValueError):
     """A model folder or export file that cannot be used for encoding (the message names it and the fix)."""
@@ -122,19 +117,15 @@ def derive_export(model_dir: str | Path, *, moments: Any = None, weights: str | 
         raise ExportError(f"{d}: not a run folder models/<dataset>/<backbone>/<method>/<task>/seed<S>/")
     root, (dataset, backbone, method, task, seed_dir) = Path(*parts[:-6]), parts[-5:]
     try:
-        saved = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
-        config, state = saved["config"], saved["state_dict"]
-    except FileNotFoundError as exc:
-        raise ExportError(f"{d / 'model.pt'}: missing; train the run first (dvc repro / snakemake)") from exc
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise ExportError(f"{d / 'model.pt'}: not a DAH model file ({exc}); re-run the train stage") from exc
-    except pickle.UnpicklingError as exc:  # objects other than tensors and plain types: code that would run
-        raise ExportError(f"{d / 'model.pt'}: refused, not a plain weights file (torch.load weights_only=True: "
-                          f"{str(exc).splitlines()[-1] if str(exc) else exc!r}); delete it and retrain") from exc
+        saved = read_model_file(d / "model.pt")
+    except ModelFileError as exc:
+        raise ExportError(f"{exc}" if exc.kind != "missing" else
+                          f"{d / 'model.pt'}: missing; train the run first (dvc repro / snakemake)") from exc
+    config, state = saved["config"], saved["state_dict"]
     run = json.loads((d / "run.json").read_text()) if (d / "run.json").is_file() else {}
     mode = run.get("mode") or ("finetune" if "trunk" in state else "head")
     weights_path = Path(weights) if weights is not None else (
-        root / "data" / "weights" / backbone / _WEIGHT_FILES[backbone] if backbone in _WEIGHT_FILES else None)
+        stage_weights_path(root, backbone) if backbone in ("vggf", "efficientnet_lite0", "vgg16") else None)
     if weights_path is not None and not weights_path.is_file():
         if backbone == "vgg16" and weights is None and mode == "finetune":
             weights_path = None  # the fine-tuned trunk carries all its weights (build_modules)
@@ -243,32 +234,11 @@ def build_modules(export: dict[str, Any], weights: str | Path | None = None) -> 
     # a fine-tuned EfficientNet-Lite0 trunk carries all its weights: the pretrained file is not needed
     needs_file = name == "vggf" or (name in ("efficientnet_lite0", "vgg16") and export["trunk_state"] is None)
     wfile = _resolve_weights(export, weights) if needs_file else None
-    if name == "smallcnn":
-        from dahash.nn.backbones.smallcnn import SmallCNN
-
-        trunk: nn.Module = SmallCNN(in_channels=1, feature_dim=h["in_dim"], input_size=export["input"]["size"])
-    else:
-        from dahash.nn.backbones import build_backbone
-
-        if name == "efficientnet_lite0" and wfile is None:
-            from dahash.nn.backbones.efficientnet_lite import EfficientNetLite0
-
-            trunk = EfficientNetLite0()
-        elif name == "vgg16" and wfile is None:  # fine-tuned: conv1_1..pool5 from the export's own state
-            from dahash.nn.backbones.vgg16 import vgg16_trunk_from_state
-
-            try:
-                trunk = vgg16_trunk_from_state(export["trunk_state"], "the export's trunk state")
-            except ValueError as exc:
-                raise ExportError(str(exc)) from exc
-        else:
-            trunk = build_backbone(name, weights=wfile).module
-        if name == "vggf":
-            trunk.head = nn.Sequential()  # as stages.finetune.build_trunk: fc6/fc7 live in the DAH head
-    if export["trunk_state"] is not None:
-        missing, unexpected = trunk.load_state_dict(export["trunk_state"], strict=False)
-        if missing:
-            raise ExportError(f"the export's trunk state lacks {missing[:5]} for backbone {name!r}")
+    try:
+        trunk = trained_trunk(name, export["trunk_state"], wfile, feature_dim=h["in_dim"],
+                              input_size=export["input"]["size"], where="the export's trunk state")
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
     head = DAHHead(h["in_dim"], tuple(h["hidden_dims"]), h["hash_bits"], bn_momentum=h["bn_momentum"])
     head.load_state_dict(export["head_state"], strict=True)
     return trunk.eval(), head.eval()

@@ -42,7 +42,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from dahash.data.datasets import RemoteFile
+from dahash.data.datasets import DIGITS_DOMAINS, RemoteFile
 from dahash.atomic import mkdtemp
 from dahash.data.download import DownloadError, _replace_dir, _write_json_atomic, fetch, hash_file, tree_digest
 
@@ -71,7 +71,6 @@ DIGITS_SETTINGS: Mapping[str, float | int] = MappingProxyType(  # examples/digit
     {"hash_bits": 10, "similar_weight": 100.0, "k_per_class": 20, "eta": 0.1, "gamma": 100.0, "beta": 1.0,
      "epochs": 40, "lr_start": 1e-4, "lr_end": 1e-5, "weight_decay": 5e-4}
 )
-DIGITS_DOMAINS: tuple[str, ...] = ("mnist", "usps")
 DIGITS_CLASSES: tuple[str, ...] = tuple(str(i) for i in range(10))
 #: Side of the prepared images (MNIST's own size; USPS 16 x 16 is upsampled).
 DIGITS_IMAGE_SIZE = 28

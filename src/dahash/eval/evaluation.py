@@ -11,7 +11,7 @@ items are queries and which the database (``retrieval`` and ``protocol``):
   seeded random ``query_fraction`` of the target items, drawn without labels
   (:func:`dahash.eval.split.target_query_database_split`, its query part), the database is the
   whole source domain. In those papers the query images are also left out of training; the train stage
-  does so under this protocol (:func:`pwcf_training_rows`).
+  does so under this protocol (:func:`dahash.eval.split.pwcf_training_rows`, re-exported here).
 
 Methods without a source database (``retrieval="target_split"``) retrieve within the target split under
 both protocols.
@@ -22,31 +22,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dahash.eval.split import target_query_database_split
+from dahash.eval.split import pwcf_training_rows, target_query_database_split
+from dahash.eval.records import PROTOCOLS
 from dahash.eval.metrics import PRECISION_KS, accuracy, binarize, predict_eq6, retrieval_scores
 
 __all__ = ["PROTOCOLS", "pwcf_training_rows", "score"]
 
-#: evaluation protocols: the DAH paper's (all target queries) and PWCF's (10 % of the target as queries)
-PROTOCOLS: tuple[str, ...] = ("dah", "pwcf")
-
-
-def pwcf_training_rows(n_target: int, *, protocol: str, query_fraction: float, split_seed: int) -> np.ndarray:
-    """Indices of the target items a method may train on: all under ``dah``; under ``pwcf`` all but the queries.
-
-    The pwcf queries are ``target_query_database_split(n_target, query_fraction, split_seed)[0]`` (no label
-    is used to draw them), the same items :func:`score` uses as queries, so no query image is seen in
-    training (the papers' protocol: "10 % of the target domain samples are randomly selected as the query
-    set; the remaining 90 % along with all source domain samples constitute the training set").
-
-    Returns:
-        int64 indices, sorted ascending.
-    """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; expected one of {list(PROTOCOLS)}")
-    if protocol == "dah":
-        return np.arange(n_target, dtype=np.int64)
-    return target_query_database_split(n_target, query_fraction=query_fraction, seed=split_seed)[1]
 
 
 def score(codes: dict[str, np.ndarray], ys: np.ndarray, yt: np.ndarray, *, num_classes: int, retrieval: str | None,

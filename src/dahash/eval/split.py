@@ -9,6 +9,9 @@ have no source database, so retrieval is done inside the target domain:
   (at least 1, at most ``n - 1``);
 * ``db_idx``: all the other target items.
 
+Under the ``pwcf`` protocol (:mod:`dahash.eval.evaluation`) the query part of the same split is the target's
+queries for every method, and :func:`pwcf_training_rows` the target items a method may train on (the others).
+
 The split is stratification-free: **no class label is used to make it** (labels only decide
 relevance at evaluation time), so it can be computed before any label is read. Both index arrays
 are sorted ascending, disjoint, and together cover ``range(n)`` exactly once.
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["target_query_database_split"]
+from dahash.eval.records import PROTOCOLS
+
+__all__ = ["pwcf_training_rows", "target_query_database_split"]
 
 
 def target_query_database_split(
@@ -52,3 +57,21 @@ def target_query_database_split(
     n_q = min(max(n_q, 1), n - 1)
     perm = np.random.default_rng(int(seed)).permutation(n).astype(np.int64)
     return np.sort(perm[:n_q]), np.sort(perm[n_q:])
+
+
+def pwcf_training_rows(n_target: int, *, protocol: str, query_fraction: float, split_seed: int) -> np.ndarray:
+    """Indices of the target items a method may train on: all under ``dah``; under ``pwcf`` all but the queries.
+
+    The pwcf queries are ``target_query_database_split(n_target, query_fraction, split_seed)[0]`` (no label
+    is used to draw them), the same items :func:`dahash.eval.evaluation.score` uses as queries, so no query image is seen in
+    training (the papers' protocol: "10 % of the target domain samples are randomly selected as the query
+    set; the remaining 90 % along with all source domain samples constitute the training set").
+
+    Returns:
+        int64 indices, sorted ascending.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {list(PROTOCOLS)}")
+    if protocol == "dah":
+        return np.arange(n_target, dtype=np.int64)
+    return target_query_database_split(n_target, query_fraction=query_fraction, seed=split_seed)[1]

@@ -424,6 +424,37 @@ def sgd_step(terms: Mapping[str, Tensor], optimizer: torch.optim.Optimizer, conf
     return values
 
 
+def _train_epoch(model: DAHHead, optimizer: torch.optim.Optimizer, sampler: KPerClassSampler,
+                 data: tuple[Tensor, Tensor, np.ndarray, Tensor], num_classes: int, config: DAHConfig,
+                 generator: torch.Generator, rng: np.random.Generator, epoch: int, lr: float) -> dict[str, float]:
+    """One epoch of :func:`train_dah` at learning rate ``lr`` (times each group's ``lr_mult``): every target item
+    once in shuffled batches, each beside the sampler's next K-per-class source batch (``batch_ns`` items); one SGD
+    step per batch. ``data``: (source features ``(ns, f)`` and labels ``(ns,)`` on the device, the labels as numpy,
+    target features ``(nt, f)`` on the device). Returns the epoch's record ``{"epoch", "lr", <loss>: batch mean}``.
+    """
+    xs_d, ys_d, ys_np, xt_d = data
+    device = xs_d.device
+    batch_ns = sampler.batch_size
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_mult"]
+    sums = np.zeros(len(LOSS_NAMES))
+    t_batches = target_batches(xt_d.shape[0], batch_ns, rng)
+    for b_idx, t_idx in enumerate(t_batches, start=1):
+        s_np = sampler.next_batch()
+        gate_open = (not config.entropy_gate) or is_class_ordered_k_batch(
+            ys_np[s_np], num_classes, config.k_per_class
+        )
+        s_idx = torch.from_numpy(s_np).to(device)
+        t_idx_d = torch.from_numpy(t_idx).to(device)
+        out = model(torch.cat([xs_d[s_idx], xt_d[t_idx_d]]))
+        terms = batch_losses(out, batch_ns, ys_d[s_idx], num_classes, config, generator, gate_open)
+        sums += sgd_step(terms, optimizer, config, batch_ns, epoch, b_idx)
+    means = sums / len(t_batches)
+    record: dict[str, float] = {"epoch": epoch, "lr": lr}  # epoch: int, 1-based
+    record.update({name: float(v) for name, v in zip(LOSS_NAMES, means)})
+    return record
+
+
 def train_dah(
     xs: Tensor,
     ys: Tensor,
@@ -487,14 +518,12 @@ def train_dah(
 
     ys_np = ys_cpu.numpy()
     sampler = KPerClassSampler(ys_np, num_classes, config.k_per_class, rng)
-    batch_ns = sampler.batch_size
     groups = model.param_groups(
         config.lr_start, config.weight_decay, config.pretrained_lr_mult, config.new_lr_mult, config.bn_lr_mult,
         bias_decay=config.bias_decay,
     )
     optimizer = make_sgd(groups, config.lr_start, config.momentum)
     schedule = lr_schedule(config.lr_start, config.lr_end, config.epochs)
-    names = LOSS_NAMES
 
     history: list[dict[str, float]] = []
     start_epoch, fingerprint = 0, ""
@@ -508,24 +537,8 @@ def train_dah(
     model.train()
     for epoch_idx in range(start_epoch, config.epochs):
         epoch = epoch_idx + 1
-        lr = float(schedule[epoch_idx])
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_mult"]
-        sums = np.zeros(len(names))
-        t_batches = target_batches(xt_d.shape[0], batch_ns, rng)
-        for b_idx, t_idx in enumerate(t_batches, start=1):
-            s_np = sampler.next_batch()
-            gate_open = (not config.entropy_gate) or is_class_ordered_k_batch(
-                ys_np[s_np], num_classes, config.k_per_class
-            )
-            s_idx = torch.from_numpy(s_np).to(device)
-            t_idx_d = torch.from_numpy(t_idx).to(device)
-            out = model(torch.cat([xs_d[s_idx], xt_d[t_idx_d]]))
-            terms = batch_losses(out, batch_ns, ys_d[s_idx], num_classes, config, generator, gate_open)
-            sums += sgd_step(terms, optimizer, config, batch_ns, epoch, b_idx)
-        means = sums / len(t_batches)
-        record: dict[str, float] = {"epoch": epoch, "lr": lr}  # epoch: int, 1-based
-        record.update({name: float(v) for name, v in zip(names, means)})
+        record = _train_epoch(model, optimizer, sampler, (xs_d, ys_d, ys_np, xt_d), num_classes, config, generator,
+                              rng, epoch, float(schedule[epoch_idx]))
         history.append(record)
         if checkpoint_dir is not None and (epoch % int(checkpoint_every) == 0 or epoch == config.epochs):
             state = _capture_state(model, optimizer, generator, rng, sampler, history, fingerprint)
