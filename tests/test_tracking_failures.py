@@ -111,7 +111,7 @@ def project(tmp_path: Path, monkeypatch):
     import yaml
 
     import stages.train as train_stage
-    from stages import common, tracking
+    from stages import common, tracking, tracking_store
     from tests.test_baseline_stage import make_project
 
     root = tmp_path / "proj"
@@ -123,8 +123,8 @@ def project(tmp_path: Path, monkeypatch):
     for name, mod in list(sys.modules.items()):
         if (name == "stages" or name.startswith("stages.")) and getattr(mod, "ROOT", None) == real_root:
             monkeypatch.setattr(mod, "ROOT", root)
-    monkeypatch.setattr(tracking, "DEFAULT_DB", root / "mlflow.db")
-    monkeypatch.setattr(tracking, "ARTIFACT_ROOT", root / "mlartifacts")
+    monkeypatch.setattr(tracking_store, "DEFAULT_DB", root / "mlflow.db")
+    monkeypatch.setattr(tracking_store, "ARTIFACT_ROOT", root / "mlartifacts")
     monkeypatch.setattr(tracking, "PENDING_DIR", root / "logs" / "tracking-pending", raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     monkeypatch.setattr(train_stage, "load_params", lambda: common.load_params(root / "params.yaml"))
