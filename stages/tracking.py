@@ -1,9 +1,7 @@
-"""MLflow tracking for the stages (the library knows nothing about MLflow).
+"""MLflow tracking for the stages (the library knows nothing about MLflow): the runs and what they log.
 
-Store: an embedded sqlite database at an ABSOLUTE path inside the project (``<project>/mlflow.db``),
-artifacts under ``<project>/mlartifacts/``; ``MLFLOW_TRACKING_URI`` overrides the store.
-One experiment per dataset (``dahash-<dataset>`` unless ``tracking.experiment`` is set), created as a
-model-training experiment (tag ``mlflow.experimentKind = custom_model_development``). Runs are nested:
+The store (URI, fail-fast check, client, experiment): :mod:`stages.tracking_store`; a run's source tags and
+dataset inputs: :mod:`stages.tracking_inputs` (both re-exported here). Runs are nested:
 one PARENT run per (method, task) (run name ``<method>:<task>``, tag ``group``), found or created under the
 file lock, and one CHILD run per training job, i.e. per seed (``<method>:<task>:seed<S>``, tag
 ``mlflow.parentRunId``); a rerun (new params) adds children to the same parent. Each child carries MLflow's
@@ -38,330 +36,28 @@ Failures (docs/troubleshooting.md):
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from filelock import FileLock
-
+from stages import tracking_store as store
 from stages.common import ROOT, StageError
+from stages.tracking_inputs import DataInput, dvc_md5, feature_inputs, git_commit, image_inputs, source_tags
+from stages.tracking_store import (TrackingError, check_store, client, describe, experiment_id, portable_uri,
+                                   tracking_uri)
 
-DEFAULT_DB = ROOT / "mlflow.db"
-ARTIFACT_ROOT = ROOT / "mlartifacts"
+__all__ = ["DataInput", "TrackingError", "check_store", "client", "describe", "dvc_md5", "end_run", "experiment_id",
+           "feature_inputs", "finish_run", "git_commit", "image_inputs", "log_artifacts", "log_evaluation",
+           "log_history", "log_metrics", "now_ms", "portable_uri", "replay", "source_tags", "start_run",
+           "tracking_uri"]
+
 PENDING_DIR = ROOT / "logs" / "tracking-pending"
-PROBE_TIMEOUT_S = 5.0
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}  # MLflow's model-training view
 GROUP_TAG = "group"  # "<method>:<task>" on a parent run and its children
-
-
-class TrackingError(StageError):
-    """The tracking store cannot be used; the message is one line naming the URI/path and the fix."""
-
-
-def tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<absolute project path>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_DB}"
-
-
-def portable_uri(uri: str | None = None) -> str:
-    """``uri`` (default :func:`tracking_uri`) as recorded in versioned outputs (run.json, pushed with DVC).
-
-    A local store (``sqlite:///`` or ``file://``, or a bare path) is given relative to the project root
-    (``sqlite:///mlflow.db``, ``mlruns``: read from the project folder); a server URI loses any ``user:password@``.
-    """
-    uri = uri or tracking_uri()
-    if uri.startswith("sqlite:///") and os.path.isabs(uri[len("sqlite:///"):]):
-        return "sqlite:///" + Path(os.path.relpath(uri[len("sqlite:///"):], ROOT)).as_posix()
-    if uri.startswith("file://") and os.path.isabs(uri[len("file://"):]):  # a relative file store is a plain path
-        return Path(os.path.relpath(uri[len("file://"):], ROOT)).as_posix()
-    parts = urlsplit(uri)
-    if not parts.scheme:
-        return Path(os.path.relpath(uri, ROOT)).as_posix() if os.path.isabs(uri) else uri
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = host + (f":{parts.port}" if parts.port else "")
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return uri
-
-
-def _lock() -> FileLock:
-    return FileLock(str(ROOT / ".mlflow.lock"), timeout=300)
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///<path>`` URI (None for other stores)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///"):].split("?", 1)[0]
-    if path.startswith("file:"):
-        path = path[len("file:"):]
-    return Path(path) if os.path.isabs(path) else ROOT / path
-
-
-_FIX_SERVER = "start the server, or unset MLFLOW_TRACKING_URI to log to the project's store mlflow.db"
-
-
-def describe(exc: BaseException, uri: str | None = None) -> str:
-    """One line saying what went wrong with the store at ``uri`` and what to do (no traceback)."""
-    uri = uri or tracking_uri()
-    db = _sqlite_path(uri)
-    where = str(db) if db is not None else uri
-    text = " ".join(str(exc).split())
-    code = getattr(exc, "errno", None) or getattr(getattr(exc, "__cause__", None), "errno", None)
-    if "readonly database" in text or "read-only file system" in text.lower() or code in (errno.EROFS, errno.EACCES):
-        return (f"the MLflow store {where} is read-only: make it and its folder writable, or set "
-                "MLFLOW_TRACKING_URI to a writable store")
-    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)) or "disk is full" in text or "No space left" in text:
-        return f"no space left on the device of the MLflow store {where}: free some space, then rerun"
-    if db is None and any(k in text for k in ("Connection refused", "Max retries exceeded", "Failed to establish",
-                                              "Name or service not known", "timed out", "ConnectionError")):
-        return f"the MLflow tracking server {uri} is unreachable: {_FIX_SERVER}"
-    return f"MLflow store {where}: {type(exc).__name__}: {text[:300]}"
-
-
-_checked: set[str] = set()
-
-
-def check_store(uri: str | None = None) -> None:
-    """Fail fast (within about :data:`PROBE_TIMEOUT_S` s) when the store at ``uri`` cannot be used.
-
-    A server URI gets one HTTP request (``<uri>/health``; any answer will do); a sqlite store needs an existing, writable folder
-    and, when it exists, a writable database file. Checked once per process and URI.
-
-    Raises:
-        TrackingError: one line naming the URI or path and the fix.
-    """
-    uri = uri or tracking_uri()
-    if uri in _checked:
-        return
-    parts = urlsplit(uri)
-    if parts.scheme in ("http", "https"):
-        import urllib.error
-        import urllib.request
-
-        try:  # any HTTP answer (even 404) counts as reachable; no answer within the timeout does not
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S):
-                pass
-        except urllib.error.HTTPError:
-            pass
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            why = ("no answer within " f"{PROBE_TIMEOUT_S:g} s" if isinstance(reason, TimeoutError)
-                   else getattr(reason, "strerror", None) or str(reason))
-            raise TrackingError(f"the MLflow tracking server {uri} is unreachable ({why}): {_FIX_SERVER}") from None
-    db = _sqlite_path(uri)
-    if db is not None:
-        if not db.parent.is_dir():
-            raise TrackingError(f"the MLflow store's folder {db.parent} does not exist: create it, or fix "
-                                "MLFLOW_TRACKING_URI")
-        if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
-            raise TrackingError(describe(PermissionError(errno.EACCES, "read-only"), uri))
-    _checked.add(uri)
-
-
-def client():  # -> mlflow.MlflowClient
-    """An MlflowClient on :func:`tracking_uri` (import deferred: mlflow is slow to import).
-
-    The store is checked first (:func:`check_store`: fails within seconds, one line). HTTP requests get at
-    most 2 retries and a 10 s timeout unless ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``..._TIMEOUT`` say
-    otherwise (MLflow's defaults wait minutes on a dead server). Built under the project's file lock: the
-    client creates and migrates a new sqlite store, and two jobs doing that at once fail ("table ...
-    already exists").
-    """
-    check_store()
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    import logging
-
-    from mlflow import MlflowClient
-
-    # its own ERROR log of a failed query is a many-line traceback; the failure reaches the user as one line
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-    uri = tracking_uri()
-    if uri in _clients:
-        return _clients[uri]
-    _no_mkdir_for_sqlite_file_uris()
-    try:
-        with _lock():
-            _clients[uri] = MlflowClient(uri)
-            return _clients[uri]
-    except TrackingError:
-        raise
-    except Exception as exc:
-        raise TrackingError(describe(exc)) from exc
-
-
-_clients: dict[str, Any] = {}
-
-
-def _no_mkdir_for_sqlite_file_uris() -> None:
-    """MLflow 3.17 creates the parent folder of a sqlite store by stripping ``sqlite:///`` from the URI: for
-    the URI form ``sqlite:///file:/abs/mlflow.db?mode=ro&uri=true`` that is a folder named ``file:/abs``
-    RELATIVE TO THE WORKING DIRECTORY (``mlflow.store.db.utils._make_parent_dirs_if_sqlite``). Replace it by a
-    version that reads such URIs as sqlite does (path after ``file:``, query dropped). Our stores' folders
-    must exist anyway (:func:`check_store`)."""
-    from mlflow.store.db import utils as db_utils
-
-    original = getattr(db_utils, "_make_parent_dirs_if_sqlite", None)
-    if original is None or getattr(original, "dahash_fixed", False):
-        return
-
-    def make_parent_dirs(db_uri: str) -> None:
-        if db_uri.startswith("sqlite:///file:"):
-            path = db_uri[len("sqlite:///file:"):].split("?", 1)[0]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            return
-        original(db_uri)
-
-    make_parent_dirs.dahash_fixed = True  # type: ignore[attr-defined]
-    db_utils._make_parent_dirs_if_sqlite = make_parent_dirs
-
-
-def experiment_id(name: str) -> str:
-    """Get or create experiment ``name`` (artifacts under ``mlartifacts/<name>``), under a file lock.
-
-    It is created as a model-training experiment (:data:`EXPERIMENT_TAGS`); an experiment of an older store
-    without that tag gets it here.
-    """
-    c = client()
-    try:
-        with _lock():
-            exp = c.get_experiment_by_name(name)
-            if exp is None:
-                return c.create_experiment(name, artifact_location=(ARTIFACT_ROOT / name).as_uri(),
-                                           tags=EXPERIMENT_TAGS)
-            for k, v in EXPERIMENT_TAGS.items():
-                if exp.tags.get(k) != v:
-                    c.set_experiment_tag(exp.experiment_id, k, v)
-            return exp.experiment_id
-    except Exception as exc:
-        raise TrackingError(describe(exc)) from exc
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out or None
-
-
-def git_commit() -> str:
-    """The project's current git commit, or ``unknown`` outside a git checkout."""
-    return _git("rev-parse", "HEAD") or "unknown"
-
-
-def source_tags(source: str) -> dict[str, str]:
-    """MLflow's own source tags, which its UI shows as a run's Source and git commit.
-
-    ``source`` is the stage's script relative to the project (``stages/train.py``); type ``LOCAL`` as
-    ``mlflow.start_run`` records for a script. Outside a git checkout the commit tags are left out.
-    """
-    import getpass
-
-    tags = {"mlflow.source.name": source, "mlflow.source.type": "LOCAL"}
-    try:
-        tags["mlflow.user"] = getpass.getuser()
-    except (KeyError, OSError):  # no user name for this uid (a container): MLflow leaves it out too
-        pass
-    commit = _git("rev-parse", "HEAD")
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-        branch = _git("rev-parse", "--abbrev-ref", "HEAD")
-        if branch and branch != "HEAD":
-            tags["mlflow.source.git.branch"] = branch
-    return tags
-
-
-# ------------------------------------------------------------------ datasets: what a run was trained on
-_DVC_IGNORED = (".*.pid*.tmp", ".*.pid*.old")  # the project's .dvcignore: temporaries of atomic writes
-
-
-def dvc_md5(path: Path) -> str:
-    """DVC 3's md5 of ``path``, the value ``dvc.lock`` / a ``.dvc`` file records for it as an output.
-
-    A file: the md5 of its bytes. A folder: ``<md5 of the JSON listing>.dir``, where the listing is
-    ``[{"md5": <file md5>, "relpath": <posix path>}, ...]`` sorted by relpath and dumped with sorted keys
-    (dvc_data.hashfile.tree.Tree.digest); files matching the project's .dvcignore patterns are skipped.
-    Hand-written (15 lines) because importing dvc costs a stage about a second; tested against DVC's own hash.
-    Computed by the job, never read from dvc.lock: under Snakemake the lock is committed at the END of the run,
-    so while its jobs run it may still hold the previous run's features. Cost: about 0.25 s for 55 MB (the
-    Office-Caltech-10 images, 2,533 files, measured on the 2-core machine); features are a few MB.
-    """
-    from fnmatch import fnmatch
-
-    from stages.common import file_md5
-
-    path = Path(path)
-    if not path.is_dir():
-        return file_md5(path)
-    entries = []
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in files:
-            if any(fnmatch(name, pat) for pat in _DVC_IGNORED):
-                continue
-            f = Path(root) / name
-            entries.append({"md5": file_md5(f), "relpath": f.relative_to(path).as_posix()})
-    entries.sort(key=lambda e: e["relpath"])
-    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
-
-
-@dataclass(frozen=True)
-class DataInput:
-    """One dataset input of a run: ``name`` (shown by the UI), ``path`` (hashed; recorded relative to the
-    project), ``context`` (``source`` / ``target``: the domain's role) and a profile (rows, dims, ...)."""
-
-    name: str
-    path: Path
-    context: str
-    profile: Mapping[str, Any]
-
-    def entity(self):  # -> mlflow.entities.DatasetInput
-        """The MLflow DatasetInput: digest = :func:`dvc_md5` (computed here; see the module docstring)."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-
-        shown = self.path.relative_to(ROOT).as_posix() if self.path.is_relative_to(ROOT) else str(self.path)
-        ds = Dataset(name=self.name, digest=dvc_md5(self.path), source_type="local",
-                     source=json.dumps({"uri": shown, "digest": "DVC md5 (computed)"}),
-                     profile=json.dumps(dict(self.profile)))
-        return DatasetInput(ds, tags=[InputTag("mlflow.data.context", self.context)])
-
-
-def feature_inputs(dataset: str, backbone: str, task: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]]
-                   ) -> list[DataInput]:
-    """The source and target domains' cached features (``data/features/<dataset>/<backbone>/<domain>``, the
-    extract stage's DVC outputs) as dataset inputs; ``shapes[side]`` = the feature array's shape."""
-    from stages.paths import features_dir
-
-    return [DataInput(f"{task[side]}-{backbone}-features", features_dir(dataset, backbone, task[side]), side,
-                      {"num_rows": int(shapes[side][0]), "num_features": int(shapes[side][1]),
-                       "labels_read": side == "source"})
-            for side in ("source", "target")]
-
-
-def image_inputs(dataset: str, task: Mapping[str, str], counts: Mapping[str, int]) -> list[DataInput]:
-    """Fine-tune mode: the two domains' image folders (``data/raw/<dataset>/<domain>``) and the manifest
-    (``data/manifests/<dataset>.parquet``) as dataset inputs; ``counts[side]`` = images used."""
-    from stages.paths import manifest_path
-
-    raw = ROOT / "data" / "raw" / dataset
-    return [*(DataInput(f"{task[side]}-images", raw / task[side], side,
-                        {"num_rows": int(counts[side]), "labels_read": side == "source"})
-              for side in ("source", "target")),
-            DataInput(f"{dataset}-manifest", manifest_path(dataset), "manifest",
-                      {"num_rows": int(counts["source"] + counts["target"])})]
 
 
 def start_run(experiment: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any], *,
@@ -414,7 +110,7 @@ def parent_run(exp_id: str, group: str, tags: Mapping[str, str], source: str) ->
     group's tags (method, task, ...) and is closed at once: it does no work, its children do.
     """
     c = client()
-    with _lock():
+    with store._lock():
         found = c.search_runs([exp_id], filter_string=f"tags.{GROUP_TAG} = '{group}' and tags.role = 'parent'",
                               max_results=1)
         if found:

@@ -26,7 +26,7 @@ import stages.baseline as baseline_stage
 import stages.evaluate as evaluate_stage
 from dahash.eval.split import target_query_database_split
 from dahash.data.manifest import write_manifest
-from stages import common, tracking
+from stages import common, tracking, tracking_store
 from tests.rooted import point_stages_at
 
 DOMAINS = ("src", "tgt")
@@ -81,8 +81,8 @@ def stages_rooted_at(root: Path) -> Iterator[None]:
     """Point every ``stages.*`` module's ``ROOT``, the MLflow store and ``load_params`` at project ``root``."""
     with pytest.MonkeyPatch.context() as mp:
         point_stages_at(mp, root)  # every stages.* module that bound the project root
-        mp.setattr(tracking, "DEFAULT_DB", root / "mlflow.db")
-        mp.setattr(tracking, "ARTIFACT_ROOT", root / "mlartifacts")
+        mp.setattr(tracking_store, "DEFAULT_DB", root / "mlflow.db")
+        mp.setattr(tracking_store, "ARTIFACT_ROOT", root / "mlartifacts")
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         for mod in (baseline_stage, evaluate_stage):
             mp.setattr(mod, "load_params", lambda: common.load_params(root / "params.yaml"))

@@ -3,7 +3,7 @@
 N processes import everything, then wait behind a file barrier and call ``stages.tracking.start_run`` at the
 same moment, each for the same experiment, on a store that does not exist yet: the first client creates and
 migrates the database, and the experiment is created by whoever gets there first. With the project's file lock
-(``stages.tracking._lock``) all N succeed and the store holds N runs in ONE experiment. Without it (the lock
+(``stages.tracking_store._lock``) all N succeed and the store holds N runs in ONE experiment. Without it (the lock
 replaced by a no-op) the jobs race; ``benchmarks/bench_mlflow_race.py`` repeats both variants and counts the
 failures (figures in benchmarks/README.md).
 """
@@ -22,11 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = textwrap.dedent("""
     import contextlib, os, sys, time
     from pathlib import Path
-    from stages import tracking
+    from stages import tracking, tracking_store
     import mlflow.store.tracking.sqlalchemy_store  # import everything before the barrier
     barrier, me, lock = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "lock"
     if not lock:
-        tracking._lock = contextlib.nullcontext
+        tracking_store._lock = contextlib.nullcontext
     (barrier / f"ready-{me}").touch()
     while not (barrier / "go").exists():
         time.sleep(0.001)

@@ -112,7 +112,7 @@ def project(tmp_path: Path, monkeypatch):
     import yaml
 
     import stages.train as train_stage
-    from stages import common, tracking
+    from stages import common, tracking, tracking_store
     from tests.test_baseline_stage import make_project
 
     root = tmp_path / "proj"
@@ -121,8 +121,8 @@ def project(tmp_path: Path, monkeypatch):
     params["train"].update(epochs=4, checkpoint_every=2)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     point_stages_at(monkeypatch, root)
-    monkeypatch.setattr(tracking, "DEFAULT_DB", root / "mlflow.db")
-    monkeypatch.setattr(tracking, "ARTIFACT_ROOT", root / "mlartifacts")
+    monkeypatch.setattr(tracking_store, "DEFAULT_DB", root / "mlflow.db")
+    monkeypatch.setattr(tracking_store, "ARTIFACT_ROOT", root / "mlartifacts")
     monkeypatch.setattr(tracking, "PENDING_DIR", root / "logs" / "tracking-pending", raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     monkeypatch.setattr(train_stage, "load_params", lambda: common.load_params(root / "params.yaml"))

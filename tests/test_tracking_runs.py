@@ -25,7 +25,7 @@ import yaml
 import stages.baseline as baseline_stage
 import stages.evaluate as evaluate_stage
 import stages.train as train_stage
-from stages import common, tracking
+from stages import common, tracking, tracking_store
 from tests.test_baseline_stage import BACKBONE, DATASET, TASK, make_project, stages_rooted_at
 
 EXPERIMENT = "dahash-baseline-stage-test"
@@ -70,7 +70,7 @@ def build_tracked_project(root: Path) -> Tracked:
             mp.setattr(MlflowClient, name, counted)
         mp.setattr(train_stage, "load_params", lambda: common.load_params(root / "params.yaml"))
         mp.setattr(train_stage, "selected_gamma", lambda params, task: 5000.0)
-        tracking._checked.clear()
+        tracking_store._checked.clear()
 
         def run(name: str, fn, argv: list[str]) -> None:
             job["name"] = name
