@@ -32,7 +32,10 @@ Generator (so the source stream is identical for the three methods). One epoch i
 decay; with ``anneal_lr`` the learning rate follows Ganin's annealing
 ``lr_p = lr / (1 + 10 p)^0.75`` for all three methods (comparable schedules).
 
-Simplifications, stated explicitly: no dropout (as the DAH head); no per-layer learning-rate
+This module is the head mode (``mode: head``, the ``paper-head`` preset). ``mode: finetune`` trains the
+same head with the backbone end to end, as the papers (:mod:`dahash.baselines.objectives`, with this
+module's :class:`DeepDAModel`, :func:`grad_reverse` and :func:`dann_lambda`).
+Simplifications of the head mode, stated explicitly: no dropout (as the DAH head); no per-layer learning-rate
 multipliers; the backbone is frozen (features cached) while the original papers fine-tune it;
 the DANN domain classifier sits on fc7 (or the bottleneck when ``bottleneck_dim`` is set).
 Target labels are never an input of training.
@@ -125,6 +128,16 @@ class DeepOutput:
         """The representation the classifier (and DANN's domain classifier) reads."""
         return self.fc7 if self.bottleneck is None else self.bottleneck
 
+    @property
+    def fc8(self) -> Tensor:
+        """The last layer (logits, or DPSH's hash outputs), as :class:`dahash.nn.model.HeadOutput` names it."""
+        return self.logits
+
+    @property
+    def u(self) -> Tensor:
+        """The continuous codes of a hash head (DPSH: the linear fc8 outputs)."""
+        return self.logits
+
     def mmd_layers(self) -> list[Tensor]:
         """DAN's adapted layers: fc6, fc7, [bottleneck], logits."""
         layers = [self.fc6, self.fc7]
@@ -156,6 +169,7 @@ class DeepDAModel(nn.Module):
     ) -> None:
         super().__init__()
         trunk = DAHHead(in_dim, hidden_dims, hash_bits=1, pretrained=pretrained, generator=generator)
+        self.in_dim, self.hidden_dims, self.hash_bits = trunk.in_dim, trunk.hidden_dims, int(num_classes)
         self.fc6, self.fc7 = trunk.fc6, trunk.fc7
         self.pretrained_layers = trunk.pretrained_layers
         width = trunk.hidden_dims[1]
@@ -178,6 +192,23 @@ class DeepDAModel(nn.Module):
             out = nn.Linear(prev, 1)
             _small_normal(out, generator)
             self.domain_classifier = nn.Sequential(*layers, out)
+
+    def param_groups(self, base_lr: float, weight_decay: float, pretrained_mult: tuple[float, float] = (0.1, 0.2),
+                     new_mult: tuple[float, float] = (1.0, 2.0), bn_mult: tuple[float, float] = (2.0, 1.0), *,
+                     bias_decay: float = 0.0) -> list[dict]:
+        """SGD groups as :meth:`dahash.nn.model.DAHHead.param_groups` (the fine-tuning loop's): fc6/fc7 at
+        ``pretrained_mult`` when loaded from ``pretrained``, else ``new_mult``; bottleneck, classifier and domain
+        classifier at ``new_mult``; weights with ``weight_decay``, biases with ``bias_decay * weight_decay``.
+        (``bn_mult`` is accepted for the common signature: this head has no BatchNorm.)"""
+        groups: list[dict] = []
+        for name, param in self.named_parameters():
+            layer, kind = name.split(".")[0], name.rsplit(".", 1)[-1]
+            w_mult, b_mult = pretrained_mult if layer in self.pretrained_layers else new_mult
+            is_bias = kind == "bias"
+            mult = float(b_mult if is_bias else w_mult)
+            groups.append({"params": [param], "name": name, "lr_mult": mult, "lr": base_lr * mult,
+                           "weight_decay": float(weight_decay * (bias_decay if is_bias else 1.0))})
+        return groups
 
     def forward(self, x: Tensor) -> DeepOutput:
         fc6 = torch.relu(self.fc6(x))

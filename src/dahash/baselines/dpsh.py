@@ -31,8 +31,10 @@ Use in the DAH paper (Table 4):
   validation subset"); with :func:`dahash.eval.split.target_query_database_split` train on the
   database part and query with the held-out query part.
 
-Simplifications, stated explicitly: the paper fine-tunes the whole CNN-F end to end; here the
-backbone features are cached and only the head is trained: ``hidden_dims = ()`` gives the paper's
+This module is the head mode (``mode: head``, the ``paper-head`` preset); ``mode: finetune`` trains the whole
+network end to end as the paper (:class:`dahash.baselines.objectives.DPSHObjective`, the same loss).
+Simplifications of the head mode, stated explicitly: the backbone features are cached and only the head is
+trained: ``hidden_dims = ()`` gives the paper's
 hash layer alone (a linear layer on the features, e.g. fc7), otherwise ReLU fc layers come first
 (a DAH-like ``fc6 -> fc7 -> hash`` head on pool5 features). Adam (default) or SGD with momentum
 replaces the paper's plain SGD; ``eta`` and the optimiser settings are our defaults (the paper
@@ -52,7 +54,7 @@ from torch import Tensor, nn
 from dahash.baselines.bdnn import init_linear
 from dahash.baselines.itq import as_features, check_bits, check_positive_int, check_seed, sign_pm1
 
-__all__ = ["DPSH", "DPSHNet", "dpsh_batch_loss", "fit_noda", "fit_suh"]
+__all__ = ["DPSH", "DPSHNet", "dpsh_batch_loss", "dpsh_batch_terms", "fit_noda", "fit_suh"]
 
 
 class DPSHNet(nn.Module):
@@ -86,11 +88,19 @@ def dpsh_batch_loss(u: Tensor, y_batch: Tensor, memory: Tensor, y_all: Tensor, e
     Returns:
         0-d tensor ``J_I / (m n)``.
     """
+    pair, quant = dpsh_batch_terms(u, y_batch, memory, y_all)
+    return (pair + eta * quant) / (u.shape[0] * memory.shape[0])
+
+
+def dpsh_batch_terms(u: Tensor, y_batch: Tensor, memory: Tensor, y_all: Tensor) -> tuple[Tensor, Tensor]:
+    """The two sums of a batch's DPSH loss, unweighted and unnormalised (0-d tensors):
+    ``pair = sum_{i, j} log(1 + e^Theta_ij) - s_ij Theta_ij`` with ``Theta_ij = 1/2 u_i . U_j`` (``U`` =
+    ``memory (n, bits)``, a constant) and ``quant = sum_i ||sgn(u_i) - u_i||^2`` (``sgn(0) = +1``)."""
     theta = 0.5 * u @ memory.T  # (m, n)
     s = (y_batch[:, None] == y_all[None, :]).to(u.dtype)
     pair = (F.softplus(theta) - s * theta).sum()
     quant = (sign_like(u) - u).pow(2).sum()
-    return (pair + eta * quant) / (u.shape[0] * memory.shape[0])
+    return pair, quant
 
 
 def sign_like(u: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
-"""Full fine-tuning of DAH: images -> trunk -> DAH head, trained end to end (the paper's setting).
+"""Full fine-tuning: images -> trunk -> head, trained end to end (the paper's setting), for DAH and, with
+another :class:`~dahash.train.objectives.Objective`, for the comparison methods (:func:`train_finetune`).
 
 Head mode (:func:`dahash.train.head.train_dah`) trains only the head on cached features; here the
 backbone's trunk is trained too, on augmented images, following the authors' ``cnn_train_dah.m``:
@@ -8,9 +9,12 @@ backbone's trunk is trained too, on augmented images, following the authors' ``c
   pass over the shuffled target set (:func:`~dahash.train.sampler.target_batches`). With the same seed the
   source/target indices of every batch equal head mode's (the numpy generator is consumed in the
   same order). The joint batch goes through trunk and head in ONE forward pass.
-* Loss per batch: :func:`dahash.train.head.batch_losses` (hash + beta quant + eta entropy [gated] +
-  gamma MK-MMD on ``config.mmd_layers`` of the head); backpropagated as ``J / (2 k C)`` when
-  ``config.divide_by_batch`` (MatConvNet's ``cnn_train``), as in head mode.
+* Loss per batch: the objective's (:mod:`dahash.train.objectives`). DAH's
+  (:class:`~dahash.train.objectives.DAHObjective`): :func:`dahash.train.head.batch_losses` (hash + beta
+  quant + eta entropy [gated] + gamma MK-MMD on ``config.mmd_layers`` of the head); backpropagated as
+  ``J / (2 k C)`` when ``config.divide_by_batch`` (MatConvNet's ``cnn_train``), as in head mode. An
+  objective that does not read the target (``reads_target = False``: source-only, NoDA, SuH) gets the
+  source rows only; its epochs keep DAH's length and the same source batches.
 * SGD with momentum; epoch ``e``'s rate is ``lr_schedule(lr_start, lr_end, epochs)[e]`` times each
   parameter group's ``lr_mult``:
 
@@ -68,9 +72,10 @@ from dahash.train.checkpoint import (
 )
 from dahash.data.images import load_image, to_8bit
 from dahash.train.losses import is_class_ordered_k_batch
-from dahash.nn.model import DAHHead, HeadOutput
+from dahash.nn.model import DAHHead
+from dahash.train.objectives import Batch, DAHObjective, Objective, objective_step
 from dahash.train.sampler import KPerClassSampler, target_batches
-from dahash.train.head import CHECKPOINTS_KEPT, LOSS_NAMES, DAHConfig, batch_losses, lr_schedule, make_sgd, sgd_step
+from dahash.train.head import CHECKPOINTS_KEPT, DAHConfig, lr_schedule, make_sgd
 
 __all__ = [
     "FinetuneResult",
@@ -79,9 +84,9 @@ __all__ = [
     "freeze_batchnorm",
     "trunk_features",
     "train_dah_finetune",
+    "train_finetune",
 ]
 
-_LOSS_NAMES = LOSS_NAMES
 _NORM_TYPES: tuple[type[nn.Module], ...] = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 ImageTransformFn = Callable[..., Tensor]
@@ -90,13 +95,13 @@ ImageTransformFn = Callable[..., Tensor]
 @dataclass
 class FinetuneResult:
     """Trained trunk and head (on the training device, train mode; a pretrained trunk's BatchNorm
-    layers in eval mode) and one record per epoch with the keys of head mode's history:
-    ``epoch`` (1-based), ``lr`` (schedule value before multipliers) and the epoch means of the
-    unweighted ``hash``, ``quantization``, ``entropy``, ``mmd`` and the weighted ``total``.
+    layers in eval mode) and one record per epoch: ``epoch`` (1-based), ``lr`` (schedule value before
+    multipliers) and the epoch means of the objective's components (DAH: the keys of head mode's history,
+    the unweighted ``hash``, ``quantization``, ``entropy``, ``mmd`` and the weighted ``total``).
     ``resumed_epoch``: epochs restored from a checkpoint (0 = trained from the start)."""
 
     trunk: nn.Module
-    head: DAHHead
+    head: nn.Module
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_epoch: int = 0
 
@@ -125,7 +130,7 @@ def freeze_batchnorm(module: nn.Module) -> int:
 
 
 def finetune_param_groups(
-    trunk: nn.Module, head: DAHHead, config: DAHConfig, *, trunk_pretrained: bool
+    trunk: nn.Module, head: nn.Module, config: DAHConfig, *, trunk_pretrained: bool
 ) -> list[dict[str, Any]]:
     """SGD parameter groups ``{"params": [p], "name", "lr_mult", "lr", "weight_decay"}``, one per tensor.
 
@@ -133,7 +138,8 @@ def finetune_param_groups(
     ``config.pretrained_lr_mult`` (pretrained) or ``config.new_lr_mult`` (scratch), weights with
     ``config.weight_decay`` and biases with ``config.bias_decay * config.weight_decay`` (the code: 0); normalisation layers' scale/shift at ``config.pretrained_lr_mult``
     (pretrained) or ``config.bn_lr_mult`` (scratch), no weight decay. Parameters with
-    ``requires_grad=False`` are left out. Head: :meth:`DAHHead.param_groups` (names ``"head.<name>"``).
+    ``requires_grad=False`` are left out. Head: its ``param_groups`` (:meth:`DAHHead.param_groups`, or a
+    comparison method's head with the same signature; names ``"head.<name>"``).
     Trunk parameters that the features never reach (e.g. a classifier layer) get no gradient and are
     therefore never changed by SGD.
     """
@@ -254,10 +260,13 @@ def _to_device(batch: Tensor | tuple[Tensor, Tensor], transform: ImageTransformF
     return x.contiguous(memory_format=memory_format)
 
 
-def _validate(source: Sequence, ys: np.ndarray, target: Sequence, num_classes: int, head: DAHHead,
-              trunk: nn.Module) -> None:
-    if not isinstance(head, DAHHead):
-        raise ValueError(f"head must be a dahash.nn.model.DAHHead, got {type(head).__name__}")
+def _validate(source: Sequence, ys: np.ndarray, target: Sequence, num_classes: int, head: nn.Module,
+              trunk: nn.Module, objective: Objective) -> None:
+    if not (isinstance(head, nn.Module) and hasattr(head, "in_dim") and callable(getattr(head, "param_groups", None))):
+        raise ValueError(f"head must be a dahash.nn.model.DAHHead (or an nn.Module with in_dim and param_groups), "
+                         f"got {type(head).__name__}")
+    if not isinstance(objective, Objective):
+        raise ValueError(f"objective must be a dahash.train.objectives.Objective, got {type(objective).__name__}")
     if not isinstance(trunk, nn.Module):
         raise ValueError(f"trunk must be a torch.nn.Module, got {type(trunk).__name__}")
     if ys.ndim != 1 or ys.shape[0] != len(source):
@@ -279,16 +288,20 @@ def _image_id(item: ImageInput) -> str:
 
 
 def _fingerprint(source: Sequence[ImageInput], ys: np.ndarray, target: Sequence[ImageInput], num_classes: int,
-                 config: DAHConfig, seed: int, trunk: nn.Module, head: DAHHead, trunk_pretrained: bool) -> str:
-    """:func:`~dahash.train.checkpoint.run_fingerprint` of a :func:`train_dah_finetune` call: the config,
-    seed, ``num_classes``, ``trunk_pretrained``, the source/target images (:func:`_image_id`), the
-    source labels and the INITIAL trunk and head state (every parameter and buffer)."""
+                 config: DAHConfig, seed: int, trunk: nn.Module, head: nn.Module, trunk_pretrained: bool,
+                 objective: Objective) -> str:
+    """:func:`~dahash.train.checkpoint.run_fingerprint` of a :func:`train_finetune` call: the config,
+    seed, ``num_classes``, ``trunk_pretrained``, the objective's settings, the source/target images
+    (:func:`_image_id`), the source labels and the INITIAL trunk, head and objective state (every
+    parameter and buffer)."""
     arrays: dict[str, Any] = {"ys": torch.from_numpy(ys)}
-    for prefix, module in (("trunk", trunk), ("head", head)):
+    for prefix, module in (("trunk", trunk), ("head", head), ("objective", objective)):
         for key, value in module.state_dict().items():
             arrays[f"{prefix}.{key}"] = value
     extra = {"num_classes": int(num_classes), "trunk_pretrained": bool(trunk_pretrained),
              "source": [_image_id(x) for x in source], "target": [_image_id(x) for x in target]}
+    if objective.method != "dah":  # DAH's fingerprint as before objectives existed (its checkpoints stay valid)
+        extra["objective"] = objective.describe()
     return run_fingerprint(dataclasses.asdict(config), seed, arrays, extra)
 
 
@@ -302,8 +315,27 @@ def train_dah_finetune(
     num_classes: int,
     config: DAHConfig,
     *,
-    trunk: nn.Module,
     head: DAHHead,
+    **kwargs: Any,
+) -> FinetuneResult:
+    """DAH fine-tuned end to end: :func:`train_finetune` with :class:`~dahash.train.objectives.DAHObjective`
+    (``head`` must be a :class:`DAHHead`); the other arguments are :func:`train_finetune`'s."""
+    if not isinstance(head, DAHHead):
+        raise ValueError(f"head must be a dahash.nn.model.DAHHead, got {type(head).__name__}")
+    return train_finetune(source, ys, target, num_classes, config, head=head,
+                          objective=DAHObjective(config, num_classes), **kwargs)
+
+
+def train_finetune(
+    source: Sequence[ImageInput],
+    ys: Sequence[int] | np.ndarray | Tensor,
+    target: Sequence[ImageInput],
+    num_classes: int,
+    config: DAHConfig,
+    *,
+    trunk: nn.Module,
+    head: nn.Module,
+    objective: Objective,
     trunk_pretrained: bool,
     train_transform: ImageTransformFn,
     device: str | torch.device = "cpu",
@@ -314,15 +346,21 @@ def train_dah_finetune(
     checkpoint_dir: Path | None = None,
     checkpoint_every: int = 10,
 ) -> FinetuneResult:
-    """Train ``trunk`` + ``head`` end to end with the DAH objective (module docstring).
+    """Train ``trunk`` + ``head`` (+ the objective's own parameters) end to end with ``objective``
+    (module docstring).
 
     Args:
         source: ``ns`` labelled source images (paths or PIL images). ys: ``(ns,)`` labels in
             ``[0, num_classes)``, every class present. target: ``nt`` unlabelled target images
-            (their labels are never seen).
-        config: hyper-parameters (``epochs``, ``k_per_class``, lr schedule, multipliers, loss weights).
+            (their labels are never seen; an objective with ``reads_target = False`` never loads them,
+            they only set the epoch length).
+        config: hyper-parameters (``epochs``, ``k_per_class``, lr schedule, multipliers; DAH's loss weights).
         trunk: image -> features network (``trunk_features``); its output size must be ``head.in_dim``.
-        head: the :class:`DAHHead` (already initialised; pretrained fc6/fc7 via its ``pretrained``).
+        head: the :class:`DAHHead` or a comparison method's head (an ``nn.Module`` with ``in_dim`` and
+            ``param_groups`` as :meth:`DAHHead.param_groups`), already initialised.
+        objective: the method's loss (:mod:`dahash.train.objectives`); it is moved to ``device``, its
+            parameters are trained (:meth:`~dahash.train.objectives.Objective.param_groups`) and its state
+            is checkpointed with the network.
         trunk_pretrained: True for ImageNet-pretrained trunks (VGG-F, EfficientNet-Lite0: lower lr
             multipliers, frozen BatchNorm statistics), False for a trunk trained from scratch (digits).
         train_transform: image -> ``(C, H, W)`` float tensor; a :class:`dahash.nn.augment.TrainTransform`
@@ -340,9 +378,9 @@ def train_dah_finetune(
             none. After every ``checkpoint_every``-th epoch and after the last one (never mid-epoch)
             ``epoch-XXXX.pt`` is saved atomically with the trunk, head and optimizer state, the torch
             and numpy generator states, the sampler's permutations and cursors, the history, the epoch
-            and the run's fingerprint (config, seed, ``num_classes``, ``trunk_pretrained``, the image
-            paths -- or a digest of PIL images' bytes --, the labels and the initial trunk and head
-            state); the last 2 are kept. On start the newest readable checkpoint with the same
+            and the run's fingerprint (config, seed, ``num_classes``, ``trunk_pretrained``, the objective,
+            the image paths -- or a digest of PIL images' bytes --, the labels and the initial trunk, head
+            and objective state); the last 2 are kept. On start the newest readable checkpoint with the same
             fingerprint is resumed, so pass the same freshly initialised trunk and head. On CPU a
             resumed run ends bit-identical (history and state_dicts) to an uninterrupted one.
         checkpoint_every: epochs between checkpoints, ``>= 1``.
@@ -359,7 +397,7 @@ def train_dah_finetune(
     if not isinstance(config, DAHConfig):
         raise ValueError(f"config must be a DAHConfig, got {type(config).__name__}")
     ys_np = (ys.detach().cpu().numpy() if isinstance(ys, Tensor) else np.asarray(ys)).reshape(-1)
-    _validate(source, ys_np, target, num_classes, head, trunk)
+    _validate(source, ys_np, target, num_classes, head, trunk, objective)
     ys_np = ys_np.astype(np.int64)
     if (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer))
             or checkpoint_every < 1):
@@ -369,7 +407,8 @@ def train_dah_finetune(
     fingerprint = ""
     if checkpoint_dir is not None:  # of the trunk and head as passed in (before any training)
         checkpoint_dir = Path(checkpoint_dir)
-        fingerprint = _fingerprint(source, ys_np, target, num_classes, config, seed, trunk, head, trunk_pretrained)
+        fingerprint = _fingerprint(source, ys_np, target, num_classes, config, seed, trunk, head, trunk_pretrained,
+                                   objective)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     sampler = KPerClassSampler(ys_np, num_classes, config.k_per_class, rng)
@@ -379,7 +418,9 @@ def train_dah_finetune(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     trunk.to(device=device, memory_format=memory_format)
     head.to(device)
+    objective.to(device)
     groups = finetune_param_groups(trunk, head, config, trunk_pretrained=trunk_pretrained)
+    groups += objective.param_groups(config.lr_start, config.weight_decay, config.new_lr_mult, config.bias_decay)
     optimizer = make_sgd(groups, config.lr_start, config.momentum)
     schedule = lr_schedule(config.lr_start, config.lr_end, config.epochs)
     dataset = _KeyedImages((source, target), train_transform)
@@ -394,10 +435,12 @@ def train_dah_finetune(
             start_epoch, history = checkpoint_progress(ckpt, config.epochs)
             trunk.load_state_dict(ckpt["trunk"])
             head.load_state_dict(ckpt["head"])
+            objective.load_state_dict(ckpt.get("objective", {}))
             optimizer.load_state_dict(ckpt["optimizer"])
             restore_rng_state(ckpt, generator, rng, sampler)
             trunk.train()  # the modes training leaves (also when no epoch is left to train)
             head.train()
+            objective.train()
             if trunk_pretrained:
                 freeze_batchnorm(trunk)
 
@@ -408,16 +451,18 @@ def train_dah_finetune(
             group["lr"] = lr * group["lr_mult"]
         trunk.train()
         head.train()
+        objective.train()
         if trunk_pretrained:
             freeze_batchnorm(trunk)
         t_batches = target_batches(len(target), batch_ns, rng)
         s_batches = [sampler.next_batch() for _ in t_batches]  # same rng order as head mode
         keys = [
             [(0, int(i), (seed, epoch, b, j)) for j, i in enumerate(s)]
-            + [(1, int(i), (seed, epoch, b, batch_ns + j)) for j, i in enumerate(t)]
+            + ([(1, int(i), (seed, epoch, b, batch_ns + j)) for j, i in enumerate(t)] if objective.reads_target
+               else [])
             for b, (s, t) in enumerate(zip(s_batches, t_batches))
         ]
-        sums = np.zeros(len(_LOSS_NAMES))
+        sums = np.zeros(len(objective.names))
         epoch_batches.batches = keys
         for b_idx, batch in enumerate(loader, start=1):
             s_np = s_batches[b_idx - 1]
@@ -430,17 +475,19 @@ def train_dah_finetune(
                     f"the trunk produced features of shape {tuple(feats.shape)} but the head expects "
                     f"(N, {head.in_dim}); build DAHHead with in_dim = the trunk's feature size"
                 )
-            out: HeadOutput = head(feats)
             s_idx = torch.from_numpy(s_np).to(device)
-            terms = batch_losses(out, batch_ns, ys_d[s_idx], num_classes, config, generator, gate_open)
-            sums += sgd_step(terms, optimizer, config, batch_ns, epoch, b_idx)
+            step = epoch_idx * len(t_batches) + b_idx - 1
+            info = Batch(n_source=batch_ns, ys=ys_d[s_idx], source_index=s_idx, epoch=epoch, generator=generator,
+                         progress=step / (config.epochs * len(t_batches)), gate_open=gate_open)
+            terms = objective.losses(head(feats), info)
+            sums += objective_step(terms, objective.names, optimizer, epoch, b_idx)
         means = sums / len(t_batches)
         record: dict[str, float] = {"epoch": epoch, "lr": lr}
-        record.update({name: float(v) for name, v in zip(_LOSS_NAMES, means)})
+        record.update({name: float(v) for name, v in zip(objective.names, means)})
         history.append(record)
         if checkpoint_dir is not None and (epoch % int(checkpoint_every) == 0 or epoch == config.epochs):
             state = {"fingerprint": fingerprint, "trunk": cpu_state_dict(trunk), "head": cpu_state_dict(head),
-                     "optimizer": optimizer.state_dict(), **capture_rng_state(generator, rng, sampler),
+                     "objective": cpu_state_dict(objective), "optimizer": optimizer.state_dict(), **capture_rng_state(generator, rng, sampler),
                      "history": [dict(h) for h in history]}
             save_checkpoint(checkpoint_dir, epoch, state, keep=CHECKPOINTS_KEPT)
         if on_epoch is not None:
@@ -453,7 +500,7 @@ def train_dah_finetune(
 # ---------------------------------------------------------------------------------------------
 def encode_images(
     trunk: nn.Module,
-    head: DAHHead,
+    head: nn.Module,
     images: Sequence[ImageInput],
     eval_transform: ImageTransformFn,
     batch_size: int = 64,
