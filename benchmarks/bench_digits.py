@@ -18,7 +18,7 @@ import torch
 
 from dahash.nn.augment import EvalTransform, TrainTransform, channel_moments
 from dahash.nn.backbones.smallcnn import SmallCNN
-from dahash.data.digits import decode_images, digits_items
+from dahash.data.digits import DIGITS_SETTINGS, decode_images, digits_items
 from dahash.train.finetune import encode_images, train_dah_finetune
 from dahash.nn.model import DAHHead
 from dahash.train.head import DAHConfig
@@ -32,8 +32,8 @@ def run(source: list, ys: np.ndarray, target: list, epochs: int) -> tuple[dict, 
     t1 = time.perf_counter()
     g = torch.Generator().manual_seed(0)
     trunk = SmallCNN(in_channels=1, feature_dim=500, input_size=28, generator=g)
-    head = DAHHead(500, (500, 500), 64, generator=torch.Generator().manual_seed(0))
-    cfg = DAHConfig(hidden_dims=(500, 500), k_per_class=20, similar_weight=100.0, eta=0.1, gamma=5000.0, epochs=epochs)
+    cfg = DAHConfig(**{**DIGITS_SETTINGS, "epochs": epochs})  # the digits preset's (the authors') settings
+    head = DAHHead(500, cfg.hidden_dims, cfg.hash_bits, generator=torch.Generator().manual_seed(0))
     res = train_dah_finetune(source, ys, target, 10, cfg, trunk=trunk, head=head, trunk_pretrained=False,
                              train_transform=TrainTransform(28, mom.mean, std, channels=1, flip=False), seed=0)
     t2 = time.perf_counter()

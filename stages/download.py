@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
 
         out = ROOT / "data" / "raw" / "digits"
         prepare_digits(out, mirror=mirror, cache_dir=project_path(data["cache_dir"]),
-                       manual_dir=project_path(data["manual_dir"]), offline=offline())
+                       manual_dir=project_path(data["manual_dir"]), offline=offline(),
+                       mnist_split=data.get("digits_mnist", "test"))
         portable_source_json(out / "SOURCE.json")
         print(f"digits: images ready at {out.relative_to(ROOT)}")
         return

@@ -5,7 +5,8 @@ for comparison methods), or the given subset. One job per method (the DAG's ``ev
 
 This is the first and only place target labels are read. The rules (accuracy by the eq. 6 classifier, codes
 u > 0, mAP over a full stable Hamming ranking, PR curves, precision@k and within radius 2, the protocols dah and
-pwcf, target-only retrieval for the methods without a source database) are stated once, in
+pwcf (pwcf also scores PWCF's own "mAP", area_RP), the source database capped per class (``eval.db_per_class``,
+the digits preset), target-only retrieval for the methods without a source database) are stated once, in
 :mod:`dahash.eval.records` (every record carries them under ``rules``), and explained in docs/evaluation.md.
 Writes metrics/<dataset>/<M>/<KEY>/seed<S>.json and plots/pr/<dataset>/<M>/<KEY>/seed<S>.csv (a DVC plot) per
 run; the stage's outs are the method's folders metrics/<dataset>/<M> and plots/pr/<dataset>/<M>, which a run over
@@ -115,14 +116,16 @@ def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
     try:
         result = score(codes, ys, yt, num_classes=len(spec.classes), retrieval=retrieval,
                        max_per_class=params["eval"]["max_per_class"], query_fraction=params["eval"]["query_fraction"],
-                       split_seed=params["eval"]["split_seed"], protocol=protocol)
+                       split_seed=params["eval"]["split_seed"], protocol=protocol,
+                       db_per_class=params["eval"].get("db_per_class"))
     except ValueError as exc:
         raise StageError(f"{mdir}: {exc}") from exc
     epochs = method_params(params, method)["epochs"] if producer == "train" else run.get("epochs")
     record = metrics_record(
         task_key=task_key, task=task, dataset=dataset, backbone=backbone, method=method, run=run, result=result,
         protocol=protocol, query_fraction=params["eval"]["query_fraction"], split_seed=params["eval"]["split_seed"],
-        hash_bits=int(params["train"]["hash_bits"]), seed=seed, epochs=epochs, n_source=len(ys), n_target=len(yt))
+        hash_bits=int(params["train"]["hash_bits"]), seed=seed, epochs=epochs, n_source=len(ys), n_target=len(yt),
+        db_per_class=params["eval"].get("db_per_class"))
     write_json(mpath, record)
     pr = result["pr"]
     with atomic_path(ppath) as tmp:
@@ -131,8 +134,8 @@ def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
     bits = record["hash_bits"]
     precision = {f"precision_at_{k}": v for k, v in (result["precision_at_k"] or {}).items()}
     scores = {k: v for k, v in {"accuracy": result["accuracy"], f"map_at_{bits}": result["map"],
-                                "map": result["map"], **precision, "precision_radius2": result["precision_radius2"]
-                                }.items() if v is not None and not math.isnan(v)}
+                                "map": result["map"], **precision, "precision_radius2": result["precision_radius2"],
+                                "area_rp": result["area_rp"]}.items() if v is not None and not math.isnan(v)}
     artifacts = [mpath, ppath]
     with tempfile.TemporaryDirectory() as td:
         if len(pr):
@@ -141,7 +144,8 @@ def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
             artifacts.append(png)
         # one call: the scores at the training's end time (the run's span stays the training's) and the files
         tracking.log_evaluation(run["run_id"], scores, artifacts, timestamp=run.get("ended_ms"))
-    scored = "  ".join(f"{k} {100 * v:.1f} %" for k, v in (("accuracy", result["accuracy"]), (f"mAP@{bits}", result["map"]))
+    scored = "  ".join(f"{k} {100 * v:.1f} %" for k, v in (("accuracy", result["accuracy"]), (f"mAP@{bits}", result["map"]),
+                                                          ("area_RP", result["area_rp"]))
                       if v is not None)
     print(f"[{method} {task_key} seed{seed}] {scored or 'nothing to score'}  -> {shown(display or mpath)}",
           flush=True)

@@ -15,7 +15,10 @@ from PIL import Image
 
 from dahash.data.datasets import RemoteFile
 from dahash.data.digits import (
+    AUTHORS_MNIST_COUNTS,
+    AUTHORS_USPS_COUNTS,
     DEFAULT_SOURCES,
+    DIGITS_BOOST_SIZE,
     DIGITS_SETTINGS,
     DigitsFile,
     DigitsSources,
@@ -170,17 +173,66 @@ def test_default_sources_and_settings():
 
 
 def test_digits_preset_holds_the_authors_values():
-    """cnn_digit_da.m / cnn_digit_dah_init.m: hashSize 10, K 20, gamma 1e2, entpW 0.1, supHashW 100, beta 1,
-    40 epochs of logspace(-4, -5), weight decay 5e-4 -- the preset trains with exactly these."""
+    """cnn_digit_da.m / cnn_digit_dah_init.m / test_dah.m, read from one place (dahash.data.digits): hashSize 10,
+    K 20, gamma 1e2, entpW 0.1, supHashW 100, beta 1, 40 epochs of logspace(-4, -5), weight decay 5e-4, no fc6/fc7,
+    MMD on relu3 and fc4, lr multipliers [1 1] with bias decay, boostSize 200, the first 10k MNIST training
+    images -- the preset trains and evaluates with exactly these, and the stage config takes them as they are."""
     import yaml
+
+    from stages.runs import dah_config
 
     root = Path(__file__).resolve().parents[1]
     preset = yaml.safe_load((root / "workflow" / "presets" / "digits.yaml").read_text())
     params = yaml.safe_load((root / "params.yaml").read_text())
     train = {**params["train"], **preset["train"], **(preset["methods"]["dah"] or {})}
+    config = dah_config(train)
     for key, value in DIGITS_SETTINGS.items():
-        assert train[key] == value, key
+        got = tuple(train[key]) if isinstance(value, tuple) else train[key]
+        assert got == value, key
+        assert getattr(config, key) == value, key
     assert preset["backbone"]["name"] == "smallcnn" and train["mode"] == "finetune"
+    assert preset["eval"]["db_per_class"] == preset["eval"]["max_per_class"] == DIGITS_BOOST_SIZE == 200
+    assert preset["data"]["digits_mnist"] == "authors"
+    assert AUTHORS_USPS_COUNTS == tuple(USPS_ALL_HIST)  # the authors' USPS = all of it
+
+
+def test_authors_mnist_list_is_the_first_10k_training_images(tmp_path):
+    """mnist-imdbStats_Val.mat's per-class counts are those of MNIST training images 0..9999; a training file whose
+    first 10k labels have other counts is refused (it is not MNIST's)."""
+    from dahash.data.digits import _mnist_arrays
+
+    labels = np.repeat(np.arange(10), AUTHORS_MNIST_COUNTS)
+    labels = np.concatenate([np.random.default_rng(0).permutation(labels), np.full(20, 7)])  # 10,020 images
+    images = (np.arange(labels.size) % 251).astype(np.uint8)[:, None, None] * np.ones((1, 28, 28), np.uint8)
+    (tmp_path / "x").write_bytes(idx_bytes(images))
+    (tmp_path / "y").write_bytes(idx_bytes(labels.astype(np.uint8)))
+    paths = {"train-images": tmp_path / "x", "train-labels": tmp_path / "y"}
+    x, y = _mnist_arrays(paths, "authors")
+    assert x.shape == (10_000, 28, 28) and np.array_equal(y, labels[:10_000])
+    assert np.array_equal(x[:, 0, 0], images[:10_000, 0, 0])  # training-file order
+    i = int(np.flatnonzero(labels[:10_000] != 7)[0])
+    labels[i], labels[-1] = labels[-1], labels[i]  # a 7 among the first 10k instead of another digit
+    (tmp_path / "y").write_bytes(idx_bytes(labels.astype(np.uint8)))
+    with pytest.raises(ValueError, match="not the MNIST training file"):
+        _mnist_arrays(paths, "authors")
+
+
+def test_usps_is_upsampled_bicubic_as_the_authors(tmp_path):
+    src = TinySources(tmp_path / "mirror")
+    out = {}
+    for interp in ("bicubic", "bilinear"):
+        out[interp] = prepare_digits(tmp_path / interp, mirror=src.root, cache_dir=tmp_path / "cache", manual_dir=None,
+                                     offline=True, sources=src.sources, interpolation=interp)
+        assert json.loads((out[interp] / "SOURCE.json").read_text())["interpolation"] == interp
+    first = sorted((out["bicubic"] / "usps" / "0").glob("*.png"))[0]
+    x = src.usps["train"][0][0]  # the first USPS training image, a digit 0
+    want = Image.fromarray(x.astype(np.float32), "F").resize((28, 28), Image.Resampling.BICUBIC)
+    want = np.clip(np.rint(np.asarray(want) * 255.0), 0, 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(Image.open(first)), want)
+    assert not np.array_equal(np.asarray(Image.open(out["bilinear"] / "usps" / "0" / first.name)), want)
+    with pytest.raises(ValueError, match="interpolation"):
+        prepare_digits(tmp_path / "z", mirror=src.root, cache_dir=tmp_path / "cache", manual_dir=None, offline=True,
+                       sources=src.sources, interpolation="nearest")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,7 +359,7 @@ def test_decoded_images_train_exactly_as_their_files(tmp_path):
 
     def run(src, tgt):
         g = torch.Generator().manual_seed(0)
-        trunk = SmallCNN(in_channels=1, feature_dim=32, input_size=28, generator=g)
+        trunk = SmallCNN(in_channels=1, feature_dim=32, input_size=28, fc3_groups=1, init_std=None, generator=g)
         head = DAHHead(32, (16, 16), 8, generator=g)
         cfg = DAHConfig(hash_bits=8, hidden_dims=(16, 16), k_per_class=2, epochs=2)
         tf = TrainTransform(28, mean=70.0, std=70.0, channels=1, flip=False, brightness=4.0)

@@ -43,7 +43,7 @@ def digit_like(n: int, label_offset: int, seed: int, size: int = 32) -> tuple[li
 
 def small_setup(seed: int = 0, epochs: int = 2):
     g = torch.Generator().manual_seed(seed)
-    trunk = SmallCNN(in_channels=1, feature_dim=48, input_size=32, generator=g)
+    trunk = SmallCNN(in_channels=1, feature_dim=48, input_size=32, fc3_groups=1, init_std=None, generator=g)
     head = DAHHead(48, (32, 32), 12, generator=g)
     config = DAHConfig(hash_bits=12, hidden_dims=(32, 32), k_per_class=2, epochs=epochs, lr_start=1e-2, lr_end=1e-3)
     transform = TrainTransform(32, mean=70.0, std=70.0, channels=1, flip=False, scale=(0.85, 1.0), brightness=4.0)
@@ -61,9 +61,9 @@ def run_small(seed: int = 0, epochs: int = 2, num_workers: int = 0, **kw):
 
 
 def test_smallcnn_shapes():
-    for size, flat in ((28, 800), (32, 1250)):
+    for size, pooled in ((28, 4), (32, 5)):
         net = SmallCNN(1, 500, size)
-        assert net.fc.in_features == flat
+        assert tuple(net.fc3.weight.shape) == (500, 5, pooled, pooled)  # 5 deep: 50 channels in 10 groups
         assert net.features(torch.zeros(2, 1, size, size)).shape == (2, 500)
     with pytest.raises(ValueError, match="input_size"):
         SmallCNN(1, 500, 28).features(torch.zeros(1, 1, 32, 32))
@@ -82,7 +82,7 @@ def test_smallcnn_from_scratch_trains_end_to_end():
     assert [r["epoch"] for r in res.history] == [1, 2]
     assert res.history[0]["lr"] == pytest.approx(1e-2) and res.history[1]["lr"] == pytest.approx(1e-3)
     after = res.trunk.state_dict()
-    assert all(not torch.equal(before[k], after[k]) for k in ("conv1.weight", "conv2.weight", "fc.weight"))
+    assert all(not torch.equal(before[k], after[k]) for k in ("conv1.weight", "conv2.weight", "fc3.weight"))
     assert res.trunk.training and res.head.training
     codes = encode_images(res.trunk, res.head, TARGET, EvalTransform(32, 70.0, 70.0, channels=1, crop_fraction=1.0),
                           batch_size=7)
@@ -252,3 +252,25 @@ def test_cuda_matches_cpu_and_resumes_within_the_stated_tolerance(tmp_path):
         for a, b in zip(cpu.history, other.history):
             for key in ("hash", "quantization", "entropy", "total"):
                 assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-3), key
+
+
+def test_authors_digits_network_trains_end_to_end():
+    """The digits preset's network (grouped fc3, no fc6/fc7, MMD on relu3 and fc4, lr multipliers [1 1], biases
+    decayed): one epoch moves every layer, the losses are finite, and the trunk's biases are decayed at lr x 1."""
+    g = torch.Generator().manual_seed(0)
+    trunk = SmallCNN(in_channels=1, feature_dim=50, input_size=32, generator=g)
+    head = DAHHead(50, (), 12, generator=g)
+    config = DAHConfig(hash_bits=12, hidden_dims=(), k_per_class=2, epochs=1, lr_start=1e-2, lr_end=1e-2,
+                       mmd_layers=("fc7", "fc8"), new_lr_mult=(1.0, 1.0), bias_decay=1.0, gamma=100.0, eta=0.1)
+    groups = {gr["name"]: gr for gr in finetune_param_groups(trunk, head, config, trunk_pretrained=False)}
+    assert groups["trunk.fc3.bias"]["lr_mult"] == 1.0 and groups["trunk.fc3.bias"]["weight_decay"] == 5e-4
+    assert groups["head.fc8.bias"]["lr_mult"] == 1.0 and groups["head.fc8.bias"]["weight_decay"] == 5e-4
+    assert groups["head.bn.weight"]["weight_decay"] == 0.0
+    before = {k: v.clone() for k, v in trunk.state_dict().items()}
+    transform = TrainTransform(32, mean=70.0, std=70.0, channels=1, flip=False, scale=(0.85, 1.0), brightness=4.0)
+    res = train_dah_finetune(SOURCE, YS, TARGET, C, config, trunk=trunk, head=head, trunk_pretrained=False,
+                             train_transform=transform, seed=0)
+    rec = res.history[0]
+    assert all(math.isfinite(rec[k]) for k in ("hash", "quantization", "entropy", "mmd", "total")) and rec["mmd"] != 0
+    after = res.trunk.state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in ("conv1.weight", "conv2.weight", "fc3.weight", "fc3.bias"))

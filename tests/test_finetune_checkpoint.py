@@ -52,7 +52,7 @@ PROBLEM_SRC = textwrap.dedent(
 
     def make_models(seed=0):
         g = torch.Generator().manual_seed(seed)
-        trunk = SmallCNN(in_channels=1, feature_dim=24, input_size=16, generator=g)
+        trunk = SmallCNN(in_channels=1, feature_dim=24, input_size=16, fc3_groups=1, init_std=None, generator=g)
         head = DAHHead(24, (16, 16), 8, generator=g)
         return trunk, head
 

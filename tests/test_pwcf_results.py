@@ -48,3 +48,17 @@ def test_bits_and_copies() -> None:
     a = published_pwcf_map("office31", "vgg16", 64)
     a["pwcf"].clear()
     assert published_pwcf_map("office31", "vgg16", 64)["pwcf"]  # the module's table is untouched
+
+
+def test_every_row_labelled_with_its_metric() -> None:
+    from dahash.report.pwcf_results import METRIC, METRIC_LABELS, METRIC_SOURCES, RECORD_KEY
+
+    assert set(METRIC) == set(METHODS) == set(METRIC_SOURCES)
+    assert set(METRIC.values()) <= set(METRIC_LABELS) and set(RECORD_KEY) == {"map", "area_rp"}
+    assert METRIC["pwcf"] == "area_rp"  # fuxianghuang1/PWCF demo.m: recall_precision + area_RP
+    area = published_pwcf_map("office31", "vgg16", 64, "area_rp")
+    unknown = published_pwcf_map("office31", "vgg16", 64, "unknown")
+    assert list(area) == ["pwcf"] and set(unknown) == set(METHODS) - {"pwcf", "peace"}
+    assert list(published_pwcf_map("office31", "vgg16", 64, "map")) == ["peace"]  # WillDreamer/PEACE evaluate.py
+    with pytest.raises(ValueError, match="metric"):
+        published_pwcf_map("office31", "vgg16", 64, "mAP")

@@ -15,10 +15,11 @@ OH = {"Ar_Rw": ("Art", "RealWorld"), "Rw_Ar": ("RealWorld", "Art"), "Cl_Rw": ("C
 
 
 def _recs(backbone: str, maps: dict[str, float], bits: int = 64, method: str = "dah_64",
-          protocol: str = "pwcf") -> list[dict]:
+          protocol: str = "pwcf", area: dict[str, float] | None = None) -> list[dict]:
     return [{"task": t, "source": s, "target": g, "method": method, "dataset": "office_home", "backbone": backbone,
              "hash_bits": bits, "seed": 0, "accuracy": 0.5, "map": maps[t], "n_target": 100, "n_source": 100,
              "algorithm": "dah", "retrieval": "source_database", "protocol": protocol,
+             "area_rp": (area or maps)[t] if protocol == "pwcf" else None,
              "precision_at_k": {"100": 0.5, "500": 0.4, "1000": 0.3}, "precision_radius2": 0.25}
             for t, (s, g) in OH.items()]
 
@@ -28,23 +29,40 @@ def _render(tmp_path: Path, recs: list[dict]) -> str:
     return (tmp_path / "results.md").read_text()
 
 
-def test_published_values_beside_ours_and_where_behind(tmp_path: Path) -> None:
-    # ours = 40 % on every task but Rw_Pr (90 %); the published values decide who is ahead per task
+def test_published_values_beside_ours_of_the_same_metric_only(tmp_path: Path) -> None:
+    # ours: ranking mAP 40 % on every task but Rw_Pr (90 %); area_RP 30 % everywhere but Rw_Ar (10 %)
     maps = {t: 0.40 for t in OH} | {"Rw_Pr": 0.90}
-    md = _render(tmp_path, _recs("vgg16", maps))
+    area = {t: 0.30 for t in OH} | {"Rw_Ar": 0.10}
+    md = _render(tmp_path, _recs("vgg16", maps, area=area))
     assert "pwcf protocol" in md and "VPDS (Li et al., NeurIPS 2025), Table 1" in md
-    pub = published_pwcf_map("office_home", "vgg16", 64)
-    pwcf_part = md[md.index("pwcf protocol"):]
-    row = next(line for line in pwcf_part.splitlines() if line.startswith("| Rw_Cl "))
-    assert all(f"{pub[p][('RealWorld', 'Clipart')]:.2f}" in row for p in pub)  # every paper's R->C value
-    assert "| 40.0 |" in row
-    # plain statement: PWCF's R-tasks are all below ours; CPH and VPDS above on 5 tasks (R->C: 42.84 / 41.95 > 40)
+    pwcf_part = md[md.index("pwcf protocol"):md.index("## Precision-recall curves")]
+    ranking = pwcf_part[pwcf_part.index("64 bits — ranking mAP"):pwcf_part.index("64 bits — area_RP")]
+    area_part = pwcf_part[pwcf_part.index("64 bits — area_RP"):]
+    # PWCF's published numbers are area_RP (its demo.m): beside our area_RP, never beside our ranking mAP
+    pub = published_pwcf_map("office_home", "vgg16", 64, "area_rp")
+    assert list(pub) == ["pwcf"]
+    row = next(line for line in area_part.splitlines() if line.startswith("| Rw_Cl "))
+    assert f"{pub['pwcf'][('RealWorld', 'Clipart')]:.2f}" in row and "| 30.0 |" in row
+    assert "paper PWCF (area_RP)" in area_part and "paper PWCF" not in ranking
+    # PEACE's released code computes the ranking mAP: beside ours in the ranking table only
+    peace = published_pwcf_map("office_home", "vgg16", 64, "map")["peace"]
+    row = next(line for line in ranking.splitlines() if line.startswith("| Rw_Cl "))
+    assert f"{peace[('RealWorld', 'Clipart')]:.2f}" in row and "| 40.0 |" in row
+    assert "paper PEACE (ranking mAP)" in ranking and "paper PEACE" not in area_part
+    # every table names its metric; the unknown-metric rows are named, not compared
+    assert "Metric of every value in this table: ranking mAP" in ranking
+    assert "Metric of every value in this table: area_RP" in area_part
+    assert "Still open (not found offline" in pwcf_part and "PSCA" in pwcf_part
+    assert "Not compared (metric unknown" in pwcf_part and "IDEA, COUPLE, CPH, VPDS" in pwcf_part
+    for label in ("paper IDEA", "paper COUPLE", "paper CPH", "paper VPDS"):
+        assert label not in md
+    # plain statement against PWCF's area_RP (34.57, 28.95, 24.22, 18.42, 34.03, 34.44 on Ar_Rw .. Rw_Pr): ours
+    # 30 / 10 (Rw_Ar) / 30 ... trails on Ar_Rw, Rw_Ar, Pr_Rw, Rw_Pr
     behind = [line for line in md.splitlines() if line.startswith("Where ours is behind")]
-    assert len(behind) == 1
-    # PEACE: 45.97, 42.68 above 40 (A->R, R->A); 38.72, 28.36 below; 53.04 above (P->R); R->P 54.39 < 90
-    assert "PEACE on 3 of 6 tasks" in behind[0]
-    assert "CPH on 5 of 6 tasks" in behind[0] and "VPDS on 5 of 6 tasks" in behind[0]
-    assert "ahead of PWCF on every task" in behind[0]
+    assert behind[1] == ("Where ours is behind: dah_64 trails PWCF on 4 of 6 tasks (mean difference "
+                         f"{sum(100 * area[t] - pub['pwcf'][OH[t]] for t in OH) / 6:+.1f} points).")
+    # ranking mAP vs PEACE (45.97, 42.68, 38.72, 28.36, 53.04, 54.39): ours 40 trails on Ar_Rw, Rw_Ar, Pr_Rw
+    assert len(behind) == 2 and behind[0].startswith("Where ours is behind: dah_64 trails PEACE on 3 of 6 tasks")
     # the DAH paper's own columns are not put beside a pwcf run
     assert "Table 4, Office-Home columns" not in md and "paper DAH" not in md
     # precision table

@@ -56,8 +56,10 @@ class ExportError(ValueError):
 
 def _head_spec(config: dict, head_state: dict[str, torch.Tensor], where: Path) -> dict[str, Any]:
     try:
-        return {"in_dim": int(head_state["fc6.weight"].shape[1]),
-                "hidden_dims": [int(head_state["fc6.weight"].shape[0]), int(head_state["fc7.weight"].shape[0])],
+        hidden = "fc6.weight" in head_state  # no fc6/fc7: the authors' digits head (hidden_dims = [])
+        return {"in_dim": int(head_state["fc6.weight" if hidden else "fc8.weight"].shape[1]),
+                "hidden_dims": ([int(head_state["fc6.weight"].shape[0]), int(head_state["fc7.weight"].shape[0])]
+                                if hidden else []),
                 "hash_bits": int(head_state["fc8.weight"].shape[0]),
                 "bn_momentum": float(config.get("bn_momentum", 0.05))}
     except (KeyError, AttributeError, IndexError) as exc:

@@ -3,8 +3,30 @@
 The authors' ``examples/digit_da`` (not in the paper) adapts MNIST -> USPS with ``W = 100`` for
 similar pairs, ``K = 20`` items per class per batch and ``eta = 0.1`` (:data:`DIGITS_SETTINGS`,
 ``DAHConfig`` overrides) and a network trained from scratch
-(:class:`dahash.nn.backbones.smallcnn.SmallCNN`). Which splits and how many images they used is not
-recorded here; :func:`prepare_digits` defaults to the MNIST 10k test set and all 9,298 USPS images.
+(:class:`dahash.nn.backbones.smallcnn.SmallCNN`, the layer list of ``cnn_digit_dah_init.m``). Their released
+default model type is ``'vgg-daSfx'`` (softmax + entropy loss, "not included in the CVPR 2017 paper"; the
+``hashSize = 10`` of ``cnn_digit_da.m`` belongs to it: "For daSfx it has to be the size of the class"); the
+project keeps the paper's DAH hash loss (``'vgg-dah'``) at those settings.
+
+**The authors' image lists** are recorded: the repository ships ``examples/digit_da/mnist-imdbStats_Val.mat``
+and ``usps-imdbStats_Val.mat`` (``images.trainValNames``, ``images.actLabel``, ``images.set``):
+
+* MNIST: 10,000 files ``mnist/<digit>/<digit>_<nnnnn>.jpg`` with per-class counts
+  :data:`AUTHORS_MNIST_COUNTS` = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978] (digits 0..9). These
+  are NOT the MNIST test set's counts ([980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]); they are exactly
+  the counts of the FIRST 10,000 MNIST TRAINING images (checked on ``train-labels-idx1-ubyte``, decoded md5
+  ``a25bea73...``). So ``mnist_split="authors"`` = training images 0..9999, grouped by digit, each digit's files
+  in training-file order (the natural reading of their numbering ``<digit>_00001``...; the lists hold names,
+  not MNIST indices).
+* USPS: 9,298 files with the counts of all of USPS (train 7,291 + test 2,007), :data:`AUTHORS_USPS_COUNTS`;
+  their order within a digit is not recorded (here: train then test, file order).
+* ``images.set`` in these files (6,995 / 3,005 train / val) belongs to a validation study; the training
+  (``cnn_digit_da.m``: ``valSizeRatio = 0``) and ``test_dah.m`` use every image. ``test_dah.m`` caps the
+  retrieval database and the classifier at the first ``boostSize = 200`` source items per class (the digits
+  preset's ``eval.db_per_class`` and ``eval.max_per_class``).
+* Images: they read JPEGs with ``vl_imreadjpeg(..., 'Interpolation', 'bicubic', 'Resize', [28 28])``
+  (``getImageBatch.m``), so USPS (16 x 16) is upsampled bicubically (``interpolation="bicubic"``, the
+  default here); the project writes lossless PNGs (their JPEG compression is not reproduced).
 
 Sources and checksums (none invented):
 
@@ -52,6 +74,8 @@ __all__ = [
     "DIGITS_DOMAINS",
     "DIGITS_IMAGE_SIZE",
     "DIGITS_SETTINGS",
+    "AUTHORS_MNIST_COUNTS",
+    "AUTHORS_USPS_COUNTS",
     "DEFAULT_SOURCES",
     "DigitsFile",
     "DigitsSources",
@@ -66,11 +90,23 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The authors' digit setting (examples/digit_da): ``DAHConfig(**DIGITS_SETTINGS)`` overrides.
-DIGITS_SETTINGS: Mapping[str, float | int] = MappingProxyType(  # examples/digit_da/cnn_digit_da.m, *_init.m
+#: The authors' digit setting (examples/digit_da): ``DAHConfig(**DIGITS_SETTINGS)`` overrides. cnn_digit_da.m:
+#: hashSize 10, K 20, gamma 1e2, l1 1, entpW 0.1, beta 1, supHashW 100; cnn_digit_dah_init.m: 40 epochs of
+#: logspace(-4, -5, 40), weightDecay 5e-4, conv layers without learningRate/weightDecay fields (MatConvNet's
+#: [1 1]: biases at the weights' lr and decayed), no fc6/fc7 (relu3 -> fc4 = the hash layer), lmmd3 on relu3
+#: and lmmd4 on fc4 (mmd_layers fc7 = the head's input, fc8). The single place the tests read them from.
+DIGITS_SETTINGS: Mapping[str, object] = MappingProxyType(  # examples/digit_da/cnn_digit_da.m, *_init.m
     {"hash_bits": 10, "similar_weight": 100.0, "k_per_class": 20, "eta": 0.1, "gamma": 100.0, "beta": 1.0,
-     "epochs": 40, "lr_start": 1e-4, "lr_end": 1e-5, "weight_decay": 5e-4}
+     "epochs": 40, "lr_start": 1e-4, "lr_end": 1e-5, "weight_decay": 5e-4, "hidden_dims": (),
+     "mmd_layers": ("fc7", "fc8"), "new_lr_mult": (1.0, 1.0), "bias_decay": 1.0}
 )
+#: test_dah.m: boostSize = 200 source items per class for the classifier and the retrieval database
+DIGITS_BOOST_SIZE = 200
+#: per-class counts (digits 0..9) of the authors' lists (examples/digit_da/{mnist,usps}-imdbStats_Val.mat)
+AUTHORS_MNIST_COUNTS: tuple[int, ...] = (1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978)
+AUTHORS_USPS_COUNTS: tuple[int, ...] = (1553, 1269, 929, 824, 852, 716, 834, 792, 708, 821)
+#: the authors' MNIST: the first this-many MNIST training images
+AUTHORS_MNIST_FIRST = 10_000
 DIGITS_CLASSES: tuple[str, ...] = tuple(str(i) for i in range(10))
 #: Side of the prepared images (MNIST's own size; USPS 16 x 16 is upsampled).
 DIGITS_IMAGE_SIZE = 28
@@ -79,8 +115,10 @@ DIGITS_CHANNELS = 1
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 USPS_URL = "https://raw.githubusercontent.com/niuers/Learning-From-Data-A-Short-Course/master/data/usps.h5"
 
-Split = Literal["train", "test", "all"]
-_SPLITS: tuple[str, ...] = ("train", "test", "all")
+Split = Literal["train", "test", "all", "authors"]
+_SPLITS: tuple[str, ...] = ("train", "test", "all", "authors")
+Interpolation = Literal["bicubic", "bilinear"]
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 # IDX element types: code -> big-endian numpy dtype
 _IDX_TYPES: dict[int, str] = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -336,9 +374,12 @@ def _check_split(name: str, value: str) -> None:
 
 
 def _mnist_arrays(paths: dict[str, Path], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(n, 28, 28)`` uint8 images and ``(n,)`` labels of ``split`` (train first for ``"all"``)."""
+    """``(n, 28, 28)`` uint8 images and ``(n,)`` labels of ``split`` (train first for ``"all"``; ``"authors"``: the
+    first :data:`AUTHORS_MNIST_FIRST` training images, whose per-class counts must be :data:`AUTHORS_MNIST_COUNTS`
+    when the file holds that many)."""
     xs, ys = [], []
-    for part in (("train", "test") if split == "all" else (split,)):
+    parts = {"all": ("train", "test"), "authors": ("train",)}.get(split, (split,))
+    for part in parts:
         x, y = read_idx(paths[f"{part}-images"]), read_idx(paths[f"{part}-labels"])
         if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
             raise ValueError(f"MNIST {part}: images {paths[f'{part}-images']} have shape {x.shape} and labels "
@@ -347,7 +388,16 @@ def _mnist_arrays(paths: dict[str, Path], split: str) -> tuple[np.ndarray, np.nd
             raise ValueError(f"{paths[f'{part}-labels']}: labels must be digits 0..9, got [{y.min()}, {y.max()}]")
         xs.append(x.astype(np.uint8))
         ys.append(y.astype(np.int64))
-    return np.concatenate(xs), np.concatenate(ys)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if split == "authors":
+        full = y.shape[0] >= AUTHORS_MNIST_FIRST
+        x, y = x[:AUTHORS_MNIST_FIRST], y[:AUTHORS_MNIST_FIRST]
+        counts = tuple(int(c) for c in np.bincount(y, minlength=10))
+        if full and counts != AUTHORS_MNIST_COUNTS:
+            raise ValueError(f"{paths['train-labels']}: the first {AUTHORS_MNIST_FIRST} training labels have per-class "
+                             f"counts {list(counts)}, the authors' list {list(AUTHORS_MNIST_COUNTS)}: not the "
+                             "MNIST training file")
+    return x, y
 
 
 def _usps_arrays(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -367,26 +417,27 @@ def _select(labels: np.ndarray, limit_per_class: int | None) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def _to_pil(x: np.ndarray, size: int) -> Image.Image:
-    """uint8 image as is, or float [0, 1] image; resized (bilinear, in float) to ``size`` when needed;
-    returned as 8-bit grayscale (``round(255 x)``)."""
+def _to_pil(x: np.ndarray, size: int, interpolation: str = "bicubic") -> Image.Image:
+    """uint8 image as is, or float [0, 1] image; resized (``interpolation``, in float) to ``size`` when needed;
+    returned as 8-bit grayscale (``round(255 x)``, clipped to [0, 255]: bicubic overshoots)."""
     if x.dtype == np.uint8 and x.shape == (size, size):
         return Image.fromarray(x, "L")
     f = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
     img = Image.fromarray(np.ascontiguousarray(f), "F")
     if f.shape != (size, size):
-        img = img.resize((size, size), Image.Resampling.BILINEAR)
+        img = img.resize((size, size), _RESAMPLE[interpolation])
     out = np.clip(np.rint(np.asarray(img, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
     return Image.fromarray(out, "L")
 
 
-def _write_domain(root: Path, images: np.ndarray, labels: np.ndarray, keep: np.ndarray, size: int) -> dict[str, int]:
+def _write_domain(root: Path, images: np.ndarray, labels: np.ndarray, keep: np.ndarray, size: int,
+                  interpolation: str = "bicubic") -> dict[str, int]:
     width = max(5, len(str(max(int(images.shape[0]) - 1, 0))))
     for c in DIGITS_CLASSES:
         (root / c).mkdir(parents=True, exist_ok=True)
 
     def one(i: int) -> None:
-        _to_pil(images[i], size).save(root / str(int(labels[i])) / f"{i:0{width}d}.png", optimize=False)
+        _to_pil(images[i], size, interpolation).save(root / str(int(labels[i])) / f"{i:0{width}d}.png", optimize=False)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(one, keep.tolist()))
@@ -405,6 +456,7 @@ def prepare_digits(
     mnist_split: Split = "test",
     usps_split: Split = "all",
     limit_per_class: int | None = None,
+    interpolation: Interpolation = "bicubic",
     sources: DigitsSources = DEFAULT_SOURCES,
 ) -> Path:
     """Build ``out_dir/{mnist,usps}/<digit>/<idx>.png`` and ``out_dir/SOURCE.json``; returns ``out_dir``.
@@ -414,12 +466,13 @@ def prepare_digits(
       ``cache_dir``, else downloaded into ``cache_dir`` (unless ``offline``), and verified
       (:func:`verify_digits_file`: archive checksum, or decoded content for re-gzipped MNIST).
     * Splits: ``mnist_split`` / ``usps_split`` in ``{"train", "test", "all"}`` (``"all"`` = train then
-      test). Defaults: MNIST test (10,000), USPS all (9,298).
+      test); ``mnist_split="authors"``: the authors' MNIST list, the first 10,000 TRAINING images (module
+      docstring; needs the training IDX files). Defaults: MNIST test (10,000), USPS all (9,298).
     * ``idx``: position of the image in its domain's selected splits (train first), zero-padded to
       5 digits; ``limit_per_class`` keeps only the first ``L`` images of each digit (for quick runs).
     * Images: 8-bit grayscale PNG, ``size x size``; MNIST (28 x 28, uint8) is written unchanged at
-      ``size = 28``; USPS (16 x 16 floats) is resized bilinearly in floating point, then
-      ``round(255 x)``.
+      ``size = 28``; USPS (16 x 16 floats) is resized in floating point with ``interpolation``
+      (``"bicubic"``: the authors' ``vl_imreadjpeg`` setting; ``"bilinear"``), then ``round(255 x)`` clipped.
     * Atomic: built in a temporary folder beside ``out_dir`` and renamed over it only when complete.
       ``SOURCE.json`` records every file used (path, how it was obtained and verified), splits, size,
       per-domain and per-class counts and the tree digest (:func:`dahash.data.download.tree_digest`).
@@ -431,13 +484,17 @@ def prepare_digits(
     """
     _check_split("mnist_split", mnist_split)
     _check_split("usps_split", usps_split)
+    if usps_split == "authors":
+        raise ValueError("usps_split must be train, test or all ('authors' is an MNIST list; the authors' USPS is all)")
+    if interpolation not in _RESAMPLE:
+        raise ValueError(f"interpolation must be one of {sorted(_RESAMPLE)}, got {interpolation!r}")
     if int(size) < 8:
         raise ValueError(f"size must be >= 8 pixels, got {size}")
     if limit_per_class is not None and int(limit_per_class) < 1:
         raise ValueError(f"limit_per_class must be >= 1 or None, got {limit_per_class}")
     out_dir, cache_dir = Path(out_dir), Path(cache_dir)
-    mnist_keys = [f"{p}-{k}" for p in (("train", "test") if mnist_split == "all" else (mnist_split,))
-                  for k in ("images", "labels")]
+    mnist_parts = {"all": ("train", "test"), "authors": ("train",)}.get(mnist_split, (mnist_split,))
+    mnist_keys = [f"{p}-{k}" for p in mnist_parts for k in ("images", "labels")]
     needed: dict[str, DigitsFile] = {k: sources.mnist[k] for k in mnist_keys}
     needed["usps"] = sources.usps
 
@@ -460,7 +517,8 @@ def prepare_digits(
     try:
         class_counts: dict[str, dict[str, int]] = {}
         for domain, x, y in (("mnist", mnist_x, mnist_y), ("usps", usps_x, usps_y)):
-            class_counts[domain] = _write_domain(build / domain, x, y, _select(y, limit_per_class), int(size))
+            class_counts[domain] = _write_domain(build / domain, x, y, _select(y, limit_per_class), int(size),
+                                                 interpolation)
         counts = {d: sum(c.values()) for d, c in class_counts.items()}
         source = {
             "dataset": "digits",
@@ -470,6 +528,7 @@ def prepare_digits(
             "mnist_split": mnist_split,
             "usps_split": usps_split,
             "limit_per_class": limit_per_class,
+            "interpolation": interpolation,
             "files": {
                 needed[k].remote.filename: {"path": str(p.resolve()), "kind": kind, "verified": how,
                                             "url": needed[k].remote.url}

@@ -21,6 +21,9 @@ them explicitly. In short:
   ranking as the AP; when the k-th position falls inside a tie group, the items of that group that
   enter the top k are the first ones in database order (as for the AP); ``k > n`` is cut to ``n``.
   Averaged over the scored queries (R >= 1), like mAP.
+* **area_RP** (:func:`retrieval_scores`, :mod:`dahash.eval.curves`): PWCF's "mAP" (fuxianghuang1/PWCF
+  ``recall_precision.m`` + ``area_RP.m``), the area under the Hamming-radius precision-recall curve pooled
+  over ALL query-database pairs (no per-query mean, no query excluded); not the ranking mAP above.
 * **Precision within Hamming radius r** (r = 2, :func:`retrieval_scores`): per query
   ``relevant_retrieved / retrieved`` over the items with distance <= r (independent of tie order);
   a query that retrieves nothing within r counts as precision **0** (and is counted); averaged over
@@ -28,7 +31,7 @@ them explicitly. In short:
   something (it describes the retrieved sets), so the two differ when some radius-r result is empty.
 * **Classification (eq. 6, code variant).** ``score_ij = sum_k exp(u_t_i . u_s_k)`` over up to 200
   source items ``k`` of class ``j`` (the first ones in the given order), on the continuous outputs;
-  predict ``argmax_j``.
+  predict ``argmax_j`` (:mod:`dahash.eval.classify`; re-exported here with ``accuracy``).
 
 Arrays are numpy in / numpy out; torch tensors are accepted (converted with ``.detach().cpu()``).
 The ranking functions also run on a CUDA device (``device=``, or CUDA tensors as input).
@@ -40,6 +43,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from dahash.eval._arrays import _as_bits, _as_matrix, _as_vector, _to_numpy  # noqa: F401  (_to_numpy: re-export)
+from dahash.eval.classify import accuracy, predict_eq6
+from dahash.eval.curves import pr_from_counts, pwcf_area_rp
 
 __all__ = [
     "MAPResult",
@@ -67,44 +74,6 @@ _CHUNK_ELEMENTS = 1 << 22
 # Below this many query x database pairs the ranking runs in plain numpy (same values): loading numba
 # and the cached kernel (about 0.3 s) costs more than ranking, e.g. 0.05 s for 1,000 x 1,000 codes.
 _KERNEL_MIN_PAIRS = 1 << 21
-
-
-# --------------------------------------------------------------------------------------------
-# input handling
-# --------------------------------------------------------------------------------------------
-def _to_numpy(x: Any) -> np.ndarray:
-    """Return ``x`` as a numpy array; torch tensors are detached and moved to the CPU first."""
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor without importing torch
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _as_matrix(x: Any, name: str) -> np.ndarray:
-    a = _to_numpy(x)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (N, d); got shape {a.shape}")
-    return a
-
-
-def _as_vector(x: Any, name: str, length: int | None = None, length_of: str = "") -> np.ndarray:
-    a = _to_numpy(x)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array; got shape {a.shape}")
-    if length is not None and a.shape[0] != length:
-        raise ValueError(
-            f"{name} has {a.shape[0]} entries but {length_of} has {length} rows; they must match"
-        )
-    return a
-
-
-def _as_bits(x: Any, name: str) -> np.ndarray:
-    """Validate a (N, d) matrix of {0, 1} bits and return it as uint8."""
-    a = _as_matrix(x, name)
-    if a.dtype != np.bool_ and not np.isin(a, (0, 1)).all():
-        raise ValueError(
-            f"{name} must contain only 0/1 bits (use binarize() on the continuous outputs first)"
-        )
-    return a.astype(np.uint8, copy=False)
 
 
 def _chunk_rows(n_cols: int) -> int:
@@ -163,86 +132,6 @@ def hamming_distance(q_bits: np.ndarray, db_bits: np.ndarray) -> np.ndarray:
         inner = pq[start : start + step] @ pdb_t
         out[start : start + step] = np.rint((d - inner) * 0.5).astype(np.int32)
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# classification
-# --------------------------------------------------------------------------------------------
-def predict_eq6(
-    u_t: np.ndarray,
-    u_s: np.ndarray,
-    y_s: np.ndarray,
-    num_classes: int,
-    max_per_class: int | None = 200,
-) -> np.ndarray:
-    """Classify target items with the authors' variant of eq. 6 (``test_dah.m``).
-
-    ``score_ij = sum_{k in S_j} exp(u_t_i . u_s_k)`` and ``pred_i = argmax_j score_ij``, where
-    ``S_j`` = the first ``max_per_class`` source items of class ``j`` **in the given order of
-    u_s / y_s** (all of them if ``max_per_class`` is None). The inner product is the plain one on
-    the continuous (tanh) outputs -- no 0.5 factor and no binarization; note that a scale factor
-    inside ``exp`` would change the argmax of a sum of exponentials, so this matters.
-
-    Computed in log-space, ``log score_ij = logsumexp_k(u_t_i . u_s_k)``, which has the same
-    argmax and cannot overflow. A class with no source item gets score ``-inf``. Ties go to the
-    lowest class index (``np.argmax``).
-
-    Args:
-        u_t: (m, d) target outputs.
-        u_s: (n, d) source outputs, same d.
-        y_s: (n,) integer source labels in [0, num_classes).
-        num_classes: C >= 1.
-        max_per_class: cap per class (the code uses 200); None = no cap.
-
-    Returns:
-        (m,) int64 predicted class indices.
-    """
-    ut = _as_matrix(u_t, "u_t").astype(np.float64, copy=False)
-    us = _as_matrix(u_s, "u_s").astype(np.float64, copy=False)
-    if ut.shape[1] != us.shape[1]:
-        raise ValueError(f"u_t has d={ut.shape[1]} but u_s has d={us.shape[1]}; they must match")
-    ys = _as_vector(y_s, "y_s", us.shape[0], "u_s")
-    if us.shape[0] == 0:
-        raise ValueError("u_s must contain at least one source item")
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
-    if max_per_class is not None and (
-        not isinstance(max_per_class, (int, np.integer)) or max_per_class < 1
-    ):
-        raise ValueError(f"max_per_class must be a positive integer or None; got {max_per_class!r}")
-    if not np.issubdtype(ys.dtype, np.integer):
-        if not (np.issubdtype(ys.dtype, np.floating) and np.all(ys == np.round(ys))):
-            raise ValueError(f"y_s must hold integer class indices; got dtype {ys.dtype}")
-        ys = ys.astype(np.int64)
-    if ys.min() < 0 or ys.max() >= num_classes:
-        raise ValueError(
-            f"y_s must lie in [0, {num_classes}); got range [{ys.min()}, {ys.max()}]"
-        )
-
-    from scipy.special import logsumexp  # lazy: scipy's import is paid only by jobs that classify
-
-    scores = np.full((ut.shape[0], num_classes), -np.inf, dtype=np.float64)
-    for j in range(num_classes):
-        idx = np.flatnonzero(ys == j)
-        if max_per_class is not None:
-            idx = idx[:max_per_class]
-        if idx.size:
-            scores[:, j] = logsumexp(ut @ us[idx].T, axis=1)
-    return np.argmax(scores, axis=1).astype(np.int64)
-
-
-def accuracy(pred: np.ndarray, true: np.ndarray) -> float:
-    """Fraction of correct predictions, ``(1/m) sum_i [pred_i == true_i]``, in [0, 1].
-
-    Args:
-        pred: (m,) predicted labels, m >= 1.
-        true: (m,) true labels.
-    """
-    p = _as_vector(pred, "pred")
-    t = _as_vector(true, "true", p.shape[0], "pred")
-    if p.shape[0] == 0:
-        raise ValueError("pred must contain at least one item")
-    return float(np.mean(p == t))
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,45 +334,6 @@ def _map_from_ap(ap: np.ndarray) -> MAPResult:
     return MAPResult(map=mean, n_queries=m, n_scored=n_scored, n_empty=m - n_scored, ap=ap)
 
 
-def _pr_from_counts(hist: np.ndarray, relhist: np.ndarray, n: int) -> Any:
-    """PR table from per-query counts per distance (rules in :func:`precision_recall_curve`).
-
-    Queries are summed in the same chunks of ``_chunk_rows(n)`` rows as the reference code, so the
-    float sums (and the table) are identical to it.
-    """
-    import pandas as pd  # lazy: pandas costs ~0.5 s of import in every job that loads this module
-
-    m, nb = hist.shape
-    prec_sum = np.zeros(nb)
-    prec_cnt = np.zeros(nb, dtype=np.int64)
-    rec_sum = np.zeros(nb)
-    rec_cnt = 0
-    step = _chunk_rows(n)
-    for start in range(0, m, step):
-        stop = min(start + step, m)
-        retrieved = np.cumsum(hist[start:stop], axis=1)  # (c, d + 1): retrieved within radius r
-        rel_ret = np.cumsum(relhist[start:stop].astype(np.float64), axis=1)
-        has_ret = retrieved > 0
-        prec_sum += np.where(has_ret, rel_ret / np.maximum(retrieved, 1), 0.0).sum(axis=0)
-        prec_cnt += has_ret.sum(axis=0)
-        n_rel = rel_ret[:, -1]
-        scored = n_rel > 0
-        rec_sum += (rel_ret[scored] / n_rel[scored, None]).sum(axis=0)
-        rec_cnt += int(scored.sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(prec_cnt > 0, prec_sum / np.maximum(prec_cnt, 1), np.nan)
-        recall = rec_sum / rec_cnt if rec_cnt else np.full(nb, np.nan)
-    return pd.DataFrame(
-        {
-            "radius": np.arange(nb, dtype=np.int64),
-            "precision": precision,
-            "recall": recall,
-            "n_queries_precision": prec_cnt,
-            "n_queries_recall": np.full(nb, rec_cnt, dtype=np.int64),
-        }
-    )
-
-
 def mean_average_precision(
     q_bits: np.ndarray, db_bits: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray,
     *, device: Any = None,
@@ -560,7 +410,7 @@ def precision_recall_curve(
         (float), ``n_queries_precision``, ``n_queries_recall`` (int).
     """
     _, hist, relhist, n, _ = _rank_stats(q_bits, db_bits, q_labels, db_labels, device)
-    return _pr_from_counts(hist, relhist, n)
+    return pr_from_counts(hist, relhist, _chunk_rows(n))
 
 
 def hamming_retrieval(
@@ -569,7 +419,7 @@ def hamming_retrieval(
 ) -> tuple[MAPResult, Any]:
     """``(mean_average_precision(...), precision_recall_curve(...))`` from one pass over the pairs."""
     ap, hist, relhist, n, _ = _rank_stats(q_bits, db_bits, q_labels, db_labels, device)
-    return _map_from_ap(ap), _pr_from_counts(hist, relhist, n)
+    return _map_from_ap(ap), pr_from_counts(hist, relhist, _chunk_rows(n))
 
 
 @dataclass
@@ -584,6 +434,7 @@ class RetrievalScores:
         precision_radius: mean precision within Hamming radius r over the scored queries, empty
             results counted as 0 (NaN if no query is scored).
         n_radius_empty: scored queries that retrieve nothing within radius r.
+        area_rp: PWCF's ``area_RP`` over all query-database pairs (:func:`dahash.eval.curves.pwcf_area_rp`).
     """
 
     map: MAPResult
@@ -592,13 +443,15 @@ class RetrievalScores:
     radius: int
     precision_radius: float
     n_radius_empty: int
+    area_rp: float = float("nan")
 
 
 def retrieval_scores(
     q_bits: np.ndarray, db_bits: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray,
     *, ks: tuple[int, ...] = PRECISION_KS, radius: int = 2, device: Any = None,
 ) -> RetrievalScores:
-    """mAP, PR curve, precision@k and precision within Hamming radius ``radius``, from one ranking pass.
+    """mAP, PR curve, precision@k, precision within Hamming radius ``radius`` and PWCF's area_RP, from one ranking
+    pass.
 
     Ranking, relevance and the scored queries are those of :func:`mean_average_precision`.
 
@@ -612,6 +465,8 @@ def retrieval_scores(
          within r scores **0** and is counted in ``n_radius_empty``.
       3. Both are averaged over the scored queries (R >= 1), as mAP; NaN when no query is scored.
          (The PR curve's precision(r) averages over the queries that retrieve something instead.)
+      4. ``area_rp``: PWCF's pooled area under the Hamming-radius PR curve, over every query (also those with
+         R = 0) and database item (:func:`dahash.eval.curves.pwcf_area_rp`).
 
     Args:
         q_bits, db_bits, q_labels, db_labels, device: as :func:`mean_average_precision`.
@@ -637,6 +492,6 @@ def retrieval_scores(
     retrieved = hist[scored, : r + 1].sum(axis=1)
     rel_ret = relhist[scored, : r + 1].sum(axis=1)
     per_q = np.where(retrieved > 0, rel_ret / np.maximum(retrieved, 1), 0.0)
-    return RetrievalScores(map=result, pr=_pr_from_counts(hist, relhist, n), precision_at_k=prec_k,
+    return RetrievalScores(map=result, pr=pr_from_counts(hist, relhist, _chunk_rows(n)), precision_at_k=prec_k,
                            radius=int(radius), precision_radius=float(per_q.mean()) if per_q.size else float("nan"),
-                           n_radius_empty=int(np.count_nonzero(retrieved == 0)))
+                           n_radius_empty=int(np.count_nonzero(retrieved == 0)), area_rp=pwcf_area_rp(hist, relhist))

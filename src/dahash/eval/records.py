@@ -14,7 +14,9 @@ Keys (fractions in [0, 1]; ``null`` = not applicable, never 0):
   (:data:`PROTOCOLS`; absent: ``dah``), ``query_fraction`` and ``split_seed`` (pwcf), ``n_target_trained``,
   ``uses_target_labels`` (SuH: the supervised upper bound), ``epochs``, ``n_queries``, ``n_database``,
   ``n_queries_scored``, ``n_queries_empty``, ``precision_at_k`` ({"100": fraction, ...}), ``precision_radius2``,
-  ``n_queries_radius2_empty``, ``rules`` (:func:`run_rules`), ``mlflow_run_id``, ``train_seconds``.
+  ``n_queries_radius2_empty``, ``area_rp`` (pwcf: PWCF's own "mAP", :mod:`dahash.eval.curves`; else null),
+  ``db_per_class`` (the source database capped per class, ``eval.db_per_class``; null: the whole source),
+  ``rules`` (:func:`run_rules`), ``mlflow_run_id``, ``train_seconds``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["EVALUATION_RULES", "FAMILIES", "PROTOCOLS", "PROTOCOL_SETTINGS", "PWCF_RULE", "REQUIRED_KEYS",
-           "RETRIEVALS", "check_record", "metrics_record", "report_rules", "run_rules"]
+__all__ = ["AREA_RP_RULE", "DB_CAP_RULE", "EVALUATION_RULES", "FAMILIES", "PROTOCOLS", "PROTOCOL_SETTINGS",
+           "PWCF_RULE", "REQUIRED_KEYS", "RETRIEVALS", "check_record", "metrics_record", "report_rules", "run_rules"]
 
 REQUIRED_KEYS: tuple[str, ...] = ("task", "source", "target", "method", "dataset", "backbone", "hash_bits", "seed",
                                   "accuracy", "map", "n_target", "n_source")
@@ -71,6 +73,14 @@ PWCF_RULE = ("queries = a seeded uniformly random round(query_fraction x n_t) of
              "left out of training; database = all source codes; relevant = same class (PWCF, CVPR 2020, and the "
              "cross-domain hashing papers since)")
 
+#: ``area_RP`` under the pwcf protocol
+AREA_RP_RULE = ("PWCF's own 'mAP' (fuxianghuang1/PWCF recall_precision.m + area_RP.m): trapezoidal area under the "
+                "Hamming-radius precision-recall curve pooled over ALL query-database pairs, radii 0 .. (largest "
+                "distance - 1); not the per-query ranking mAP")
+#: the source database capped per class (``eval.db_per_class``)
+DB_CAP_RULE = ("the source database (mAP, PR, precision) is the first eval.db_per_class source items of each class "
+               "in manifest order (the authors' digits test_dah.m, boostSize)")
+
 #: the report's ``setting`` line per protocol
 PROTOCOL_SETTINGS: dict[str, str] = {
     "dah": "unsupervised domain adaptation, transductive: all labeled source + all unlabeled target images "
@@ -86,11 +96,14 @@ def _check_protocol(protocol: str) -> None:
         raise ValueError(f"unknown evaluation protocol {protocol!r}; expected one of {list(PROTOCOLS)}")
 
 
-def run_rules(protocol: str = "dah") -> dict[str, str]:
+def run_rules(protocol: str = "dah", db_per_class: int | None = None) -> dict[str, str]:
     """The rules a metrics record carries (``rules``): :data:`EVALUATION_RULES` and the run's rules, the
-    retrieval rule replaced by :data:`PWCF_RULE` under ``pwcf``."""
+    retrieval rule replaced by :data:`PWCF_RULE` and :data:`AREA_RP_RULE` added under ``pwcf``;
+    :data:`DB_CAP_RULE` with a database cap."""
     _check_protocol(protocol)
-    return {**EVALUATION_RULES, **_RUN_RULES, **({"retrieval": PWCF_RULE} if protocol == "pwcf" else {})}
+    return {**EVALUATION_RULES, **_RUN_RULES,
+            **({"retrieval": PWCF_RULE, "area_RP": AREA_RP_RULE} if protocol == "pwcf" else {}),
+            **({"database cap": DB_CAP_RULE} if db_per_class else {})}
 
 
 def report_rules(protocol: str, query_fraction: float, split_seed: int) -> dict[str, str]:
@@ -113,9 +126,13 @@ def report_rules(protocol: str, query_fraction: float, split_seed: int) -> dict[
 def metrics_record(*, task_key: str, task: Mapping[str, str], dataset: str, backbone: str, method: str,
                    run: Mapping[str, Any], result: Mapping[str, Any], protocol: str, query_fraction: float,
                    split_seed: int, hash_bits: int, seed: int, epochs: int | None, n_source: int,
-                   n_target: int) -> dict[str, Any]:
+                   n_target: int, db_per_class: int | None = None) -> dict[str, Any]:
     """The record of one run: its identity, the scores of :func:`dahash.eval.evaluation.score` (``result``), what
-    ``run.json`` (``run``) says about the method, and the rules. ``hash_bits``: used when the method has no codes."""
+    ``run.json`` (``run``) says about the method, and the rules. ``hash_bits``: used when the method has no codes;
+    ``db_per_class``: the cap ``score`` applied to the source database (recorded where a source database was
+    ranked)."""
+    capped = db_per_class if result["map"] is not None and run.get("retrieval", "source_database") == \
+        "source_database" else None
     return {
         "task": task_key, "source": task["source"], "target": task["target"], "dataset": dataset,
         "backbone": backbone, "method": method, "algorithm": run.get("algorithm", "dah"),
@@ -129,10 +146,10 @@ def metrics_record(*, task_key: str, task: Mapping[str, str], dataset: str, back
         "seed": seed, "epochs": epochs, "accuracy": result["accuracy"], "map": result["map"],
         "n_source": int(n_source), "n_target": int(n_target), "n_queries": result["n_queries"],
         "n_database": result["n_database"], "n_queries_scored": result["n_scored"],
-        "n_queries_empty": result["n_empty"],
+        "n_queries_empty": result["n_empty"], "area_rp": result.get("area_rp"), "db_per_class": capped,
         "precision_at_k": {str(k): v for k, v in (result["precision_at_k"] or {}).items()} or None,
         "precision_radius2": result["precision_radius2"], "n_queries_radius2_empty": result["n_radius2_empty"],
-        "rules": run_rules(protocol), "mlflow_run_id": run["run_id"],
+        "rules": run_rules(protocol, capped), "mlflow_run_id": run["run_id"],
         "train_seconds": run.get("train_seconds"),
     }
 
@@ -173,8 +190,9 @@ def check_record(rec: Any, where: str) -> dict[str, Any]:
         if not isinstance(pk, Mapping):
             raise ValueError(f"{where}: precision_at_k must be an object k -> fraction, got {pk!r}")
         out["precision_at_k"] = {str(k): _fraction_or_nan(v, f"{where}: precision_at_k[{k!r}]") for k, v in pk.items()}
-    if out.get("precision_radius2") is not None:
-        out["precision_radius2"] = _fraction_or_nan(out["precision_radius2"], f"{where}: precision_radius2")
+    for key in ("precision_radius2", "area_rp"):
+        if out.get(key) is not None:
+            out[key] = _fraction_or_nan(out[key], f"{where}: {key}")
     for key, allowed in (("family", FAMILIES), ("retrieval", RETRIEVALS), ("protocol", PROTOCOLS)):
         val = out.get(key)
         if val is not None and val not in allowed:

@@ -3,6 +3,10 @@
 Matches the authors' network from ``fc6`` on (examples/office/cnn_office_init.m): no dropout,
 ``hash-fc8`` initialised N(0, 0.01) with zero bias, BatchNorm before ``tanh``. When the cached
 features are VGG-F's pool5 (9216-d) the pretrained fc6/fc7 are loaded through ``pretrained``.
+
+``hidden_dims = ()`` gives the authors' digits head (examples/digit_da/cnn_digit_dah_init.m): no fc6/fc7, the
+trunk's features (relu3 of the digits CNN) go straight into the hash layer (their fc4) -> BN -> tanh; then
+``fc6`` and ``fc7`` of :class:`HeadOutput` are the head's input itself (where the authors' ``lmmd3`` sits).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ class HeadOutput:
     """Every intermediate the DAH losses need, for a batch of ``N`` items.
 
     Attributes:
-        fc6: ``(N, h1)`` relu6 output (after ReLU).
-        fc7: ``(N, h2)`` relu7 output (after ReLU).
+        fc6: ``(N, h1)`` relu6 output (after ReLU); the head's input when it has no hidden layers.
+        fc7: ``(N, h2)`` relu7 output (after ReLU), the input of fc8; the head's input when it has no hidden
+            layers (the digits CNN's relu3).
         fc8: ``(N, d)`` hash-fc8 output before BatchNorm (where the code applies MK-MMD).
         u: ``(N, d)`` ``tanh(BN(fc8))``, the continuous hash values in ``(-1, 1)``.
     """
@@ -37,7 +42,7 @@ class HeadOutput:
 
 
 class DAHHead(nn.Module):
-    """fc6 + ReLU, fc7 + ReLU, hash-fc8, BatchNorm1d, tanh.
+    """fc6 + ReLU, fc7 + ReLU, hash-fc8, BatchNorm1d, tanh (or, with ``hidden_dims = ()``, hash-fc8, BN, tanh).
 
     Initialisation:
       * ``fc8``: weight ~ N(0, 0.01^2), bias 0 (the code's ``f = 1/100`` gaussian init);
@@ -49,7 +54,7 @@ class DAHHead(nn.Module):
 
     Args:
         in_dim: feature dimension of the cached inputs (9216 for VGG-F pool5).
-        hidden_dims: ``(h1, h2)`` widths of fc6 and fc7.
+        hidden_dims: ``(h1, h2)`` widths of fc6 and fc7, or ``()``: no fc6/fc7 (the authors' digits head).
         hash_bits: ``d``.
         pretrained: optional mapping with any of ``fc6.weight (h1, in_dim)``, ``fc6.bias (h1,)``,
             ``fc7.weight (h2, h1)``, ``fc7.bias (h2,)``; a layer is loaded only with both its
@@ -75,19 +80,23 @@ class DAHHead(nn.Module):
         if int(in_dim) < 1:
             raise ValueError(f"in_dim must be >= 1, got {in_dim}")
         hidden_dims = tuple(int(h) for h in hidden_dims)
-        if len(hidden_dims) != 2 or min(hidden_dims) < 1:
-            raise ValueError(f"hidden_dims must be two positive ints, got {hidden_dims}")
+        if len(hidden_dims) not in (0, 2) or (hidden_dims and min(hidden_dims) < 1):
+            raise ValueError(f"hidden_dims must be two positive ints or empty, got {hidden_dims}")
         if int(hash_bits) < 1:
             raise ValueError(f"hash_bits must be >= 1, got {hash_bits}")
-        h1, h2 = hidden_dims
         self.in_dim, self.hidden_dims, self.hash_bits = int(in_dim), hidden_dims, int(hash_bits)
-        self.fc6 = nn.Linear(self.in_dim, h1)
-        self.fc7 = nn.Linear(h1, h2)
+        h1, h2 = hidden_dims or (self.in_dim, self.in_dim)
+        #: widths of the HeadOutput fields
+        self.widths: dict[str, int] = {"fc6": h1, "fc7": h2, "fc8": self.hash_bits, "u": self.hash_bits}
+        self.layers: tuple[str, ...] = ("fc6", "fc7", "fc8") if hidden_dims else ("fc8",)
+        if hidden_dims:
+            self.fc6 = nn.Linear(self.in_dim, h1)
+            self.fc7 = nn.Linear(h1, h2)
         self.fc8 = nn.Linear(h2, self.hash_bits)
         self.bn = nn.BatchNorm1d(self.hash_bits, momentum=float(bn_momentum))
 
         with torch.no_grad():
-            for layer in (self.fc6, self.fc7):
+            for layer in (getattr(self, n) for n in self.layers[:-1]):
                 nn.init.kaiming_normal_(layer.weight, nonlinearity="relu", generator=generator)
                 layer.bias.zero_()
             nn.init.normal_(self.fc8.weight, mean=0.0, std=0.01, generator=generator)
@@ -97,6 +106,8 @@ class DAHHead(nn.Module):
     def _load_pretrained(self, pretrained: Mapping[str, Tensor] | None) -> frozenset[str]:
         if not pretrained:
             return frozenset()
+        if not self.hidden_dims:
+            raise ValueError("pretrained fc6/fc7 given, but this head has no fc6/fc7 (hidden_dims = ())")
         unknown = sorted(set(pretrained) - set(PRETRAINABLE_KEYS))
         if unknown:
             raise ValueError(f"unknown pretrained keys {unknown}; allowed: {list(PRETRAINABLE_KEYS)}")
@@ -125,8 +136,11 @@ class DAHHead(nn.Module):
         (needs ``N >= 2``); in eval mode its running statistics."""
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"x must have shape (N, {self.in_dim}), got {tuple(x.shape)}")
-        fc6 = torch.relu(self.fc6(x))
-        fc7 = torch.relu(self.fc7(fc6))
+        if self.hidden_dims:
+            fc6 = torch.relu(self.fc6(x))
+            fc7 = torch.relu(self.fc7(fc6))
+        else:  # the authors' digits head: the trunk's (ReLU) features feed the hash layer directly
+            fc6 = fc7 = x
         fc8 = self.fc8(fc7)
         u = torch.tanh(self.bn(fc8))
         return HeadOutput(fc6=fc6, fc7=fc7, fc8=fc8, u=u)
@@ -169,7 +183,7 @@ class DAHHead(nn.Module):
                  "weight_decay": float(wd)}
             )
 
-        for layer_name in ("fc6", "fc7", "fc8"):
+        for layer_name in self.layers:
             layer: nn.Linear = getattr(self, layer_name)
             w_mult, b_mult = pretrained_mult if layer_name in self.pretrained_layers else new_mult
             add(f"{layer_name}.weight", layer.weight, w_mult, weight_decay)

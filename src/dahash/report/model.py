@@ -138,7 +138,7 @@ class _Run:
     info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def values(self, method: str, task: str, key: str) -> list[float]:
-        return [r[key] for r in self.cells.get((method, task), []) if r[key] is not None]
+        return [r[key] for r in self.cells.get((method, task), []) if r.get(key) is not None]
 
     def reports(self, method: str, key: str) -> bool:
         return any(self.values(method, t, key) for t in self.tasks)

@@ -1,8 +1,29 @@
-"""Published mAP of the cross-domain hashing papers since PWCF, on their protocol (``eval.protocol: pwcf``).
+"""Published "mAP" of the cross-domain hashing papers since PWCF, on their protocol (``eval.protocol: pwcf``).
 
 Protocol of these papers: 10 % of the target images, drawn at random, are the queries and are left out of
 training; the remaining 90 % (unlabelled) and all labelled source images are the training set; for
-cross-domain retrieval the database is the source domain. mAP over the full Hamming ranking, in percent.
+cross-domain retrieval the database is the source domain. Values in percent.
+
+**Which metric each row is** (:data:`METRIC`): the papers all print "MAP", but PWCF's own code computes
+``area_RP`` (fuxianghuang1/PWCF ``demo.m``: ``recall_precision`` then ``area_RP``; the area under the
+Hamming-radius precision-recall curve pooled over all query-database pairs, :mod:`dahash.eval.curves`),
+not the per-query ranking mAP of ``calcMap.m``. On poor codes the two differ by points. So each row carries
+the metric its paper's code or text shows, and the report puts a published value only beside our value of
+the same metric (``map`` = ranking mAP, ``area_rp`` = area_RP):
+
+* PWCF -- ``area_rp``: its released code (``demo.m``, ``utils/recall_precision.m``, ``utils/area_RP.m``).
+* PEACE -- ``map``: the authors' released code, WillDreamer/PEACE ("The official code of 'Towards Effective
+  Domain Adaptive Retrieval'", commit c4ddd95, 2024; its README says "the final version is coming soon"),
+  ``evaluate.py``: per-query AP over the Hamming ranking of the database (``topk`` 50,000: the whole source),
+  averaged over the queries; queries = a random 10 % of the target, database = the source
+  (``officehome.py``, task ``cross``). Two small differences from ours: a query with no relevant item adds 0
+  to the mean (ours excludes it; on Office every class is in the source, so none is empty) and ties follow
+  ``torch.argsort`` (not stable) where ours keep database order.
+* IDEA, COUPLE, CPH, VPDS -- ``unknown``: their code was not found in the stored public repositories here, and
+  their text names "mean average precision (MAP)" without a formula (VPDS section 4.1: "4 standard metrics:
+  mean average precision (MAP), precision-recall curve, Top-N precision ... Top-N recall"), which fits either.
+  They are listed in the report but not put beside ours. (Zeyu77/PEACE in the index is a different,
+  test-time PEACE.)
 
 Source transcribed (the only table found, see below): **VPDS** -- J. Li, Z. Li, S. Lü, "Domain Adaptive Hashing
 Retrieval via VLM Assisted Pseudo-Labeling and Dual Space Adaptation", NeurIPS 2025, **Table 1**: "MAP (%) of
@@ -30,7 +51,10 @@ printed Avg. mixes both datasets' tasks: do not put it beside one dataset's mean
 
 NOT transcribed (no table found offline): the 16-, 32- and 128-bit Office-Home / Office-31 results (VPDS's
 Appendix A.1 is not in the text found; the original papers' tables were not found); precision@k and
-precision within Hamming radius 2 of any paper. VPDS's Table 2 (Digits MNIST <-> USPS, 16-128 bits) was found
+precision within Hamming radius 2 of any paper. **PSCA** (T. Hu et al., "Prototype-Based Semantic Consistency
+Alignment for Domain Adaptive Retrieval", AAAI 2026, arXiv 2512.04524: Office-Home and Office-31 at
+16/32/64/128 bits): only its abstract and third-party summaries are in the stored pages (the arXiv HTML page
+is stored from its beginning only, without the tables), so no PSCA number is transcribed: still open. VPDS's Table 2 (Digits MNIST <-> USPS, 16-128 bits) was found
 but is not transcribed (its backbone for digits is not stated; our digits preset uses a small CNN at 10 bits).
 
 Backbone: VPDS says "the feature encoder F is implemented using the VGG backbone"; the PWCF line of work uses
@@ -42,15 +66,47 @@ from __future__ import annotations
 
 import copy
 
-__all__ = ["METHODS", "PRINTED_AVERAGE", "SOURCE", "TABLE_BITS", "published_pwcf_map", "published_bits"]
+__all__ = ["METHODS", "METRIC", "METRIC_LABELS", "METRIC_SOURCES", "NOT_FOUND", "PRINTED_AVERAGE", "RECORD_KEY", "SOURCE",
+           "TABLE_BITS", "published_bits", "published_pwcf_map"]
 
 #: our key -> the label the papers print
 METHODS: dict[str, str] = {"pwcf": "PWCF", "peace": "PEACE", "idea": "IDEA", "couple": "COUPLE", "cph": "CPH",
                            "vpds": "VPDS"}
 
+#: our key -> the metric its published numbers are: "area_rp" (PWCF's), "map" (ranking mAP) or "unknown"
+METRIC: dict[str, str] = {"pwcf": "area_rp", "peace": "map", "idea": "unknown", "couple": "unknown",
+                          "cph": "unknown", "vpds": "unknown"}
+
+#: our key -> where its metric was read (shown in the report)
+METRIC_SOURCES: dict[str, str] = {
+    "pwcf": "fuxianghuang1/PWCF demo.m calls recall_precision.m then area_RP.m",
+    "peace": "WillDreamer/PEACE evaluate.py: per-query AP over the Hamming ranking of the whole source, averaged "
+             "(an empty query counts 0; unstable tie order)",
+    **{m: "code not found here; the paper's text says 'MAP' without a formula"
+       for m in ("idea", "couple", "cph", "vpds")},
+}
+
+#: metric -> how the report names it
+METRIC_LABELS: dict[str, str] = {
+    "map": "ranking mAP (per-query AP over the full Hamming ranking, averaged; the authors' calcMap.m)",
+    "area_rp": "area_RP (PWCF's area under the Hamming-radius precision-recall curve, pooled over all "
+               "query-database pairs)",
+    "unknown": "metric unknown",
+}
+
+#: metric -> the key of our metrics records holding the same metric (none for "unknown")
+RECORD_KEY: dict[str, str] = {"map": "map", "area_rp": "area_rp"}
+
 #: where the numbers come from (shown in the report)
-SOURCE = ("VPDS (Li et al., NeurIPS 2025), Table 1: mAP (%) of cross-domain retrieval, 64 bits, "
+SOURCE = ("VPDS (Li et al., NeurIPS 2025), Table 1: \"MAP (%)\" of cross-domain retrieval, 64 bits, "
           "as reported there from the original papers")
+
+#: published tables looked for and not found offline (shown in the report: still open)
+NOT_FOUND: tuple[str, ...] = (
+    "PSCA (Hu et al., AAAI 2026, arXiv 2512.04524): Office-Home and Office-31 at 16/32/64/128 bits -- only its "
+    "abstract and summaries are in the stored pages, not its tables",
+    "the 16-, 32- and 128-bit Office-Home / Office-31 tables of VPDS (its Appendix A.1) and of the original papers",
+)
 
 #: the code lengths the transcribed table covers
 TABLE_BITS: tuple[int, ...] = (64,)
@@ -93,12 +149,17 @@ def published_bits(dataset: str, backbone: str) -> tuple[int, ...]:
     return tuple(sorted(_MAP[dataset]))
 
 
-def published_pwcf_map(dataset: str, backbone: str, bits: int) -> dict[str, dict[tuple[str, str], float]] | None:
-    """method -> {(source, target): mAP %} at ``bits`` on the pwcf protocol, or None without a transcribed table.
+def published_pwcf_map(dataset: str, backbone: str, bits: int, metric: str | None = None
+                       ) -> dict[str, dict[tuple[str, str], float]] | None:
+    """method -> {(source, target): value %} at ``bits`` on the pwcf protocol, or None without a transcribed table.
 
     Only ``office_home`` (6 tasks) and ``office31`` (6 tasks), backbone VGG-16 (``vgg16``; ``VGG-16`` and
-    ``vgg_16`` accepted), 64 bits. A fresh copy each call.
+    ``vgg_16`` accepted), 64 bits. ``metric``: only the methods whose :data:`METRIC` is this one ("map",
+    "area_rp" or "unknown"); None = every method. A fresh copy each call.
     """
+    if metric is not None and metric not in METRIC_LABELS:
+        raise ValueError(f"metric must be one of {list(METRIC_LABELS)} or None; got {metric!r}")
     if int(bits) not in published_bits(dataset, backbone):
         return None
-    return copy.deepcopy(_MAP[dataset][int(bits)])
+    table = _MAP[dataset][int(bits)]
+    return copy.deepcopy({m: v for m, v in table.items() if metric is None or METRIC[m] == metric})

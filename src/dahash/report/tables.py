@@ -215,14 +215,17 @@ def _precision_sections(run: _Run) -> list[_Section]:
 
 
 def _pwcf_sections(run: _Run) -> list[_Section]:
-    """mAP per task and code length on the pwcf protocol, beside the published values that match."""
+    """Per code length on the pwcf protocol: one table per metric (ranking mAP, PWCF's area_RP), ours beside the
+    published values of the SAME metric only (:data:`dahash.report.pwcf_results.METRIC`)."""
     methods = [m for m in run.methods if run.info[m]["protocol"] == "pwcf" and run.reports(m, "map")]
     if not methods:
         return []
-    sec = _Section(2, "Cross-domain retrieval, pwcf protocol — mAP (%) beside the published values")
+    sec = _Section(2, "Cross-domain retrieval, pwcf protocol — mAP and area_RP (%) beside the published values")
     sec.paragraphs.append(
         "Protocol of PWCF (CVPR 2020) and the papers since: a seeded random 10 % of the target items are the "
-        "queries (left out of training), the source domain is the database, relevant = same class.")
+        "queries (left out of training), the source domain is the database, relevant = same class. Two metrics: "
+        f"{pwcf_results.METRIC_LABELS['map']}; {pwcf_results.METRIC_LABELS['area_rp']}. The papers print both as "
+        "\"MAP\"; a published value is shown only beside our value of the metric its paper computes.")
     pub_bits = pwcf_results.published_bits(run.dataset, run.backbone)
     ours_bits = sorted({b for m in methods for b in run.info[m]["hash_bits"]})
     if not pub_bits:
@@ -232,49 +235,73 @@ def _pwcf_sections(run: _Run) -> list[_Section]:
             f"{pwcf_results.SOURCE}).")
     else:
         sec.paragraphs.append(f"Published values: {pwcf_results.SOURCE}; shown where dataset ({run.dataset}), "
-                              f"protocol, code length and backbone ({run.backbone}) match ours.")
+                              f"protocol, code length, backbone ({run.backbone}) and metric match ours.")
         missing = [b for b in ours_bits if b not in pub_bits]
         if missing:
             sec.paragraphs.append(f"No published values transcribed at {', '.join(map(str, missing))} bits.")
+    sec.paragraphs.append("Still open (not found offline, nothing transcribed): "
+                          + "; ".join(pwcf_results.NOT_FOUND) + ".")
     out = [sec]
     for bits in ours_bits:
         ms = [m for m in methods if run.info[m]["hash_bits"] == [bits]]
-        if not ms:
-            continue
-        pub = pwcf_results.published_pwcf_map(run.dataset, run.backbone, bits) or {}
-        tasks = [t for t in run.tasks if any(run.values(m, t, "map") for m in ms)]
-        sub = _Section(3, f"{bits} bits")
-        header = ["task", "source → target"] + [_method_label(run, m) for m in ms]
-        paper_cols = set(range(len(header), len(header) + len(pub)))
-        header += [f"paper {pwcf_results.METHODS[p]}" for p in pub]
-        rows = []
-        for t in tasks:
-            src, tgt = run.task_pair[t]
-            row = [t, f"{src} → {tgt}"] + [_fmt(run.values(m, t, "map")) for m in ms]
-            row += [f"{pub[p][(src, tgt)]:.2f}" if (src, tgt) in pub[p] else "" for p in pub]
-            rows.append(row)
-        avg = ["Average", ""] + [_average(run, m, "map", tasks) for m in ms]
-        for p in pub:
-            vals = [pub[p].get(run.task_pair[t]) for t in tasks]
-            avg.append(f"{float(np.mean(vals)):.2f}" if vals and all(v is not None for v in vals) else "")
-        rows.append(avg)
-        sub.table = _Table(header, rows, n_label=2, paper_cols=paper_cols, average_rows={len(rows) - 1})
-        if pub:
-            sub.notes.append("Paper Average: the mean of the published values over this run's tasks (the paper's own "
-                             "Avg. mixes Office-Home and Office-31).")
-            sub.notes += _behind_notes(run, ms, tasks, pub)
-        out.append(sub)
+        for metric in ("map", "area_rp"):
+            sub = _pwcf_metric_table(run, ms, bits, metric)
+            if sub is not None:
+                out.append(sub)
+        unknown = pwcf_results.published_pwcf_map(run.dataset, run.backbone, bits, "unknown") or {}
+        if unknown and ms:
+            out[-1].notes.append(
+                "Not compared (metric unknown: " + pwcf_results.METRIC_SOURCES[next(iter(unknown))] + "): "
+                + ", ".join(pwcf_results.METHODS[p] for p in unknown) + f" ({pwcf_results.SOURCE}).")
     return out
 
 
-def _behind_notes(run: _Run, methods: list[str], tasks: list[str], pub: Mapping[str, Mapping]) -> list[str]:
+def _pwcf_metric_table(run: _Run, ms: list[str], bits: int, metric: str) -> _Section | None:
+    """Ours (record key :data:`pwcf_results.RECORD_KEY`) beside the published values of ``metric`` at ``bits``."""
+    key = pwcf_results.RECORD_KEY[metric]
+    ms = [m for m in ms if run.reports(m, key)]
+    if not ms:
+        return None
+    pub = pwcf_results.published_pwcf_map(run.dataset, run.backbone, bits, metric) or {}
+    tasks = [t for t in run.tasks if any(run.values(m, t, key) for m in ms)]
+    name = "ranking mAP" if metric == "map" else "area_RP"
+    sub = _Section(3, f"{bits} bits — {name}")
+    header = ["task", "source → target"] + [_method_label(run, m) for m in ms]
+    paper_cols = set(range(len(header), len(header) + len(pub)))
+    header += [f"paper {pwcf_results.METHODS[p]} ({name})" for p in pub]
+    rows = []
+    for t in tasks:
+        src, tgt = run.task_pair[t]
+        row = [t, f"{src} → {tgt}"] + [_fmt(run.values(m, t, key)) for m in ms]
+        row += [f"{pub[p][(src, tgt)]:.2f}" if (src, tgt) in pub[p] else "" for p in pub]
+        rows.append(row)
+    avg = ["Average", ""] + [_average(run, m, key, tasks) for m in ms]
+    for p in pub:
+        vals = [pub[p].get(run.task_pair[t]) for t in tasks]
+        avg.append(f"{float(np.mean(vals)):.2f}" if vals and all(v is not None for v in vals) else "")
+    rows.append(avg)
+    sub.table = _Table(header, rows, n_label=2, paper_cols=paper_cols, average_rows={len(rows) - 1})
+    sub.notes.append(f"Metric of every value in this table: {pwcf_results.METRIC_LABELS[metric]}.")
+    if pub:
+        sub.notes.append("Paper Average: the mean of the published values over this run's tasks (the paper's own "
+                         "Avg. mixes Office-Home and Office-31). Where the metric was read: "
+                         + "; ".join(f"{pwcf_results.METHODS[p]}: {name}, {pwcf_results.METRIC_SOURCES[p]}" for p in pub)
+                         + ".")
+        sub.notes += _behind_notes(run, ms, tasks, pub, key)
+    else:
+        sub.notes.append(f"No published value with this metric ({name}) is transcribed for these tasks.")
+    return sub
+
+
+def _behind_notes(run: _Run, methods: list[str], tasks: list[str], pub: Mapping[str, Mapping],
+                  key: str = "map") -> list[str]:
     """One plain sentence per our method: which published methods it trails, on how many tasks, by how much."""
     notes = []
     for m in methods:
         parts, ahead = [], []
         for p, table in pub.items():
-            pairs = [(100.0 * _mean(run.values(m, t, "map")), table[run.task_pair[t]]) for t in tasks
-                     if run.task_pair[t] in table and run.values(m, t, "map")]
+            pairs = [(100.0 * _mean(run.values(m, t, key)), table[run.task_pair[t]]) for t in tasks
+                     if run.task_pair[t] in table and run.values(m, t, key)]
             pairs = [(o, v) for o, v in pairs if not math.isnan(o)]
             if not pairs:
                 continue

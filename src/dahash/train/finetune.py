@@ -528,8 +528,7 @@ def encode_images(
     device = torch.device(device)
     n = len(images)
     if n == 0:
-        width = {"u": head.hash_bits, "fc8": head.hash_bits, "fc6": head.hidden_dims[0], "fc7": head.hidden_dims[1]}
-        return np.zeros((0, width[output]), dtype=np.float32)
+        return np.zeros((0, head.widths[output]), dtype=np.float32)
     modes = {m: m.training for m in (*trunk.modules(), *head.modules())}
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     trunk.to(device=device, memory_format=memory_format)

@@ -123,6 +123,11 @@ class DAHConfig:
                                                            padded with its last item
     ================== =================================== ================================= =========
 
+    * The authors' digits code (``examples/digit_da``) differs from the Office code above:
+      ``hidden_dims = ()`` (no fc6/fc7: the digits CNN's 500-d relu3 feeds the hash layer), ``mmd_layers =
+      ("fc7", "fc8")`` (their ``lmmd3`` on relu3 = the head's input, ``lmmd4`` on fc4 = fc8), ``new_lr_mult = (1, 1)``
+      and ``bias_decay = 1`` (their conv layers set no ``learningRate``/``weightDecay``, so MatConvNet's defaults
+      ``[1 1]`` apply: biases at the weights' rate and decayed): :data:`dahash.data.digits.DIGITS_SETTINGS`.
     * ``sign_zero``: value of ``sign(0)`` in the quantization target ``||u - sign(u)||^2``
       (:func:`~dahash.train.losses.quantization_loss`); +1.0 or -1.0 only.
     * ``entropy_gate``: with the k-per-class sampler the gate is always open; kept for fidelity.
@@ -180,8 +185,8 @@ class DAHConfig:
             dims = tuple(int(h) for h in self.hidden_dims)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"hidden_dims must be two positive ints, got {self.hidden_dims!r}") from exc
-        if len(dims) != 2 or min(dims) < 1:
-            raise ValueError(f"hidden_dims must be two positive ints, got {self.hidden_dims!r}")
+        if len(dims) not in (0, 2) or (dims and min(dims) < 1):
+            raise ValueError(f"hidden_dims must be two positive ints (or empty: no fc6/fc7), got {self.hidden_dims!r}")
         self.hidden_dims = dims  # type: ignore[assignment]
         for name in ("lr_start", "lr_end", "similar_weight", "hash_scale"):
             value = float(getattr(self, name))
@@ -209,6 +214,9 @@ class DAHConfig:
         bad = [name for name in layers if name not in MMD_LAYER_NAMES]
         if bad or len(set(layers)) != len(layers):
             raise ValueError(f"mmd_layers must be distinct names from {MMD_LAYER_NAMES}, got {self.mmd_layers!r}")
+        if not self.hidden_dims and {"fc6", "fc7"} <= set(layers):
+            raise ValueError(f"mmd_layers {layers!r}: with hidden_dims = () fc6 and fc7 are one tensor (the head's "
+                             "input); name it once (the digits preset: mmd_layers [fc7, fc8])")
         self.mmd_layers = layers
         try:
             lo, hi = (int(e) for e in self.mmd_scale_exponents)
