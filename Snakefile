@@ -70,7 +70,7 @@ for _st in STAGES:
         log:
             f"logs/{_st.name}.log",
         shell:
-            "({params.cmd}) 2>&1 | tee {log}; test ${{PIPESTATUS[0]}} -eq 0 "
+            "({params.cmd}) 2>&1 | tee {log:q}; test ${{PIPESTATUS[0]}} -eq 0 "
             "&& mkdir -p " + str(dvcdag.DONE_DIR) + " && touch {params.done}"
 
 

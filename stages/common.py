@@ -59,10 +59,18 @@ def load_params(path: Path = PARAMS_FILE, *, shown_as: Path | str | None = None)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors]
+        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top>'}: {_schema_message(e)}" for e in errors]
         raise StageError(f"{path}: invalid params (see {SCHEMA_FILE.relative_to(ROOT)}):\n" + "\n".join(lines))
     check_cross_keys(params, path)
     return params
+
+
+def _schema_message(error: Any) -> str:
+    """A schema error in words: a pattern's ``description`` in the schema says what is wrong and what to do
+    (``'web cam' does not match '^...$'`` alone does not)."""
+    if error.validator == "pattern" and isinstance(error.schema, dict) and error.schema.get("description"):
+        return f"{error.instance!r} {error.schema['description']}"
+    return error.message
 
 
 #: gamma_sweep.grid of the paper's selection (sec. 5.2), suggested when train.gamma = auto has no grid
