@@ -202,7 +202,7 @@ def no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("offline mode must not download")
 
-    monkeypatch.setattr("dahash.data.download.pooch.retrieve", refuse)
+    monkeypatch.setattr("dahash.data.fetch.pooch.retrieve", refuse)
 
 
 def test_offline_fetch_without_local_copy(tiny, no_network):
