@@ -427,7 +427,7 @@ def test_mirror(layout, tiny, closed_port_url):
     assert tree_files(out, DOMAINS) == tiny["rels"]
     assert not (out / DOMAINS[0] / CLASSES[0] / ".DS_Store").exists()
     info = json.loads((out / "SOURCE.json").read_text())
-    assert info["kind"] == "mirror" and info["mirror"] == str(mirror.resolve())
+    assert info["kind"] == "mirror" and "mirror" not in info  # not its path: an identical copy gives the same tree
     # copies are ordinary writable files, so the tree can be replaced/deleted later
     assert os.access(out / tiny["rels"][0], os.W_OK)
     assert files_under(tiny["cache"]) == []

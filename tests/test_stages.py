@@ -279,7 +279,7 @@ def test_snakefile_rules_match_dvc_stages() -> None:
     stages = dvcdag.load_stages(PARAMS_FILE.parent)
     names = [s.name for s in stages]
     params = load_params()
-    assert names[:3] == ["download", "weights", "preprocess"]
+    assert names[:4] == ["mirror_state", "download", "weights", "preprocess"]
     runs = {(m, t, s) for m in params["methods"] for t in params["tasks"] for s in params["train"]["seeds"]}
     assert {f"train@{m}-{t}-{s}" for m, t, s in runs} == {n for n in names if n.startswith("train@")}
     assert {f"evaluate@{m}" for m in params["methods"]} == {n for n in names if n.startswith("evaluate@")}

@@ -12,12 +12,11 @@ import os
 import shutil
 import stat
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from dahash.atomic import mkdtemp
+from dahash.atomic import mkdtemp, sweep_stale_temps, temp_prefix
 from dahash.data.fetch import DownloadError
 
 __all__ = ["safe_extract", "replace_dir"]
@@ -98,10 +97,15 @@ def _check_tar(tf: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
 
 
 def replace_dir(new: Path, dest: Path) -> None:
-    """Move the finished folder ``new`` to ``dest``, replacing an existing ``dest`` only now."""
+    """Move the finished folder ``new`` to ``dest``, replacing an existing ``dest`` only now.
+
+    The old ``dest`` is set aside as ``.<name>.pid<PID>.old`` (:func:`dahash.atomic.temp_prefix`) and deleted;
+    a process killed in between leaves that name, which the next run's :func:`dahash.atomic.sweep_stale_temps`
+    removes."""
     if dest.exists() or dest.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        old.rmdir()
+        old = dest.parent / f"{temp_prefix(dest)}old"
+        if old.exists() or old.is_symlink():
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
         os.replace(dest, old)
         try:
             os.replace(new, dest)
@@ -126,7 +130,8 @@ def safe_extract(archive: Path, dest: Path) -> Path:
     """
     archive, dest = Path(archive), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = mkdtemp(dest.parent, f".{dest.name}.tmp-")  # renamed onto dest: the umask's mode, not 0700
+    sweep_stale_temps(dest)  # a killed earlier extraction of the same dest
+    tmp = mkdtemp(dest.parent, temp_prefix(dest), ".tmp")  # renamed onto dest: the umask's mode, not 0700
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:

@@ -20,16 +20,15 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from dahash.atomic import mkdtemp, mkstemp
+from dahash.atomic import mkdtemp, mkstemp, sweep_stale_temps, temp_prefix
 from dahash.data.archives import replace_dir as _replace_dir
 from dahash.data.archives import safe_extract
 from dahash.data.datasets import DatasetSpec, RemoteFile, SplitSource
@@ -344,6 +343,41 @@ def _all_sources_failed(
     return "\n".join(lines)
 
 
+#: build folders of earlier versions (no process id in the name): ``<name>.tmp-XXXXXXXX``,
+#: ``.<name>.extract-XXXXXXXX``, ``.<name>.old-XXXXXXXX``
+_LEGACY_DEBRIS = r"^(?:{name}\.tmp|\.{name}\.extract|\.{name}\.old)-[A-Za-z0-9_]{{8}}$"
+
+
+def sweep_build_debris(out_dir: Path) -> list[Path]:
+    """Delete what a killed earlier :func:`prepare_dataset` of ``out_dir`` left beside it; return what went.
+
+    Its build and scratch folders are named ``.<name>.pid<PID>.<x>.tmp`` (:func:`dahash.atomic.temp_prefix`):
+    those of a process that no longer runs are removed, a live one's are never touched. Names of earlier versions
+    (without a process id) are removed too.
+    """
+    out_dir = Path(out_dir)
+    removed = sweep_stale_temps(out_dir)
+    legacy = re.compile(_LEGACY_DEBRIS.format(name=re.escape(out_dir.name)))
+    if out_dir.parent.is_dir():
+        for p in out_dir.parent.iterdir():
+            if legacy.match(p.name) and p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    for p in removed:
+        log.warning("removed %s, left by an interrupted earlier run", p)
+    return removed
+
+
+def mirror_domains(mirror: Path, spec: DatasetSpec) -> dict[str, Path]:
+    """The folder holding each domain's class folders in ``mirror`` (the archive's layout, possibly below one
+    wrapper folder, or ``<domain>/<class>/``), as :func:`prepare_dataset` reads it.
+
+    Raises:
+        DownloadError: the domains are not found (the message lists what is there).
+    """
+    return _locate_domains(Path(mirror), spec)
+
+
 def prepare_dataset(
     spec: DatasetSpec,
     out_dir: Path,
@@ -390,7 +424,8 @@ def prepare_dataset(
             f"{out_dir} was not changed."
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    build = mkdtemp(out_dir.parent, f"{out_dir.name}.tmp-")  # renamed onto out_dir: the umask's mode, not 0700
+    sweep_build_debris(out_dir)
+    build = mkdtemp(out_dir.parent, temp_prefix(out_dir), ".tmp")  # renamed onto out_dir: the umask's mode
     scratch: Path | None = None
     source: dict[str, object] = {"dataset": spec.name}
     try:
@@ -398,10 +433,10 @@ def prepare_dataset(
             mirror = Path(mirror)
             src_domains = _locate_domains(mirror, spec)
             _refuse_links_leaving(mirror, src_domains, out_dir)  # names every such link at once
-            source.update(kind="mirror", mirror=str(mirror.resolve()))
+            source.update(kind="mirror")  # not its path: an identical copy elsewhere gives the same output
             counts = copy_mirror(mirror, src_domains, build)  # and refuses one swapped in meanwhile
         else:
-            scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.extract-", dir=out_dir.parent))
+            scratch = mkdtemp(out_dir.parent, f"{temp_prefix(out_dir)}x", ".tmp")
             sources = _sources(spec, cache_dir)
             errors: dict[int, list[str]] = {}
             found: tuple[dict[str, Path], dict[str, object]] | None = None
@@ -461,7 +496,6 @@ def prepare_dataset(
             expected_counts=spec.image_counts,
             tree_sha256=digest,
             tree_sha256_verified=spec.tree_sha256 is not None,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         _write_json_atomic(build / "SOURCE.json", source)
         _replace_dir(build, out_dir)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pooch
 
-from dahash.atomic import mkstemp
+from dahash.atomic import mkstemp, sweep_stale_temps, temp_prefix
 from dahash.data.datasets import RemoteFile, get_weights
 
 __all__ = ["DownloadError", "ManualCopyError", "GOOGLE_DRIVE_HOSTS", "is_google_drive", "fetch", "fetch_weights",
@@ -204,7 +204,8 @@ def _download(remote: RemoteFile, cache_dir: Path, manual_dir: Path | None, prog
     """Download ``remote`` into ``cache_dir`` via a private temporary folder (see :func:`fetch`)."""
     target = cache_dir / remote.filename
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{remote.filename}.partial-", dir=cache_dir))
+    sweep_stale_temps(target)  # the partial download of a killed earlier run
+    tmp_dir = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".tmp", dir=cache_dir))
     try:
         got = pooch.retrieve(
             remote.url,

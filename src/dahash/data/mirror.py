@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import stat
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
+from dahash.atomic import write_text_atomic
 from dahash.data.fetch import DownloadError
 
 __all__ = ["MirrorEscape", "Beneath", "copy_mirror", "mirror_files", "mirror_digest"]
@@ -209,21 +211,37 @@ def copy_mirror(root: Path, src_domains: dict[str, Path], build: Path) -> dict[s
     return counts
 
 
-def mirror_digest(root: Path, src_domains: dict[str, Path], classes: Sequence[str] | None = None) -> str:
-    """Content digest of a mirror's domains, equal to :func:`dahash.data.download.tree_digest` of the copy
-    :func:`copy_mirror` makes of it: SHA256 over the sorted lines ``"<domain>/<class>/<file>\\t<sha256>\\n"``.
+def _load_cache(path: Path | None) -> dict[str, list]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def mirror_digest(root: Path, src_domains: dict[str, Path], classes: Sequence[str] | None = None, *,
+                  cache_file: Path | None = None) -> tuple[str, int]:
+    """``(digest, files)``: the content digest of a mirror's domains, equal to
+    :func:`dahash.data.download.tree_digest` of the copy :func:`copy_mirror` makes of it (SHA256 over the sorted
+    lines ``"<domain>/<class>/<file>\\t<sha256 of the file>\\n"``), and the number of files.
 
     ``classes``: only these class folders (None: all). Read through :class:`Beneath`, as the copy.
+    ``cache_file``: a JSON file remembering each file's sha256 with its (size, mtime, ctime, inode, device), so
+    that a file whose ``fstat`` still says the same is not read again (ctime changes on every write, even one that
+    restores the mtime). It is rewritten atomically; a lost or corrupt cache only costs a full read.
 
     Raises:
         MirrorEscape: as :meth:`Beneath.open`.
     """
     root = Path(root)
+    old = _load_cache(cache_file)
     with Beneath(root) as bn:
         jobs = [j for j in mirror_files(bn, _relative_domains(root, src_domains))
                 if classes is None or j[2] in classes]
 
-        def one(job: tuple[str, str, str]) -> str | None:
+        def one(job: tuple[str, str, str]) -> tuple[str, list] | None:
             domain, rel, cls = job
             try:
                 fd = bn.open(rel, directory=False)
@@ -231,15 +249,23 @@ def mirror_digest(root: Path, src_domains: dict[str, Path], classes: Sequence[st
                 if not isinstance(exc, MirrorEscape) and exc.errno in (errno.EISDIR, errno.ENXIO):
                     return None
                 raise
-            h = hashlib.sha256()
+            key = f"{domain}/{cls}/{PurePosixPath(rel).name}"
             with os.fdopen(fd, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                sig = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+                if isinstance(old.get(key), list) and old[key][:5] == sig:
+                    return key, old[key]
+                h = hashlib.sha256()
                 while chunk := fh.read(_CHUNK):
                     h.update(chunk)
-            return f"{domain}/{cls}/{PurePosixPath(rel).name}\t{h.hexdigest()}\n"
+            return key, [*sig, h.hexdigest()]
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            lines = sorted(x for x in pool.map(one, jobs) if x is not None)
+            entries = dict(x for x in pool.map(one, jobs) if x is not None)
     total = hashlib.sha256()
-    for line in lines:
+    for line in sorted(f"{key}\t{entry[5]}\n" for key, entry in entries.items()):
         total.update(line.encode("utf-8"))
-    return total.hexdigest()
+    if cache_file is not None and entries != old:
+        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(cache_file, json.dumps(entries, sort_keys=True))
+    return total.hexdigest(), len(entries)
