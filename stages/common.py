@@ -252,6 +252,36 @@ def atomic_path(dest: Path) -> Iterator[Path]:
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
 
 
+def load_arrays(path: Path, *, redo: str) -> Any:
+    """A ``.npy`` array, or a ``.npz`` file as ``{name: array}``, read in full without pickles.
+
+    Raises:
+        FileNotFoundError: as ``np.load`` (callers say which stage makes the file).
+        StageError: one line naming the file and ``redo`` (the command that rewrites it) when it holds pickled
+            Python objects (never loaded: unpickling runs code) or is not a NumPy file at all.
+    """
+    import zipfile
+
+    import numpy as np
+
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded:
+            return {k: loaded[k] for k in loaded.files}
+    except FileNotFoundError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise StageError(f"{path}: holds pickled Python objects, which are never loaded (unpickling runs "
+                             f"code); it was not written by this pipeline. Delete it and rerun: {redo}") from None
+        raise StageError(f"{path}: not a valid NumPy file ({exc}); delete it and rerun: {redo}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise StageError(f"{path}: unreadable NumPy file ({type(exc).__name__}: {exc}); delete it and rerun: "
+                         f"{redo}") from None
+
+
 def write_json(dest: Path, obj: Any) -> None:
     """Atomically write ``obj`` as pretty JSON."""
     with atomic_path(dest) as tmp:
@@ -298,12 +328,12 @@ def user_error(exc: BaseException) -> str | None:
     """The one line a stage prints for ``exc`` (a StageError, a downloader's DownloadError, a full or unwritable
     disk), or None for an error that keeps its traceback (a bug).
 
-    DownloadError is looked up, not imported: only a stage that imported :mod:`dahash.data.download` can raise
-    one, and the others do not depend on that module."""
+    DownloadError is looked up, not imported: only a stage that imported :mod:`dahash.data.fetch` (where it is
+    defined; :mod:`dahash.data.download` imports it) can raise one, and the others do not depend on that module."""
     if isinstance(exc, StageError):
         return str(exc)
-    download = sys.modules.get("dahash.data.download")
-    if download is not None and isinstance(exc, download.DownloadError):
+    fetch = sys.modules.get("dahash.data.fetch")
+    if fetch is not None and isinstance(exc, fetch.DownloadError):
         return str(exc)
     return storage_error(exc) if isinstance(exc, OSError) else None
 

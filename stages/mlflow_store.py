@@ -24,7 +24,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-__all__ = ["redact", "without_userinfo", "client_uri", "probe_request", "new_artifact_location", "relocate_store", "artifact_warning"]
+__all__ = ["redact", "without_userinfo", "client_uri", "probe_request", "new_artifact_location", "relocate_store",
+           "artifact_warning"]
 
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]*@")
 _SECRET_ENV = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import lzma
 import os
-import shutil
 import stat
 import tarfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from dahash.atomic import mkdtemp, sweep_stale_temps, temp_prefix
+from dahash.atomic import mkdtemp, remove_tree, sweep_stale_temps, temp_prefix
 from dahash.data.fetch import DownloadError
 
-__all__ = ["safe_extract", "replace_dir"]
+__all__ = ["safe_extract", "replace_dir", "MAX_DEPTH"]
+
+#: deepest member path accepted (dataset archives hold <wrapper>/<domain>/<images>/<class>/<file>); a tree ~1,000
+#: levels deep would otherwise exhaust Python's recursion in the extraction itself
+MAX_DEPTH = 64
 
 
 def _unsafe_name_reason(name: str) -> str | None:
@@ -33,6 +36,9 @@ def _unsafe_name_reason(name: str) -> str | None:
         return "'..' path component (would escape the destination)"
     if "\x00" in norm:
         return "NUL byte in name"
+    depth = len(PurePosixPath(norm).parts)
+    if depth > MAX_DEPTH:
+        return f"nested {depth} folders deep (a dataset has a few; more than {MAX_DEPTH} is refused)"
     return None
 
 
@@ -105,14 +111,14 @@ def replace_dir(new: Path, dest: Path) -> None:
     if dest.exists() or dest.is_symlink():
         old = dest.parent / f"{temp_prefix(dest)}old"
         if old.exists() or old.is_symlink():
-            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+            remove_tree(old)
         os.replace(dest, old)
         try:
             os.replace(new, dest)
         except BaseException:
             os.replace(old, dest)
             raise
-        shutil.rmtree(old, ignore_errors=True)
+        remove_tree(old)
     else:
         os.replace(new, dest)
 
@@ -162,16 +168,16 @@ def safe_extract(archive: Path, dest: Path) -> Path:
                     ) from exc
         replace_dir(tmp, dest)
     except DownloadError:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         raise
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError,
             RuntimeError, NotImplementedError, ValueError) as exc:  # zip: encrypted / unknown method / bad header
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         raise DownloadError(
             f"could not extract {archive} ({type(exc).__name__}: {exc}); it is probably truncated "
             f"or corrupt. Delete it and download it again. Nothing was extracted."
         ) from exc
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         raise
     return dest

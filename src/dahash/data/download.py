@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from dahash.atomic import mkdtemp, mkstemp, sweep_stale_temps, temp_prefix
+from dahash.atomic import mkdtemp, mkstemp, remove_tree, sweep_stale_temps, temp_prefix
 from dahash.data.archives import replace_dir as _replace_dir
 from dahash.data.archives import safe_extract
 from dahash.data.datasets import DatasetSpec, RemoteFile, SplitSource
@@ -361,7 +361,7 @@ def sweep_build_debris(out_dir: Path) -> list[Path]:
     if out_dir.parent.is_dir():
         for p in out_dir.parent.iterdir():
             if legacy.match(p.name) and p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
+                remove_tree(p)
                 removed.append(p)
     for p in removed:
         log.warning("removed %s, left by an interrupted earlier run", p)
@@ -450,7 +450,7 @@ def prepare_dataset(
                         if local_pass and not _is_local(src, manual_dir):
                             continue
                         work = scratch / f"s{n}"
-                        shutil.rmtree(work, ignore_errors=True)
+                        remove_tree(work)
                         work.mkdir()
                         found = _unpack_source(src, spec, work, manual_dir=manual_dir,
                                                progress=progress, offline=local_pass or offline)
@@ -500,10 +500,10 @@ def prepare_dataset(
         _write_json_atomic(build / "SOURCE.json", source)
         _replace_dir(build, out_dir)
     except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
+        remove_tree(build)
         raise
     finally:
         if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree(scratch)
     log.info("prepared %s in %s (%s)", spec.name, out_dir, source.get("source") or source.get("kind"))
     return out_dir

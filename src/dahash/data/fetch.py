@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pooch
 
-from dahash.atomic import mkstemp, sweep_stale_temps, temp_prefix
+from dahash.atomic import mkstemp, remove_tree, sweep_stale_temps, temp_prefix
 from dahash.data.datasets import RemoteFile, get_weights
 
 __all__ = ["DownloadError", "ManualCopyError", "GOOGLE_DRIVE_HOSTS", "is_google_drive", "fetch", "fetch_weights",
@@ -231,7 +231,7 @@ def _download(remote: RemoteFile, cache_dir: Path, manual_dir: Path | None, prog
             f"{_manual_help(remote, manual_dir)}"
         ) from exc
     finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        remove_tree(tmp_dir)
     return target
 
 

@@ -135,7 +135,7 @@ def _is_hidden(name: str) -> bool:
 
 
 def mirror_files(bn: Beneath, domains: dict[str, str]) -> Iterator[tuple[str, str, str]]:
-    """``(domain, relative path below the root, class)`` of every visible regular file ``<domain folder>/<class>/<file>``.
+    """``(domain, relative path below the root, class)`` of every visible file ``<domain folder>/<class>/<file>``.
 
     ``domains`` maps each domain to its folder relative to the root. Entries that are not folders (at the class
     level) or not regular files (at the file level) are skipped, as are hidden names.
