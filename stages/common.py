@@ -252,6 +252,11 @@ def atomic_path(dest: Path) -> Iterator[Path]:
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
 
 
+def offline() -> bool:
+    """``DAHASH_OFFLINE=1`` in the environment: never touch the network, use local files only (download, weights)."""
+    return os.environ.get("DAHASH_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
+
+
 def load_arrays(path: Path, *, redo: str) -> Any:
     """A ``.npy`` array, or a ``.npz`` file as ``{name: array}``, read in full without pickles.
 

@@ -22,12 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dahash.data.download import prepare_dataset
-from stages.common import ROOT, dataset_spec, load_params, main_wrapper, project_path, write_json
-
-
-def offline() -> bool:
-    """``DAHASH_OFFLINE=1`` in the environment: never touch the network, use local files only."""
-    return os.environ.get("DAHASH_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
+from stages.common import ROOT, dataset_spec, load_params, main_wrapper, offline, project_path, write_json
 
 
 @main_wrapper

@@ -20,9 +20,13 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from dahash.data.download import mirror_domains
+from dahash.data.fetch import DownloadError
+from dahash.data.mirror import MirrorEscape, mirror_digest
 from stages.common import ROOT, StageError, dataset_spec, load_params, main_wrapper, project_path
 
 STATE_DIR = Path("data") / "mirror-state"
@@ -41,17 +45,12 @@ def mirror_state(params: dict[str, Any]) -> dict[str, Any]:
     digits: the mirror's files are checked against their published checksums (dahash.data.digits), so their
     content cannot change what download makes: only whether a mirror is used is recorded.
     """
-    from dahash.data.fetch import DownloadError
-    from dahash.data.mirror import MirrorEscape, mirror_digest
-
     data = params["data"]
     state: dict[str, Any] = {"dataset": data["dataset"], "mirror": bool(data["mirror"])}
     if data["dataset"] == "custom":  # the domains copied are data.domains (a registered dataset: all of its own)
         state["domains"] = list(data["domains"])
     if not data["mirror"] or data["dataset"] == "digits":
         return state
-    from dahash.data.download import mirror_domains
-
     mirror = project_path(data["mirror"])
     cache = project_path(data["cache_dir"]) / "mirror-digests" / (
         hashlib.sha256(os.fsencode(os.path.realpath(mirror))).hexdigest()[:16] + ".json")
@@ -99,8 +98,25 @@ def main(argv: list[str] | None = None) -> None:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
     params = load_params()
     changed = refresh(params)
-    path = state_path(params).relative_to(ROOT)
-    print(f"{path}: {'changed' if changed else 'unchanged'}")
+    path = state_path(params)
+    if not changed and path.stat().st_mtime < _newest_code():
+        # Snakemake reran this for a code change (its deps); an unchanged state keeps its old date and would look
+        # stale forever: date it after the code (DVC runs it every time; this only moves after a code change)
+        os.utime(path)
+    print(f"{path.relative_to(ROOT)}: {'changed' if changed else 'unchanged'}")
+
+
+def _newest_code() -> float:
+    """The newest mtime among the project's modules this process imported (the stage's code deps)."""
+    times = [0.0]
+    for mod in list(sys.modules.values()):
+        f = getattr(mod, "__file__", None)
+        if f and Path(f).resolve().is_relative_to(ROOT):
+            try:
+                times.append(os.stat(f).st_mtime)
+            except OSError:
+                pass
+    return max(times)
 
 
 if __name__ == "__main__":
