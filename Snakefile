@@ -29,6 +29,10 @@ STAGES = dvcdag.load_stages(workflow.basedir)
 if workflow.is_main_process:
     # a cluster job re-reads this Snakefile to run its one rule: only the submitting process owns the stamps
     dvcdag.write_param_stamps(workflow.basedir, STAGES)
+    # the mirror's content as download's dependency (stages/mirror_state.py): rewritten only when it changed
+    from stages.mirror_state import refresh as _refresh_mirror_state
+
+    _refresh_mirror_state(PARAMS, create=False)
 
 
 def _global_resource(name):
@@ -70,7 +74,7 @@ for _st in STAGES:
         log:
             f"logs/{_st.name}.log",
         shell:
-            "({params.cmd}) 2>&1 | tee {log}; test ${{PIPESTATUS[0]}} -eq 0 "
+            "({params.cmd}) 2>&1 | tee {log:q}; test ${{PIPESTATUS[0]}} -eq 0 "
             "&& mkdir -p " + str(dvcdag.DONE_DIR) + " && touch {params.done}"
 
 

@@ -24,7 +24,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from stages.common import StageError, atomic_path, load_params, main_wrapper, task_of, write_json
+from stages.common import StageError, atomic_path, load_arrays, load_params, main_wrapper, task_of, write_json
 from stages.features import domain_rows, load_features
 from stages.paths import a_distance_csv, analysis_dir, raw_dir, run_dir, weights_file
 from stages.runs import penultimate_features
@@ -105,7 +105,7 @@ def analyse_task(params: dict, key: str, out) -> dict:
     feats = {"backbone": penultimate_features(backbone, xs, xt)}
     dan_dir = run_dir("models", params, "dan", key, params["baselines"]["seed"])
     try:
-        codes = np.load(dan_dir / "codes.npz", allow_pickle=False)
+        codes = load_arrays(dan_dir / "codes.npz", redo="dvc repro baseline@dan")
         feats["dan"] = (codes["f_source"], codes["f_target"])
     except (FileNotFoundError, KeyError) as exc:
         raise StageError(f"{dan_dir}: no DAN features; run baseline@dan-{key}") from exc

@@ -59,10 +59,18 @@ def load_params(path: Path = PARAMS_FILE, *, shown_as: Path | str | None = None)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors]
+        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top>'}: {_schema_message(e)}" for e in errors]
         raise StageError(f"{path}: invalid params (see {SCHEMA_FILE.relative_to(ROOT)}):\n" + "\n".join(lines))
     check_cross_keys(params, path)
     return params
+
+
+def _schema_message(error: Any) -> str:
+    """A schema error in words: a pattern's ``description`` in the schema says what is wrong and what to do
+    (``'web cam' does not match '^...$'`` alone does not)."""
+    if error.validator == "pattern" and isinstance(error.schema, dict) and error.schema.get("description"):
+        return f"{error.instance!r} {error.schema['description']}"
+    return error.message
 
 
 #: gamma_sweep.grid of the paper's selection (sec. 5.2), suggested when train.gamma = auto has no grid
@@ -244,6 +252,41 @@ def atomic_path(dest: Path) -> Iterator[Path]:
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
 
 
+def offline() -> bool:
+    """``DAHASH_OFFLINE=1`` in the environment: never touch the network, use local files only (download, weights)."""
+    return os.environ.get("DAHASH_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
+
+
+def load_arrays(path: Path, *, redo: str) -> Any:
+    """A ``.npy`` array, or a ``.npz`` file as ``{name: array}``, read in full without pickles.
+
+    Raises:
+        FileNotFoundError: as ``np.load`` (callers say which stage makes the file).
+        StageError: one line naming the file and ``redo`` (the command that rewrites it) when it holds pickled
+            Python objects (never loaded: unpickling runs code) or is not a NumPy file at all.
+    """
+    import zipfile
+
+    import numpy as np
+
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded:
+            return {k: loaded[k] for k in loaded.files}
+    except FileNotFoundError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise StageError(f"{path}: holds pickled Python objects, which are never loaded (unpickling runs "
+                             f"code); it was not written by this pipeline. Delete it and rerun: {redo}") from None
+        raise StageError(f"{path}: not a valid NumPy file ({exc}); delete it and rerun: {redo}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise StageError(f"{path}: unreadable NumPy file ({type(exc).__name__}: {exc}); delete it and rerun: "
+                         f"{redo}") from None
+
+
 def write_json(dest: Path, obj: Any) -> None:
     """Atomically write ``obj`` as pretty JSON."""
     with atomic_path(dest) as tmp:
@@ -290,12 +333,12 @@ def user_error(exc: BaseException) -> str | None:
     """The one line a stage prints for ``exc`` (a StageError, a downloader's DownloadError, a full or unwritable
     disk), or None for an error that keeps its traceback (a bug).
 
-    DownloadError is looked up, not imported: only a stage that imported :mod:`dahash.data.download` can raise
-    one, and the others do not depend on that module."""
+    DownloadError is looked up, not imported: only a stage that imported :mod:`dahash.data.fetch` (where it is
+    defined; :mod:`dahash.data.download` imports it) can raise one, and the others do not depend on that module."""
     if isinstance(exc, StageError):
         return str(exc)
-    download = sys.modules.get("dahash.data.download")
-    if download is not None and isinstance(exc, download.DownloadError):
+    fetch = sys.modules.get("dahash.data.fetch")
+    if fetch is not None and isinstance(exc, fetch.DownloadError):
         return str(exc)
     return storage_error(exc) if isinstance(exc, OSError) else None
 

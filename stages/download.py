@@ -6,47 +6,23 @@ per-domain archives), a copy placed by hand in ``data.manual_dir`` or cached bei
 download (checksummed where published; Google Drive through gdown). Without network (or with
 ``DAHASH_OFFLINE=1``) and without a local copy it stops with a message naming every source, the files
 to put in the manual folder and their checksums.
+
+What it accepts is decided by the registry's published checksums only: no environment variable replaces them
+(tests inject stand-ins through the library's API or a mirror). SOURCE.json (a DVC output) holds no absolute
+path and no time: identical inputs give an identical output, wherever the project or the mirror lies. The mirror's
+content, not its path, decides whether this stage reruns (stages.mirror_state).
 """
 
 from __future__ import annotations
 
 import argparse
-
+import json
 import os
+from pathlib import Path
+from typing import Any
 
 from dahash.data.download import prepare_dataset
-from stages.common import ROOT, StageError, dataset_spec, load_params, main_wrapper, project_path, write_json
-
-
-#: TEST-ONLY: a JSON object {"<archive file name>": "<alg>:<hex>"} replacing published checksums, so that a
-#: stand-in archive built by a test (tests/test_paper_standin.py) goes through the same verification path.
-TEST_HASHES_ENV = "DAHASH_TEST_KNOWN_HASHES"
-
-
-def apply_test_hashes(spec):  # DatasetSpec -> DatasetSpec
-    """``spec`` with the checksums named in ``$DAHASH_TEST_KNOWN_HASHES`` (test-only; warns loudly when used)."""
-    import dataclasses
-    import json
-    import sys
-
-    raw = os.environ.get(TEST_HASHES_ENV, "").strip()
-    if not raw or spec.archive is None:
-        return spec
-    try:
-        table = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise StageError(f"{TEST_HASHES_ENV} must be a JSON object {{file name: 'alg:hex'}}: {exc}") from exc
-    if spec.archive.filename not in table:
-        return spec
-    print(f"WARNING: {TEST_HASHES_ENV} replaces the published checksum of {spec.archive.filename} "
-          f"(test-only setting; unset it for real data)", file=sys.stderr)
-    archive = dataclasses.replace(spec.archive, known_hash=table[spec.archive.filename])
-    return dataclasses.replace(spec, archive=archive)
-
-
-def offline() -> bool:
-    """``DAHASH_OFFLINE=1`` in the environment: never touch the network, use local files only."""
-    return os.environ.get("DAHASH_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
+from stages.common import ROOT, dataset_spec, load_params, main_wrapper, offline, project_path, write_json
 
 
 @main_wrapper
@@ -55,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     data = params["data"]
     mirror = project_path(data["mirror"]) if data["mirror"] else None
+    shown = f" (from the mirror {data['mirror']})" if mirror is not None else ""
     if data["dataset"] == "digits":
         from dahash.data.digits import prepare_digits
 
@@ -63,9 +40,9 @@ def main(argv: list[str] | None = None) -> None:
                        manual_dir=project_path(data["manual_dir"]), offline=offline(),
                        mnist_split=data.get("digits_mnist", "test"))
         portable_source_json(out / "SOURCE.json")
-        print(f"digits: images ready at {out.relative_to(ROOT)}")
+        print(f"digits: images ready at {out.relative_to(ROOT)}{shown}")
         return
-    spec = apply_test_hashes(dataset_spec(params, source=True))
+    spec = dataset_spec(params, source=True)
     out = ROOT / "data" / "raw" / spec.name
     root = prepare_dataset(
         spec,
@@ -76,29 +53,30 @@ def main(argv: list[str] | None = None) -> None:
         offline=offline(),
     )
     portable_source_json(root / "SOURCE.json")
-    print(f"{spec.name}: images ready at {root.relative_to(ROOT)}")
+    print(f"{spec.name}: images ready at {root.relative_to(ROOT)}{shown}")
 
 
-def portable_source_json(path) -> None:
-    """Rewrite the local paths in SOURCE.json (a DVC output: pushed, shared) relative to the project root.
+#: keys of SOURCE.json (at any depth: ``archives`` is a list of per-domain entries) that hold a local path
+PATH_KEYS = ("mirror", "archive", "path")
 
-    ``mirror``, ``archive`` and ``files.<name>.path`` are absolute paths of this machine as the library
-    records them; another machine has no use for them and they reveal the local layout.
-    """
-    import json
 
-    info = json.loads(path.read_text())
+def portable(obj: Any, root: Path) -> Any:
+    """``obj`` (parsed SOURCE.json) with every absolute path under :data:`PATH_KEYS`, at any depth, made relative
+    to ``root``: another machine has no use for this one's paths, and they reveal the local layout."""
+    if isinstance(obj, dict):
+        return {k: (os.path.relpath(v, root) if k in PATH_KEYS and isinstance(v, str) and os.path.isabs(v)
+                    else portable(v, root)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [portable(v, root) for v in obj]
+    return obj
 
-    def rel(p):
-        return os.path.relpath(p, ROOT) if isinstance(p, str) and os.path.isabs(p) else p
 
-    for key in ("mirror", "archive"):
-        if key in info:
-            info[key] = rel(info[key])
-    for entry in (info.get("files") or {}).values():
-        if isinstance(entry, dict) and "path" in entry:
-            entry["path"] = rel(entry["path"])
-    write_json(path, info)
+def portable_source_json(path: Path) -> None:
+    """Rewrite the local paths in SOURCE.json (a DVC output: pushed, shared) relative to the project root."""
+    info = json.loads(Path(path).read_text())
+    fixed = portable(info, ROOT)
+    if fixed != info:
+        write_json(path, fixed)
 
 
 if __name__ == "__main__":

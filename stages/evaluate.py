@@ -31,8 +31,8 @@ from dahash.eval.evaluation import score
 from dahash.eval.records import metrics_record
 from dahash.report.figures import plot_pr_curve
 from stages import tracking
-from stages.common import (StageError, atomic_path, dataset_spec, load_params, main_wrapper, method_params,
-                           run_seed, task_of, write_json)
+from stages.common import (StageError, atomic_path, dataset_spec, load_arrays, load_params, main_wrapper,
+                           method_params, run_seed, task_of, write_json)
 from stages.paths import metrics_dir, metrics_file, metrics_path, pr_dir, pr_file, pr_path, run_dir, shown
 from stages.features import domain_rows
 
@@ -100,7 +100,8 @@ def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
     mdir = run_dir("models", params, method, task_key, seed)
     producer = "baseline" if method in params["baselines"]["methods"] else "train"
     try:
-        codes = dict(np.load(mdir / "codes.npz", allow_pickle=False))
+        redo = f"dvc repro {producer}@{method}" + (f"-{task_key}-{seed}" if producer == "train" else "")
+        codes = load_arrays(mdir / "codes.npz", redo=redo)
         run = json.loads((mdir / "run.json").read_text())
     except FileNotFoundError as exc:
         raise StageError(f"{exc.filename}: missing; run the {producer} stage "

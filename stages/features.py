@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from dahash.data.manifest import read_manifest
-from stages.common import StageError
+from stages.common import StageError, load_arrays
 from stages.paths import features_dir, manifest_path
 
 
@@ -31,7 +31,7 @@ def load_features(dataset: str, backbone: str, domain: str) -> tuple[np.ndarray,
     d = features_dir(dataset, backbone, domain)
     try:
         meta = json.loads((d / "meta.json").read_text())
-        feats = np.load(d / "features.npy", allow_pickle=False)
+        feats = load_arrays(d / "features.npy", redo=f"dvc repro extract@{domain}")
     except FileNotFoundError as exc:
         raise StageError(f"{exc.filename}: missing; run the extract stage (dvc repro extract@{domain})") from exc
     if feats.shape[0] != len(meta["paths"]):

@@ -135,7 +135,7 @@ def pending_file(run_id: str) -> Path:
 def _defer(run_id: str, op: str, args: dict[str, Any]) -> None:
     PENDING_DIR.mkdir(parents=True, exist_ok=True)
     with open(pending_file(run_id), "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"op": op, "uri": tracking_uri(), "args": args}) + "\n")
+        fh.write(json.dumps({"op": op, "uri": portable_uri(), "args": args}) + "\n")  # no credentials
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from filelock import FileLock
 
+from stages import mlflow_store
 from stages.common import ROOT, StageError
 
 DEFAULT_DB = ROOT / "mlflow.db"
@@ -79,8 +81,12 @@ _FIX_SERVER = "start the server, or unset MLFLOW_TRACKING_URI to log to the proj
 
 
 def describe(exc: BaseException, uri: str | None = None) -> str:
-    """One line saying what went wrong with the store at ``uri`` and what to do (no traceback)."""
+    """One line saying what went wrong with the store at ``uri`` and what to do (no traceback, no credentials)."""
     uri = uri or tracking_uri()
+    return mlflow_store.redact(_describe(exc, uri), uri)
+
+
+def _describe(exc: BaseException, uri: str) -> str:
     db = _sqlite_path(uri)
     where = str(db) if db is not None else uri
     text = " ".join(str(exc).split())
@@ -116,8 +122,8 @@ def check_store(uri: str | None = None) -> None:
         import urllib.error
         import urllib.request
 
-        try:  # any HTTP answer (even 404) counts as reachable; no answer within the timeout does not
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S):
+        try:  # any HTTP answer (even 404 or 401) counts as reachable; no answer within the timeout does not
+            with urllib.request.urlopen(mlflow_store.probe_request(uri), timeout=PROBE_TIMEOUT_S):
                 pass
         except urllib.error.HTTPError:
             pass
@@ -125,7 +131,8 @@ def check_store(uri: str | None = None) -> None:
             reason = getattr(exc, "reason", exc)
             why = ("no answer within " f"{PROBE_TIMEOUT_S:g} s" if isinstance(reason, TimeoutError)
                    else getattr(reason, "strerror", None) or str(reason))
-            raise TrackingError(f"the MLflow tracking server {uri} is unreachable ({why}): {_FIX_SERVER}") from None
+            raise TrackingError(mlflow_store.redact(
+                f"the MLflow tracking server {uri} is unreachable ({why}): {_FIX_SERVER}", uri)) from None
     db = _sqlite_path(uri)
     if db is not None:
         if not db.parent.is_dir():
@@ -160,7 +167,8 @@ def client():  # -> mlflow.MlflowClient
     _no_mkdir_for_sqlite_file_uris()
     try:
         with _lock():
-            _clients[uri] = MlflowClient(uri)
+            _clients[uri] = MlflowClient(mlflow_store.client_uri(uri))  # credentials not in the URI MLflow shows
+            _settle_artifacts()  # a moved or copied project: its store's artifact locations follow it
             return _clients[uri]
     except TrackingError:
         raise
@@ -195,6 +203,23 @@ def _no_mkdir_for_sqlite_file_uris() -> None:
     db_utils._make_parent_dirs_if_sqlite = make_parent_dirs
 
 
+def _settle_artifacts() -> None:
+    """The project's own sqlite store, moved or copied with the project: its artifact locations follow it
+    (:func:`stages.mlflow_store.relocate_store`; once per process, under the lock)."""
+    db = _sqlite_path(tracking_uri())
+    if db is None or db in _settled or not mlflow_store.inside(db, ROOT):
+        return
+    _settled.add(db)
+    old = mlflow_store.relocate_store(db, ARTIFACT_ROOT)
+    if old:
+        print(f"MLflow store {db.relative_to(ROOT)}: the project was moved or copied from {Path(old).parent}; "
+              f"its artifact locations now point into {ARTIFACT_ROOT}", file=sys.stderr, flush=True)
+
+
+_settled: set[Path] = set()
+_warned: set[str] = set()
+
+
 def experiment_id(name: str) -> str:
     """Get or create experiment ``name`` (artifacts under ``mlartifacts/<name>``), under a file lock.
 
@@ -206,8 +231,13 @@ def experiment_id(name: str) -> str:
         with _lock():
             exp = c.get_experiment_by_name(name)
             if exp is None:
-                return c.create_experiment(name, artifact_location=(ARTIFACT_ROOT / name).as_uri(),
-                                           tags=EXPERIMENT_TAGS)
+                return c.create_experiment(
+                    name, artifact_location=mlflow_store.new_artifact_location(tracking_uri(), ARTIFACT_ROOT, name),
+                    tags=EXPERIMENT_TAGS)
+            warning = mlflow_store.artifact_warning(name, exp.artifact_location, ROOT)
+            if warning and name not in _warned:
+                _warned.add(name)
+                print(warning, file=sys.stderr, flush=True)
             for k, v in EXPERIMENT_TAGS.items():
                 if exp.tags.get(k) != v:
                     c.set_experiment_tag(exp.experiment_id, k, v)

@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from dahash.data.download import fetch_weights
 from dahash.data.datasets import WEIGHT_FILES
-from stages.download import offline
-from stages.common import StageError, atomic_path, load_params, main_wrapper, project_path
+from dahash.data.fetch import fetch_weights
+from stages.common import StageError, atomic_path, load_params, main_wrapper, offline, project_path
 from stages.paths import shown, weights_dir, weights_file  # noqa: F401  (weights_file: the stage's file, for importers)
 
 
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
 def fetch_surf(dest, params: dict) -> None:
     """The SURF-800 files into ``dest/<relpath>``: the mirror's copy when it matches the checksum, else fetched."""
     from dahash.data.datasets import SURF800_FILES
-    from dahash.data.download import fetch, sha256_file
+    from dahash.data.fetch import fetch, sha256_file
 
     data = params["data"]
     mirror = project_path(data["mirror"]) / "features" if data["mirror"] else None

@@ -36,8 +36,8 @@ def test_the_dag_has_every_stage_template(project: Path) -> None:
     from workflow.dvcdag import load_stages
 
     names = {s.name.split(":")[-1].split("@")[0] for s in load_stages(project)}
-    assert names == {"download", "weights", "preprocess", "moments", "extract", "gamma_sweep", "train", "evaluate",
-                     "baseline", "evaluate_baseline", "analysis", "report"}
+    assert names == {"mirror_state", "download", "weights", "preprocess", "moments", "extract", "gamma_sweep", "train",
+                     "evaluate", "baseline", "evaluate_baseline", "analysis", "report"}
 
 
 def test_a_removed_dep_is_caught(project: Path, tmp_path: Path) -> None:

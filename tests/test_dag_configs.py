@@ -77,7 +77,7 @@ def expected_stages(params: dict) -> set[str]:
         assert names, "train.gamma: auto without a grid passed validation"
     else:
         names = set()
-    names |= {"download", "weights", "preprocess", "moments", "report"} | {f"extract@{d}" for d in params["data"]["domains"]}
+    names |= {"mirror_state", "download", "weights", "preprocess", "moments", "report"} | {f"extract@{d}" for d in params["data"]["domains"]}
     names |= {f"train@{m}-{t}-{seed}" for m in params["methods"] for t in tasks for seed in seeds}
     names |= {f"evaluate@{m}" for m in params["methods"]}  # one job per method: every task and seed
     names |= {f"{s}@{m}" for s in ("baseline", "evaluate_baseline") for m in params["baselines"]["methods"]}
@@ -142,8 +142,8 @@ def dvc_status(proj: Path) -> dict:
     from dvc.repo import Repo
 
     repo = Repo(os.fspath(proj))
-    try:
-        return repo.status()
+    try:  # but for the stages DVC runs on every repro (always_changed: stages/mirror_state.py)
+        return {k: v for k, v in repo.status().items() if v != ["always changed"]}
     finally:
         repo.close()
 

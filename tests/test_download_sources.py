@@ -117,7 +117,7 @@ def assert_same_tree(out: Path, tiny: dict) -> None:
 
 def assert_no_partial_files(tiny: dict) -> None:
     """No temporary download/extraction folders or files anywhere, no output folder."""
-    leftovers = [f for f in files_under(tiny["cache"]) if "partial" in f or f.endswith(".part")]
+    leftovers = [f for f in files_under(tiny["cache"]) if "partial" in f or f.endswith((".part", ".tmp"))]
     assert leftovers == []
     assert not tiny["data"].exists() or sorted(p.name for p in tiny["data"].iterdir()) == []
 
@@ -226,6 +226,27 @@ def test_per_domain_archives_placed_by_hand_are_used_without_network(tiny, googl
     assert_same_tree(out, tiny)
     assert sum(google_drive.hits.values()) == 0
     assert json.loads((out / "SOURCE.json").read_text())["kind"] == "manual"
+
+
+def test_source_json_of_per_domain_archives_names_no_absolute_path(tiny, google_drive, loopback_only,
+                                                                   monkeypatch, tmp_path):
+    """The download stage's SOURCE.json (a DVC output, pushed and shared) holds no path of this machine, for the
+    per-domain archives of a second source too (issue 23 point 10), and no time (point 12)."""
+    import stages.download as dl
+
+    body = whole_archive(tiny["src"])
+    url = google_drive.add_drive("FILEid_unused2", body, "tiny.tar.gz")
+    for d in DOMAINS:
+        (tiny["manual"] / f"{d}.tgz").write_bytes(domain_archive(tiny["src"], d))
+    spec = make_spec(url, "md5:" + md5(body), part_urls={d: google_drive.url(f"parts/{d}.tgz") for d in DOMAINS})
+    out = prepare(spec, tiny)
+    monkeypatch.setattr(dl, "ROOT", tmp_path / "work")  # the project holding manual/, cache/ and data/
+    dl.portable_source_json(out / "SOURCE.json")
+    text = (out / "SOURCE.json").read_text()
+    info = json.loads(text)
+    assert str(tmp_path) not in text, text
+    assert [a["archive"] for a in info["archives"]] == [f"manual/{d}.tgz" for d in DOMAINS]
+    assert "created" not in info
 
 
 def test_offline_env_never_touches_the_network(tiny, google_drive, loopback_only, monkeypatch):

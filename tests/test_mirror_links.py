@@ -82,3 +82,78 @@ def test_links_inside_the_mirror_are_followed(mirror: Path, tmp_path: Path) -> N
     out = _prepare(via, tmp_path)
     assert (out / "day" / "car" / "alias.jpg").read_bytes() == target.read_bytes()
     assert not (out / "day" / "car" / "alias.jpg").is_symlink()
+
+
+# --- the race (issue 23 point 2): a link swapped in AFTER the check is never followed -----------------------------
+def _swap_after_check(monkeypatch: pytest.MonkeyPatch, swap) -> list[bool]:
+    """Make :func:`links_leaving` (the up-front check) call ``swap`` once it has looked: the worst timing."""
+    import dahash.data.links as links
+
+    real, swapped = links.links_leaving, []
+
+    def check_then_swap(*args, **kwargs):
+        out = real(*args, **kwargs)
+        swap()
+        swapped.append(True)
+        return out
+
+    monkeypatch.setattr(links, "links_leaving", check_then_swap)
+    return swapped
+
+
+def _nothing_of(secret: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    leaked = [p for p in data.rglob("*") if p.is_file() and p.read_bytes() == secret.read_bytes()] if data.exists() else []
+    assert not leaked, f"the outside file was copied: {leaked}"
+    assert not data.exists() or os.listdir(data) == [], "something was written (or temp debris left)"
+
+
+def test_a_file_swapped_for_an_outside_link_after_the_check_is_not_copied(
+        mirror: Path, secret: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    victim = mirror / "day" / "car" / "img_000.jpg"
+    assert victim.is_file()
+
+    def swap() -> None:
+        victim.unlink()
+        victim.symlink_to(secret)
+
+    swapped = _swap_after_check(monkeypatch, swap)
+    with pytest.raises(DownloadError, match="outside") as ei:
+        _prepare(mirror, tmp_path)
+    assert swapped and "day/car/img_000.jpg" in str(ei.value)
+    _nothing_of(secret, tmp_path)
+
+
+def test_a_class_folder_swapped_for_an_outside_link_after_the_check_is_not_copied(
+        mirror: Path, secret: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (secret.parent / "img_000.jpg").write_bytes(secret.read_bytes())  # looks like an image of the class
+
+    def swap() -> None:
+        shutil.rmtree(mirror / "night" / "person")
+        (mirror / "night" / "person").symlink_to(secret.parent, target_is_directory=True)
+
+    swapped = _swap_after_check(monkeypatch, swap)
+    with pytest.raises(DownloadError, match="outside"):
+        _prepare(mirror, tmp_path)
+    assert swapped
+    _nothing_of(secret, tmp_path)
+
+
+def test_a_chain_of_inside_links_climbing_out_is_refused(mirror: Path, secret: Path, tmp_path: Path) -> None:
+    """Each link looks harmless alone; followed beneath the mirror, the chain leaves it and is refused."""
+    from dahash.data.mirror import Beneath, MirrorEscape
+
+    (mirror / "day" / "up").symlink_to(Path(".."), target_is_directory=True)  # a hidden-free name, not a class
+    (mirror / "day" / "car" / "x.jpg").symlink_to(Path("../up/../../outside/secret.txt"))
+    with Beneath(mirror) as bn:
+        with pytest.raises(MirrorEscape):
+            bn.open("day/car/x.jpg", directory=False)
+        fd = bn.open("day/car/img_000.jpg", directory=False)  # an ordinary file opens
+        os.close(fd)
+
+
+def test_a_fifo_in_the_mirror_is_skipped_without_blocking(mirror: Path, tmp_path: Path) -> None:
+    os.mkfifo(mirror / "day" / "car" / "pipe.jpg")
+    out = _prepare(mirror, tmp_path)
+    assert not (out / "day" / "car" / "pipe.jpg").exists()
+    assert (out / "day" / "car" / "img_000.jpg").is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -278,14 +279,14 @@ def test_snakefile_rules_match_dvc_stages() -> None:
     stages = dvcdag.load_stages(PARAMS_FILE.parent)
     names = [s.name for s in stages]
     params = load_params()
-    assert names[:3] == ["download", "weights", "preprocess"]
+    assert names[:4] == ["mirror_state", "download", "weights", "preprocess"]
     runs = {(m, t, s) for m in params["methods"] for t in params["tasks"] for s in params["train"]["seeds"]}
     assert {f"train@{m}-{t}-{s}" for m, t, s in runs} == {n for n in names if n.startswith("train@")}
     assert {f"evaluate@{m}" for m in params["methods"]} == {n for n in names if n.startswith("evaluate@")}
     train = next(s for s in stages if s.name.startswith("train@"))
     assert train.resources == {"gpu": 1, "mem_mb": 32000, "runtime": 720} and train.threads == 8
     method, task, seed = train.name.split("@")[1].split("-")
-    assert train.cmd == f"python -m stages.train --method {method} --task {task} --seed {seed}"
+    assert shlex.split(train.cmd) == ["python", "-m", "stages.train", "--method", method, "--task", task, "--seed", seed]
     assert train.outs[0].endswith(f"/{method}/{task}/seed{seed}")
     assert "sweeps" in train.deps  # the gamma sweep's records (train.gamma: auto), a folder kept in git
     # every train key but seeds is a param of the training job: adding a seed keeps the trained ones

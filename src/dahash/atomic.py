@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["current_umask", "mkdtemp", "mkstemp", "temp_prefix", "sweep_stale_temps", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["current_umask", "mkdtemp", "mkstemp", "temp_prefix", "sweep_stale_temps", "remove_tree",
+           "write_bytes_atomic", "write_text_atomic"]
 
 
 def current_umask() -> int:
@@ -61,6 +61,46 @@ def mkdtemp(dir: str | os.PathLike[str], prefix: str, suffix: str = "") -> Path:
     return path
 
 
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Delete the folder ``path`` and everything below it, however deep (best effort, like ``shutil.rmtree``
+    with ``ignore_errors=True``); a symbolic link is removed, never followed.
+
+    Iterative: ``shutil.rmtree`` recurses once per level and raises RecursionError on a tree ~1,000 folders deep
+    (an archive or a mirror can hold one), which ``ignore_errors`` does not catch.
+    """
+    path = os.fspath(path)
+    try:
+        if os.path.islink(path) or not os.path.isdir(path):
+            os.unlink(path)
+            return
+    except FileNotFoundError:
+        return
+    except OSError:
+        return
+    stack = [(path, False)]
+    while stack:
+        folder, emptied = stack.pop()
+        if emptied:
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+            continue
+        stack.append((folder, True))
+        try:
+            with os.scandir(folder) as entries:
+                for e in entries:
+                    try:
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append((e.path, False))
+                        else:
+                            os.unlink(e.path)
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+
+
 def temp_prefix(dest: str | os.PathLike[str]) -> str:
     """``.<dest name>.pid<this process id>.``: the prefix of this process's temporaries for ``dest``."""
     return f".{Path(dest).name}.pid{os.getpid()}."
@@ -98,10 +138,7 @@ def sweep_stale_temps(dest: str | os.PathLike[str]) -> list[Path]:
     for p in entries:
         m = with_pid.match(p.name)
         if (m and not _alive(int(m.group(1)))) or legacy.match(p.name):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+            remove_tree(p)
             removed.append(p)
     return removed
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dahash.data.download import sha256_file
+from dahash.data.fetch import sha256_file
 from dahash.train.run_model import ModelFileError, read_model_file, trained_trunk
 from dahash.data.datasets import weights_path as stage_weights_path
 

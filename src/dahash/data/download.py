@@ -1,19 +1,14 @@
-"""Fetching, verifying and safely extracting datasets and weights.
+"""Preparing a dataset's image tree: from a local mirror, or from its archives (fetched and unpacked safely).
 
-Nothing here leaves a half-written file or folder behind:
+Nothing here leaves a half-written file or folder behind. The pieces live by concern:
 
-* :func:`fetch` downloads with pooch (Google Drive links through gdown, which follows Drive's
-  confirmation and virus-scan pages) into a private temporary folder inside the cache and moves
-  the file into place only after its checksum (when published: md5, sha1 or sha256, see
-  ``RemoteFile.known_hash``) matched; on any failure the temporary folder is removed and
-  :class:`DownloadError` explains how to place the file by hand. With ``offline=True`` nothing is
-  downloaded: only a copy placed by hand or already cached is used.
-* :func:`safe_extract` checks every archive member first (absolute paths, ``..``, links leading
-  outside, device files), extracts into a temporary folder beside the destination and renames it.
-* :func:`prepare_dataset` tries the dataset's sources in order (its archive, then e.g. one archive
-  per domain from a second publisher; local copies before any download), builds ``out_dir`` in a
-  temporary folder beside it, verifies it, and only then replaces an existing ``out_dir``. When
-  every source fails, one error names each source, what went wrong and what to place by hand.
+* :mod:`dahash.data.fetch`: :func:`fetch` (download, checksum, manual placement, cache) and ``fetch_weights``;
+* :mod:`dahash.data.archives`: :func:`safe_extract` (every member checked first, temporary folder, rename);
+* :mod:`dahash.data.mirror`: copying a local mirror through file descriptors that never leave it;
+* here, :func:`prepare_dataset` tries the dataset's sources in order (a mirror; else its archive, then e.g. one
+  archive per domain from a second publisher; local copies before any download), builds ``out_dir`` in a
+  temporary folder beside it, verifies it, and only then replaces an existing ``out_dir``. When every source
+  fails, one error names each source, what went wrong and what to place by hand. The names are re-exported here.
 
 Hidden files (names starting with ``.``, e.g. ``.DS_Store``, ``._x.jpg``) are never part of a
 dataset tree: they are neither copied nor digested.
@@ -24,26 +19,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import lzma
 import os
+import re
 import shutil
-import stat
-import tarfile
-import tempfile
-import urllib.parse
 import warnings
-import zipfile
-import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 
-import pooch
-
-from dahash.atomic import mkdtemp, mkstemp
-from dahash.data.datasets import DatasetSpec, RemoteFile, SplitSource, get_weights
+from dahash.atomic import mkdtemp, mkstemp, remove_tree, sweep_stale_temps, temp_prefix
+from dahash.data.archives import replace_dir as _replace_dir
+from dahash.data.archives import safe_extract
+from dahash.data.datasets import DatasetSpec, RemoteFile, SplitSource
+from dahash.data.fetch import (GOOGLE_DRIVE_HOSTS, DownloadError, ManualCopyError, _local_copy, _manual_help, fetch,
+                               fetch_weights, hash_file, is_google_drive, sha256_file)
+from dahash.data.mirror import copy_mirror
 
 __all__ = [
     "DownloadError",
@@ -61,43 +52,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_CHUNK = 1 << 20
-
-
-class DownloadError(RuntimeError):
-    """A file could not be obtained, verified or safely unpacked. The message says what to do."""
-
-
-class ManualCopyError(DownloadError):
-    """A file placed by hand in the manual folder fails its checksum or cannot be unpacked.
-
-    The file is never touched; the source it belongs to is not retried (it would fail the same way).
-    """
-
-
-# ---------------------------------------------------------------------------------------------
-# hashing
-# ---------------------------------------------------------------------------------------------
-def hash_file(path: Path, alg: str = "sha256") -> str:
-    """Lower-case hex digest of the file at ``path`` with ``alg`` (``md5``, ``sha1``, ``sha256``)."""
-    h = hashlib.new(alg)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """Lower-case hex SHA256 of the file at ``path``."""
-    return hash_file(path, "sha256")
-
-
-def _matches(path: Path, remote: RemoteFile) -> tuple[bool, str]:
-    """Whether ``path`` matches ``remote.known_hash`` (which must be set) and its digest."""
-    assert remote.hash_alg is not None and remote.hash_hex is not None
-    got = hash_file(path, remote.hash_alg)
-    return got == remote.hash_hex, got
 
 
 def _is_hidden(name: str) -> bool:
@@ -156,365 +110,6 @@ def tree_digest(
     return h.hexdigest()
 
 
-# ---------------------------------------------------------------------------------------------
-# fetch
-# ---------------------------------------------------------------------------------------------
-def _manual_help(remote: RemoteFile, manual_dir: Path | None) -> str:
-    where = (
-        str(Path(manual_dir) / remote.filename)
-        if manual_dir is not None
-        else f"<manual folder>/{remote.filename} and pass that folder as manual_dir"
-    )
-    return (
-        f"The file needed is {remote.filename!r} from {remote.url} ({remote.checksum_text}). "
-        f"Download it by hand and put it at {where}, then run again."
-        + (f" Note: {remote.note.rstrip()}" if remote.note.strip() else "")
-    )
-
-
-#: hosts whose URLs are fetched with gdown (Google Drive answers large files with a confirmation /
-#: virus-scan page that gdown parses and follows; pooch would save that HTML page instead).
-GOOGLE_DRIVE_HOSTS = ("drive.google.com", "docs.google.com")
-
-
-def is_google_drive(url: str) -> bool:
-    """Whether ``url`` is a Google Drive link (fetched with gdown rather than pooch's HTTP client)."""
-    return urllib.parse.urlsplit(url).hostname in GOOGLE_DRIVE_HOSTS
-
-
-def _gdrive_downloader(progress: bool):
-    """A pooch downloader (``(url, output_file, pooch)``) that fetches a Google Drive link with gdown.
-
-    gdown follows Drive's confirmation and virus-scan pages, fails on a transfer shorter than the
-    announced Content-Length, and writes the file in place only when complete; pooch then checks the
-    checksum and moves it. Cookies are kept in the session only (``use_cookies=False``: nothing is
-    read from or written to ``~/.cache/gdown``). Requests honours ``HTTPS_PROXY`` and
-    ``REQUESTS_CA_BUNDLE`` as usual (the tests use them to put a local server in Drive's place).
-    """
-
-    def download(url: str, output_file: str, pooch_obj: object) -> None:
-        import gdown  # imported here: only Drive downloads need it
-
-        gdown.download(url, output=str(output_file), quiet=not progress, use_cookies=False, timeout=60)
-
-    return download
-
-
-def _downloader(url: str, progress: bool):
-    if is_google_drive(url):
-        return _gdrive_downloader(progress)
-    if url.startswith(("http://", "https://")):
-        if progress:
-            try:
-                import tqdm  # noqa: F401
-            except ImportError:  # pragma: no cover - tqdm is a dependency
-                progress = False
-        return pooch.HTTPDownloader(progressbar=progress, timeout=60)
-    return None  # pooch chooses (ftp://, doi:)
-
-
-def fetch(
-    remote: RemoteFile,
-    cache_dir: Path,
-    *,
-    manual_dir: Path | None = None,
-    progress: bool = True,
-    offline: bool = False,
-) -> Path:
-    """Path of a verified local copy of ``remote``.
-
-    1. ``manual_dir/<filename>`` (placed there by hand) is used in place when present, after its
-       checksum (``remote.known_hash``, when published) is checked with the published algorithm.
-       It is never modified or deleted.
-    2. ``cache_dir/<filename>`` is reused when present and (when a checksum is published) it matches.
-    3. Otherwise, unless ``offline``, pooch downloads it into a temporary folder inside
-       ``cache_dir`` and checks ``remote.known_hash`` (when ``None``, pooch logs the SHA256 it
-       computed); the file is moved to ``cache_dir/<filename>`` only on success.
-
-    Args:
-        offline: never touch the network: use only a copy placed by hand or already cached.
-
-    Raises:
-        DownloadError: network failure, truncated transfer or checksum mismatch, or (``offline``)
-            no usable local copy; the message names the file, URL, manual location and checksum.
-            Nothing is left in ``cache_dir``.
-    """
-    cache_dir = Path(cache_dir)
-    local, stale = _local_copy(remote, cache_dir, manual_dir, quiet=offline)
-    if local is not None:
-        return local
-    target = cache_dir / remote.filename
-
-    if offline:
-        found = (
-            f"the cached copy {target} fails its {remote.hash_alg} checksum (delete or replace it)"
-            if stale
-            else f"it is neither placed by hand nor in the cache {cache_dir}"
-        )
-        raise DownloadError(
-            f"offline mode: {remote.filename!r} is not available locally ({found}), and offline "
-            f"mode does not download. Nothing was written. {_manual_help(remote, manual_dir)}"
-        )
-    return _download(remote, cache_dir, manual_dir, progress)
-
-
-def _local_copy(
-    remote: RemoteFile, cache_dir: Path, manual_dir: Path | None, *, quiet: bool = False
-) -> tuple[Path | None, bool]:
-    """``(path, stale)``: the verified copy placed by hand or cached, else ``None``.
-
-    ``stale`` is True when a cached copy exists but fails its checksum (it is left in place).
-
-    Raises:
-        DownloadError: a copy placed by hand fails the published checksum (it is never touched).
-    """
-    if manual_dir is not None:
-        manual = Path(manual_dir) / remote.filename
-        if manual.is_file():
-            if remote.known_hash:
-                ok, got = _matches(manual, remote)
-                if not ok:
-                    raise ManualCopyError(
-                        f"{manual} (placed by hand) has {remote.hash_alg} {got} but "
-                        f"{remote.filename!r} must have {remote.checksum_text}: it is incomplete or "
-                        f"a different file. Replace it with the right file (from {remote.url}). "
-                        f"Nothing was written."
-                    )
-            log.info("using %s placed by hand", manual)
-            return manual, False
-
-    target = Path(cache_dir) / remote.filename
-    if target.is_file():
-        if remote.known_hash is None:
-            log.info("using cached %s (no published checksum)", target)
-            return target, False
-        if _matches(target, remote)[0]:
-            return target, False
-        if not quiet:
-            log.warning("cached %s fails its %s checksum; downloading it again", target, remote.hash_alg)
-        return None, True
-    return None, False
-
-
-def _download(remote: RemoteFile, cache_dir: Path, manual_dir: Path | None, progress: bool) -> Path:
-    """Download ``remote`` into ``cache_dir`` via a private temporary folder (see :func:`fetch`)."""
-    target = cache_dir / remote.filename
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{remote.filename}.partial-", dir=cache_dir))
-    try:
-        got = pooch.retrieve(
-            remote.url,
-            known_hash=remote.known_hash,
-            fname=remote.filename,
-            path=tmp_dir,
-            downloader=_downloader(remote.url, progress),
-            progressbar=False if remote.url.startswith(("http://", "https://")) else progress,
-        )
-        os.replace(got, target)
-    except Exception as exc:  # network errors (requests), hash mismatch (ValueError), OSError
-        text = " ".join(str(exc).split())  # gdown's messages span several lines
-        reason = (text[:400] + " ...") if len(text) > 400 else (text or type(exc).__name__)
-        if isinstance(exc, ValueError) and "hash" in str(exc).lower():
-            what = (
-                f"the download of {remote.filename!r} failed its {remote.hash_alg} checksum "
-                f"(expected {remote.checksum_text}; {reason})"
-            )
-        else:
-            what = f"could not download {remote.filename!r} from {remote.url}: {type(exc).__name__}: {reason}"
-        raise DownloadError(
-            f"{what}. Nothing was written: the partial download was deleted. "
-            f"{_manual_help(remote, manual_dir)}"
-        ) from exc
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return target
-
-
-def fetch_weights(
-    name: str,
-    dest: Path,
-    manual_dir: Path | None = None,
-    *,
-    progress: bool = True,
-    offline: bool = False,
-) -> Path:
-    """Fetch the ``WEIGHTS[name]`` file into the folder ``dest``; returns ``dest/<filename>``.
-
-    ``dest`` also serves as the download cache. A copy placed by hand in ``manual_dir`` is checked
-    (when a checksum is published) and copied into ``dest`` atomically. With ``offline=True``
-    nothing is downloaded (see :func:`fetch`).
-
-    Raises:
-        ValueError: unknown ``name`` (lists the valid ones).
-        DownloadError: as :func:`fetch`.
-    """
-    remote = get_weights(name)
-    dest = Path(dest)
-    got = fetch(remote, dest, manual_dir=manual_dir, progress=progress, offline=offline)
-    target = dest / remote.filename
-    if got.resolve() != target.resolve():
-        dest.mkdir(parents=True, exist_ok=True)
-        fd, tmp = mkstemp(dest, f".{remote.filename}.", ".tmp")  # the umask's mode, not mkstemp's 0600
-        os.close(fd)
-        try:
-            shutil.copyfile(got, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    return target
-
-
-# ---------------------------------------------------------------------------------------------
-# safe extraction
-# ---------------------------------------------------------------------------------------------
-def _unsafe_name_reason(name: str) -> str | None:
-    """Why a member name is unsafe, or None. Backslashes count as separators."""
-    norm = name.replace("\\", "/")
-    if not norm:
-        return "empty member name"
-    if norm.startswith("/") or (len(norm) >= 2 and norm[1] == ":"):
-        return "absolute path"
-    if ".." in PurePosixPath(norm).parts:
-        return "'..' path component (would escape the destination)"
-    if "\x00" in norm:
-        return "NUL byte in name"
-    return None
-
-
-def _link_escapes(member_name: str, target: str, *, hard: bool) -> bool:
-    """Whether a link named ``member_name`` pointing to ``target`` resolves outside the root."""
-    target = target.replace("\\", "/")
-    if target.startswith("/") or (len(target) >= 2 and target[1] == ":"):
-        return True
-    base = PurePosixPath() if hard else PurePosixPath(member_name.replace("\\", "/")).parent
-    depth = 0
-    for part in (base / target).parts:
-        if part in ("", "."):
-            continue
-        depth = depth - 1 if part == ".." else depth + 1
-        if depth < 0:
-            return True
-    return False
-
-
-def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
-    for info in zf.infolist():
-        reason = _unsafe_name_reason(info.filename)
-        mode = info.external_attr >> 16
-        if reason is None and info.create_system == 3 and mode:  # unix attributes present
-            if stat.S_ISLNK(mode):
-                target = zf.read(info).decode("utf-8", "replace")
-                reason = (
-                    f"symlink to {target!r} outside the archive"
-                    if _link_escapes(info.filename, target, hard=False)
-                    else f"symlink to {target!r} (links are not allowed in zip archives)"
-                )
-            elif stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
-                reason = "device, fifo or socket file"
-        if reason:
-            raise DownloadError(
-                f"refusing to extract {archive}: unsafe member {info.filename!r} ({reason}). "
-                f"The archive is corrupt or malicious; delete it and obtain a genuine copy."
-            )
-
-
-def _check_tar(tf: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
-    members = tf.getmembers()
-    for m in members:
-        reason = _unsafe_name_reason(m.name)
-        if reason is None:
-            if m.issym() and _link_escapes(m.name, m.linkname, hard=False):
-                reason = f"symlink to {m.linkname!r} outside the archive"
-            elif m.islnk() and (
-                _unsafe_name_reason(m.linkname) or _link_escapes(m.name, m.linkname, hard=True)
-            ):
-                reason = f"hardlink to {m.linkname!r} outside the archive"
-            elif m.ischr() or m.isblk() or m.isfifo() or m.isdev():
-                reason = "device or fifo file"
-            elif not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
-                reason = f"unsupported member type {m.type!r}"
-        if reason:
-            raise DownloadError(
-                f"refusing to extract {archive}: unsafe member {m.name!r} ({reason}). "
-                f"The archive is corrupt or malicious; delete it and obtain a genuine copy."
-            )
-    return members
-
-
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Move the finished folder ``new`` to ``dest``, replacing an existing ``dest`` only now."""
-    if dest.exists() or dest.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        old.rmdir()
-        os.replace(dest, old)
-        try:
-            os.replace(new, dest)
-        except BaseException:
-            os.replace(old, dest)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, dest)
-
-
-def safe_extract(archive: Path, dest: Path) -> Path:
-    """Extract a zip, tar, tar.gz/tgz, tar.bz2 or tar.xz ``archive`` into the folder ``dest``.
-
-    Every member is checked before anything is written: absolute paths, ``..`` components, links
-    resolving outside the archive, device/fifo files are refused. Tar members are additionally
-    extracted with ``filter="data"``. Extraction goes to a temporary folder beside ``dest``
-    which is renamed to ``dest`` on success (an existing ``dest`` is replaced only then).
-
-    Raises:
-        DownloadError: unsafe member (named), or the archive is unreadable/truncated.
-    """
-    archive, dest = Path(archive), Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = mkdtemp(dest.parent, f".{dest.name}.tmp-")  # renamed onto dest: the umask's mode, not 0700
-    try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                _check_zip(zf, archive)
-                bad = zf.testzip()
-                if bad is not None:
-                    raise DownloadError(f"{archive} is corrupt: member {bad!r} fails its CRC check")
-                zf.extractall(tmp)
-        else:
-            try:
-                tf = tarfile.open(archive, "r:*")
-            except (tarfile.TarError, OSError, EOFError) as exc:
-                raise DownloadError(
-                    f"{archive} is not a readable zip or tar archive ({type(exc).__name__}: {exc}); "
-                    f"it is probably truncated or not the dataset file (e.g. an HTML page)."
-                ) from exc
-            with tf:
-                members = _check_tar(tf, archive)
-                try:
-                    if hasattr(tarfile, "data_filter"):
-                        tf.extractall(tmp, members=members, filter="data")
-                    else:  # pragma: no cover - Python without PEP 706
-                        tf.extractall(tmp, members=members)
-                except tarfile.FilterError as exc:  # pragma: no cover - caught by _check_tar
-                    name = getattr(getattr(exc, "tarinfo", None), "name", "?")
-                    raise DownloadError(
-                        f"refusing to extract {archive}: unsafe member {name!r} ({exc})"
-                    ) from exc
-        _replace_dir(tmp, dest)
-    except DownloadError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError,
-            RuntimeError, NotImplementedError, ValueError) as exc:  # zip: encrypted / unknown method / bad header
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DownloadError(
-            f"could not extract {archive} ({type(exc).__name__}: {exc}); it is probably truncated "
-            f"or corrupt. Delete it and download it again. Nothing was extracted."
-        ) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,8 +148,11 @@ def _locate_domains(base: Path, spec: DatasetSpec) -> dict[str, Path]:
     )
 
 
-def _populate(src_domains: dict[str, Path], build: Path, *, move: bool) -> dict[str, int]:
-    """Copy (or move) ``src/<class>/<file>`` of each domain into ``build/<domain>/<class>/``."""
+def _move_tree(src_domains: dict[str, Path], build: Path) -> dict[str, int]:
+    """Move ``src/<class>/<file>`` of each domain (our own extracted archives) into ``build/<domain>/<class>/``.
+
+    Links among the extracted files (checked by :func:`safe_extract` to stay inside the archive) are copied as
+    the file they name."""
     counts: dict[str, int] = {}
     jobs: list[tuple[Path, Path]] = []
     for domain, src in src_domains.items():
@@ -574,10 +172,10 @@ def _populate(src_domains: dict[str, Path], build: Path, *, move: bool) -> dict[
 
     def _one(job: tuple[Path, Path]) -> None:
         s, d = job
-        if move and not s.is_symlink():
-            os.replace(s, d)
+        if s.is_symlink():
+            shutil.copyfile(s, d)
         else:
-            shutil.copyfile(s, d)  # content only: mirrors may be read-only
+            os.replace(s, d)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(_one, jobs))
@@ -745,6 +343,41 @@ def _all_sources_failed(
     return "\n".join(lines)
 
 
+#: build folders of earlier versions (no process id in the name): ``<name>.tmp-XXXXXXXX``,
+#: ``.<name>.extract-XXXXXXXX``, ``.<name>.old-XXXXXXXX``
+_LEGACY_DEBRIS = r"^(?:{name}\.tmp|\.{name}\.extract|\.{name}\.old)-[A-Za-z0-9_]{{8}}$"
+
+
+def sweep_build_debris(out_dir: Path) -> list[Path]:
+    """Delete what a killed earlier :func:`prepare_dataset` of ``out_dir`` left beside it; return what went.
+
+    Its build and scratch folders are named ``.<name>.pid<PID>.<x>.tmp`` (:func:`dahash.atomic.temp_prefix`):
+    those of a process that no longer runs are removed, a live one's are never touched. Names of earlier versions
+    (without a process id) are removed too.
+    """
+    out_dir = Path(out_dir)
+    removed = sweep_stale_temps(out_dir)
+    legacy = re.compile(_LEGACY_DEBRIS.format(name=re.escape(out_dir.name)))
+    if out_dir.parent.is_dir():
+        for p in out_dir.parent.iterdir():
+            if legacy.match(p.name) and p.is_dir() and not p.is_symlink():
+                remove_tree(p)
+                removed.append(p)
+    for p in removed:
+        log.warning("removed %s, left by an interrupted earlier run", p)
+    return removed
+
+
+def mirror_domains(mirror: Path, spec: DatasetSpec) -> dict[str, Path]:
+    """The folder holding each domain's class folders in ``mirror`` (the archive's layout, possibly below one
+    wrapper folder, or ``<domain>/<class>/``), as :func:`prepare_dataset` reads it.
+
+    Raises:
+        DownloadError: the domains are not found (the message lists what is there).
+    """
+    return _locate_domains(Path(mirror), spec)
+
+
 def prepare_dataset(
     spec: DatasetSpec,
     out_dir: Path,
@@ -791,18 +424,19 @@ def prepare_dataset(
             f"{out_dir} was not changed."
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    build = mkdtemp(out_dir.parent, f"{out_dir.name}.tmp-")  # renamed onto out_dir: the umask's mode, not 0700
+    sweep_build_debris(out_dir)
+    build = mkdtemp(out_dir.parent, temp_prefix(out_dir), ".tmp")  # renamed onto out_dir: the umask's mode
     scratch: Path | None = None
     source: dict[str, object] = {"dataset": spec.name}
     try:
         if mirror is not None:
             mirror = Path(mirror)
             src_domains = _locate_domains(mirror, spec)
-            _refuse_links_leaving(mirror, src_domains, out_dir)
-            source.update(kind="mirror", mirror=str(mirror.resolve()))
-            counts = _populate(src_domains, build, move=False)
+            _refuse_links_leaving(mirror, src_domains, out_dir)  # names every such link at once
+            source.update(kind="mirror")  # not its path: an identical copy elsewhere gives the same output
+            counts = copy_mirror(mirror, src_domains, build)  # and refuses one swapped in meanwhile
         else:
-            scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.extract-", dir=out_dir.parent))
+            scratch = mkdtemp(out_dir.parent, f"{temp_prefix(out_dir)}x", ".tmp")
             sources = _sources(spec, cache_dir)
             errors: dict[int, list[str]] = {}
             found: tuple[dict[str, Path], dict[str, object]] | None = None
@@ -816,7 +450,7 @@ def prepare_dataset(
                         if local_pass and not _is_local(src, manual_dir):
                             continue
                         work = scratch / f"s{n}"
-                        shutil.rmtree(work, ignore_errors=True)
+                        remove_tree(work)
                         work.mkdir()
                         found = _unpack_source(src, spec, work, manual_dir=manual_dir,
                                                progress=progress, offline=local_pass or offline)
@@ -834,7 +468,7 @@ def prepare_dataset(
                 raise DownloadError(_all_sources_failed(spec, sources, errors, manual_dir, offline, out_dir))
             src_domains, info = found
             source.update(info)
-            counts = _populate(src_domains, build, move=True)
+            counts = _move_tree(src_domains, build)
 
         digest = tree_digest(build, spec.domains)
         counts_txt = ", ".join(f"{d} {counts[d]}" for d in spec.domains)
@@ -862,15 +496,14 @@ def prepare_dataset(
             expected_counts=spec.image_counts,
             tree_sha256=digest,
             tree_sha256_verified=spec.tree_sha256 is not None,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         _write_json_atomic(build / "SOURCE.json", source)
         _replace_dir(build, out_dir)
     except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
+        remove_tree(build)
         raise
     finally:
         if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree(scratch)
     log.info("prepared %s in %s (%s)", spec.name, out_dir, source.get("source") or source.get("kind"))
     return out_dir

@@ -3,7 +3,9 @@
 A custom ``data.mirror`` is copied into ``data/raw/<dataset>/`` and from there into the DVC cache (and
 remote, on ``dvc push``). A link inside the mirror that points outside it would smuggle in any file the
 user can read (``/etc/passwd`` named ``cat.jpg``), so such links are refused, as archive extraction
-refuses link members (:func:`dahash.data.download.safe_extract`). Links that stay inside the mirror are fine.
+refuses link members (:func:`dahash.data.archives.safe_extract`). Links that stay inside the mirror are fine.
+This check names every such link up front; the copy itself (:mod:`dahash.data.mirror`) reads through file
+descriptors that cannot leave the mirror, so a link swapped in after this check is refused too.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Columns (:data:`COLUMNS`):
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -71,6 +71,36 @@ def _probe(file: Path) -> tuple[int, int, str, str]:
     return int(width), int(height), mode, ""
 
 
+def _walk(top: Path) -> Iterator[tuple[str, list[str]]]:
+    """``(folder, sorted file names)`` of ``top`` and every folder below it, depth first in name order, following
+    links to folders once each (a link loop is not followed twice).
+
+    Iterative: ``os.walk`` of Python 3.11 recurses once per level and fails (RecursionError) on a tree ~1,000
+    folders deep.
+    """
+    seen: set[tuple[int, int]] = set()
+    stack = [os.fspath(top)]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        dirs, files = [], []
+        for e in entries:
+            try:
+                (dirs if e.is_dir() else files).append(e.name)
+            except OSError:
+                files.append(e.name)
+        yield folder, files
+        stack.extend(os.path.join(folder, d) for d in reversed(dirs))
+
+
 def build_manifest(
     root: Path, spec: DatasetSpec, *, domains: Sequence[str] | None = None
 ) -> pd.DataFrame:
@@ -108,9 +138,8 @@ def build_manifest(
     files: list[Path] = []
     for d in selected:
         ddir = root / d
-        for dirpath, dirnames, filenames in os.walk(ddir, followlinks=True):
-            dirnames.sort()
-            for name in sorted(filenames):
+        for dirpath, filenames in _walk(ddir):
+            for name in filenames:
                 f = Path(dirpath) / name
                 rel = f.relative_to(root)
                 parts = rel.parts  # (domain, class, file) when well placed
