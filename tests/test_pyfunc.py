@@ -153,3 +153,27 @@ def test_mlflow_models_serve_answers_with_the_codes(toy: dict, saved: Path) -> N
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_searcher_loads_once_and_matches_the_cli_codes(toy: dict) -> None:
+    """The loaded-once API: the model is built once, each query is encoded with it and searched; an image's own
+    code comes back first at distance 0, and its code equals `dahash encode`'s."""
+    from dahash.codes.export import Encoder
+    from dahash.codes.serving import Searcher
+
+    built = []
+    real_init = Encoder.__init__
+
+    def counting(self, *a, **k):
+        built.append(1)
+        real_init(self, *a, **k)
+
+    s = Searcher(toy["run"], Index(toy["codes"], 64, ["0.jpg", "1.jpg"]), backend="scan")
+    Encoder.__init__ = counting
+    try:
+        for i in (0, 1, 0):
+            res = s.search([toy["images"] / f"{i}.jpg"], k=2)
+            assert res.indices[0, 0] == i and res.distances[0, 0] == 0
+    finally:
+        Encoder.__init__ = real_init
+    assert built == []

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["INPUT_COLUMNS", "OUTPUT_COLUMNS", "code_hex", "encode_table", "parse_code_hex"]
+__all__ = ["INPUT_COLUMNS", "OUTPUT_COLUMNS", "Searcher", "code_hex", "encode_table", "parse_code_hex"]
 
 INPUT_COLUMNS = ("image", "path")
 OUTPUT_COLUMNS = ("code", "bits", "error")
@@ -88,3 +88,39 @@ def encode_table(encoder: Any, images: Sequence[Any] | None, paths: Sequence[Any
             else:
                 out["error"][i] = f"cannot decode the image: {why.get(f, 'unknown error')}"
     return out
+
+
+class Searcher:
+    """Load the model and the index once, then answer image queries in milliseconds plus encoding.
+
+    A single ``dahash search`` spends seconds starting Python and loading the network (see benchmarks/README.md);
+    a long-lived process keeps them::
+
+        s = Searcher("model_export.pt", "index.parquet")          # once
+        res = s.search(["query.jpg"], k=10, rerank=True)           # per query: encode + search
+        [s.index.paths[j] for j in res.indices[0]]
+
+    Args:
+        model: a run folder or export file (:func:`dahash.codes.export.load_export`).
+        index: an index file (:meth:`dahash.codes.index.Index.from_parquet`) or an :class:`Index`.
+        backend: the search backend (``auto``: :func:`dahash.codes.backends.default_backend`).
+    """
+
+    def __init__(self, model: Any, index: Any, *, backend: str = "auto", weights: Any = None,
+                 device: str = "cpu", mmap: bool = False) -> None:
+        from dahash.codes.export import Encoder, load_export
+        from dahash.codes.index import Index
+
+        self.encoder = Encoder(load_export(model), weights=weights, device=device)
+        self.index = index if isinstance(index, Index) else Index.from_parquet(index, mmap=mmap)
+        self.backend = backend
+        self.index.backend(backend)  # built (or loaded) now, not at the first query
+
+    def search(self, images: Sequence[Any], k: int = 10, *, rerank: bool = False) -> Any:
+        """Top-k of each image (paths); an unreadable image raises :class:`dahash.codes.index.SearchError`."""
+        from dahash.codes.index import Index, SearchError
+
+        res = self.encoder.encode(list(images))
+        if res.skipped:
+            raise SearchError(f"{res.skipped[0][0]}: cannot read the image ({res.skipped[0][1]})")
+        return self.index.search(Index.from_u(res.u), k, backend=self.backend, rerank=rerank)
