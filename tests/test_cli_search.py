@@ -210,3 +210,27 @@ def test_html_page_with_a_decompression_bomb(toy: dict, tmp_path: Path) -> None:
     text = page.read_text()
     assert "HTML page -> " in proc.stderr and text.count("thumbnail not shown: DecompressionBombError") == 7
     assert text.count("data:image/jpeg;base64,") == 6 * 7 - 7
+
+
+def test_a_folder_1100_levels_deep_is_walked(tmp_path: Path) -> None:
+    """Issue 23 point 14: `dahash encode` on a 1,100-level nested folder used to die with RecursionError
+    (Path.rglob); the image at the bottom is found, links to folders are not followed."""
+    from dahash.cli import _image_files
+
+    deep = tmp_path / "root"
+    d = deep
+    d.mkdir()
+    old = os.getcwd()
+    try:  # one level at a time, relative: the absolute path is longer than some calls accept
+        os.chdir(d)
+        for _ in range(1100):
+            os.mkdir("a")
+            os.chdir("a")
+        Image.new("RGB", (8, 8)).save("bottom.png")
+        open("notes.txt", "w").close()
+    finally:
+        os.chdir(old)
+    (deep / "loop").symlink_to(deep)
+    images, ignored = _image_files(deep)
+    assert [p.name for p in images] == ["bottom.png"] and len(images[0].relative_to(deep).parts) == 1101
+    assert ignored == 1

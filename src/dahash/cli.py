@@ -34,9 +34,30 @@ def _image_files(folder: Path) -> tuple[list[Path], int]:
     from PIL import Image
 
     exts = {e.lower() for e in Image.registered_extensions()}
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in _walk_files(folder) if not p.name.startswith("."))
     images = [p for p in files if p.suffix.lower() in exts]
     return images, len(files) - len(images)
+
+
+def _walk_files(folder: Path) -> list[Path]:
+    """Every file below ``folder`` with an explicit stack (``Path.rglob`` and ``os.walk`` recurse in Python and
+    die with RecursionError on a folder ~1,000 levels deep); links to folders are not followed (no loops)."""
+    import os
+
+    out: list[Path] = []
+    stack = [folder]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError:  # unreadable folder: skipped like an unreadable image
+            continue
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                stack.append(Path(e.path))
+            elif e.is_file():
+                out.append(Path(e.path))
+    return out
 
 
 def _label(path: Path, root: Path) -> str | None:

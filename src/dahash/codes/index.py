@@ -249,16 +249,17 @@ class Index:
         nb = max(1, min(len(self), block))
         return max(1, block // nb), nb
 
-    def search(self, queries: Any, k: int = 10, *, block: int | None = None, backend: str = "scan",
+    def search(self, queries: Any, k: int = 10, *, block: int | None = None, backend: str = "auto",
                rerank: bool = False, candidates: int | None = None) -> SearchResult:
         """The first ``k`` items of each query's Hamming ranking (module docstring).
 
         Args:
             queries: ``(m, w)`` uint64 packed codes, ``(m, d)`` {0, 1} bits, one code (1-D), or an :class:`Index`.
             k: answers per query (``min(k, n)`` are returned).
-            block: ``scan`` only: query x database pairs per block (the result does not depend on it).
-            backend: ``scan`` (default: the reference), ``flat``, ``hnsw``, ``mih`` or ``auto``
-                (:mod:`dahash.codes.backends`); the exact ones give the same answer.
+            block: ``scan`` only (given with ``auto``, it means ``scan``): query x database pairs per block (the
+                result does not depend on it).
+            backend: ``auto`` (default: :func:`~dahash.codes.backends.default_backend`), ``scan`` (the reference),
+                ``flat``, ``hnsw`` or ``mih`` (:mod:`dahash.codes.backends`); the exact ones give the same answer.
             rerank: order each query's Hamming candidates by ``(D, a, position)`` with the asymmetric distance
                 ``a = ||s_q - u_x||^2`` between the query's code as signs ``s_q = 2 b_q - 1`` and the database's
                 continuous outputs ``u_x`` kept at encode time: among codes at one Hamming distance, the items
@@ -276,7 +277,7 @@ class Index:
         k = min(int(k), n)
         if k == 0:  # an empty index
             return SearchResult(np.zeros((m, 0), np.int64), np.zeros((m, 0), np.int64))
-        be = self.backend(backend)
+        be = self.backend("scan" if backend == "auto" and block is not None else backend)
         order = "hamming distance, then database position" if be.exact else \
             f"hamming distance (approximate: {be.name}), then database position"
         if not rerank:
@@ -300,12 +301,17 @@ class Index:
                             be.name, out_s)
 
     def radius_search(self, queries: Any, radius: int, *, block: int | None = None,
-                      backend: str = "scan") -> list[SearchResult]:
+                      backend: str = "auto") -> list[SearchResult]:
         """Every item within Hamming distance ``radius`` of each query, in ranking order: one
-        :class:`SearchResult` with ``(1, n_i)`` arrays per query (``n_i`` may be 0); exact backends only."""
+        :class:`SearchResult` with ``(1, n_i)`` arrays per query (``n_i`` may be 0); exact backends only
+        (``auto``: flat with FAISS, else scan; scan when ``block`` is given)."""
         if int(radius) < 0:
             raise SearchError(f"radius must be >= 0, got {radius}")
         q = self._queries(queries)
+        if backend == "auto":
+            from dahash.codes.backends import faiss_available
+
+            backend = "flat" if block is None and faiss_available() else "scan"
         be = self.backend(backend)
         if not be.exact:
             raise SearchError(f"radius search needs an exact backend (scan or flat), not {be.name}")
