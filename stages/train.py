@@ -137,8 +137,10 @@ def main(argv: list[str] | None = None) -> None:
     # one call: the history not sent yet, the final metrics, the run closed at the work's end
     tracking.end_run(run_id, {"train_seconds": wall, "resumed_epoch": resumed}, pending, LOSS_KEYS,
                      end_time=ended_ms)
-    if params["tracking"].get("log_model"):  # off by default: VGG-F's model.pt is about 0.4 GB per run
-        tracking.log_artifacts(run_id, [mdir / "model.pt"], artifact_path="model")
+    if params["tracking"].get("log_model"):  # off by default: VGG-F's model is about 0.4 GB per run
+        from stages.log_model import log_pyfunc  # an MLflow pyfunc model: `mlflow models serve` answers with codes
+
+        log_pyfunc(run_id, mdir, params["tracking"].get("register_model"))
     shutil.rmtree(ckpt, ignore_errors=True)
     print(f"[{args.method} {args.task} seed{args.seed}] trained in {wall:.1f} s on {device} (MLflow run {run_id})")
 

@@ -85,7 +85,8 @@ def test_encode_then_search(toy: dict) -> None:
     csv = tmp / "res.csv"
     _dahash("search", str(out), str(out), "-k", "2", "--format", "csv", "-o", str(csv))
     df = pd.read_csv(csv)
-    assert len(df) == 12 and list(df.columns) == ["query", "query_label", "rank", "path", "label", "distance"]
+    assert len(df) == 12 and list(df.columns) == ["query", "query_label", "rank", "path", "label", "distance", "order"]
+    assert set(df["order"]) == {"hamming distance, then database position"}
     full = hamming_distance(binarize(u), binarize(u))
     top = np.argsort(full, axis=1, kind="stable")[:, :2]
     assert df["path"].tolist() == [index.paths[j] for j in top.ravel()]
@@ -148,3 +149,91 @@ def test_html_page(toy: dict) -> None:
     assert all(s.startswith("data:image/jpeg;base64,") for s in parser.srcs) and len(parser.srcs) == 24
     thumb = Image.open(io.BytesIO(base64.b64decode(parser.srcs[0].split(",", 1)[1])))
     assert max(thumb.size) <= 96
+
+
+def _copy_images(toy: dict, dest: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(toy["images"], dest))
+
+
+def test_non_utf8_file_name_is_skipped_with_a_line(toy: dict, tmp_path: Path) -> None:
+    """Issue 23 point 7: a file name that is not UTF-8 (legal on Linux) used to make `dahash encode` decode every
+    image, then die in to_parquet with UnicodeEncodeError; now it is skipped, saying so, and the index written."""
+    images = _copy_images(toy, tmp_path / "images")
+    good = images / "red" / "0.jpg"
+    try:
+        bad = images / "red" / os.fsdecode(b"caf\xe9.jpg")  # latin-1 bytes: not UTF-8
+        bad.write_bytes(good.read_bytes())
+    except (OSError, UnicodeError) as exc:  # a file system that only takes UTF-8 names
+        pytest.skip(f"this file system refuses a non-UTF-8 name: {exc}")
+    out = tmp_path / "i.parquet"
+    proc = _dahash("encode", str(toy["run"]), str(images), "-o", str(out), "-q")
+    assert "caf\\xe9.jpg: file name is not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
+    index = Index.from_parquet(out)
+    assert len(index) == 6 and "red/0.jpg" in index.paths
+    assert ["red/caf\\xe9.jpg", "file name is not UTF-8 text (an index stores UTF-8 paths); rename it"] in \
+        index.meta["skipped"]
+
+
+def test_pickled_export_refused_in_one_line(toy: dict, tmp_path: Path) -> None:
+    """Issue 23 point 14: an export file holding Python objects: one ERROR line naming the file, without torch's
+    advice to load it with weights_only=False."""
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "dahash-model-export", "version": 1, "payload": Path("x")}, evil)
+    proc = _dahash("encode", str(evil), str(toy["images"]), "-o", str(tmp_path / "x.parquet"), ok=False)
+    assert proc.stderr.startswith(f"ERROR: {evil}: refused") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "weights_only" not in proc.stderr.replace("weights_only=True", "") and "PosixPath" in proc.stderr
+
+
+def _png_bomb() -> bytes:
+    """A PNG header claiming 30000 x 30000 RGB pixels (Pillow refuses it as a decompression bomb on open)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+def test_html_page_with_a_decompression_bomb(toy: dict, tmp_path: Path) -> None:
+    """Issue 23 point 14: an indexed image that became a decompression bomb: the page is still written, that
+    thumbnail replaced by a note."""
+    images = _copy_images(toy, tmp_path / "images")
+    out = tmp_path / "i.parquet"
+    _dahash("encode", str(toy["run"]), str(images), "-o", str(out), "-q")
+    (images / "red" / "0.jpg").write_bytes(_png_bomb())
+    page = tmp_path / "page.html"
+    proc = _dahash("search", str(out), str(out), "-k", "6", "--html", str(page))
+    text = page.read_text()
+    assert "HTML page -> " in proc.stderr and text.count("thumbnail not shown: DecompressionBombError") == 7
+    assert text.count("data:image/jpeg;base64,") == 6 * 7 - 7
+
+
+def test_a_folder_1100_levels_deep_is_walked(tmp_path: Path) -> None:
+    """Issue 23 point 14: `dahash encode` on a 1,100-level nested folder used to die with RecursionError
+    (Path.rglob); the image at the bottom is found, links to folders are not followed."""
+    from dahash.cli import _image_files
+
+    deep = tmp_path / "root"
+    d = deep
+    d.mkdir()
+    old = os.getcwd()
+    try:  # one level at a time, relative: the absolute path is longer than some calls accept
+        os.chdir(d)
+        for _ in range(1100):
+            os.mkdir("a")
+            os.chdir("a")
+        Image.new("RGB", (8, 8)).save("bottom.png")
+        open("notes.txt", "w").close()
+    finally:
+        os.chdir(old)
+    (deep / "loop").symlink_to(deep)
+    try:
+        images, ignored = _image_files(deep)
+        assert [p.name for p in images] == ["bottom.png"] and len(images[0].relative_to(deep).parts) == 1101
+        assert ignored == 1
+    finally:  # pytest's own clean-up (shutil.rmtree) recurses and would fail on this tree: GNU rm does not
+        subprocess.run(["rm", "-rf", str(deep)], check=True)

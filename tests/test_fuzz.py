@@ -247,3 +247,111 @@ def test_each_unsafe_or_unreadable_archive_is_refused(tmp_path: Path, name: str)
     with pytest.raises(DownloadError, match=str(src).replace("\\", "\\\\").replace(".", r"\.")):
         safe_extract(src, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+# ---- tampered search indexes (issue 23 point 11): one ERROR line each, never a traceback or a silent cast ----
+
+def _index_table(bits: int = 64, n: int = 5):
+    """A valid index table of n random ``bits``-bit codes and its metadata dict."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from dahash.codes.index import Index
+
+    import tempfile
+
+    rng = np.random.default_rng(n)
+    index = Index.from_bits(rng.integers(0, 2, (n, bits)), [f"i{j}.jpg" for j in range(n)])
+    with tempfile.TemporaryDirectory() as tmp:
+        table = pq.read_table(index.to_parquet(Path(tmp) / "t.parquet"))
+    return table, json.loads(table.schema.metadata[b"dahash"]), pq
+
+
+def _with_meta(table, meta):
+    import json
+
+    return table.replace_schema_metadata({"dahash": meta if isinstance(meta, (str, bytes)) else json.dumps(meta)})
+
+
+def _with_code(table, column):
+    return table.set_column(table.column_names.index("code"), "code", column)
+
+
+def _tampered_tables() -> dict:
+    import pyarrow as pa
+
+    table, meta, _ = _index_table()
+    codes = np.asarray(table.column("code").combine_chunks().flatten().to_numpy(), dtype=np.uint64)
+    out = {f"bits={b!r}": _with_meta(table, {**meta, "bits": b}) for b in (128, 0, -5, 2**40, "64", True, 64.5)}
+    out["bits missing"] = _with_meta(table, {k: v for k, v in meta.items() if k != "bits"})
+    out["metadata not JSON"] = _with_meta(table, "{not json")
+    out["metadata a JSON list"] = _with_meta(table, "[64]")
+    out["code column of strings"] = _with_code(table, pa.array([str(c) for c in codes]))
+    out["two words per code, bits 64"] = _with_code(
+        table, pa.FixedSizeListArray.from_arrays(pa.array(np.repeat(codes, 2), pa.uint64()), 2))
+    out["list<double> code column"] = _with_code(
+        table, pa.array([[float(c)] for c in codes], pa.list_(pa.float64())))
+    out["list<int8> code column"] = _with_code(table, pa.array([[1]] * len(codes), pa.list_(pa.int8())))
+    out["fixed_size_list<int64> code column"] = _with_code(
+        table, pa.FixedSizeListArray.from_arrays(pa.array(codes.astype(np.int64)), 1))
+    out["null code"] = _with_code(table, pa.FixedSizeListArray.from_arrays(
+        pa.array([None] + codes[1:].tolist(), pa.uint64()), 1))
+    out["codes changed behind the digest"] = _with_code(
+        table, pa.FixedSizeListArray.from_arrays(pa.array(codes ^ np.uint64(1)), 1))
+    out["path column of integers"] = table.set_column(0, "path", pa.array(range(len(codes)), pa.int64()))
+    return out
+
+
+def _search_fails_with_one_line(index: Path, query: Path, capsys, *extra: str) -> str:
+    from dahash.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["search", str(index), str(query), *extra])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and err.startswith("ERROR: ") and err.count("\n") == 1, err
+    assert str(index.name) in err or index.name.split(".")[0] in err
+    return err
+
+
+TAMPERED = sorted(_tampered_tables())
+
+
+@pytest.mark.parametrize("case", TAMPERED)
+@pytest.mark.parametrize("mmap", [False, True])
+def test_tampered_index_is_refused_in_one_line(tmp_path: Path, capsys, case: str, mmap: bool) -> None:
+    import pyarrow.parquet as pq
+
+    table = _tampered_tables()[case]
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(table, bad)
+    query, _, _ = _index_table()
+    pq.write_table(query, tmp_path / "q.parquet")
+    _search_fails_with_one_line(bad, tmp_path / "q.parquet", capsys, *(["--mmap"] if mmap else []))
+
+
+def test_tampered_sidecar_is_refused_or_ignored(tmp_path: Path, capsys) -> None:
+    """The mtime-named sidecar of earlier versions is never read (objects in it used to give a traceback); the
+    digest-named one holding objects, or a header claiming a huge shape, is refused in one line."""
+    import pyarrow.parquet as pq
+
+    from dahash.cli import main
+    from dahash.codes.index import Index
+    from dahash.codes.store import sidecar_path
+
+    table, _, _ = _index_table()
+    p = tmp_path / "a.parquet"
+    pq.write_table(table, p)
+    pq.write_table(table, tmp_path / "q.parquet")
+    np.save(tmp_path / "a.parquet.codes.npy", np.array([object()] * 5), allow_pickle=True)
+    main(["search", str(p), str(tmp_path / "q.parquet"), "--mmap", "-k", "1", "--format", "json"])
+    assert '"distance": 0' in capsys.readouterr().out
+    side = sidecar_path(p, Index.from_parquet(p).digest)
+    assert side.is_file() and not (tmp_path / "a.parquet.codes.npy").exists()
+    np.save(side, np.array([object()] * 5), allow_pickle=True)
+    assert "sidecar" in _search_fails_with_one_line(p, tmp_path / "q.parquet", capsys, "--mmap")
+    from numpy.lib import format as npf
+
+    with open(side, "wb") as fh:  # a header claiming 10^12 x 1 uint64 words over a 128-byte file
+        npf.write_array_header_1_0(fh, {"descr": "<u8", "fortran_order": False, "shape": (10**12, 1)})
+    assert "sidecar" in _search_fails_with_one_line(p, tmp_path / "q.parquet", capsys, "--mmap")

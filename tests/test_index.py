@@ -120,3 +120,46 @@ def test_empty_index() -> None:
     index = Index.from_bits(np.zeros((0, 8), np.uint8))
     assert index.search(np.zeros((2, 8), np.uint8), k=3).indices.shape == (2, 0)
     assert [r.indices.shape for r in index.radius_search(np.zeros((1, 8), np.uint8), 8)] == [(1, 0)]
+
+
+def test_mmap_sidecar_tied_to_content_not_mtime(tmp_path) -> None:
+    """Issue 23 point 4: `cp -p b.parquet a.parquet` (an older mtime) after an --mmap search of a: the codes
+    come from b, never from a's sidecar; sidecars of other contents are removed when the new one is written."""
+    import os
+    import shutil
+
+    rng = np.random.default_rng(4)
+    a_bits, b_bits = rng.integers(0, 2, (40, 64)), rng.integers(0, 2, (40, 64))
+    b = Index.from_bits(b_bits, [f"b{i}" for i in range(40)]).to_parquet(tmp_path / "b.parquet")
+    a = Index.from_bits(a_bits, [f"a{i}" for i in range(40)]).to_parquet(tmp_path / "a.parquet")
+    os.utime(b, (1, 1))  # b is much older than a and its sidecar
+    np.testing.assert_array_equal(Index.from_parquet(a, mmap=True).codes, pack_codes(a_bits))
+    shutil.copy2(b, a)
+    back = Index.from_parquet(a, mmap=True)
+    np.testing.assert_array_equal(back.codes, pack_codes(b_bits))
+    assert back.paths[0] == "b0" and back.search(b_bits[7], 1).indices.tolist() == [[7]]
+    assert sorted(p.name for p in tmp_path.iterdir() if ".codes" in p.name) == \
+        [f"a.parquet.codes-{back.digest[:16]}.npy"]
+
+
+def test_killed_writer_leftovers_are_swept(tmp_path) -> None:
+    """Issue 23 point 13: a temporary of a killed `dahash encode` (dead pid) is removed by the next write of the
+    same index; a live writer's is kept."""
+    import os
+
+    dead = tmp_path / ".i.parquet.pid999999999.999999999.tmp"
+    live = tmp_path / f".i.parquet.pid{os.getppid()}.12.tmp"
+    dead.write_bytes(b"half a parquet file")
+    live.write_bytes(b"being written")
+    Index.from_bits(np.zeros((2, 8), np.uint8)).to_parquet(tmp_path / "i.parquet")
+    assert not dead.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "i.parquet"]
+
+
+def test_continuous_outputs_round_trip(tmp_path) -> None:
+    u = np.random.default_rng(5).normal(size=(7, 12)).astype(np.float32)
+    p = Index.from_u(u, keep_u=True).to_parquet(tmp_path / "u.parquet")
+    back = Index.from_parquet(p)
+    np.testing.assert_array_equal(back.u, u)
+    np.testing.assert_array_equal(back.codes, Index.from_u(u).codes)
+    assert Index.from_parquet(Index.from_u(u).to_parquet(tmp_path / "nou.parquet")).u is None

@@ -31,6 +31,7 @@ this module's is refused with a :class:`ExportError` that says what to do.
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -203,9 +204,27 @@ def load_export(path_or_dir: str | Path, **derive_kwargs: Any) -> dict[str, Any]
         export = torch.load(p, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise ExportError(f"{p}: no such model export or run folder") from exc
-    except Exception as exc:  # pickle / zip errors: not a torch file, or one with non-plain objects
-        raise ExportError(f"{p}: cannot be read as a model export with weights_only=True ({exc})") from exc
+    except pickle.UnpicklingError as exc:  # objects other than tensors and plain types: code that would run
+        raise ExportError(f"{p}: refused: it holds Python objects that loading would run ({_unpickler_line(exc)}); "
+                          f"a model export holds tensors and plain values only: re-create it with "
+                          f"`dahash export MODEL_DIR -o FILE`") from exc
+    except Exception as exc:  # zip / format errors: not a torch file
+        raise ExportError(f"{p}: not a model export ({_first_line(exc)}); create one with "
+                          f"`dahash export MODEL_DIR -o FILE`") from exc
     return check_export(export, p)
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+
+
+def _unpickler_line(exc: BaseException) -> str:
+    """The line of torch's weights_only refusal that names what was refused (``Unsupported global: ...``),
+    cut before its advice; never the advice to load with weights_only=False."""
+    for ln in str(exc).splitlines():
+        if "WeightsUnpickler error:" in ln:
+            return ln.split("WeightsUnpickler error:", 1)[1].split(". Please", 1)[0].strip()
+    return type(exc).__name__
 
 
 def _resolve_weights(export: dict[str, Any], weights: str | Path | None) -> Path | None:

@@ -23,19 +23,22 @@ img{width:96px;height:96px;object-fit:contain;background:#eee;display:block}"""
 
 @functools.lru_cache(maxsize=4096)
 def _thumb(path: Path | None, size: int = 96) -> str:
-    """``<img>`` with a base64 JPEG thumbnail of ``path``, or a placeholder when it cannot be read."""
-    if path is not None:
-        try:
-            from dahash.data.images import load_rgb
+    """``<img>`` with a base64 JPEG thumbnail of ``path``; when it cannot be shown (missing, unreadable, a
+    decompression bomb, any decoder error) a placeholder and a note saying why: the page is always written."""
+    if path is None:
+        return '<img alt="(no image)" src="data:,">'
+    try:
+        from dahash.data.images import load_rgb
 
-            img = load_rgb(path)
-            img.thumbnail((size, size))
-            buf = io.BytesIO()
-            img.save(buf, "JPEG", quality=80)
-            return f'<img alt="" src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-        except (OSError, ValueError):
-            pass
-    return '<img alt="(no image)" src="data:,">'
+        img = load_rgb(path)
+        img.thumbnail((size, size))
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=80)
+        return f'<img alt="" src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types (DecompressionBombError is not an OSError)
+        why = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        return (f'<img alt="(no image)" src="data:,"><small class="note">thumbnail not shown: '
+                f'{html.escape(type(exc).__name__)}: {html.escape(why[:200])}</small>')
 
 
 def _figure(cls: str, thumb: str, caption: str) -> str:
