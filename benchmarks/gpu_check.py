@@ -12,13 +12,16 @@ by ``tests/standin.py`` (the real layer list at full width; no network, no mlflo
    ms/step after warm-up, synchronised;
 3. paper-size fine-tune steps: full-width VGG-F + head on 650 preprocessed 224 x 224 images already on
    the device, ms/step, images/s, peak memory, with and without channels_last and cudnn.benchmark;
-3b. the input pipeline alone: images/s of the training recipe on 1-6 MP JPEGs through a DataLoader with
-   0 / 8 / 14 workers (capped at the machine's cores), with and without JPEG draft decoding;
+3b. the input path alone: loader workers gathering crop bytes from the decode-once cache of 1-12 MP photos
+   (0 / 4 / 8 / 14 workers, capped at the cores) + the recipe's augmentation on the device, images/s;
+3c. both together: the real train_dah_finetune loop on the cache at the paper's batch (650), images/s, and the
+   projected minutes per paper task (300 epochs x ceil(n_t / 325) steps, Office-Home's targets);
 4. one fine-tune task of the stand-in (Art -> Clipart, 65 classes, the authors' preprocessing and
-   batches, the real train_dah_finetune loop with its DataLoader) on the device: seconds per epoch,
+   batches, the real train_dah_finetune loop on its image cache) on the device: seconds per epoch,
    images/s, accuracy/mAP of the stand-in (meaningless values; it proves the path runs end to end).
 
-Results: OUT_DIR/gpu_check.json and a printed table (paste it into benchmarks/README.md).
+Results: OUT_DIR/gpu_check.json and SUMMARY lines: loader alone, model step alone, both together in images/s
+and the projected minutes per paper task (paste them into benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 CUDA_TEST_FILES = ["tests/test_finetune.py", "tests/test_train.py", "tests/test_losses.py", "tests/test_metrics.py",
-                   "tests/test_model_sampler.py", "tests/test_recipes.py", "tests/test_vggf.py"]
+                   "tests/test_model_sampler.py", "tests/test_recipes.py", "tests/test_vggf.py", "tests/test_image_cache.py"]
 
 
 def _sync(device: torch.device) -> None:
@@ -150,43 +153,109 @@ def finetune_steps(device: torch.device, dry: bool, mat: Path) -> dict:
     return out
 
 
-def loader_rates(dry: bool) -> dict:
-    """images/s of the VGG-F training recipe (crop, aspect, flip, brightness, bicubic 224) through a DataLoader
-    on synthetic 1-6 MP JPEGs, for 0/8/14 workers (capped at the cores) with and without draft decoding."""
-    from bench_loader import _photo, _rate
+#: Office-Home's domain sizes (the paper's Table 1): a task's target is one of them, 3 tasks each
+OFFICE_HOME_TARGETS = {"Art": 2427, "Clipart": 4365, "Product": 4439, "RealWorld": 4357}
 
-    from dahash.nn.augment import ChannelMoments
-    from dahash.nn.recipes import input_recipe
 
-    moments = ChannelMoments(mean=np.array([120.0, 115.0, 100.0], np.float32), std=np.ones(3, np.float32),
-                             cov=np.eye(3) * 900.0, count=1, images=1)
-    recipe = input_recipe("vggf", moments)
+def _cached_photos(tmp: Path, dry: bool):
+    """A decode-once cache (the VGG-F recipe's S = 336) of synthetic photos of 1-12 MP (4 sizes x 2)."""
+    from bench_loader import _photo
+
+    from dahash.data.image_cache import ImageCache, build_image_cache
+
+    sizes = ((400, 300), (640, 480)) if dry else ((1152, 864), (2048, 1536), (3000, 2000), (4000, 3000))
+    paths = []
+    for w, h in sizes:
+        for i in range(2):
+            p = tmp / f"{w}x{h}_{i}.jpg"
+            _photo(w, h, i).save(p, quality=90)
+            paths.append(p)
+    return ImageCache(build_image_cache(paths, [p.name for p in paths], tmp / "cache", short_side=336, exif=False))
+
+
+def loader_rates(device: torch.device, dry: bool) -> dict:
+    """The input path alone, images/s: loader workers gathering crop bytes from the cache (0 / 4 / 8 / 14 workers,
+    capped at the cores) for 650-image batches, then the VGG-F recipe's augmentation on ``device``
+    (dahash.nn.device_augment.crops_to_batch), synchronised; plus today's path (decode + PIL per image,
+    TrainTransform(draft=True)) on one core, for reference."""
+    from bench_loader import vggf_recipe
+
+    from dahash.data.image_cache import CachedImages
+    from dahash.nn.device_augment import CachedCrops, cached_loader, crops_to_batch
+
+    recipe = vggf_recipe()
+    t = recipe.train_transform(0)
     cores = os.cpu_count() or 1
-    workers = sorted({min(w, cores) for w in ((0, 2) if dry else (0, 8, 14))})
-    sizes = ((400, 300),) if dry else ((1152, 864), (2048, 1536), (3000, 2000))
-    n = 8 if dry else 64
-    out = {}
+    batch, nbatches = (130, 2) if dry else (650, 6)
+    out: dict = {"batch": batch}
     with tempfile.TemporaryDirectory() as tmp:
-        for w, h in sizes:
-            paths = []
-            for i in range(n):
-                p = Path(tmp) / f"{w}_{i}.jpg"
-                if i < 4:
-                    _photo(w, h, i).save(p, quality=90)
-                else:
-                    p.write_bytes((Path(tmp) / f"{w}_{i % 4}.jpg").read_bytes())
-                paths.append(p)
-            for nw in workers:
-                full = _rate(paths, recipe.train_transform(0), False, nw)
-                draft = _rate(paths, recipe.train_transform(0, draft=True), True, nw)
-                out[f"{w * h / 1e6:.1f}MP_w{nw}"] = {"full_decode": round(full, 1), "draft_uint8": round(draft, 1)}
+        cache = _cached_photos(Path(tmp), dry)
+        items = CachedImages(cache, np.resize(np.arange(len(cache)), batch))
+        ds = CachedCrops([items], t)
+        for nw in sorted({min(w, cores) for w in ((0, 2) if dry else (0, 4, 8, 14))}):
+            keys = [[(0, j, (0, 1, b, j)) for j in range(batch)] for b in range(nbatches)]
+            loader = cached_loader(ds, keys, nw, device)
+            t0, n = time.perf_counter(), 0
+            for packed in loader:
+                x = crops_to_batch(packed, t, device, torch.channels_last)
+                n += x.shape[0]
+            _sync(device)
+            out[f"workers{nw}"] = {"images_per_s": round(n / (time.perf_counter() - t0), 1)}
+        paths = sorted(Path(tmp).glob("*.jpg"))
+        tt = recipe.train_transform(0, draft=True)
+        t0 = time.perf_counter()
+        for i in range(4 if dry else 16):
+            tt(paths[i % len(paths)], np.random.default_rng(i))
+        out["today_per_core"] = {"images_per_s": round((4 if dry else 16) / (time.perf_counter() - t0), 1)}
     return out
+
+
+def together(device: torch.device, dry: bool, mat: Path, workers: int) -> dict:
+    """Loader + device augmentation + model step: the real train_dah_finetune loop on cached 1-12 MP photos at the
+    paper's batch (K = 5 per class x 65 classes + as many target images, full-width VGG-F + DAH head); images/s
+    over the epochs after the first, and the projected minutes per paper task (300 epochs x ceil(n_t / 325)
+    steps of 650 images, Office-Home's targets)."""
+    from dahash.data.image_cache import CachedImages
+    from dahash.nn.backbones.vggf import load_vggf, vggf_head_init
+    from dahash.nn.model import DAHHead
+    from dahash.train.finetune import train_dah_finetune
+    from dahash.train.head import DAHConfig
+    from bench_loader import vggf_recipe
+
+    k, c = (1, 65) if dry else (5, 65)
+    epochs, steps = (2, 1) if dry else (4, 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = _cached_photos(Path(tmp), dry)
+        source = CachedImages(cache, np.resize(np.arange(len(cache)), k * c))
+        target = CachedImages(cache, np.resize(np.arange(len(cache)), steps * k * c))
+        labels = np.repeat(np.arange(c), k)
+        vggf = load_vggf(mat)
+        head_init = vggf_head_init(vggf)
+        hidden = tuple(int(head_init[f"fc{i}.weight"].shape[0]) for i in (6, 7))
+        config = DAHConfig(hidden_dims=hidden, k_per_class=k, epochs=epochs)
+        head = DAHHead(vggf.feature_dim, hidden, 64, head_init, generator=torch.Generator().manual_seed(0))
+        stamps: list[float] = []
+
+        def on_epoch(_record: dict) -> None:
+            _sync(device)
+            stamps.append(time.perf_counter())
+
+        train_dah_finetune(source, labels, target, c, config, trunk=vggf, head=head, trunk_pretrained=True,
+                           train_transform=vggf_recipe().train_transform(0), device=device, seed=0,
+                           num_workers=workers, channels_last=True, on_epoch=on_epoch)
+    seconds = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+    rate = steps * 2 * k * c / seconds
+    minutes = {d: 300 * -(-n // 325) * 650 / rate / 60 for d, n in OFFICE_HOME_TARGETS.items()}
+    return {"batch": 2 * k * c, "steps_per_epoch": steps, "seconds_per_epoch": round(seconds, 2),
+            "images_per_s": round(rate, 1), "paper_task_minutes_mean": round(float(np.mean(list(minutes.values()))), 1),
+            "paper_task_minutes_max": round(max(minutes.values()), 1)}
 
 
 def standin_task(device: torch.device, dry: bool, mat: Path, workers: int) -> dict:
     """Art -> Clipart of the Office-Home stand-in, fine-tuned with the authors' recipe on ``device``."""
     from standin import _image
 
+    from dahash.data.image_cache import CachedImages, ImageCache, build_image_cache
     from dahash.nn.augment import channel_moments
     from dahash.nn.backbones.vggf import load_vggf, vggf_head_init
     from dahash.train.finetune import encode_images, train_dah_finetune
@@ -206,9 +275,13 @@ def standin_task(device: torch.device, dry: bool, mat: Path, workers: int) -> di
                     p = Path(tmp) / f"d{dom}_c{cls}_{i}.jpg"
                     _image(cls, dom, i, size).save(p, quality=90)
                     paths[dom].append(p)
-        source, target = paths[0], paths[1]
-        moments = channel_moments(source + target, 224, interpolation="bicubic", num_threads=max(1, workers))
+        moments = channel_moments(paths[0] + paths[1], 224, interpolation="bicubic", num_threads=max(1, workers))
         recipe = input_recipe("vggf", moments)
+        everything = paths[0] + paths[1]
+        cache = ImageCache(build_image_cache(everything, [p.name for p in everything], Path(tmp) / "cache",
+                                             short_side=recipe.cache_side(), exif=recipe.exif))
+        source = CachedImages.of(cache, [p.name for p in paths[0]])
+        target = CachedImages.of(cache, [p.name for p in paths[1]])
         vggf = load_vggf(mat)
         head_init = vggf_head_init(vggf)
         hidden = tuple(int(head_init[f"fc{i}.weight"].shape[0]) for i in (6, 7))
@@ -235,6 +308,23 @@ def standin_task(device: torch.device, dry: bool, mat: Path, workers: int) -> di
             "standin_accuracy": round(accuracy(pred, labels), 3), "standin_map": round(float(mp.map), 3)}
 
 
+def print_summary(results: dict) -> None:
+    """Loader alone, model step alone, both together (images/s) and the projected minutes per paper task."""
+    loader = {k: v["images_per_s"] for k, v in results.get("loader", {}).items() if k.startswith("workers")}
+    model = results.get("finetune_steps", {}).get("channels_last", {}).get("images_per_s")
+    both = results.get("together", {})
+    if loader:
+        best = max(loader, key=loader.get)
+        print(f"SUMMARY loader alone (cache gather + device augmentation): {loader[best]} images/s ({best}); "
+              f"today's decode path: {results['loader'].get('today_per_core', {}).get('images_per_s')} images/s per core")
+    print(f"SUMMARY model step alone (VGG-F + DAH head, channels_last): {model} images/s")
+    if "images_per_s" in both:
+        print(f"SUMMARY together (train_dah_finetune on the cache): {both['images_per_s']} images/s -> "
+              f"{both['paper_task_minutes_mean']} min per paper task (Office-Home mean; max "
+              f"{both['paper_task_minutes_max']}), 24 runs (12 tasks x DAH, DAH-e): "
+              f"{24 * both['paper_task_minutes_mean'] / 60:.1f} h")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path, help="folder for gpu_check.json and the test log")
@@ -257,7 +347,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, fn in (("cuda_tests", lambda: cuda_tests(args.out)),
                          ("head_steps", lambda: head_steps(device, args.dry)),
                          ("finetune_steps", lambda: finetune_steps(device, args.dry, mat)),
-                         ("loader", lambda: loader_rates(args.dry)),
+                         ("loader", lambda: loader_rates(device, args.dry)),
+                         ("together", lambda: together(device, args.dry, mat, workers)),
                          ("standin_task", lambda: standin_task(device, args.dry, mat, workers))):
             t0 = time.perf_counter()
             try:
@@ -267,6 +358,7 @@ def main(argv: list[str] | None = None) -> None:
             results[name]["wall_s"] = round(time.perf_counter() - t0, 1)
             print(f"{name}: {json.dumps(results[name])}", flush=True)
             (args.out / "gpu_check.json").write_text(json.dumps(results, indent=2) + "\n")
+    print_summary(results)
     failed = [k for k, v in results.items() if isinstance(v, dict) and "error" in v]
     if failed:
         print(f"FAILED parts: {failed}", file=sys.stderr)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from stages.common import StageError, atomic_path, load_arrays, load_params, main_wrapper, task_of, write_json
 from stages.features import domain_rows, load_features
-from stages.paths import a_distance_csv, analysis_dir, raw_dir, run_dir, weights_file
+from stages.paths import a_distance_csv, analysis_dir, run_dir, weights_file
 from stages.runs import penultimate_features
 
 KINDS = ("backbone", "dan", "dah")
@@ -37,9 +37,9 @@ def dah_fc7(model_dir, xs: np.ndarray, xt: np.ndarray, images: tuple[list, list]
     """fc7 (after ReLU) of a DAH model for the task's source and target items, ``(n, h2)`` each.
 
     Head mode: the head on the cached features ``xs``/``xt``. Fine-tune mode: the fine-tuned trunk and head
-    on the ``images`` (source paths, target paths), preprocessed as at training's evaluation (the model's
-    saved normalisation). model.pt is read by :func:`dahash.train.run_model.read_model_file` (``weights_only=True``:
-    a shared file must not run code).
+    on the ``images`` (source, target: CachedImages of the image cache, or paths), preprocessed as at training's
+    evaluation (the model's saved normalisation). model.pt is read by :func:`dahash.train.run_model.read_model_file`
+    (``weights_only=True``: a shared file must not run code).
     """
     import torch  # torch and scikit-learn are imported where used: `--help` stays fast
 
@@ -93,6 +93,16 @@ def main(argv: list[str] | None = None) -> None:
         pd.DataFrame(rows, columns=["task", "features", "a_distance"]).to_csv(tmp, index=False)
 
 
+def _cached_images(params: dict, task: dict, src_paths, tgt_paths) -> tuple | None:
+    """A fine-tuned DAH's images: the task's domains from the decode-once image cache (as training encoded them);
+    None in head mode (its fc7 comes from the cached features)."""
+    if (params["methods"].get("dah") or {}).get("mode", params["train"]["mode"]) != "finetune":
+        return None
+    from stages.image_cache import open_cached
+
+    return open_cached(params, task["source"], list(src_paths)), open_cached(params, task["target"], list(tgt_paths))
+
+
 def analyse_task(params: dict, key: str, out) -> dict:
     """A-distance and t-SNE PNGs of the three feature kinds for task ``key``, into folder ``out``."""
     from dahash.eval.analysis import a_distance, plot_tsne, tsne_embedding
@@ -101,7 +111,6 @@ def analyse_task(params: dict, key: str, out) -> dict:
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
     xs, src_paths = load_features(dataset, backbone, task["source"])
     xt, tgt_paths = load_features(dataset, backbone, task["target"])
-    raw = raw_dir(dataset)
     feats = {"backbone": penultimate_features(backbone, xs, xt)}
     dan_dir = run_dir("models", params, "dan", key, params["baselines"]["seed"])
     try:
@@ -110,7 +119,7 @@ def analyse_task(params: dict, key: str, out) -> dict:
     except (FileNotFoundError, KeyError) as exc:
         raise StageError(f"{dan_dir}: no DAN features; run baseline@dan-{key}") from exc
     feats["dah"] = dah_fc7(run_dir("models", params, "dah", key, params["train"]["seeds"][0]), xs, xt,
-                           ([raw / p for p in src_paths], [raw / p for p in tgt_paths]), backbone)
+                           _cached_images(params, task, src_paths, tgt_paths), backbone)
 
     ys = domain_rows(dataset, task["source"])["label"].to_numpy()
     yt = domain_rows(dataset, task["target"])["label"].to_numpy()

@@ -143,6 +143,9 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
     for key in params["analysis"]["tasks"]:
         if key not in params["tasks"]:
             raise StageError(f"{path}: analysis.tasks has {key!r}, not a key of tasks {list(params['tasks'])}")
+    if (params.get("image_cache") or {}).get("short_side") == 0 and any(m == "finetune" for m in modes.values()):
+        raise StageError(f"{path}: image_cache.short_side = 0 (no image cache) but fine-tuning reads its images from "
+                         f"it (modes: {modes}); set image_cache.short_side: auto")
     if params["backbone"]["name"] == "smallcnn" and any(m != "finetune" for m in modes.values()):
         raise StageError(f"{path}: backbone.name = smallcnn has no pretrained weights: set train.mode: finetune "
                          f"for every method (modes: {modes})")

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
                 from dahash.nn.recipes import input_recipe
                 from stages.moments import load_moments
 
-                backbone.transform = input_recipe(name, load_moments(dataset, name, params["data"]["domains"])).eval_transform()
+                moments = load_moments(dataset, name, params["data"]["domains"])
+                backbone.transform = input_recipe(name, moments, dataset=dataset).eval_transform()  # EXIF as the authors
             # streamed into the .npy file batch by batch: memory does not grow with the number of images
             feats = extract_features(
                 [raw / p for p in rows["path"]],

@@ -6,7 +6,8 @@ recipe (:mod:`dahash.nn.recipes`) with the moments of the TRAINING images (all s
 of the task, labels unused, merged exactly from the moments stage's per-domain file): VGG-F subtracts
 their mean (no std), full central square, bicubic, random location / aspect [2/3, 3/2] / flip /
 brightness 0.1 x colour deviation; EfficientNet-Lite0 keeps its own (x - 127) / 128 and VGG-16 torchvision's
-ImageNet mean/std (both at the 0.875 crop, same jitter); digits subtract the mean, no jitter.
+ImageNet mean/std (both at the 0.875 crop, same jitter); digits subtract the mean, no jitter. The images are read
+from the decode-once image cache (stages.image_cache), never decoded here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dahash.data.image_cache import CachedImages
 from dahash.nn.augment import ChannelMoments
 from dahash.train.checkpoint import cpu_state_dict
 from dahash.train.finetune import encode_images, train_dah_finetune
@@ -32,26 +34,21 @@ def build_trunk(backbone: str, seed: int) -> tuple[torch.nn.Module, int, dict | 
     return fresh_trunk(backbone, weights_file(backbone) if backbone != "smallcnn" else None, seed)
 
 
-def finetune_run(source: list[Path], ys: np.ndarray, target: list[Path], num_classes: int, config: DAHConfig, *,
+def finetune_run(source: CachedImages, ys: np.ndarray, target: CachedImages, num_classes: int, config: DAHConfig, *,
                  backbone: str, moments: ChannelMoments, device: str, seed: int, num_workers: int, on_epoch,
                  checkpoint_dir: Path | None = None, checkpoint_every: int = 10,
-                 encode_target: list[Path] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                 encode_target: CachedImages | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train end to end (checkpointed into ``checkpoint_dir`` and resumed from it, if given); return
-    (u_source, u_target, {"state_dict": ..., "history": ..., "resumed_epoch": ...}). ``moments``: of the
+    (u_source, u_target, {"state_dict": ..., "history": ..., "resumed_epoch": ...}). The images come from the
+    decode-once image cache (:func:`stages.image_cache.open_cached`): loader workers gather crop bytes, the
+    recipe's augmentation runs on ``device`` (:mod:`dahash.nn.device_augment`). ``moments``: of the
     task's source + target images (the recipe's mean and brightness jitter). ``encode_target``: the target
     images ``u_target`` encodes (default: ``target``, the ones trained on; the pwcf protocol trains on all
     but its query images and encodes all)."""
     encode_target = target if encode_target is None else encode_target
-    if backbone == "smallcnn":  # digits: decode the small images once; no file is opened per item per epoch
-        from dahash.data.digits import decode_images
-
-        same = encode_target is target
-        source, target = decode_images(source), decode_images(target)
-        encode_target = target if same else decode_images(encode_target)
     recipe = input_recipe(backbone, moments)
     pretrained, channels = PRETRAINED_TRUNKS[backbone], recipe.channels
-    # JPEG draft decoding: large photos (Office-Home has up to 6500 x 4900) decode at the DCT scale the crop needs
-    train_tf, eval_tf = recipe.train_transform(seed, draft=True), recipe.eval_transform(draft=True)
+    train_tf, eval_tf = recipe.train_transform(seed), recipe.eval_transform()
     trunk, feat_dim, head_init = build_trunk(backbone, seed)
     check_hidden_dims(head_init, config.hidden_dims, backbone)
     with torch.random.fork_rng(devices=[]):

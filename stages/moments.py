@@ -49,16 +49,17 @@ def main(argv: list[str] | None = None) -> None:
 
     if backbone in RECIPE_BACKBONES:
         from dahash.nn.augment import channel_moments, moments_to_dict
-        from dahash.nn.recipes import moments_geometry
+        from dahash.nn.recipes import exif_orientation, moments_geometry
 
         size, channels, interpolation = moments_geometry(backbone)
-        record.update(size=size, channels=channels, interpolation=interpolation, crop=1.0)
+        exif = exif_orientation(backbone, dataset)  # the recipe's EXIF policy (VGG-F: ignored, as the authors)
+        record.update(size=size, channels=channels, interpolation=interpolation, crop=1.0, exif=exif)
         raw = raw_dir(dataset)
         threads = max(1, min(8, os.cpu_count() or 1))
         for domain in params["data"]["domains"]:
             paths = [raw / p for p in domain_rows(dataset, domain)["path"]]
             m = channel_moments(paths, size, channels=channels, crop_fraction=1.0, interpolation=interpolation,
-                                num_threads=threads)
+                                num_threads=threads, exif=exif)
             record["domains"][domain] = moments_to_dict(m)
             print(f"{domain}: {m.images} images, mean {[round(float(v), 2) for v in m.mean]}")
     else:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from stages import tracking
 from stages.common import atomic_path, dataset_spec, load_params, main_wrapper, method_params, task_of, write_json
 from stages.gpu import resolve_device
-from stages.paths import raw_dir, run_dir
+from stages.paths import run_dir
 from dahash.eval.split import pwcf_training_rows
 from stages.features import labels_for, load_features
 from stages.gamma_select import selected_gamma
@@ -100,15 +100,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if tp["mode"] == "finetune":
             from stages.finetune import finetune_run
+            from stages.image_cache import open_cached
             from stages.moments import load_moments
 
-            raw = raw_dir(dataset)
+            cached_target = open_cached(params, task["target"], list(tgt_paths))
             us, ut, out = finetune_run(
-                [raw / p for p in src_paths], ys, [raw / tgt_paths[i] for i in fit_t], len(spec.classes), config,
+                open_cached(params, task["source"], list(src_paths)), ys, cached_target.subset(fit_t),
+                len(spec.classes), config,
                 backbone=backbone, moments=load_moments(dataset, backbone, [task["source"], task["target"]]),
                 device=device, seed=args.seed, num_workers=loader_workers(tp["num_workers"], device),
                 on_epoch=on_epoch, checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"],
-                encode_target=[raw / p for p in tgt_paths])
+                encode_target=cached_target)
             state, history, resumed = out["state_dict"], out["history"], out["resumed_epoch"]
         else:
             result = train_dah(

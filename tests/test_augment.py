@@ -36,12 +36,45 @@ def test_crop_aspect_ratio_and_containment_over_many_draws(size):
     ratios = []
     for _ in range(2000):
         x0, y0, x1, y1 = sample_crop_box(w, h, rng, aspect=(2 / 3, 3 / 2), scale=(0.5, 1.0))
-        assert 0.0 <= x0 < x1 <= w + 1e-9 and 0.0 <= y0 < y1 <= h + 1e-9
+        assert 0.0 <= x0 < x1 <= w and 0.0 <= y0 < y1 <= h
+        assert all(float(v).is_integer() for v in (x0, y0, x1, y1))  # whole pixels, as vl_imreadjpeg
         ratios.append((x1 - x0) / (y1 - y0))
+        # the aspect is within the range up to rounding each side to a whole pixel
+        bw, bh = x1 - x0, y1 - y0
+        assert (bw - 0.5) / (bh + 0.5) <= 3 / 2 + 1e-9 and (bw + 0.5) / (bh - 0.5) >= 2 / 3 - 1e-9
     ratios = np.array(ratios)
-    assert ratios.min() >= 2 / 3 - 1e-9 and ratios.max() <= 3 / 2 + 1e-9
     # the whole range is used, not just a point
     assert ratios.min() < 0.7 and ratios.max() > 1.45
+
+
+def test_crop_aspect_is_log_uniform_as_the_authors_reader() -> None:
+    """vl_imreadjpeg.cu: A = exp(z (log lo - log hi) + log hi). On a large square image with s = 1 the box is
+    (min(1, A) n, min(1, 1/A) n), so A = w / h up to rounding; log-uniform on [2/3, 3/2] puts half the draws
+    below 1 (uniform would put (1 - 2/3) / (3/2 - 2/3) = 0.4 there) and log A is uniform."""
+    rng = np.random.default_rng(7)
+    n = 2000
+    logs = []
+    for _ in range(4000):
+        x0, y0, x1, y1 = sample_crop_box(n, n, rng, aspect=(2 / 3, 3 / 2), scale=(1.0, 1.0))
+        logs.append(np.log((x1 - x0) / (y1 - y0)))
+    logs = np.array(logs)
+    assert abs(np.mean(logs < 0) - 0.5) < 0.03
+    # quartiles of a uniform log A on [log 2/3, log 3/2]: -0.2027, 0, 0.2027 (+- rounding and sampling)
+    assert np.quantile(logs, [0.25, 0.5, 0.75]) == pytest.approx([-np.log(1.5) / 2, 0.0, np.log(1.5) / 2], abs=0.02)
+
+
+def test_crop_size_is_area_uniform_and_rounded_as_the_authors_reader() -> None:
+    """s = sqrt(z (lo^2 - hi^2) + hi^2): the crop AREA fraction s^2 is uniform on [lo^2, hi^2]."""
+    rng = np.random.default_rng(3)
+    areas = []
+    for _ in range(4000):
+        x0, y0, x1, y1 = sample_crop_box(1000, 1000, rng, aspect=(1.0, 1.0), scale=(0.5, 1.0))
+        assert x1 - x0 == y1 - y0
+        areas.append(((x1 - x0) / 1000) ** 2)
+    assert np.mean(areas) == pytest.approx((0.25 + 1.0) / 2, abs=0.01)  # a uniform side would give 0.583
+    # one hand case: 300 x 120, A = 1, s = 0.5 -> round(0.5 * 120) = 60 pixels
+    x0, y0, x1, y1 = sample_crop_box(300, 120, np.random.default_rng(0), aspect=(1.0, 1.0), scale=(0.5, 0.5))
+    assert (x1 - x0, y1 - y0) == (60.0, 60.0)
 
 
 def test_crop_scale_is_fraction_of_largest_box_of_that_aspect():

@@ -78,6 +78,7 @@ def expected_stages(params: dict) -> set[str]:
     else:
         names = set()
     names |= {"mirror_state", "download", "weights", "preprocess", "moments", "report"} | {f"extract@{d}" for d in params["data"]["domains"]}
+    names |= {f"image_cache@{d}" for d in params["data"]["domains"]}
     names |= {f"train@{m}-{t}-{seed}" for m in params["methods"] for t in tasks for seed in seeds}
     names |= {f"evaluate@{m}" for m in params["methods"]}  # one job per method: every task and seed
     names |= {f"{s}@{m}" for s in ("baseline", "evaluate_baseline") for m in params["baselines"]["methods"]}

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dahash.data.image_cache import CachedImages, ImageCache, build_image_cache
 from dahash.nn.augment import ChannelMoments
 from dahash.train.head import DAHConfig
 from stages.finetune import finetune_run
@@ -33,8 +34,11 @@ def _digits(folder: Path, n: int, seed: int) -> tuple[list[Path], np.ndarray]:
 
 def test_encode_target_trains_on_part_and_encodes_all(tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    src, ys = _digits(tmp_path / "s", 8, 0)
-    tgt, _ = _digits(tmp_path / "t", 10, 1)
+    src_paths, ys = _digits(tmp_path / "s", 8, 0)
+    tgt_paths, _ = _digits(tmp_path / "t", 10, 1)
+    names = [f"{p.parent.name}/{p.name}" for p in src_paths + tgt_paths]  # as the stage: the decode-once cache
+    cache = ImageCache(build_image_cache(src_paths + tgt_paths, names, tmp_path / "cache", short_side=28, channels=1))
+    src, tgt = CachedImages.of(cache, names[:8]), CachedImages.of(cache, names[8:])
     moments = ChannelMoments(mean=np.array([60.0]), std=np.array([80.0]), cov=np.array([[6400.0]]), count=784 * 18,
                              images=18)
     config = DAHConfig(hash_bits=8, hidden_dims=(16, 16), epochs=1, k_per_class=2)

@@ -22,8 +22,12 @@ def test_gpu_check_dry_run_produces_every_figure(tmp_path: Path) -> None:
     assert out["head_steps"]["ms_per_step"] > 0 and out["head_steps"]["batch"] == 130
     for layout in ("contiguous", "channels_last", "channels_last_no_benchmark"):
         assert out["finetune_steps"][layout]["images_per_s"] > 0
-    rates = {k: v for k, v in out["loader"].items() if k != "wall_s"}
-    assert rates and all(v["full_decode"] > 0 and v["draft_uint8"] > 0 for v in rates.values())
+    rates = {k: v for k, v in out["loader"].items() if k.startswith("workers")}
+    assert set(rates) == {"workers0", "workers2"} and all(v["images_per_s"] > 0 for v in rates.values())
+    assert out["loader"]["today_per_core"]["images_per_s"] > 0
+    both = out["together"]
+    assert both["batch"] == 130 and both["images_per_s"] > 0 and both["paper_task_minutes_max"] > 0
+    assert "SUMMARY together" in res.stdout and "SUMMARY loader alone" in res.stdout
     task = out["standin_task"]
     assert task["steps"] >= 1 and task["train_images_per_s"] > 0 and 0.0 <= task["standin_accuracy"] <= 1.0
     assert 0.0 <= task["standin_map"] <= 1.0 and task["images_per_domain"] == 130

@@ -22,7 +22,8 @@ HSV                  Pillow's HSV -> RGB
 ==================== ==================================================================================
 
 EXIF orientation (tags 2-8) is applied first (:func:`PIL.ImageOps.exif_transpose`), so a camera JPEG
-stored sideways is used upright; the decoded size is the upright size.
+stored sideways is used upright; the decoded size is the upright size. ``exif=False`` keeps the stored pixel
+order instead (the authors' MatConvNet reader ignores the tag; the recipe decides, :func:`dahash.nn.recipes.exif_orientation`).
 """
 
 from __future__ import annotations
@@ -80,8 +81,9 @@ def to_8bit(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, RGBX, ...
 
 
-def load_image(path: str | Path, mode: str = "RGB", *, min_side: float | None = None) -> Image.Image:
-    """Decode ``path`` fully, upright (EXIF orientation), as an 8-bit image in ``mode``.
+def load_image(path: str | Path, mode: str = "RGB", *, min_side: float | None = None,
+               exif: bool = True) -> Image.Image:
+    """Decode ``path`` fully, upright (EXIF orientation; ``exif=False``: as stored), as an 8-bit image in ``mode``.
 
     ``min_side`` (draft decoding): a JPEG whose shorter side exceeds ``min_side`` is decoded at the largest
     1/2, 1/4 or 1/8 DCT scale that keeps its shorter side ``>= min_side`` (Pillow's ``Image.draft``).
@@ -102,7 +104,7 @@ def load_image(path: str | Path, mode: str = "RGB", *, min_side: float | None = 
             img.draft(img.mode if img.mode in ("RGB", "L", "CMYK") else None,
                       (math.ceil(img.size[0] * r), math.ceil(img.size[1] * r)))
         img.load()
-        upright = ImageOps.exif_transpose(img)
+        upright = ImageOps.exif_transpose(img) if exif else img
         out = to_8bit(upright)
         out = out if out is not img else img.copy()
     if mode == "native" or out.mode == mode:

@@ -1,29 +1,35 @@
 """Training augmentation and evaluation preprocessing for full fine-tuning (PIL + numpy + torch only).
 
-The authors train with MatConvNet's image reader (``vl_imreadjpeg`` called with the options of
-``cnn_imagenet_init``: ``jitterLocation``, ``jitterFlip``, ``jitterAspect = [2/3, 3/2]``,
-``jitterBrightness = 0.1 * colorDeviation``; dah-reference.md: "random crop, flip, brightness, aspect
-[2/3, 3/2]"). Its documented semantics, reproduced by :class:`TrainTransform` for an output of
-``size x size`` pixels:
+The authors train with MatConvNet's image reader (``vl_imreadjpeg`` called by their ``getImageBatch.m`` with the
+options of ``cnn_office_init.m``: ``jitterLocation``, ``jitterFlip``, ``jitterAspect = [2/3, 3/2]``,
+``jitterBrightness = 0.1 * colorDeviation``, ``cropSize = 1``, ``'Interpolation', 'bicubic'``, output 224 x 224).
+Its semantics (``matlab/src/vl_imreadjpeg.cu`` of MatConvNet beta23 as shipped in hemanthdv/da-hash), reproduced
+by :func:`sample_crop_box` for an output of ``size x size`` pixels from a ``W x H`` image:
 
-1. anisotropy ``A = W_crop / H_crop ~ U[a_lo, a_hi]`` (default ``[2/3, 3/2]``);
-2. the largest crop of that aspect inside the ``W x H`` image, ``w* = min(W, A H)``, ``h* = w* / A``, is
-   scaled by ``s ~ U[s_lo, s_hi]`` (``CropSize``, a fraction of the side): ``(w, h) = s (w*, h*)``, so
-   ``w / h = A`` exactly (the box has real-valued corners; nothing is rounded);
-3. its position is uniform over all placements inside the image (``x0 ~ U[0, W - w]``,
-   ``y0 ~ U[0, H - h]``);
-4. the box is resized to ``size x size`` with PIL's anti-aliased bilinear filter (MatConvNet's
-   ``imresize``-equivalent bilinear; the kernels are not bit-identical);
+1. anisotropy ``A = W_crop / H_crop`` LOG-uniform in ``[a_lo, a_hi]`` (default ``[2/3, 3/2]``): the reader's
+   ``A = exp(z (log a_lo - log a_hi) + log a_hi)``, ``z ~ U[0, 1]``;
+2. the largest crop of that aspect inside the image, ``w* = min(W, A H)``, ``h* = w* / A``, scaled by
+   ``s = sqrt(z' (s_lo^2 - s_hi^2) + s_hi^2)`` (``CropSize = [s_lo, s_hi]``; the area is uniform), then rounded to
+   whole pixels: ``w = min(round(s w*), W)``, ``h = min(round(s h*), H)``;
+3. the integer offset uniform over every placement, ``x0 ~ U{0, ..., W - w}``, ``y0 ~ U{0, ..., H - h}``;
+4. the box resized to ``size x size`` with the recipe's anti-aliased filter (bicubic for VGG-F; PIL here,
+   MatConvNet's own kernels there: not bit-identical);
 5. with probability 1/2 the result is mirrored left-right (``flip=False`` for digits);
-6. brightness: the colour shift ``B w``, ``w ~ N(0, I_C)``, is added to every pixel (0..255 scale);
-   ``B`` is a scalar (``B = b I``) or a ``(C, C)`` matrix; MatConvNet uses ``B = 0.1 Sigma^(1/2)`` with
-   ``Sigma`` the pixel covariance of the training images (:func:`brightness_from_covariance`);
+6. brightness: the colour shift ``B w``, ``w ~ N(0, I_C)``, added to every pixel (0..255 scale); ``B`` is a scalar
+   (``B = b I``) or a ``(C, C)`` matrix; MatConvNet uses ``B = 0.1 Sigma^(1/2)`` with ``Sigma`` the pixel
+   covariance of the training images (:func:`brightness_from_covariance`). (The reader's loop computes
+   ``shift_i = w_i sum_j B_ij``, which equals ``B w`` only for a diagonal ``B``; the project keeps ``B w``,
+   docs/fidelity.md.)
 7. ``y = (x + B w - mean) / std`` per channel, returned as float32 ``(C, size, size)``.
 
-Default crop size: ``s = 224/256 = 0.875`` fixed (``cnn_imagenet_init``'s ``cropSize``, no scale
-jitter); whether the DAH release overrides it is not known here, so ``scale`` is configurable.
-:class:`EvalTransform` takes the centred square of side ``crop_fraction * min(W, H)`` (``0.875``:
-"shorter side to 256, centre crop 224") and resizes it.
+The crop size is therefore ``s = 1`` for the paper's VGG-F recipe (``cropSize = 224 / 224``; the ImageNet
+default ``224 / 256 = 0.875`` is kept by the EfficientNet-Lite0 and VGG-16 recipes, :mod:`dahash.nn.recipes`).
+:class:`EvalTransform` takes the centred square of side ``crop_fraction * min(W, H)`` and resizes it.
+
+The same draws drive the fine-tuning input path on the cached images (:mod:`dahash.nn.device_augment`): the box
+is drawn on the cached image's size, and cropping, resizing, flipping and the brightness shift run on whole
+batches on the training device. :class:`TrainTransform` (decode a file, crop and resize with PIL) stays the
+reference implementation (benchmarks/fidelity_cache.py compares the two).
 
 Normalisation statistics come from the TRAINING images (dah-reference.md), streamed by
 :func:`channel_moments` / :func:`channel_stats`.
@@ -85,7 +91,8 @@ def _mode(channels: int) -> str:
     raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
 
 
-def load_image(image: ImageInput, channels: int = 3, *, min_side: float | None = None) -> Image.Image:
+def load_image(image: ImageInput, channels: int = 3, *, min_side: float | None = None,
+               exif: bool = True) -> Image.Image:
     """A decoded PIL image in mode ``"L"`` (``channels=1``) or ``"RGB"`` (``channels=3``).
 
     A path is opened and fully decoded; a PIL image is converted when its mode differs (PIL's
@@ -108,7 +115,7 @@ def load_image(image: ImageInput, channels: int = 3, *, min_side: float | None =
     if not isinstance(image, (str, Path)):
         raise TypeError(f"an image must be a path or a PIL.Image.Image, got {type(image).__name__}")
     try:
-        return decode_image(image, mode, min_side=min_side)  # upright (EXIF), every mode to 8-bit (dahash.data.images)
+        return decode_image(image, mode, min_side=min_side, exif=exif)  # every mode to 8-bit (dahash.data.images)
     except (OSError, ValueError) as exc:
         raise OSError(f"cannot decode image {image}: {exc}; remove or replace the file") from exc
 
@@ -132,24 +139,26 @@ def sample_crop_box(
     aspect: tuple[float, float] = DEFAULT_ASPECT,
     scale: tuple[float, float] = DEFAULT_SCALE,
 ) -> Box:
-    """A random crop box ``(x0, y0, x1, y1)`` (real-valued pixel coordinates) in a ``width x height`` image.
+    """A random crop box ``(x0, y0, x1, y1)`` of whole pixels in a ``width x height`` image, as MatConvNet's
+    ``vl_imreadjpeg`` draws it (module docstring, steps 1-3).
 
-    ``A ~ U[aspect]``, ``w* = min(W, A H)``, ``h* = w* / A``, ``s ~ U[scale]``, ``(w, h) = s (w*, h*)``,
-    ``x0 ~ U[0, W - w]``, ``y0 ~ U[0, H - h]``. Hence ``(x1 - x0) / (y1 - y0) = A`` lies in ``aspect``
-    and the box lies inside the image. Draws 4 uniforms from ``rng`` (A, s, x0, y0, in that order).
+    ``A = exp(z (log a_lo - log a_hi) + log a_hi)`` (log-uniform), ``w* = min(W, A H)``, ``h* = w* / A``,
+    ``s = sqrt(z' (s_lo^2 - s_hi^2) + s_hi^2)``, ``w = clip(round(s w*), 1, W)``, ``h = clip(round(s h*), 1, H)``,
+    ``x0 ~ U{0..W-w}``, ``y0 ~ U{0..H-h}``. Draws, in order: ``z``, ``z'`` (``rng.random()``), ``x0``, ``y0``
+    (``rng.integers``). The box lies inside the image; ``(x1 - x0) / (y1 - y0)`` is ``A`` up to the rounding.
     """
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     a_lo, a_hi = _check_pair("aspect", aspect)
     s_lo, s_hi = _check_pair("scale", scale, upper=1.0)
-    a = float(rng.uniform(a_lo, a_hi))
-    s = float(rng.uniform(s_lo, s_hi))
+    a = math.exp(float(rng.random()) * (math.log(a_lo) - math.log(a_hi)) + math.log(a_hi))
+    s = math.sqrt(float(rng.random()) * (s_lo * s_lo - s_hi * s_hi) + s_hi * s_hi)
     w_max = min(float(width), a * float(height))
-    # clamped: with s = 1 the box can exceed the image by a rounding error (A H / A != H in floating point)
-    w, h = min(s * w_max, float(width)), min(s * w_max / a, float(height))
-    x0 = float(rng.uniform(0.0, max(0.0, float(width) - w)))
-    y0 = float(rng.uniform(0.0, max(0.0, float(height) - h)))
-    return x0, y0, x0 + w, y0 + h
+    w = min(max(1, math.floor(s * w_max + 0.5)), width)  # C's round(): half away from zero
+    h = min(max(1, math.floor(s * w_max / a + 0.5)), height)
+    x0 = int(rng.integers(0, width - w + 1))
+    y0 = int(rng.integers(0, height - h + 1))
+    return float(x0), float(y0), float(x0 + w), float(y0 + h)
 
 
 def center_box(width: int, height: int, crop_fraction: float = 1.0) -> Box:
@@ -223,6 +232,7 @@ class TrainTransform:
             matrix ``B`` (0..255 scale); 0 disables it.
         seed: seed of the fallback generator.
         interpolation: ``"bilinear"`` or ``"bicubic"`` (the authors' ``vl_imreadjpeg`` reads bicubic).
+        exif: apply EXIF orientation when decoding a file (False: the authors' reader, which ignores it).
         draft: decode JPEGs at the smallest DCT scale the crop still needs (:func:`load_image`'s
             ``min_side`` = ``size / (s_lo min(1, a_lo, 1/a_hi))``, the shortest side a crop box can have
             relative to the image's shorter side), so no crop is ever upsampled more than without it.
@@ -239,6 +249,7 @@ class TrainTransform:
     seed: int = 0
     interpolation: str = "bilinear"
     draft: bool = False
+    exif: bool = True
 
     takes_rng = True  # class attribute: dahash.train.finetune passes a generator per item
 
@@ -273,7 +284,7 @@ class TrainTransform:
             if self._fallback is None:
                 self._fallback = np.random.default_rng(self.seed)
             rng = self._fallback
-        pil = load_image(img, self.channels, min_side=self._min_side())
+        pil = load_image(img, self.channels, min_side=self._min_side(), exif=self.exif)
         box = sample_crop_box(pil.width, pil.height, rng, aspect=self.aspect, scale=self.scale)
         x = _resize_u8(pil, box, self.size, self.interpolation)
         if bool(rng.random() < 0.5) and self.flip:
@@ -303,6 +314,7 @@ class EvalTransform:
     crop_fraction: float = 0.875
     interpolation: str = "bilinear"
     draft: bool = False
+    exif: bool = True
 
     takes_rng = True
 
@@ -319,7 +331,8 @@ class EvalTransform:
         """The centred crop resized, uint8 ``(C, size, size)``, and a zero shift ``(C,)`` (see
         :meth:`TrainTransform.raw`). With ``draft``, JPEGs are decoded at the smallest DCT scale whose
         shorter side is still ``>= size / crop_fraction``."""
-        pil = load_image(img, self.channels, min_side=self.size / self.crop_fraction if self.draft else None)
+        pil = load_image(img, self.channels, min_side=self.size / self.crop_fraction if self.draft else None,
+                         exif=self.exif)
         x = _resize_u8(pil, center_box(pil.width, pil.height, self.crop_fraction), self.size, self.interpolation)
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), torch.zeros(self.channels)
 
@@ -346,9 +359,9 @@ class ChannelMoments:
 
 
 def _image_moments(item: ImageInput, size: int, channels: int, crop_fraction: float,
-                   interpolation: str) -> tuple[int, np.ndarray, np.ndarray]:
+                   interpolation: str, exif: bool = True) -> tuple[int, np.ndarray, np.ndarray]:
     """``(P, mu (C,), M (C, C))`` of one image's ``P = size^2`` pixels (float64; ``M`` the scatter)."""
-    pil = load_image(item, channels)
+    pil = load_image(item, channels, exif=exif)
     x = _resize_box(pil, center_box(pil.width, pil.height, crop_fraction), int(size), interpolation)
     x = x.reshape(-1, channels).astype(np.float64)
     mu = x.mean(axis=0)
@@ -368,7 +381,7 @@ def _merge(n_a: int, mu_a: np.ndarray, m_a: np.ndarray, n_b: int, mu_b: np.ndarr
 
 def channel_moments(
     images: Iterable[ImageInput], size: int, *, channels: int = 3, crop_fraction: float = 1.0,
-    interpolation: str = "bilinear", num_threads: int = 1,
+    interpolation: str = "bilinear", num_threads: int = 1, exif: bool = True,
 ) -> ChannelMoments:
     """Stream ``images`` once and return their per-channel pixel mean, std and covariance.
 
@@ -383,7 +396,8 @@ def channel_moments(
 
     so memory is O(C^2) whatever the number of images, and constant images give std exactly 0.
     ``num_threads > 1`` decodes that many images at once (PIL releases the GIL while decoding and
-    resizing); the merge order, hence the result, is the same.
+    resizing); the merge order, hence the result, is the same. ``exif``: the recipe's EXIF policy
+    (:func:`dahash.nn.recipes.exif_orientation`).
 
     Raises:
         ValueError: no images. OSError: an image cannot be decoded (named).
@@ -395,7 +409,7 @@ def channel_moments(
     n, mu, m2, count = 0, np.zeros(channels), np.zeros((channels, channels)), 0
 
     def one(item: ImageInput) -> tuple[int, np.ndarray, np.ndarray]:
-        return _image_moments(item, int(size), channels, crop_fraction, interpolation)
+        return _image_moments(item, int(size), channels, crop_fraction, interpolation, exif)
 
     if int(num_threads) > 1:
         from concurrent.futures import ThreadPoolExecutor

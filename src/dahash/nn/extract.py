@@ -99,7 +99,7 @@ class ImageFileDataset(Dataset):
             return x, torch.zeros(3)
         if isinstance(t, EvalTransform):
             mode = "RGB" if t.channels == 3 else "L"
-            return t.raw(load_image(path, mode, min_side=self.min_side))  # a PIL image: no second draft
+            return t.raw(load_image(path, mode, min_side=self.min_side, exif=t.exif))  # a PIL image: no second draft
         return t(load_rgb(path)), torch.zeros(0)
 
     def normalize(self, images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

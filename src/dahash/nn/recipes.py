@@ -29,6 +29,15 @@ VGG-16's training jitter is the project's (the authors' MatConvNet reader: rando
 ImageNet ``RandomResizedCrop`` (scale 0.08-1): one augmentation style for every RGB backbone, and the same
 crop scale at training and evaluation (docs/fidelity.md).
 
+EXIF orientation (:func:`exif_orientation`): the paper's recipe (``vggf`` on a published dataset) reads the pixels
+as stored, as the authors' MatConvNet reader does (it ignores the EXIF orientation tag); every other recipe, and
+any recipe on the user's own images (``data.dataset: custom``), turns a camera JPEG stored sideways upright.
+
+Image cache (:meth:`InputRecipe.cache_side`): fine-tuning reads images decoded once and downsized to the shorter
+side ``S = max(size / (s_lo min(1, a_lo, 1 / a_hi)), size / eval_crop)`` (VGG-F 336, EfficientNet-Lite0 and
+VGG-16 384, SmallCNN 28), the smallest at which no training crop and not the eval crop is upsampled
+(:mod:`dahash.data.image_cache`).
+
 "Training images" are the task's source + target images (transductive, labels unused). Head mode caches
 one feature file per DOMAIN, shared by every task, so it uses the mean over all images of the dataset's
 domains instead of the task's (a documented deviation, see docs/fidelity.md).
@@ -40,9 +49,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dahash.data.image_cache import cache_short_side
 from dahash.nn.augment import ChannelMoments, EvalTransform, TrainTransform, brightness_from_covariance
 
-__all__ = ["InputRecipe", "RECIPE_BACKBONES", "input_recipe", "moments_geometry"]
+__all__ = ["InputRecipe", "RECIPE_BACKBONES", "cache_settings", "exif_orientation", "input_recipe", "moments_geometry"]
 
 #: backbones with an input recipe (surf800 has no image input).
 RECIPE_BACKBONES: tuple[str, ...] = ("vggf", "efficientnet_lite0", "vgg16", "smallcnn")
@@ -74,6 +84,7 @@ class InputRecipe:
         train_scale, train_aspect: crop-size and anisotropy ranges of the training jitter.
         flip: random left-right flips in training.
         brightness: ``(C, C)`` brightness-jitter matrix ``B`` (0 = none).
+        exif: apply EXIF orientation when decoding (:func:`exif_orientation`).
     """
 
     size: int
@@ -86,18 +97,25 @@ class InputRecipe:
     train_aspect: tuple[float, float]
     flip: bool
     brightness: np.ndarray | float
+    exif: bool = True
+
+    def cache_side(self) -> int:
+        """Shorter side ``S`` of the decode-once image cache for this recipe (module docstring)."""
+        return cache_short_side(self.size, self.train_scale[0], self.train_aspect, self.eval_crop)
 
     def eval_transform(self, *, draft: bool = False) -> EvalTransform:
         """Deterministic centred crop -> resize -> normalise (extraction, encoding); ``draft``: JPEG draft
         decoding at the resolution the crop needs (:func:`dahash.nn.augment.load_image`)."""
         return EvalTransform(self.size, np.asarray(self.mean), np.asarray(self.std), channels=self.channels,
-                             crop_fraction=self.eval_crop, interpolation=self.interpolation, draft=draft)
+                             crop_fraction=self.eval_crop, interpolation=self.interpolation, draft=draft,
+                             exif=self.exif)
 
     def train_transform(self, seed: int = 0, *, draft: bool = False) -> TrainTransform:
         """Random crop (scale, aspect, location), flip, brightness, resize, normalise (fine-tuning)."""
         return TrainTransform(self.size, np.asarray(self.mean), np.asarray(self.std), channels=self.channels,
                               aspect=self.train_aspect, scale=self.train_scale, flip=self.flip,
-                              brightness=self.brightness, seed=seed, interpolation=self.interpolation, draft=draft)
+                              brightness=self.brightness, seed=seed, interpolation=self.interpolation, draft=draft,
+                              exif=self.exif)
 
 
 def moments_geometry(backbone: str) -> tuple[int, int, str]:
@@ -112,7 +130,23 @@ def moments_geometry(backbone: str) -> tuple[int, int, str]:
     return _GEOMETRY[backbone]
 
 
-def input_recipe(backbone: str, moments: ChannelMoments | None = None) -> InputRecipe:
+def exif_orientation(backbone: str, dataset: str | None = None) -> bool:
+    """Whether images are turned upright by their EXIF orientation tag for ``backbone`` on ``dataset``: False
+    for the paper's recipe (``vggf``), as the authors' reader; True for the other recipes and for the user's
+    own images (``dataset == "custom"``) whatever the backbone."""
+    return dataset == "custom" or backbone != "vggf"
+
+
+def cache_settings(backbone: str, dataset: str | None = None) -> tuple[int, int, bool]:
+    """``(S, channels, exif)`` of ``backbone``'s decode-once image cache: :meth:`InputRecipe.cache_side`, the
+    channels and :func:`exif_orientation` (geometry only: no moments needed)."""
+    size, channels, _ = moments_geometry(backbone)
+    unit = ChannelMoments(np.zeros(channels, np.float32), np.ones(channels, np.float32), np.eye(channels), 1, 1)
+    recipe = input_recipe(backbone, unit, dataset=dataset)
+    return recipe.cache_side(), channels, recipe.exif
+
+
+def input_recipe(backbone: str, moments: ChannelMoments | None = None, *, dataset: str | None = None) -> InputRecipe:
     """The recipe of ``backbone`` (module docstring's table).
 
     Args:
@@ -121,6 +155,7 @@ def input_recipe(backbone: str, moments: ChannelMoments | None = None) -> InputR
             :func:`moments_geometry`): the mean for ``vggf``/``smallcnn``, the covariance for the
             brightness jitter of RGB backbones. Required except for ``efficientnet_lite0`` and ``vgg16``
             (fixed normalisation; without moments their training has no brightness jitter).
+        dataset: ``data.dataset``, for the EXIF policy (:func:`exif_orientation`).
 
     Raises:
         ValueError: unknown backbone, missing moments, or moments of the wrong channel count.
@@ -132,15 +167,16 @@ def input_recipe(backbone: str, moments: ChannelMoments | None = None) -> InputR
     if moments is None and backbone not in _FIXED_NORMALISATION:
         raise ValueError(f"the {backbone} input recipe subtracts the training images' mean: pass their moments")
     brightness = brightness_from_covariance(moments.cov, 0.1) if (moments is not None and channels == 3) else 0.0
+    exif = exif_orientation(backbone, dataset)
     if backbone == "vggf":
         return InputRecipe(size, channels, tuple(float(v) for v in moments.mean), (1.0,) * channels, 1.0,
-                           interpolation, (1.0, 1.0), (2.0 / 3.0, 1.5), True, brightness)
+                           interpolation, (1.0, 1.0), (2.0 / 3.0, 1.5), True, brightness, exif)
     if backbone == "efficientnet_lite0":
         return InputRecipe(size, channels, (127.0,) * 3, (128.0,) * 3, 0.875, interpolation, (0.875, 0.875),
-                           (2.0 / 3.0, 1.5), True, brightness)
+                           (2.0 / 3.0, 1.5), True, brightness, exif)
     if backbone == "vgg16":
         return InputRecipe(size, channels, tuple(255.0 * m for m in IMAGENET_MEAN),
                            tuple(255.0 * s for s in IMAGENET_STD), 0.875, interpolation, (0.875, 0.875),
-                           (2.0 / 3.0, 1.5), True, brightness)
+                           (2.0 / 3.0, 1.5), True, brightness, exif)
     return InputRecipe(size, channels, tuple(float(v) for v in moments.mean), (1.0,) * channels, 1.0,
-                       interpolation, (1.0, 1.0), (1.0, 1.0), False, 0.0)
+                       interpolation, (1.0, 1.0), (1.0, 1.0), False, 0.0, exif)

@@ -60,7 +60,9 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from dahash.data.image_cache import CachedImages
 from dahash.nn.augment import ImageInput, normalize_batch
+from dahash.nn.device_augment import CachedCrops, cached_loader, crops_to_batch
 from dahash.train.checkpoint import (
     capture_rng_state,
     checkpoint_progress,
@@ -260,6 +262,23 @@ def _to_device(batch: Tensor | tuple[Tensor, Tensor], transform: ImageTransformF
     return x.contiguous(memory_format=memory_format)
 
 
+def _inputs(domains: Sequence[Sequence[ImageInput] | CachedImages], transform: ImageTransformFn,
+            batches: _EpochBatches | list[list], num_workers: int, device: torch.device,
+            memory_format: torch.memory_format) -> tuple[DataLoader, Callable[[Any], Tensor]]:
+    """The input side of a step: ``(loader over batches of keys (domain, index, seed key), batch -> float32
+    (N, C, S, S) network input on device)``. Cached images (:class:`~dahash.data.image_cache.CachedImages`):
+    workers gather crop bytes, the recipe's augmentation runs on the device (:mod:`dahash.nn.device_augment`);
+    paths / PIL images: workers decode and transform each image (:class:`_KeyedImages`)."""
+    cached = [isinstance(d, CachedImages) for d in domains]
+    if all(cached):
+        loader = cached_loader(CachedCrops(domains, transform), batches, num_workers, device)
+        return loader, lambda b: crops_to_batch(b, transform, device, memory_format)
+    if any(cached):
+        raise ValueError("source and target must both be CachedImages (the image cache) or both image lists")
+    loader = _loader(_KeyedImages(domains, transform), batches, num_workers, device)
+    return loader, lambda b: _to_device(b, transform, device, memory_format)
+
+
 def _validate(source: Sequence, ys: np.ndarray, target: Sequence, num_classes: int, head: nn.Module,
               trunk: nn.Module, objective: Objective) -> None:
     if not (isinstance(head, nn.Module) and hasattr(head, "in_dim") and callable(getattr(head, "param_groups", None))):
@@ -298,8 +317,12 @@ def _fingerprint(source: Sequence[ImageInput], ys: np.ndarray, target: Sequence[
     for prefix, module in (("trunk", trunk), ("head", head), ("objective", objective)):
         for key, value in module.state_dict().items():
             arrays[f"{prefix}.{key}"] = value
+
+    def ids(items: Sequence[ImageInput] | CachedImages) -> list[str]:
+        return items.ids() if isinstance(items, CachedImages) else [_image_id(x) for x in items]
+
     extra = {"num_classes": int(num_classes), "trunk_pretrained": bool(trunk_pretrained),
-             "source": [_image_id(x) for x in source], "target": [_image_id(x) for x in target]}
+             "source": ids(source), "target": ids(target)}
     if objective.method != "dah":  # DAH's fingerprint as before objectives existed (its checkpoints stay valid)
         extra["objective"] = objective.describe()
     return run_fingerprint(dataclasses.asdict(config), seed, arrays, extra)
@@ -350,7 +373,9 @@ def train_finetune(
     (module docstring).
 
     Args:
-        source: ``ns`` labelled source images (paths or PIL images). ys: ``(ns,)`` labels in
+        source: ``ns`` labelled source images: paths or PIL images (decoded and transformed per item in the
+            loader), or :class:`~dahash.data.image_cache.CachedImages` (bytes gathered from the decode-once cache,
+            the recipe's augmentation on ``device``: :mod:`dahash.nn.device_augment`; ``target`` likewise). ys: ``(ns,)`` labels in
             ``[0, num_classes)``, every class present. target: ``nt`` unlabelled target images
             (their labels are never seen; an objective with ``reads_target = False`` never loads them,
             they only set the epoch length).
@@ -423,9 +448,8 @@ def train_finetune(
     groups += objective.param_groups(config.lr_start, config.weight_decay, config.new_lr_mult, config.bias_decay)
     optimizer = make_sgd(groups, config.lr_start, config.momentum)
     schedule = lr_schedule(config.lr_start, config.lr_end, config.epochs)
-    dataset = _KeyedImages((source, target), train_transform)
     epoch_batches = _EpochBatches()
-    loader = _loader(dataset, epoch_batches, num_workers, device)
+    loader, to_input = _inputs((source, target), train_transform, epoch_batches, num_workers, device, memory_format)
 
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -469,7 +493,7 @@ def train_finetune(
             gate_open = (not config.entropy_gate) or is_class_ordered_k_batch(
                 ys_np[s_np], num_classes, config.k_per_class
             )
-            feats = trunk_features(trunk, _to_device(batch, train_transform, device, memory_format))
+            feats = trunk_features(trunk, to_input(batch))
             if feats.dim() != 2 or feats.shape[1] != head.in_dim:
                 raise ValueError(
                     f"the trunk produced features of shape {tuple(feats.shape)} but the head expects "
@@ -535,13 +559,13 @@ def encode_images(
     head.to(device)
     trunk.eval()
     head.eval()
-    dataset = _KeyedImages((images,), eval_transform)
     batches = [[(0, i, (0,)) for i in range(s, min(s + int(batch_size), n))] for s in range(0, n, int(batch_size))]
+    loader, to_input = _inputs((images,), eval_transform, batches, num_workers, device, memory_format)
     chunks: list[np.ndarray] = []
     try:
         with torch.no_grad():
-            for batch in _loader(dataset, batches, num_workers, device):
-                feats = trunk_features(trunk, _to_device(batch, eval_transform, device, memory_format))
+            for batch in loader:
+                feats = trunk_features(trunk, to_input(batch))
                 chunks.append(getattr(head(feats), output).float().cpu().numpy())
     finally:
         for m, was_training in modes.items():
