@@ -3,8 +3,9 @@
 * Two tools at once: a Snakemake run holds DVC's own repository lock (``.dvc/tmp/lock``, the lock every
   ``dvc repro`` / ``dvc exp run`` / ``dvc commit`` takes first) from its start to its end, so a DVC command
   started meanwhile refuses before touching anything, with DVC's one line "Unable to acquire lock" (or waits:
-  ``dvc --wait-for-lock repro``). A Snakemake run started while DVC holds that lock refuses with one line naming
-  the DVC command and its pid (:func:`hold_dvc_lock`). Snakemake's jobs commit their stages without that lock,
+  ``dvc --wait-for-lock repro``). A Snakemake run started while DVC works (it holds that lock, or, between
+  taking it, runs a stage's command: DVC's ``.dvc/tmp/rwlock`` names it) refuses with one line naming the DVC
+  command and its pid (:func:`hold_dvc_lock`). Snakemake's jobs commit their stages without that lock,
   under the run's own commit lock (workflow.dvcdag.commit_stages).
 * Ctrl-C: one line instead of a traceback per running job, the jobs told to stop (SIGTERM after a grace of
   :data:`GRACE_S` s for those deep in native code), and no wait for Snakemake's job-rate timer at the exit
@@ -76,8 +77,34 @@ def hold_dvc_lock(root: str | os.PathLike[str]) -> Any:
     except zc.lockfile.LockError:
         raise ProjectBusy(f"{holder(root)} is working on this project (it holds DVC's lock {path}): wait for it "
                           "to finish, or stop it, then rerun snakemake") from None
+    busy = dvc_stage_commands(root)
+    if busy:  # DVC releases its lock while a stage's command runs; its rwlock names the command meanwhile
+        lock.close()
+        pid, cmd = busy[0]
+        words = cmd.split()
+        cmd = " ".join([os.path.basename(words[0]), *words[1:]]) if words else "dvc"
+        raise ProjectBusy(f"`{cmd}` (pid {pid}) is working on this project (it is running a stage): wait for it to "
+                          "finish, or stop it, then rerun snakemake")
     os.environ[RUNNER_ENV] = str(os.getpid())
     return lock
+
+
+def dvc_stage_commands(root: str | os.PathLike[str]) -> list[tuple[int, str]]:
+    """(pid, command) of the live DVC processes running a stage now, from DVC's ``.dvc/tmp/rwlock`` (DVC keeps
+    its repository lock only between stages; while a stage's command runs, this file records the command)."""
+    import json
+
+    import psutil
+
+    try:
+        data = json.loads((Path(root) / ".dvc" / "tmp" / "rwlock").read_text())
+    except (OSError, ValueError):
+        return []
+    infos = [i for v in (data.get("write") or {}).values() for i in (v if isinstance(v, list) else [v])]
+    infos += [i for v in (data.get("read") or {}).values() for i in (v if isinstance(v, list) else [v])]
+    live = {(int(i["pid"]), str(i["cmd"])) for i in infos if isinstance(i, dict) and "pid" in i and "cmd" in i
+            and psutil.pid_exists(int(i["pid"]))}
+    return sorted(live)
 
 
 def cancel_timers() -> None:
