@@ -36,6 +36,7 @@ def _start_run():
     except runguard.ProjectBusy as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         raise SystemExit(1)
+    runguard.clear_stale_snakemake_locks(workflow.basedir)  # no other run is alive: we hold DVC's lock
     runguard.install_interrupt_handler(workflow.logger_manager.get_logfile)
     try:  # jobs of a killed run that finished but did not record themselves
         committed = dvcdag.commit_stages(workflow.basedir)

@@ -89,6 +89,19 @@ def hold_dvc_lock(root: str | os.PathLike[str]) -> Any:
     return lock
 
 
+def clear_stale_snakemake_locks(root: str | os.PathLike[str]) -> int:
+    """Remove Snakemake's directory locks (``.snakemake/locks/``) a killed run left; returns how many.
+
+    Called only by a run that holds DVC's lock (:func:`hold_dvc_lock`): every run of this project holds it for
+    its whole life, so no other is alive, and without this a killed run's locks stop the next one until
+    ``snakemake --unlock``."""
+    locks = Path(root) / ".snakemake" / "locks"
+    stale = list(locks.glob("*")) if locks.is_dir() else []
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return len(stale)
+
+
 def dvc_stage_commands(root: str | os.PathLike[str]) -> list[tuple[int, str]]:
     """(pid, command) of the live DVC processes running a stage now, from DVC's ``.dvc/tmp/rwlock`` (DVC keeps
     its repository lock only between stages; while a stage's command runs, this file records the command)."""
