@@ -91,7 +91,7 @@ def killed(tmp_path_factory: pytest.TempPathFactory) -> Killed:
     params["data"].update(dataset="custom", domains=DOMAINS, mirror=str(base / "images"))
     params["backbone"]["name"] = "efficientnet_lite0"
     params["extract"]["batch_size"] = 8
-    params["train"].update(hash_bits=16, hidden_dims=[16], k_per_class=2, epochs=100000, gamma=5.0, seeds=[0],
+    params["train"].update(hash_bits=16, hidden_dims=[16, 16], k_per_class=2, epochs=100000, gamma=5.0, seeds=[0],
                            checkpoint_every=1000)  # a training that is still running when each test stops it
     params.update(methods={"dah": {}}, baselines={"seed": 0, "methods": {}}, tasks={"d1_d2": TASKS["d1_d2"]},
                   analysis={"tasks": [], "max_points": 100})

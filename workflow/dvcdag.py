@@ -377,7 +377,11 @@ def _commit(root: Path, names: list[str]) -> tuple[list[str], dict[str, str]]:
         with repo.lock:
             by_file: dict[str, tuple[object, list]] = {}
             for name in names:
-                stage = _load_stage(repo, name) if by_name is None else by_name.get(name)
+                try:
+                    stage = _load_stage(repo, name) if by_name is None else by_name.get(name)
+                except Exception as exc:  # noqa: BLE001 - reported per stage below, the others still committed
+                    failed[name] = f"{type(exc).__name__}: {exc}"
+                    continue
                 if stage is None:  # params.yaml changed during the run so that this stage no longer exists
                     print(f"dvc commit: {name} is no longer a stage of dvc.yaml (params.yaml changed during the "
                           "run?); not recorded", file=sys.stderr)
