@@ -262,17 +262,18 @@ def supersede_and_summarise(c, run_id: str) -> None:
     if not group or seed is None or tags.get("role") != "seed":
         return
     exp = run.info.experiment_id
-    with store._lock():
-        same = c.search_runs([exp], filter_string=f"tags.{GROUP_TAG} = '{group}' and tags.seed = '{seed}' "
-                                                  "and tags.role = 'seed'", max_results=1000)
-        for old in same:
-            if old.info.run_id != run_id:
-                c.set_tag(old.info.run_id, "role", SUPERSEDED)
-                c.set_tag(old.info.run_id, "superseded_by", run_id)
-        if not parent:
-            return
-        children = c.search_runs([exp], filter_string=f"tags.{GROUP_TAG} = '{group}' and tags.role = 'seed'",
-                                 max_results=1000)
+    with store._lock():  # one search: the group's current children, this run among them
+        found = c.search_runs([exp], filter_string=f"tags.{GROUP_TAG} = '{group}' and tags.role = 'seed'",
+                              max_results=1000)
+        children = []
+        for r in found:
+            if r.info.run_id != run_id and r.data.tags.get("seed") == seed:
+                c.set_tag(r.info.run_id, "role", SUPERSEDED)
+                c.set_tag(r.info.run_id, "superseded_by", run_id)
+            else:
+                children.append(r)
+    if not parent:
+        return
     keys = sorted({k for r in children for k in r.data.metrics
                    if k in SUMMARISED or k.startswith("precision_at_")})
     now = now_ms()
