@@ -279,8 +279,8 @@ def test_param_edit_reruns_only_training_evaluation_report(project: Pipeline) ->
     assert {f"train@{m}-{k}-0" for m in METHODS for k in TASKS} | {"report"} == dvc_stale(root)
 
     # DVC's plan of the whole run (downstream included) is Snakemake's (docs/dvc.md)
-    plan = run(root, "dvc", "repro", "--dry", "--force-downstream").stdout
-    assert set(re.findall(r"Running stage '([^']+)'", plan)) == expected, plan
+    plan = run(root, sys.executable, "-m", "workflow.dvcdag", "plan").stdout
+    assert {line.split()[0] for line in plan.splitlines() if line.strip()} == expected, plan
 
     repro = run(root, "dvc", "repro")
     ran = set(re.findall(r"Running stage '([^']+)'", repro.stdout))

@@ -3,8 +3,9 @@
 `snakemake -n` lists every job the run will execute: the stages whose own inputs changed AND everything downstream
 of them (their inputs will be rewritten). `dvc status` and `dvc repro --dry` list only the first kind: DVC decides
 about a downstream stage after its upstream ran and changed its outputs, which a retraining always does. So the
-DVC plan to compare (and the one docs/dvc.md gives) is `dvc repro --dry --force-downstream`; after a params edit
-the two must be the same set of stages, and `dvc status` must lie inside it.
+DVC plan to compare (the one docs/dvc.md gives) is `python -m workflow.dvcdag plan`: `dvc status`'s stages (but
+the always-changed mirror_state, which rewrites nothing unless the mirror changed) and everything downstream of
+them in DVC's graph. After a params edit the two must be the same set of stages.
 
 Projects: every shipped preset cut to its first task and seed (tests/test_dag_configs.py's helpers), every stage's
 outputs written as placeholders, recorded in dvc.lock and dated in DAG order (both tools: nothing to do); then one
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,19 +39,22 @@ def _run(proj: Path, *cmd: str) -> str:
 
 
 def plans(proj: Path) -> tuple[set[str], set[str], set[str]]:
-    """(snakemake -n, dvc repro --dry --force-downstream, dvc status): stage names."""
+    """(snakemake -n, DVC's plan: `python -m workflow.dvcdag plan`, `dvc status` but the always-changed stage)."""
     smk = stage_names_from_snakemake(proj, _run(proj, "snakemake", "-n"))
-    dvc = set(re.findall(r"Running stage '([^']+)'", _run(proj, "dvc", "repro", "--dry", "--force-downstream")))
-    status = set(re.findall(r"^(\S+):$", _run(proj, "dvc", "status"), re.M))
+    dvc = {line.split()[0] for line in _run(proj, sys.executable, "-m", "workflow.dvcdag", "plan").splitlines()
+           if line.strip()}
+    status = set(re.findall(r"^(\S+):$", _run(proj, "dvc", "status"), re.M)) - {"mirror_state"}
     return smk, dvc, status
 
 
-def committed_project(base: Path, preset: str, sets: list[str]) -> tuple[Path, list[str]]:
+def committed_project(base: Path, preset: str, sets: list[str], monkeypatch: pytest.MonkeyPatch
+                      ) -> tuple[Path, list[str]]:
     """``preset`` (cut to its first task and seed) + ``sets``, every stage done and recorded; returns the project
-    and the --set list that rebuilds its params."""
+    (the working directory now: DVC names stages relative to it) and the --set list that rebuilds its params."""
     full = make_project(base / "full", preset, sets)
     cut = [*sets, *first_task_only(load_params(full / "params.yaml"))]
     proj = make_project(base / "proj", preset, cut)
+    monkeypatch.chdir(proj)
     write_placeholder_outputs(proj)
     dvcdag.commit_stages(proj)
     touch_outputs_in_dag_order(proj)
@@ -71,8 +76,7 @@ def assert_same_plan(proj: Path, change: str) -> set[str]:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_after_an_epochs_edit(preset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    proj, cut = committed_project(tmp_path, preset, [])
-    monkeypatch.chdir(proj)
+    proj, cut = committed_project(tmp_path, preset, [], monkeypatch)
     assert plans(proj) == (set(), set(), set())
     epochs = load_params(proj / "params.yaml")["train"]["epochs"]
     edit(proj, preset, cut, f"train.epochs={epochs + 1}")
@@ -87,8 +91,7 @@ EDITS = ["train.lr_start=0.002", "train.k_per_class=4", "eval.query_fraction=0.2
 
 
 def test_single_key_edits_on_the_full_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    proj, cut = committed_project(tmp_path, "quickstart-full", [])
-    monkeypatch.chdir(proj)
+    proj, cut = committed_project(tmp_path, "quickstart-full", [], monkeypatch)
     for change in EDITS:
         edit(proj, "quickstart-full", cut, change)
         assert_same_plan(proj, change)

@@ -449,14 +449,49 @@ def commit_failure_message(failed: dict[str, str], n_committed: int) -> str:
     return "\n".join(lines)
 
 
+def dvc_plan(root: str | os.PathLike[str]) -> tuple[set[str], set[str]]:
+    """What ``dvc repro`` will run, from DVC's own status and graph: (stale, plan).
+
+    ``stale``: the stages ``dvc status`` lists for a change of their own deps, outs or params (not the
+    ``always_changed`` ones listed for that alone: mirror_state runs on every repro and rewrites its file only
+    when the mirror changed). ``plan``: those and every stage downstream of them in DVC's graph, which DVC reruns
+    once their inputs were rewritten (a retraining always rewrites them). This is the list ``snakemake -n``
+    gives (tests/test_same_plan.py); ``dvc repro --dry --force-downstream`` would add everything below the
+    always-changed stage.
+    """
+    import networkx as nx
+    from dvc.repo import Repo
+
+    repo = Repo(os.fspath(root))
+    try:
+        status = repo.status()
+        graph = repo.index.graph
+        by_name = {s.addressing: s for s in graph.nodes}
+        stale = {name for name, changes in status.items() if name in by_name and changes != ["always changed"]}
+        plan = set(stale)
+        for name in stale:  # DVC's edges point from a stage to the stages it depends on
+            plan |= {s.addressing for s in nx.ancestors(graph, by_name[name])}
+        return stale, plan
+    finally:
+        repo.close()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m workflow.dvcdag commit STAGE``: a Snakemake job records its finished stage in dvc.lock."""
+    """``python -m workflow.dvcdag commit STAGE``: a Snakemake job records its finished stage in dvc.lock.
+    ``python -m workflow.dvcdag plan``: the stages ``dvc repro`` will run (:func:`dvc_plan`), one a line."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("command", choices=["commit"])
-    ap.add_argument("stage")
+    ap.add_argument("command", choices=["commit", "plan"])
+    ap.add_argument("stage", nargs="?")
     args = ap.parse_args(argv)
+    if args.command == "plan":
+        stale, plan = dvc_plan(".")
+        for name in sorted(plan):
+            print(name if name in stale else f"{name}  (downstream)")
+        return 0
+    if not args.stage:
+        ap.error("commit needs the stage name")
     return commit_job(".", args.stage)
 
 
