@@ -144,7 +144,7 @@ def _stop_jobs_later(grace_s: float) -> None:
     time.sleep(grace_s)
     for child in psutil.Process().children(recursive=True):
         try:
-            if "workflow.dvcdag" not in " ".join(child.cmdline()):
+            if child.cmdline()[1:3] != ["-m", "workflow.dvcdag"]:  # a job's dvc.lock commit finishes its write
                 child.terminate()
         except psutil.Error:
             pass
