@@ -119,6 +119,7 @@ def test_ctrl_c_ends_within_seconds_with_one_line(killed: Killed, tmp_path: Path
     seconds = stop(again, signal.SIGINT)
     tail = again.text()[before:]
     said = [line for line in tail[tail.find("snakemake: interrupted"):].splitlines() if line.strip()]
+    print(f"Ctrl-C to exit: {seconds:.1f} s; said: {said}")
     assert seconds < 20, (seconds, tail)
     assert "snakemake: interrupted" in tail and len(said) == 1, tail  # nothing after that one line
     assert "Traceback" not in tail and "Error" not in tail, tail
