@@ -132,15 +132,23 @@ def analyse_task(params: dict, key: str, out) -> dict:
     record = {"task": key, "source": task["source"], "target": task["target"], "dataset": dataset,
               "backbone": backbone, "a_distance": {}, "tsne": {}, "n_points": {"source": len(si), "target": len(ti)}}
     out.mkdir()
-    for kind in KINDS:
-        fs, ft = feats[kind]
-        record["a_distance"][kind] = a_distance(fs, ft, seed=0)
-        both = np.concatenate([fs[si], ft[ti]])[keep]
-        emb = tsne_embedding(both, seed=0, perplexity=min(30.0, (len(both) - 1) / 3))
-        name = f"tsne_{kind}.png"
-        plot_tsne(emb, domain, labels, out / name, title=f"{kind}: {task['source']} -> {task['target']}")
-        record["tsne"][kind] = name
-        print(f"[analysis {key}] {kind}: A-distance {record['a_distance'][kind]:.3f}", flush=True)
+    from tqdm import tqdm
+
+    # minutes per step on a large task (A->C: 9 min in all): a bar, so a long job is seen to move
+    with tqdm(total=2 * len(KINDS), desc=f"analysis {key}", unit="step", mininterval=1.0) as bar:
+        for kind in KINDS:
+            fs, ft = feats[kind]
+            bar.set_postfix_str(f"{kind}: A-distance (5-fold SVM)")
+            record["a_distance"][kind] = a_distance(fs, ft, seed=0)
+            bar.update()
+            both = np.concatenate([fs[si], ft[ti]])[keep]
+            bar.set_postfix_str(f"{kind}: t-SNE of {len(both)} points")
+            emb = tsne_embedding(both, seed=0, perplexity=min(30.0, (len(both) - 1) / 3))
+            name = f"tsne_{kind}.png"
+            plot_tsne(emb, domain, labels, out / name, title=f"{kind}: {task['source']} -> {task['target']}")
+            record["tsne"][kind] = name
+            bar.update()
+            tqdm.write(f"[analysis {key}] {kind}: A-distance {record['a_distance'][kind]:.3f}")
     write_json(out / "analysis.json", record)
     return record
 

@@ -77,7 +77,7 @@ def start_run(experiment: str, run_name: str, tags: Mapping[str, str], params: M
     entities = [i.entity() for i in inputs]  # hashed before the run exists: a bad path fails the job cleanly
     try:
         exp = experiment_id(experiment)
-        all_tags = {**source_tags(source), **{k: str(v) for k, v in tags.items()}}
+        all_tags = {**source_tags(source), **experiment_tags(), **{k: str(v) for k, v in tags.items()}}
         if group:
             all_tags.update({GROUP_TAG: group, "role": "seed",
                              "mlflow.parentRunId": parent_run(exp, group, tags, source)})
@@ -107,8 +107,11 @@ def parent_run(exp_id: str, group: str, tags: Mapping[str, str], source: str) ->
     """The id of the parent run of ``group`` (``<method>:<task>``) in experiment ``exp_id``, created when missing.
 
     Under the project's file lock (concurrent seeds of one task must find ONE parent). The parent holds the
-    group's tags (method, task, ...) and is closed at once: it does no work, its children do.
+    group's tags and params (method, task, ...) and is closed at once: it does no work, its children do; it gets
+    their seed summary as they are evaluated (:func:`supersede_and_summarise`).
     """
+    from mlflow.entities import Param
+
     c = client()
     with store._lock():
         found = c.search_runs([exp_id], filter_string=f"tags.{GROUP_TAG} = '{group}' and tags.role = 'parent'",
@@ -116,9 +119,11 @@ def parent_run(exp_id: str, group: str, tags: Mapping[str, str], source: str) ->
         if found:
             return found[0].info.run_id
         now = int(time.time() * 1000)
+        shared = {k: str(v) for k, v in tags.items() if k in _GROUP_KEYS}
         run = c.create_run(exp_id, start_time=now, run_name=group, tags={
-            **source_tags(source), GROUP_TAG: group, "role": "parent",
-            **{k: str(v) for k, v in tags.items() if k in _GROUP_KEYS}})
+            **source_tags(source), GROUP_TAG: group, "role": "parent", **shared})
+        c.log_batch(run.info.run_id, params=[Param(k, v) for k, v in shared.items()])
+        # closed at once (it does no work); each evaluation of a child moves its end and updates its summary
         c.set_terminated(run.info.run_id, "FINISHED", end_time=now)
         return run.info.run_id
 
@@ -224,6 +229,63 @@ def _log_evaluation(run_id: str, metrics: Mapping[str, float], timestamp: int, f
     c.log_artifacts(run_id, folder)
     if close:  # a run of an older train stage, which left it open for the evaluation
         c.set_terminated(run_id, status="FINISHED")
+    supersede_and_summarise(c, run_id)
+
+
+def experiment_tags() -> dict[str, str]:
+    """``dvc_experiment``: the experiment's name when ``dvc exp run`` runs the stage (DVC sets ``DVC_EXP_NAME``)."""
+    name = os.environ.get("DVC_EXP_NAME")
+    return {"dvc_experiment": name} if name else {}
+
+
+SUMMARISED = ("accuracy", "map", "precision_radius2")  # and every precision_at_<k>
+SUPERSEDED = "superseded"  # the role of a run an evaluated rerun of its (method, task, seed) replaced
+
+
+def supersede_and_summarise(c, run_id: str) -> None:
+    """``run_id`` was just evaluated: it is now THE run of its (method, task, seed).
+
+    Earlier runs of that group and seed (tags ``group``, ``seed``, ``role = seed``) get ``role = superseded``
+    and ``superseded_by = <run_id>`` (kept for the record; out of ``tags.role = 'seed'`` searches, so the
+    README's comparison snippet and the UI's grouping count each result once). Then the parent run gets the seed
+    summary of its current children: ``<metric>_mean`` and ``<metric>_std`` (sample std, ddof = 1, as the
+    report; 0 for one seed) of accuracy, mAP, precision@k, ``n_seeds``, and the span of its children
+    (closed at the latest child's end). Metric names differ from the children's, so averaging ``accuracy``
+    over a search that includes parents is not skewed by them.
+    """
+    import numpy as np
+    from mlflow.entities import Metric
+
+    run = c.get_run(run_id)
+    tags = run.data.tags
+    group, seed, parent = tags.get(GROUP_TAG), tags.get("seed"), tags.get("mlflow.parentRunId")
+    if not group or seed is None or tags.get("role") != "seed":
+        return
+    exp = run.info.experiment_id
+    with store._lock():  # one search: the group's current children, this run among them
+        found = c.search_runs([exp], filter_string=f"tags.{GROUP_TAG} = '{group}' and tags.role = 'seed'",
+                              max_results=1000)
+        children = []
+        for r in found:
+            if r.info.run_id != run_id and r.data.tags.get("seed") == seed:
+                c.set_tag(r.info.run_id, "role", SUPERSEDED)
+                c.set_tag(r.info.run_id, "superseded_by", run_id)
+            else:
+                children.append(r)
+    if not parent:
+        return
+    keys = sorted({k for r in children for k in r.data.metrics
+                   if k in SUMMARISED or k.startswith("precision_at_")})
+    now = now_ms()
+    summary = [Metric("n_seeds", float(len(children)), now, 0)]
+    for key in keys:
+        values = np.array([r.data.metrics[key] for r in children if key in r.data.metrics], dtype=float)
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        summary += [Metric(f"{key}_mean", float(values.mean()), now, 0), Metric(f"{key}_std", std, now, 0)]
+    c.log_batch(parent, metrics=summary)
+    ends = [r.info.end_time for r in children if r.info.end_time]
+    if ends:
+        c.set_terminated(parent, "FINISHED", end_time=max(ends))
 
 
 _OPS: dict[str, Callable[..., None]] = {"log_metrics": _log_metrics, "log_history": _log_history,

@@ -51,7 +51,8 @@ def source_tags(source: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ datasets: what a run was trained on
-_DVC_IGNORED = (".*.pid*.tmp", ".*.pid*.old")  # the project's .dvcignore: temporaries of atomic writes
+# the project's .dvcignore: temporaries of atomic writes, Snakemake's marker in directory outputs
+_DVC_IGNORED = (".*.pid*.tmp", ".*.pid*.old", ".snakemake_timestamp")
 
 
 def dvc_md5(path: Path) -> str:

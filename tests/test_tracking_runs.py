@@ -181,9 +181,11 @@ def test_each_job_batches_its_calls(tracked: Tracked) -> None:
     log_artifact per file (3), set_terminated; old baseline after the work: log_batch x2, later closed by
     evaluate)."""
     for job in ("evaluate:0", "evaluate:1", "evaluate:coral"):
-        assert tracked.calls[job] == ["log_batch", "log_artifacts"], job
+        # the scores and files, then (issue 27) the group's current runs read once and the parent's seed summary
+        assert tracked.calls[job] == ["log_batch", "log_artifacts", "get_run", "search_runs", "log_batch",
+                                      "set_terminated"], job
     start = ["get_experiment_by_name", "search_runs"]
-    parent = ["create_run", "set_terminated"]
+    parent = ["create_run", "log_batch", "set_terminated"]  # the parent: its group params (issue 27)
     child = ["create_run", "log_batch", "log_inputs"]
     end = ["log_batch", "set_terminated"]
     # seed 0 creates the experiment and the parent run; seed 1 finds both; seed 1 also logs its model

@@ -10,8 +10,10 @@ the Slurm executor alike (workflow/profiles/slurm). The Snakefile turns each int
   stage, ``.snakemake/dvc-params/<stage>.json``, as an extra input. Its mtime is set to the epoch when
   the stage's current params equal those recorded in dvc.lock (or the stage has no lock entry yet),
   and to "now" when they differ, so Snakemake reruns exactly the stages DVC considers params-stale;
-* after Snakemake runs a stage, the stage is committed to dvc.lock (``dvc commit``) by
-  :func:`commit_stages`, so DVC then sees it as up to date too.
+* each Snakemake job, once its command succeeded, commits its own stage to dvc.lock (``python -m workflow.dvcdag
+  commit STAGE``, :func:`commit_job`), so DVC sees every finished job as up to date whatever happens to the run
+  afterwards (Ctrl-C, a failed job, a killed Snakemake); a commit that could not happen is retried at the end of
+  the run and at the next run's start (:func:`commit_stages`).
 """
 
 from __future__ import annotations
@@ -295,7 +297,8 @@ def outs_index(stages: list[DvcStage]) -> OutsIndex:
 
 
 def mark_done(root: str | os.PathLike[str], stage_name: str) -> None:
-    """Record that Snakemake finished ``stage_name`` (committed to dvc.lock at the end of the run)."""
+    """Record that Snakemake finished ``stage_name`` (its job commits it at once; the marker stays only when that
+    commit did not happen: the end of the run, or the next run's start, commits it then)."""
     d = Path(root) / DONE_DIR
     d.mkdir(parents=True, exist_ok=True)
     (d / stage_name).touch()
@@ -305,38 +308,84 @@ class CommitError(RuntimeError):
     """Some stages Snakemake ran could not be recorded in dvc.lock; the message names them and what to do."""
 
 
-def commit_stages(root: str | os.PathLike[str]) -> list[str]:
-    """``dvc commit`` every stage Snakemake finished in this run, so dvc.lock matches the outputs.
+#: the file lock serialising every write of dvc.lock by Snakemake's jobs and its main process
+COMMIT_LOCK = Path(".snakemake") / "dvc-commit.lock"
+#: set by the Snakefile's main process (its pid) while it holds DVC's repository lock for the whole run
+RUNNER_ENV = "DAHASH_SNAKEMAKE_PID"
+#: above this many stages to record, resolve the whole pipeline once instead of each stage alone
+_ONE_BY_ONE = 8
 
-    Returns the committed stage names. Called from the Snakefile's onsuccess/onerror handlers. A stage that
-    cannot be committed (e.g. a param it declares is missing from params.yaml) does not stop the others: they
-    are recorded, its outputs stay as they are, its done-marker stays (a later run retries), and
-    :class:`CommitError` then names every such stage, the reason, and the command that records it once fixed.
+
+def pending_stages(root: str | os.PathLike[str]) -> list[str]:
+    """The stages Snakemake finished whose commit to dvc.lock has not happened yet (their done-markers)."""
+    done_dir = Path(root) / DONE_DIR
+    return sorted(p.name for p in done_dir.glob("*")) if done_dir.exists() else []
+
+
+def commit_stages(root: str | os.PathLike[str], names: list[str] | None = None) -> list[str]:
+    """``dvc commit`` the stages Snakemake finished (default: every pending done-marker), so dvc.lock matches
+    their outputs. Each job calls it for its own stage as soon as its command succeeded (``python -m
+    workflow.dvcdag commit STAGE``); the end of the run and the next run's start call it for what is left.
+
+    Returns the committed stage names. A stage that cannot be committed (e.g. a param it declares is missing
+    from params.yaml) does not stop the others: they are recorded, its outputs stay as they are, its done-marker
+    stays (a later run retries), and :class:`CommitError` then names every such stage, the reason, and the
+    command that records it once fixed. Writes of dvc.lock are serialised by :data:`COMMIT_LOCK`; DVC's own
+    repository lock is taken unless the Snakemake run this process belongs to holds it (:data:`RUNNER_ENV`).
     """
-    from dvc.repo import Repo
+    from filelock import FileLock
 
     root = Path(root)
-    done_dir = root / DONE_DIR
-    names = sorted(p.name for p in done_dir.glob("*")) if done_dir.exists() else []
+    names = pending_stages(root) if names is None else names
     if not names:
         return []
+    (root / COMMIT_LOCK).parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / COMMIT_LOCK)):
+        committed, failed = _commit(root, names)
+    if failed:
+        raise CommitError(commit_failure_message(failed, len(committed)))
+    return committed
+
+
+def _runner_holds_dvc_lock(root: Path) -> bool:
+    """True when this process belongs to a Snakemake run (:data:`RUNNER_ENV`) whose main process holds DVC's
+    repository lock (``.dvc/tmp/lock`` names its pid)."""
+    pid = os.environ.get(RUNNER_ENV)
+    try:
+        return bool(pid) and (root / ".dvc" / "tmp" / "lock").read_text().split() == [pid]
+    except OSError:
+        return False
+
+
+def _commit(root: Path, names: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Save, commit and dump ``names`` (done-markers of the committed ones removed): (committed, {failed: why})."""
+    from dvc.lock import LockNoop
+    from dvc.repo import Repo
+
+    done_dir = root / DONE_DIR
     committed: list[str] = []
     failed: dict[str, str] = {}
     repo = Repo(os.fspath(root))
+    if _runner_holds_dvc_lock(root):  # DVC's stage methods assert its lock is held: the run holds it for us
+        repo.lock = LockNoop()
     try:
-        # What `dvc commit -f <stage>` does, but with the pipeline resolved ONCE: Repo.commit re-parses
-        # and re-resolves dvc.yaml for every target, which costs seconds per stage on a large matrix.
-        # The lock file is written ONCE per dvc file (dump_stages): dumping stage by stage re-reads and
-        # rewrites the whole dvc.lock each time, quadratic in the number of stages (minutes for 500).
-        by_name = {s.addressing: s for s in repo.index.stages}
+        # What `dvc commit -f <stage>` does. Few stages (a job's own): each resolved alone (DVC resolves one
+        # foreach/matrix item without the others). Many: the pipeline resolved ONCE (Repo.commit re-parses it per
+        # target: seconds per stage on a large matrix) and the lock file written ONCE per dvc file (dumping stage
+        # by stage re-reads and rewrites the whole dvc.lock each time: quadratic, minutes for 500).
+        by_name = ({s.addressing: s for s in repo.index.stages} if len(names) > _ONE_BY_ONE else None)
         with repo.lock:
             by_file: dict[str, tuple[object, list]] = {}
             for name in names:
-                stage = by_name.get(name)
+                try:
+                    stage = _load_stage(repo, name) if by_name is None else by_name.get(name)
+                except Exception as exc:  # noqa: BLE001 - reported per stage below, the others still committed
+                    failed[name] = f"{type(exc).__name__}: {exc}"
+                    continue
                 if stage is None:  # params.yaml changed during the run so that this stage no longer exists
                     print(f"dvc commit: {name} is no longer a stage of dvc.yaml (params.yaml changed during the "
                           "run?); not recorded", file=sys.stderr)
-                    (done_dir / name).unlink()
+                    (done_dir / name).unlink(missing_ok=True)
                     continue
                 try:
                     stage.save()
@@ -349,14 +398,43 @@ def commit_stages(root: str | os.PathLike[str]) -> list[str]:
             for dvcfile, stages in by_file.values():
                 dvcfile.dump_stages(stages, update_pipeline=False)
             for name in committed:
-                (done_dir / name).unlink()
+                (done_dir / name).unlink(missing_ok=True)
     finally:
         repo.close()
-    # params now agree with dvc.lock: reset the stamps so a dry run right after shows nothing to do
-    write_param_stamps(root, load_stages(root))
-    if failed:
-        raise CommitError(commit_failure_message(failed, len(committed)))
-    return committed
+    return committed, failed
+
+
+def _load_stage(repo: Any, name: str) -> Any:
+    """The resolved stage ``name`` of dvc.yaml, resolving only it; None when dvc.yaml has no such stage."""
+    from dvc.stage.exceptions import StageNotFound
+
+    try:
+        return repo.stage.load_one("dvc.yaml", name)
+    except (StageNotFound, KeyError):
+        return None
+
+
+def commit_job(root: str | os.PathLike[str], name: str) -> int:
+    """A Snakemake job's last step (its command succeeded): mark ``name`` done, then record it in dvc.lock.
+
+    Never fails the job: its outputs are complete, and Snakemake would delete them. When the commit cannot
+    happen now, one WARNING line says so and the done-marker stays (the run's end or the next run retries).
+    Ctrl-C and SIGTERM are ignored meanwhile, so an interrupted run does not cut a dvc.lock write short.
+    """
+    import logging
+    import signal
+
+    logging.getLogger("dvc").setLevel(logging.WARNING)  # not DVC's "Updating lock file" per job
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    mark_done(root, name)
+    try:
+        commit_stages(root, [name])
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"WARNING: {name} finished but is not recorded in dvc.lock yet ({reason}); the end of the run "
+              "retries, or `dvc commit -f " + name + "` records it", file=sys.stderr)
+    return 0
 
 
 def commit_failure_message(failed: dict[str, str], n_committed: int) -> str:
@@ -369,3 +447,53 @@ def commit_failure_message(failed: dict[str, str], n_committed: int) -> str:
                  "the stage's `params:` in dvc.yaml), then record the outputs without rerunning anything:")
     lines.append("  dvc commit -f " + " ".join(sorted(failed)))
     return "\n".join(lines)
+
+
+def dvc_plan(root: str | os.PathLike[str]) -> tuple[set[str], set[str]]:
+    """What ``dvc repro`` will run, from DVC's own status and graph: (stale, plan).
+
+    ``stale``: the stages ``dvc status`` lists for a change of their own deps, outs or params (not the
+    ``always_changed`` ones listed for that alone: mirror_state runs on every repro and rewrites its file only
+    when the mirror changed). ``plan``: those and every stage downstream of them in DVC's graph, which DVC reruns
+    once their inputs were rewritten (a retraining always rewrites them). This is the list ``snakemake -n``
+    gives (tests/test_same_plan.py); ``dvc repro --dry --force-downstream`` would add everything below the
+    always-changed stage.
+    """
+    import networkx as nx
+    from dvc.repo import Repo
+
+    repo = Repo(os.fspath(root))
+    try:
+        status = repo.status()
+        graph = repo.index.graph
+        by_name = {s.addressing: s for s in graph.nodes}
+        stale = {name for name, changes in status.items() if name in by_name and changes != ["always changed"]}
+        plan = set(stale)
+        for name in stale:  # DVC's edges point from a stage to the stages it depends on
+            plan |= {s.addressing for s in nx.ancestors(graph, by_name[name])}
+        return stale, plan
+    finally:
+        repo.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workflow.dvcdag commit STAGE``: a Snakemake job records its finished stage in dvc.lock.
+    ``python -m workflow.dvcdag plan``: the stages ``dvc repro`` will run (:func:`dvc_plan`), one a line."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("command", choices=["commit", "plan"])
+    ap.add_argument("stage", nargs="?")
+    args = ap.parse_args(argv)
+    if args.command == "plan":
+        stale, plan = dvc_plan(".")
+        for name in sorted(plan):
+            print(name if name in stale else f"{name}  (downstream)")
+        return 0
+    if not args.stage:
+        ap.error("commit needs the stage name")
+    return commit_job(".", args.stage)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

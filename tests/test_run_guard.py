@@ -1,0 +1,152 @@
+"""A run's end, whatever it is, keeps DVC's record of every finished job; one tool at a time (issues 27, 23.3).
+
+One tiny project (DAH only, one task, one seed: download, weights, preprocess, moments, 2 x extract, then a
+training made long, its evaluation and the report) in a temp git repo. Every Snakemake there is stopped while its
+training runs, after the six jobs before it finished:
+
+* killed (SIGKILL to Snakemake and its jobs): `dvc status` lists only the three unfinished stages (the end-of-run
+  commit never came: before, dvc.lock did not even exist); the next run starts without `--unlock`;
+* Ctrl-C (SIGINT to the terminal's process group): Snakemake ends within seconds, printing one line (before: a
+  traceback per job and up to 60 s waiting for its job-rate timer), and `dvc status` still lists only those three;
+* two tools at once: `dvc repro` beside a running Snakemake refuses at once, and Snakemake started beside a
+  running `dvc repro` refuses with one line naming it (before: both trained the same stage at the same time).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_pipeline import DOMAINS, TASKS, _env, copy_checkout, dvc_stale, make_images, run
+
+pytestmark = pytest.mark.pipeline
+
+UPSTREAM = {"mirror_state", "download", "weights", "preprocess", "moments", "extract@d1", "extract@d2"}
+UNFINISHED = {"train@dah-d1_d2-0", "evaluate@dah", "report"}
+SNAKEMAKE = ["snakemake", "--cores", "1", "--resources", "gpu=1"]
+
+
+@dataclass
+class Started:
+    proc: subprocess.Popen
+    log: Path
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start(proj: Path, cmd: list[str], log: Path) -> Started:
+    """``cmd`` in its own process group with SIGINT at its default (as a terminal's foreground job)."""
+    fh = open(log, "w")  # noqa: SIM115 - the child writes it; closed with the process
+    proc = subprocess.Popen(cmd, cwd=proj, env=_env(proj), stdout=fh, stderr=subprocess.STDOUT,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return Started(proc, log)
+
+
+def wait_for(started: Started, pattern: str, timeout: float = 900) -> None:
+    """Until ``pattern`` appears in the output (then 3 s more: the job is under way)."""
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, started.text()):
+        if started.proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{pattern!r} never came:\n{started.text()[-4000:]}")
+        time.sleep(0.5)
+    time.sleep(3)
+
+
+def stop(started: Started, sig: int) -> float:
+    """Send ``sig`` to the process group; seconds until its leader exited."""
+    t0 = time.monotonic()
+    os.killpg(started.proc.pid, sig)
+    started.proc.wait(timeout=300)
+    return time.monotonic() - t0
+
+
+def dvc_status(proj: Path) -> set[str]:
+    """`dvc status`'s stale stages (not mirror_state, listed on every call as "always changed")."""
+    return dvc_stale(proj)
+
+
+@dataclass(frozen=True)
+class Killed:
+    proj: Path
+    status: set[str]  # `dvc status` right after the kill
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory: pytest.TempPathFactory) -> Killed:
+    """The project after its first Snakemake run was killed (SIGKILL) during the training."""
+    base = tmp_path_factory.mktemp("guard")
+    proj = base / "proj"
+    proj.mkdir()
+    copy_checkout(proj)
+    make_images(base / "images", per_class=3)
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["data"].update(dataset="custom", domains=DOMAINS, mirror=str(base / "images"))
+    params["backbone"]["name"] = "efficientnet_lite0"
+    params["extract"]["batch_size"] = 8
+    params["train"].update(hash_bits=16, hidden_dims=[16, 16], k_per_class=2, epochs=100000, gamma=5.0, seeds=[0],
+                           checkpoint_every=1000)  # a training that is still running when each test stops it
+    params.update(methods={"dah": {}}, baselines={"seed": 0, "methods": {}}, tasks={"d1_d2": TASKS["d1_d2"]},
+                  analysis={"tasks": [], "max_points": 100})
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "guard test"]):
+        run(proj, *cmd)
+    first = start(proj, SNAKEMAKE, base / "first.log")
+    wait_for(first, r"rule train__dah_d1_d2_0")
+    stop(first, signal.SIGKILL)
+    return Killed(proj, dvc_status(proj))
+
+
+def test_killed_run_keeps_every_finished_job_in_dvc_lock(killed: Killed) -> None:
+    assert killed.status == UNFINISHED, killed.status
+    lock = yaml.safe_load((killed.proj / "dvc.lock").read_text())
+    assert set(lock["stages"]) == UPSTREAM
+
+
+def test_ctrl_c_ends_within_seconds_with_one_line(killed: Killed, tmp_path: Path) -> None:
+    proj = killed.proj
+    again = start(proj, SNAKEMAKE, tmp_path / "again.log")  # no `--unlock` needed after the kill
+    wait_for(again, r"rule train__dah_d1_d2_0")
+    before = len(again.text())
+    seconds = stop(again, signal.SIGINT)
+    tail = again.text()[before:]
+    said = [line for line in tail[tail.find("snakemake: interrupted"):].splitlines() if line.strip()]
+    print(f"Ctrl-C to exit: {seconds:.1f} s; said: {said}")
+    assert seconds < 20, (seconds, tail)
+    assert "snakemake: interrupted" in tail and len(said) == 1, tail  # nothing after that one line
+    assert "Traceback" not in tail and "Error" not in tail, tail
+    assert "dvc status" in said[0]
+    assert dvc_status(proj) == UNFINISHED
+
+
+def test_dvc_refuses_beside_a_running_snakemake_and_snakemake_beside_dvc(killed: Killed, tmp_path: Path) -> None:
+    proj = killed.proj
+    smk = start(proj, SNAKEMAKE, tmp_path / "smk.log")
+    try:
+        wait_for(smk, r"rule train__dah_d1_d2_0")
+        t0 = time.monotonic()
+        dvc = run(proj, "dvc", "repro", check=False)
+        assert dvc.returncode != 0 and time.monotonic() - t0 < 60
+        assert "Unable to acquire lock" in dvc.stderr and "Running stage" not in dvc.stdout, dvc.stdout + dvc.stderr
+    finally:
+        stop(smk, signal.SIGINT)
+
+    repro = start(proj, ["dvc", "repro"], tmp_path / "dvc.log")
+    try:
+        wait_for(repro, r"Running stage 'train@dah-d1_d2-0'")
+        res = run(proj, *SNAKEMAKE, check=False)
+        errors = [line for line in (res.stdout + res.stderr).splitlines() if line.startswith("ERROR")]
+        assert res.returncode != 0
+        assert len(errors) == 1 and "dvc repro" in errors[0] and "is working on this project" in errors[0], errors
+        assert "rule train" not in res.stdout + res.stderr
+    finally:
+        stop(repro, signal.SIGINT)
+    assert dvc_status(proj) == UNFINISHED
