@@ -36,7 +36,7 @@ def test_the_dag_has_every_stage_template(project: Path) -> None:
     from workflow.dvcdag import load_stages
 
     names = {s.name.split(":")[-1].split("@")[0] for s in load_stages(project)}
-    assert names == {"mirror_state", "download", "weights", "preprocess", "moments", "extract", "gamma_sweep", "train",
+    assert names == {"mirror_state", "download", "weights", "preprocess", "image_cache", "moments", "extract", "gamma_sweep", "train",
                      "evaluate", "baseline", "evaluate_baseline", "analysis", "report"}
 
 
