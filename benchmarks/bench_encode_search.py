@@ -59,14 +59,26 @@ def timed(cmd: list[str]) -> tuple[float, int, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
+    ap.add_argument("--limit", type=int, help="only the first N images (copied to a temp folder)")
     args = ap.parse_args()
     from dahash.codes.serving import Searcher
 
     files = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {len(files)} images in "
-          f"{args.images}")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; {len(files[:args.limit] if args.limit else files)} images "
+          f"from {args.images}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.limit:
+            import shutil
+
+            files = files[:args.limit]
+            args.images = tmp / "images"
+            for f in files:
+                dest = args.images / f.parent.name / f.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, dest)
+            files = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         run = toy_run(tmp)
         export = tmp / "model.pt"
         timed(["export", str(run), "-o", str(export)])

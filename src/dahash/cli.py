@@ -129,14 +129,8 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     index.to_parquet(args.output)
     skipped = len(index.meta["skipped"])
     print(f"{len(index)} image(s) encoded ({index.bits} bits) in {wall:.1f} s, {skipped} skipped -> {args.output}")
-    if args.backend not in ("auto", "scan", "flat") or (args.backend == "auto" and _approx_default(len(index))):
-        _build(Index.from_parquet(args.output), "mih" if args.backend == "auto" else args.backend)
-
-
-def _approx_default(n: int) -> bool:
-    from dahash.codes.backends import APPROX_MIN, faiss_available
-
-    return n >= APPROX_MIN and faiss_available()
+    if args.backend in ("hnsw", "mih"):  # an approximate backend only when asked: its build costs minutes
+        _build(Index.from_parquet(args.output), args.backend)
 
 
 def _build(index: Any, backend: str) -> None:
@@ -261,8 +255,8 @@ def _parser() -> argparse.ArgumentParser:
     en.add_argument("--weights", help="pretrained backbone file, when the recorded one is not on this machine")
     en.add_argument("--no-continuous", action="store_true",
                     help="do not keep the continuous outputs (smaller index; no --rerank)")
-    en.add_argument("--backend", choices=["auto", "scan", "flat", "hnsw", "mih"], default="auto",
-                    help="also build this approximate backend's file (auto: mih from 20M codes with FAISS)")
+    en.add_argument("--backend", choices=["hnsw", "mih"],
+                    help="also build this approximate backend's file (the exact ones need none)")
     en.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     en.set_defaults(func=_cmd_encode)
     ix = sub.add_parser("index", help="build an approximate backend's file beside an index")

@@ -15,7 +15,7 @@ name       what                                   exact       tie rule / paramet
 FAISS works on bytes: the ``(n, w)`` uint64 codes are viewed as ``(n, 8 w)`` uint8 (``d_faiss = 64 w`` bits;
 the zero padding adds nothing to a distance). ``auto`` = ``flat`` when faiss-cpu is installed
 (``pip install -e ".[faiss]"``), else ``scan``; an approximate backend only when asked or when its file
-exists for an index of at least :data:`APPROX_MIN` codes.
+exists for an index of at least :data:`APPROX_MIN` codes (hnsw before mih).
 
 Files: an approximate backend is slow to build, so it is saved beside its parquet index as
 ``<index>.<name>.faiss``: a header line ``dahash-faiss <version> <name> <codes sha256> <n> <bits>\\n`` then
@@ -141,11 +141,11 @@ def _search_params(kind: str, index: Any) -> None:
 
 def default_backend(n: int, existing: set[str] = frozenset()) -> str:
     """``auto``: ``scan`` without FAISS; with it, an approximate backend whose file exists when
-    ``n >= APPROX_MIN`` (mih before hnsw), else ``flat``."""
+    ``n >= APPROX_MIN`` (hnsw before mih: faster per query in benchmarks/README.md), else ``flat``."""
     if not faiss_available():
         return "scan"
     if n >= APPROX_MIN:
-        for kind in ("mih", "hnsw"):
+        for kind in ("hnsw", "mih"):
             if kind in existing:
                 return kind
     return "flat"

@@ -198,7 +198,7 @@ class Index:
         from dahash.codes import backends as bk
 
         if name == "auto":
-            existing = ({k for k in ("mih", "hnsw") if bk.backend_file(self.source, k).is_file()}
+            existing = ({k for k in ("hnsw", "mih") if bk.backend_file(self.source, k).is_file()}
                         if self.source is not None else set())
             name = bk.default_backend(len(self), existing)
         if name not in bk.BACKENDS:
