@@ -10,7 +10,7 @@ them in DVC's graph. After a params edit the two must be the same set of stages.
 Projects: every shipped preset cut to its first task and seed (tests/test_dag_configs.py's helpers), every stage's
 outputs written as placeholders, recorded in dvc.lock and dated in DAG order (both tools: nothing to do); then one
 params edit: `train.epochs` for every preset, and on the full quickstart a set of single-key edits (train.*, eval.*,
-analysis.*, a method's and a comparison method's options, the report's title, adding a seed).
+analysis.*, a method's and a comparison method's options).
 """
 
 from __future__ import annotations
@@ -84,10 +84,10 @@ def test_every_preset_after_an_epochs_edit(preset: str, tmp_path: Path, monkeypa
     assert {s for s in planned if s.startswith("train@")}  # the trainings, and what reads them
 
 
-# quickstart-full cut to A_C: dah, dah_e, 13 comparison methods, the A_C analysis
-EDITS = ["train.lr_start=0.002", "train.k_per_class=4", "eval.query_fraction=0.2", "eval.split_seed=7",
-         "eval.max_per_class=50", "analysis.max_points=500", "methods.dah_e.eta=0.5", "baselines.methods.jda.dim=20",
-         "report.title=another", "train.seeds=[0, 1]"]
+# quickstart-full cut to A_C: dah, dah_e, 13 comparison methods, the A_C analysis. One edit per kind of key
+# (train.*, eval.*, analysis.*, a method's options, a comparison method's options): the test takes minutes.
+EDITS = ["train.lr_start=0.002", "eval.query_fraction=0.2", "analysis.max_points=500", "methods.dah_e.eta=0.5",
+         "baselines.methods.jda={dim: 20}"]
 
 
 def test_single_key_edits_on_the_full_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,5 +95,3 @@ def test_single_key_edits_on_the_full_quickstart(tmp_path: Path, monkeypatch: py
     for change in EDITS:
         edit(proj, "quickstart-full", cut, change)
         assert_same_plan(proj, change)
-    edit(proj, "quickstart-full", cut, "report.title=DAH on Office-Caltech-10 (EfficientNet-Lite0, 64 bits)")
-    assert plans(proj) == (set(), set(), set())  # back to the recorded params: nothing to do in either tool
