@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         "gamma": str(tp["gamma"]) + (" (per task: largest held-out domain-classifier error, paper sec. 5.2)"
                                      if tp["gamma"] == "auto" else ""),
         "seeds": ", ".join(map(str, seeds)) + (" (DAH methods; cells: mean +- std over seeds)" if len(seeds) > 1 else ""),
-        **report_rules(protocol_name, query_fraction, split_seed),
+        **report_rules(protocol_name, query_fraction, split_seed, ev.get("db_per_class")),
     }
     if analysis_tasks:
         protocol.setdefault("feature analysis", f"tasks {', '.join(analysis_tasks)}"

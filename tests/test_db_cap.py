@@ -48,3 +48,12 @@ def test_pwcf_protocol_scores_area_rp_beside_the_ranking_map() -> None:
     want = retrieval_scores(binarize(codes["u_target"])[qi], binarize(codes["u_source"]), yt[qi], ys)
     assert out["area_rp"] == want.area_rp and out["map"] == want.map.map and out["n_queries"] == 10
     assert out["area_rp"] != out["map"]
+
+
+def test_rules_name_the_database_cap_and_area_rp() -> None:
+    from dahash.eval.records import report_rules, run_rules
+
+    assert "database cap" not in run_rules("dah") and "area_RP" not in run_rules("dah")
+    assert "200" in report_rules("dah", 0.1, 0, 200)["database cap"] and "area_RP" not in report_rules("dah", 0.1, 0)
+    assert "pooled over ALL query-database pairs" in run_rules("pwcf")["area_RP"]
+    assert "area_RP" in report_rules("pwcf", 0.1, 0) and "database cap" in run_rules("dah", 200)

@@ -106,11 +106,13 @@ def run_rules(protocol: str = "dah", db_per_class: int | None = None) -> dict[st
             **({"database cap": DB_CAP_RULE} if db_per_class else {})}
 
 
-def report_rules(protocol: str, query_fraction: float, split_seed: int) -> dict[str, str]:
+def report_rules(protocol: str, query_fraction: float, split_seed: int,
+                 db_per_class: int | None = None) -> dict[str, str]:
     """The rules of a report's protocol section, in print order (``model`` first), with this run's query share.
 
     Same wording as :func:`run_rules`; ``retrieval`` names the methods it applies to and, under pwcf, this
-    run's share; ``target split`` says this run's share; plus ``SuH``.
+    run's share; ``target split`` says this run's share; plus ``SuH``; ``area_RP`` under pwcf and ``database
+    cap`` with ``db_per_class`` (``eval.db_per_class``).
     """
     _check_protocol(protocol)
     rules = {"model": _RUN_RULES["model"], **{k: v for k, v in run_rules("dah").items() if k != "model"}}
@@ -120,6 +122,10 @@ def report_rules(protocol: str, query_fraction: float, split_seed: int) -> dict[
     rules["target split"] = (f"{rules['target split']}; this run: {100 * query_fraction:g} % of the target items are "
                              f"queries (split seed {split_seed})")
     rules["SuH"] = "SuH uses target labels: an upper bound, not a domain-adaptation result"
+    if protocol == "pwcf":
+        rules["area_RP"] = AREA_RP_RULE
+    if db_per_class:
+        rules["database cap"] = f"{DB_CAP_RULE}; this run: {db_per_class} per class"
     return rules
 
 
