@@ -16,12 +16,11 @@ from dahash.data.image_cache import (
     CachedImages,
     ImageCache,
     build_image_cache,
-    cache_short_side,
     cached_size,
 )
 from dahash.nn.augment import EvalTransform, TrainTransform, sample_crop_box
 from dahash.nn.device_augment import CachedCrops, collate_crops, crops_to_batch, draw_eval, draw_train
-from dahash.nn.recipes import cache_settings, exif_orientation
+from dahash.nn.recipes import cache_settings, cache_short_side, exif_orientation
 
 ROOT = Path(__file__).resolve().parents[1]
 
