@@ -52,7 +52,8 @@ import numpy as np
 
 from dahash.nn.augment import ChannelMoments, EvalTransform, TrainTransform, brightness_from_covariance
 
-__all__ = ["InputRecipe", "RECIPE_BACKBONES", "cache_settings", "cache_short_side", "exif_orientation", "input_recipe", "moments_geometry"]
+__all__ = ["InputRecipe", "RECIPE_BACKBONES", "cache_settings", "cache_short_side", "exif_orientation", "input_recipe",
+           "moments_geometry"]
 
 #: backbones with an input recipe (surf800 has no image input).
 RECIPE_BACKBONES: tuple[str, ...] = ("vggf", "efficientnet_lite0", "vgg16", "smallcnn")
@@ -73,7 +74,8 @@ _GEOMETRY = {  # backbone -> (size, channels, interpolation used for the moments
 
 
 def cache_short_side(size: int, scale_lo: float, aspect: tuple[float, float], eval_crop: float) -> int:
-    """The smallest ``S`` at which no training crop and not the eval crop is upsampled (:mod:`dahash.data.image_cache`, docs/fidelity.md):
+    """The smallest ``S`` at which no training crop and not the eval crop is upsampled
+    (:mod:`dahash.data.image_cache`, docs/fidelity.md):
     ``ceil(max(size / (scale_lo min(1, a_lo, 1 / a_hi)), size / eval_crop) - 1e-9)``.
 
     >>> cache_short_side(224, 1.0, (2 / 3, 3 / 2), 1.0)   # VGG-F, the paper recipe
