@@ -29,6 +29,9 @@ def cache_settings(params: dict) -> tuple[int, int, bool]:
     if backbone not in RECIPE_BACKBONES or setting == 0:
         return 0, 3, True
     side, channels, exif = recipe_cache(backbone, dataset)
+    if setting != "auto" and int(setting) < side:
+        print(f"WARNING: image_cache.short_side = {setting} is below the {backbone} recipe's {side}: some training "
+              f"crops are upsampled from the cache (auto avoids it)", flush=True)
     return (side if setting == "auto" else int(setting)), channels, exif
 
 
