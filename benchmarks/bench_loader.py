@@ -188,8 +188,8 @@ def main() -> None:
         for rnd in range(2):
             for batch in _keys(len(big), rnd):
                 ds.__getitems__(batch)
-        print(f"loader anonymous memory growth over {2 * len(big)} gathers of a {big.folder.joinpath('pixels.u8').stat().st_size / 1e6:.0f} MB "
-              f"cache: {(anon_kib() - before) / 1e3:.1f} MB (index: {len(big)} entries; pixels memory-mapped)", flush=True)
+        mb = big.folder.joinpath("pixels.u8").stat().st_size / 1e6
+        print(f"loader anonymous memory growth over {2 * len(big)} gathers of a {mb:.0f} MB cache: {(anon_kib() - before) / 1e3:.1f} MB (index: {len(big)} entries; pixels memory-mapped)", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ domains), for the SAME crop box, flip and brightness draw:
   centred 0.875 square, bilinear) against the full-resolution path on the same box (the cached path's centred
   box of whole pixels, mapped to full resolution; PIL's bilinear, as EvalTransform): relative L2
   ``|f_new - f_full| / |f_full|`` per image, and the same for today's fine-tuning path (draft decoding) and,
-  as the floor any uint8 pipeline has, for the full-resolution input plus uniform noise of +-0.5 grey level; with ``--vggf-standin`` also a full-width VGG-F of RANDOM weights (tests/standin.py:
+  as the floor any uint8 pipeline has, for the full-resolution input plus uniform noise of +-0.5 grey level;
+  with ``--vggf-standin`` also a full-width VGG-F of RANDOM weights (tests/standin.py:
   no ImageNet VGG-F here) on the VGG-F recipe's eval crop.
 
 Differences are in grey levels (0..255) of the 224 x 224 x 3 output before mean subtraction: mean over all

@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
-from stages.common import ROOT, StageError, atomic_path, load_params, main_wrapper
+from stages.common import StageError, atomic_path, load_params, main_wrapper
 from stages.features import domain_rows
-
-
-def image_cache_dir(dataset: str, backbone: str, domain: str) -> Path:
-    """data/image_cache/<dataset>/<backbone>/<domain>."""
-    return ROOT / "data" / "image_cache" / dataset / backbone / domain
+from stages.paths import image_cache_dir, raw_dir, shown
 
 
 def cache_settings(params: dict) -> tuple[int, int, bool]:
@@ -34,6 +29,9 @@ def cache_settings(params: dict) -> tuple[int, int, bool]:
     if backbone not in RECIPE_BACKBONES or setting == 0:
         return 0, 3, True
     side, channels, exif = recipe_cache(backbone, dataset)
+    if setting != "auto" and int(setting) < side:
+        print(f"WARNING: image_cache.short_side = {setting} is below the {backbone} recipe's {side}: some training "
+              f"crops are upsampled from the cache (auto avoids it)", flush=True)
     return (side if setting == "auto" else int(setting)), channels, exif
 
 
@@ -66,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     side, channels, exif = cache_settings(params)
     rows = domain_rows(dataset, args.domain) if side else None
     names = rows["path"].tolist() if side else []
-    raw = ROOT / "data" / "raw" / dataset
+    raw = raw_dir(dataset)
     out = image_cache_dir(dataset, backbone, args.domain)
     threads = max(1, min(8, os.cpu_count() or 1))
     with atomic_path(out) as tmp, tqdm(total=len(names), desc=f"{args.domain} (S={side})", unit="img") as bar:
@@ -74,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
                           exif=exif, num_threads=threads, progress=bar)
     size = (out / "pixels.u8").stat().st_size
     print(f"{args.domain}: {len(names)} images, shorter side {side}, EXIF {'applied' if exif else 'ignored'}, "
-          f"{size / 1e6:.1f} MB ({size / max(1, len(names)) / 1e3:.0f} kB per image) -> {out.relative_to(ROOT)}")
+          f"{size / 1e6:.1f} MB ({size / max(1, len(names)) / 1e3:.0f} kB per image) -> {shown(out)}")
 
 
 if __name__ == "__main__":

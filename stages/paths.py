@@ -71,6 +71,11 @@ def features_dir(dataset: str, backbone: str, domain: str) -> Path:
     return ROOT / "data" / "features" / dataset / backbone / domain
 
 
+def image_cache_dir(dataset: str, backbone: str, domain: str) -> Path:
+    """data/image_cache/<dataset>/<backbone>/<domain>: one image_cache stage's out (fine-tuning's decoded images)."""
+    return ROOT / "data" / "image_cache" / dataset / backbone / domain
+
+
 def sweep_dir(params: dict[str, Any], task: str) -> Path:
     """sweeps/gamma/<dataset>/<backbone>/<task>: the gamma sweep's records of one task."""
     return ROOT / "sweeps" / "gamma" / params["data"]["dataset"] / params["backbone"]["name"] / task

@@ -16,12 +16,11 @@ from dahash.data.image_cache import (
     CachedImages,
     ImageCache,
     build_image_cache,
-    cache_short_side,
     cached_size,
 )
 from dahash.nn.augment import EvalTransform, TrainTransform, sample_crop_box
 from dahash.nn.device_augment import CachedCrops, collate_crops, crops_to_batch, draw_eval, draw_train
-from dahash.nn.recipes import cache_settings, exif_orientation
+from dahash.nn.recipes import cache_settings, cache_short_side, exif_orientation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -206,3 +205,24 @@ def test_the_stage_is_in_the_dag_with_what_rebuilds_it() -> None:
     assert "image_cache.short_side" in cache["params"] and "backbone.name" in cache["params"]
     assert cache["outs"] == ["data/image_cache/${data.dataset}/${backbone.name}/${item}"]
     assert "data/image_cache/${data.dataset}/${backbone.name}" in stages["train"]["deps"]
+
+
+def test_fine_tuning_without_a_cache_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """image_cache.short_side: 0 (the head-mode presets) with a fine-tuned method: one line naming the fix."""
+    import copy
+
+    from stages.common import PARAMS_FILE, StageError, check_cross_keys, load_params
+    from stages.preset import apply_preset
+
+    target = tmp_path / "params.yaml"
+    target.write_text(PARAMS_FILE.read_text())
+    apply_preset("quickstart", [], target)
+    params = load_params(target)
+    assert params["image_cache"]["short_side"] == 0 and params["train"]["mode"] == "head"
+    check_cross_keys(params)  # head mode reads features: no cache needed
+    bad = copy.deepcopy(params)
+    bad["methods"]["dah_ft"] = {"mode": "finetune"}
+    with pytest.raises(StageError, match="image_cache.short_side: auto"):
+        check_cross_keys(bad)
+    apply_preset("paper", [], target)  # the paper preset turns the cache back on
+    assert load_params(target)["image_cache"]["short_side"] == "auto"

@@ -18,7 +18,7 @@ workers included), so a reader's memory is the index (a few ints per image) plus
 not grow with the dataset. The index is written last; a folder without it is incomplete (the stage builds into
 a temporary folder and renames it, :func:`stages.common.atomic_path`).
 
-Choice of ``S`` (:func:`cache_short_side`): a training crop of the authors' jitter is the largest box of
+Choice of ``S`` (:func:`dahash.nn.recipes.cache_short_side`): a training crop of the authors' jitter is the largest box of
 aspect ``A in [a_lo, a_hi]`` inside the image, scaled by ``s >= s_lo`` (:func:`dahash.nn.augment.sample_crop_box`);
 its shorter side is at least ``s_lo min(1, a_lo, 1 / a_hi) m`` for an image of shorter side ``m``. Resizing the
 image to shorter side ``S`` keeps every crop's shorter side ``>= size`` (no crop upsampled relative to full
@@ -30,7 +30,6 @@ crop (a centred square of side ``eval_crop m``) needs ``S >= size / eval_crop``.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,29 +41,13 @@ from PIL import Image
 
 from dahash.data.images import load_image
 
-__all__ = ["CACHE_VERSION", "CachedImages", "ImageCache", "build_image_cache", "cache_short_side", "cached_size"]
+__all__ = ["CACHE_VERSION", "CachedImages", "ImageCache", "build_image_cache", "cached_size"]
 
 CACHE_VERSION = 1
 PIXELS, INDEX = "pixels.u8", "index.json"
 #: JPEGs are decoded at the DCT scale (1/2, 1/4, 1/8) that keeps their shorter side >= DRAFT_FACTOR x S, then
 #: resized with the Lanczos filter: the draft's box-like downscale is followed by >= 2x anti-aliased reduction.
 DRAFT_FACTOR = 2.0
-
-
-def cache_short_side(size: int, scale_lo: float, aspect: tuple[float, float], eval_crop: float) -> int:
-    """The smallest ``S`` at which no training crop and not the eval crop is upsampled (module docstring):
-    ``ceil(max(size / (scale_lo min(1, a_lo, 1 / a_hi)), size / eval_crop) - 1e-9)``.
-
-    >>> cache_short_side(224, 1.0, (2 / 3, 3 / 2), 1.0)   # VGG-F, the paper recipe
-    336
-    >>> cache_short_side(224, 0.875, (2 / 3, 3 / 2), 0.875)  # EfficientNet-Lite0, VGG-16
-    384
-    """
-    a_lo, a_hi = aspect
-    if not (size >= 1 and 0 < scale_lo <= 1 and 0 < a_lo <= a_hi and 0 < eval_crop <= 1):
-        raise ValueError(f"bad recipe geometry: size {size}, scale_lo {scale_lo}, aspect {aspect}, eval_crop {eval_crop}")
-    need = max(size / (scale_lo * min(1.0, a_lo, 1.0 / a_hi)), size / eval_crop)
-    return int(math.ceil(need - 1e-9))
 
 
 def cached_size(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -102,7 +85,7 @@ def build_image_cache(paths: Sequence[str | Path], names: Sequence[str], out: st
     Args:
         paths: image files, in the order of ``names`` (e.g. a manifest's rows).
         names: one unique key per image (the manifest's relative path), stored in the index.
-        short_side: ``S`` (:func:`cache_short_side`). channels: 3 (RGB) or 1 (L).
+        short_side: ``S`` (:func:`dahash.nn.recipes.cache_short_side`). channels: 3 (RGB) or 1 (L).
         exif: apply EXIF orientation (:func:`dahash.data.images.load_image`).
         num_threads: images decoded at once (Pillow releases the GIL); the file is the same for any value.
 

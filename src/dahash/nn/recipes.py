@@ -45,14 +45,15 @@ domains instead of the task's (a documented deviation, see docs/fidelity.md).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from dahash.data.image_cache import cache_short_side
 from dahash.nn.augment import ChannelMoments, EvalTransform, TrainTransform, brightness_from_covariance
 
-__all__ = ["InputRecipe", "RECIPE_BACKBONES", "cache_settings", "exif_orientation", "input_recipe", "moments_geometry"]
+__all__ = ["InputRecipe", "RECIPE_BACKBONES", "cache_settings", "cache_short_side", "exif_orientation", "input_recipe",
+           "moments_geometry"]
 
 #: backbones with an input recipe (surf800 has no image input).
 RECIPE_BACKBONES: tuple[str, ...] = ("vggf", "efficientnet_lite0", "vgg16", "smallcnn")
@@ -70,6 +71,23 @@ _GEOMETRY = {  # backbone -> (size, channels, interpolation used for the moments
     "vgg16": (224, 3, "bilinear"),
     "smallcnn": (28, 1, "bilinear"),
 }
+
+
+def cache_short_side(size: int, scale_lo: float, aspect: tuple[float, float], eval_crop: float) -> int:
+    """The smallest ``S`` at which no training crop and not the eval crop is upsampled
+    (:mod:`dahash.data.image_cache`, docs/fidelity.md):
+    ``ceil(max(size / (scale_lo min(1, a_lo, 1 / a_hi)), size / eval_crop) - 1e-9)``.
+
+    >>> cache_short_side(224, 1.0, (2 / 3, 3 / 2), 1.0)   # VGG-F, the paper recipe
+    336
+    >>> cache_short_side(224, 0.875, (2 / 3, 3 / 2), 0.875)  # EfficientNet-Lite0, VGG-16
+    384
+    """
+    a_lo, a_hi = aspect
+    if not (size >= 1 and 0 < scale_lo <= 1 and 0 < a_lo <= a_hi and 0 < eval_crop <= 1):
+        raise ValueError(f"bad recipe geometry: size {size}, scale_lo {scale_lo}, aspect {aspect}, eval_crop {eval_crop}")
+    need = max(size / (scale_lo * min(1.0, a_lo, 1.0 / a_hi)), size / eval_crop)
+    return int(math.ceil(need - 1e-9))
 
 
 @dataclass(frozen=True)

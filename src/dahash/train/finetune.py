@@ -374,9 +374,10 @@ def train_finetune(
 
     Args:
         source: ``ns`` labelled source images: paths or PIL images (decoded and transformed per item in the
-            loader), or :class:`~dahash.data.image_cache.CachedImages` (bytes gathered from the decode-once cache,
-            the recipe's augmentation on ``device``: :mod:`dahash.nn.device_augment`; ``target`` likewise). ys: ``(ns,)`` labels in
-            ``[0, num_classes)``, every class present. target: ``nt`` unlabelled target images
+            loader), or :class:`~dahash.data.image_cache.CachedImages` (bytes gathered from the decode-once
+            cache, the recipe's augmentation on ``device``: :mod:`dahash.nn.device_augment`; ``target``
+            likewise). ys: ``(ns,)`` labels in ``[0, num_classes)``, every class present. target: ``nt``
+            unlabelled target images
             (their labels are never seen; an objective with ``reads_target = False`` never loads them,
             they only set the epoch length).
         config: hyper-parameters (``epochs``, ``k_per_class``, lr schedule, multipliers; DAH's loss weights).
