@@ -157,3 +157,26 @@ def test_a_fifo_in_the_mirror_is_skipped_without_blocking(mirror: Path, tmp_path
     out = _prepare(mirror, tmp_path)
     assert not (out / "day" / "car" / "pipe.jpg").exists()
     assert (out / "day" / "car" / "img_000.jpg").is_file()
+
+
+def test_mirror_digest_is_the_copys_tree_digest_and_sees_content_only(mirror: Path, tmp_path: Path) -> None:
+    """The mirror's state (stages/mirror_state.py) is the digest the copy will have; its cache (by fstat) never
+    hides a changed file, even one whose size and mtime were put back."""
+    from dahash.data.download import tree_digest
+    from dahash.data.mirror import mirror_digest
+
+    out = _prepare(mirror, tmp_path)
+    domains = {d: mirror / d for d in ("day", "night")}
+    cache = tmp_path / "digests.json"
+    digest, n = mirror_digest(mirror, domains, cache_file=cache)
+    assert digest == tree_digest(out, ["day", "night"]) and n == 8 and cache.exists()
+    assert mirror_digest(mirror, domains, cache_file=cache) == (digest, n)
+    img = mirror / "night" / "car" / "img_000.jpg"
+    data, st = bytearray(img.read_bytes()), img.stat()
+    data[-3] ^= 0xFF  # same size
+    img.write_bytes(bytes(data))
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime
+    assert mirror_digest(mirror, domains, cache_file=cache)[0] != digest
+    copy = tmp_path / "copy"
+    shutil.copytree(mirror, copy)
+    assert mirror_digest(copy, {d: copy / d for d in ("day", "night")}) == mirror_digest(mirror, domains)

@@ -378,6 +378,63 @@ def mirror_domains(mirror: Path, spec: DatasetSpec) -> dict[str, Path]:
     return _locate_domains(Path(mirror), spec)
 
 
+def _from_sources(spec: DatasetSpec, scratch: Path, *, cache_dir: Path, manual_dir: Path | None, progress: bool,
+                  offline: bool, out_dir: Path) -> tuple[dict[str, Path], dict[str, object]]:
+    """The first of ``spec``'s sources that works, unpacked below ``scratch``: each domain's class-folder parent
+    and the provenance for SOURCE.json. Pass 1: a source available locally (no network); pass 2: each source in
+    order (downloads unless ``offline``).
+
+    Raises:
+        DownloadError: every source failed (one message naming each, what went wrong, what to place by hand).
+    """
+    sources = _sources(spec, cache_dir)
+    errors: dict[int, list[str]] = {}
+    failed_for_good: set[int] = set()
+    for local_pass in (True, False):
+        for n, src in enumerate(sources):
+            if n in failed_for_good:
+                continue
+            try:
+                if local_pass and not _is_local(src, manual_dir):
+                    continue
+                work = scratch / f"s{n}"
+                remove_tree(work)
+                work.mkdir()
+                return _unpack_source(src, spec, work, manual_dir=manual_dir, progress=progress,
+                                      offline=local_pass or offline)
+            except DownloadError as exc:
+                errors.setdefault(n, []).append(str(exc))
+                if isinstance(exc, ManualCopyError):  # the same file would fail again
+                    failed_for_good.add(n)
+                log.warning("source %d of %s (%s) failed: %s", n + 1, spec.name, src.label, exc)
+    if len(sources) == 1:  # the single source's own message(s)
+        raise DownloadError(" ".join(dict.fromkeys(errors[0])))
+    raise DownloadError(_all_sources_failed(spec, sources, errors, manual_dir, offline, out_dir))
+
+
+def _verified(spec: DatasetSpec, build: Path, counts: dict[str, int], origin: str, out_dir: Path) -> dict[str, object]:
+    """SOURCE.json's verification fields of the tree in ``build``: counts and tree digest, checked against the
+    registry (a digest mismatch raises; counts that differ from the published ones warn).
+
+    Raises:
+        DownloadError: ``spec.tree_sha256`` is set and the tree's digest differs.
+    """
+    digest = tree_digest(build, spec.domains)
+    counts_txt = ", ".join(f"{d} {counts[d]}" for d in spec.domains)
+    expected_txt = ", ".join(f"{d} {spec.image_counts[d]}" for d in spec.domains) if spec.image_counts else "unknown"
+    if spec.tree_sha256 is not None and digest != spec.tree_sha256:
+        raise DownloadError(
+            f"the {spec.name!r} image tree from {origin} does not match its registered digest: got tree sha256 "
+            f"{digest}, expected {spec.tree_sha256}. Files found per domain: {counts_txt} (expected {expected_txt}). "
+            f"Files are missing, extra or altered; use a complete, unmodified copy. {out_dir} was not changed."
+        )
+    if spec.image_counts and any(counts[d] != spec.image_counts[d] for d in spec.domains):
+        warnings.warn(f"{spec.name}: files per domain {counts_txt} differ from the published counts ({expected_txt})",
+                      stacklevel=3)
+    return {"domains": list(spec.domains), "counts": counts, "expected_counts": spec.image_counts,
+            "tree_sha256": digest, "tree_sha256_verified": spec.tree_sha256 is not None}
+
+
 def prepare_dataset(
     spec: DatasetSpec,
     out_dir: Path,
@@ -435,68 +492,15 @@ def prepare_dataset(
             _refuse_links_leaving(mirror, src_domains, out_dir)  # names every such link at once
             source.update(kind="mirror")  # not its path: an identical copy elsewhere gives the same output
             counts = copy_mirror(mirror, src_domains, build)  # and refuses one swapped in meanwhile
+            origin = str(mirror)
         else:
             scratch = mkdtemp(out_dir.parent, f"{temp_prefix(out_dir)}x", ".tmp")
-            sources = _sources(spec, cache_dir)
-            errors: dict[int, list[str]] = {}
-            found: tuple[dict[str, Path], dict[str, object]] | None = None
-            failed_for_good: set[int] = set()
-            # 1. a source available locally, 2. each source in order (downloads unless offline)
-            for local_pass in (True, False):
-                for n, src in enumerate(sources):
-                    if n in failed_for_good:
-                        continue
-                    try:
-                        if local_pass and not _is_local(src, manual_dir):
-                            continue
-                        work = scratch / f"s{n}"
-                        remove_tree(work)
-                        work.mkdir()
-                        found = _unpack_source(src, spec, work, manual_dir=manual_dir,
-                                               progress=progress, offline=local_pass or offline)
-                        break
-                    except DownloadError as exc:
-                        errors.setdefault(n, []).append(str(exc))
-                        if isinstance(exc, ManualCopyError):  # the same file would fail again
-                            failed_for_good.add(n)
-                        log.warning("source %d of %s (%s) failed: %s", n + 1, spec.name, src.label, exc)
-                if found is not None:
-                    break
-            if found is None:
-                if len(sources) == 1:  # the single source's own message(s), as before
-                    raise DownloadError(" ".join(dict.fromkeys(errors[0])))
-                raise DownloadError(_all_sources_failed(spec, sources, errors, manual_dir, offline, out_dir))
-            src_domains, info = found
+            src_domains, info = _from_sources(spec, scratch, cache_dir=cache_dir, manual_dir=manual_dir,
+                                              progress=progress, offline=offline, out_dir=out_dir)
             source.update(info)
             counts = _move_tree(src_domains, build)
-
-        digest = tree_digest(build, spec.domains)
-        counts_txt = ", ".join(f"{d} {counts[d]}" for d in spec.domains)
-        if spec.image_counts:
-            expected_txt = ", ".join(f"{d} {spec.image_counts[d]}" for d in spec.domains)
-        else:
-            expected_txt = "unknown"
-        if spec.tree_sha256 is not None and digest != spec.tree_sha256:
-            raise DownloadError(
-                f"the {spec.name!r} image tree from {source.get('mirror') or source.get('archive') or source.get('source')} "
-                f"does not match its registered digest: got tree sha256 {digest}, expected "
-                f"{spec.tree_sha256}. Files found per domain: {counts_txt} (expected {expected_txt}). "
-                f"Files are missing, extra or altered; use a complete, unmodified copy. "
-                f"{out_dir} was not changed."
-            )
-        if spec.image_counts and any(counts[d] != spec.image_counts[d] for d in spec.domains):
-            warnings.warn(
-                f"{spec.name}: files per domain {counts_txt} differ from the published counts "
-                f"({expected_txt})",
-                stacklevel=2,
-            )
-        source.update(
-            domains=list(spec.domains),
-            counts=counts,
-            expected_counts=spec.image_counts,
-            tree_sha256=digest,
-            tree_sha256_verified=spec.tree_sha256 is not None,
-        )
+            origin = str(info.get("archive") or info.get("source"))
+        source.update(_verified(spec, build, counts, origin, out_dir))
         _write_json_atomic(build / "SOURCE.json", source)
         _replace_dir(build, out_dir)
     except BaseException:
