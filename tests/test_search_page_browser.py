@@ -17,12 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
 
-from dahash.nn.model import DAHHead
+from tests.toy_run import head_run, labelled_images
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -70,18 +67,8 @@ def _browser_view(page_dir: Path) -> list[list[str]]:
 
 
 def test_search_page_in_headless_chromium(tmp_path: Path) -> None:
-    run = tmp_path / "proj" / "models" / "toy" / "efficientnet_lite0" / "dah" / "A->B" / "seed0"
-    run.mkdir(parents=True)
-    head = DAHHead(1280, (8, 8), 16, generator=torch.Generator().manual_seed(0)).eval()
-    torch.save({"config": {"bn_momentum": 0.05}, "state_dict": head.state_dict()}, run / "model.pt")
-    (run / "run.json").write_text(json.dumps({"mode": "head"}))
-    rng = np.random.default_rng(0)
-    images = tmp_path / "images"
-    for label, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
-        (images / label).mkdir(parents=True)
-        for i in range(3):
-            arr = np.clip(np.array(colour) + rng.normal(0, 40, (48, 64, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(arr).save(images / label / f"{i}.jpg")
+    run = head_run(tmp_path)
+    images = labelled_images(tmp_path / "images")
     index = tmp_path / "toy.parquet"
     _dahash("encode", str(run), str(images), "-o", str(index), "-q")
     site = tmp_path / "site"
