@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -18,17 +17,13 @@ from PIL import Image
 from dahash.codes.export import Encoder, derive_export
 from dahash.codes.index import Index, _popcount
 from dahash.eval.metrics import binarize, hamming_distance
-from tests.toy_run import head_run, labelled_images
+from tests.toy_run import dahash_cli, head_run, labelled_images
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _dahash(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "dahash.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
-    assert (proc.returncode == 0) == ok, proc.stderr
-    return proc
+    return dahash_cli(*args, ok=ok)
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.toy_run import head_run, labelled_images
+from tests.toy_run import dahash_cli, head_run, labelled_images
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -44,11 +42,7 @@ document.getElementById('f').addEventListener('load', function () {
 
 
 def _dahash(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "dahash.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return proc
+    return dahash_cli(*args)
 
 
 def _browser_view(page_dir: Path) -> list[list[str]]:

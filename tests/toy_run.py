@@ -32,3 +32,18 @@ def labelled_images(folder: Path, per_class: int = 3) -> Path:
             arr = np.clip(np.array(colour) + rng.normal(0, 40, (48, 64, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(arr).save(folder / label / f"{i}.jpg")
     return folder
+
+
+def dahash_cli(*args: str, ok: bool = True, timeout: int = 300):
+    """``python -m dahash.cli ARGS`` with this checkout on PYTHONPATH (one thread); asserts it succeeded (``ok``)
+    or failed, and returns the completed process."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{repo / 'src'}{os.pathsep}{repo}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "dahash.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+    assert (proc.returncode == 0) == ok, proc.stderr
+    return proc
