@@ -6,6 +6,7 @@ Kept out of the library on purpose: this is where params.yaml is read. Project p
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import hashlib
@@ -330,6 +331,13 @@ def storage_error(exc: OSError) -> str | None:
            else "make the folder writable")
     return (f"{what} while {where}: {fix}, then rerun (nothing half-written was kept; a training job "
             "resumes from its last checkpoint)")
+
+
+def domain_args(argv: list[str] | None, description: str | None) -> argparse.Namespace:
+    """``--domain D`` (required), the argument of the per-domain stages (extract, image_cache)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--domain", required=True, help="a domain of data.domains")
+    return ap.parse_args(argv)
 
 
 def user_error(exc: BaseException) -> str | None:

@@ -18,9 +18,8 @@ streamed into features.npy batch by batch, so memory does not grow with the numb
 
 from __future__ import annotations
 
-import argparse
 
-from stages.common import StageError, atomic_path, load_params, main_wrapper, write_json
+from stages.common import domain_args, StageError, atomic_path, load_params, main_wrapper, write_json
 from stages.features import domain_rows
 from stages.gpu import resolve_device
 from stages.paths import features_dir, raw_dir, shown, weights_file
@@ -28,9 +27,7 @@ from stages.paths import features_dir, raw_dir, shown, weights_file
 
 @main_wrapper
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--domain", required=True)
-    args = ap.parse_args(argv)
+    args = domain_args(argv, __doc__)
     params = load_params()
     dataset, name = params["data"]["dataset"], params["backbone"]["name"]
     import numpy as np  # heavy imports after argument parsing: `--help` stays fast

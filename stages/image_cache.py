@@ -11,10 +11,9 @@ reads it; check_cross_keys refuses fine-tuning with it).
 
 from __future__ import annotations
 
-import argparse
 import os
 
-from stages.common import StageError, atomic_path, load_params, main_wrapper
+from stages.common import domain_args, StageError, atomic_path, load_params, main_wrapper
 from stages.features import domain_rows
 from stages.paths import image_cache_dir, raw_dir, shown
 
@@ -52,9 +51,7 @@ def open_cached(params: dict, domain: str, names: list[str]):  # -> dahash.data.
 
 @main_wrapper
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--domain", required=True)
-    args = ap.parse_args(argv)
+    args = domain_args(argv, __doc__)
     params = load_params()
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
     from tqdm.auto import tqdm

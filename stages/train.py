@@ -68,19 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     n_target = len(tgt_paths)
 
     experiment = params["tracking"]["experiment"] or f"dahash-{dataset}"
-    inputs = (tracking.image_inputs(dataset, task, {"source": len(ys), "target": n_target}) if tp["mode"] == "finetune"
-              else tracking.feature_inputs(dataset, backbone, task, {"source": xs.shape, "target": xt.shape}))
     ckpt = run_dir("checkpoints", params, args.method, args.task, args.seed)
-    run_id, resumed_run = resumable_run(ckpt, lambda: tracking.start_run(
-        experiment,
-        f"{args.method}:{args.task}:seed{args.seed}",
-        tags={"task": args.task, "source": task["source"], "target": task["target"], "dataset": dataset,
-              "backbone": backbone, "method": args.method, "seed": str(args.seed), "device": device},
-        params={**{f"train.{k}": v for k, v in dataclasses.asdict(config).items()}, "train.mode": tp["mode"],
-                "seed": args.seed, "backbone": backbone, "dataset": dataset, "task": args.task, "method": args.method,
-                "n_source": len(ys), "n_target": n_target},
-        group=f"{args.method}:{args.task}", inputs=inputs, source="stages/train.py",
-    ))
+    run_id, resumed_run = open_run(params, args, experiment, tp, config, device, ckpt,
+                                   {"source": xs.shape, "target": xt.shape, "n_source": len(ys), "n_target": n_target})
     # a resumed run: what its killed attempt already sent to MLflow (a new run holds nothing: no query)
     logged = logged_epochs(run_id) if resumed_run else set()
     pending: list[dict] = []
@@ -145,6 +135,29 @@ def main(argv: list[str] | None = None) -> None:
         log_pyfunc(run_id, mdir, params["tracking"].get("register_model"))
     shutil.rmtree(ckpt, ignore_errors=True)
     print(f"[{args.method} {args.task} seed{args.seed}] trained in {wall:.1f} s on {device} (MLflow run {run_id})")
+
+
+def open_run(params: dict, args, experiment: str, tp: dict, config: DAHConfig, device: str, ckpt: Path,
+             sizes: dict) -> tuple[str, bool]:
+    """The run's MLflow run: the one a killed attempt opened (its id kept in ``ckpt``), else a new one with the
+    run's tags, params and dataset inputs (features, or in fine-tune mode the images). ``sizes``: the feature
+    arrays' shapes (``source``, ``target``) and the item counts (``n_source``, ``n_target``). Returns
+    ``(run_id, resumed)``."""
+    task, dataset, backbone = params["tasks"][args.task], params["data"]["dataset"], params["backbone"]["name"]
+    n = {"source": sizes["n_source"], "target": sizes["n_target"]}
+    inputs = (tracking.image_inputs(dataset, task, n) if tp["mode"] == "finetune"
+              else tracking.feature_inputs(dataset, backbone, task, {"source": sizes["source"],
+                                                                     "target": sizes["target"]}))
+    return resumable_run(ckpt, lambda: tracking.start_run(
+        experiment,
+        f"{args.method}:{args.task}:seed{args.seed}",
+        tags={"task": args.task, "source": task["source"], "target": task["target"], "dataset": dataset,
+              "backbone": backbone, "method": args.method, "seed": str(args.seed), "device": device},
+        params={**{f"train.{k}": v for k, v in dataclasses.asdict(config).items()}, "train.mode": tp["mode"],
+                "seed": args.seed, "backbone": backbone, "dataset": dataset, "task": args.task, "method": args.method,
+                "n_source": n["source"], "n_target": n["target"]},
+        group=f"{args.method}:{args.task}", inputs=inputs, source="stages/train.py",
+    ))
 
 
 def loader_workers(setting: int | str, device: str) -> int:

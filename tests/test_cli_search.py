@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -18,35 +17,21 @@ from PIL import Image
 from dahash.codes.export import Encoder, derive_export
 from dahash.codes.index import Index, _popcount
 from dahash.eval.metrics import binarize, hamming_distance
-from dahash.nn.model import DAHHead
+from tests.toy_run import dahash_cli, head_run, labelled_images
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _dahash(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "dahash.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
-    assert (proc.returncode == 0) == ok, proc.stderr
-    return proc
+    return dahash_cli(*args, ok=ok)
 
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> dict:
     """A head-mode EfficientNet-Lite0 run folder (random 16-bit head) and a folder of labelled images."""
     tmp = tmp_path_factory.mktemp("cli")
-    run = tmp / "proj" / "models" / "toy" / "efficientnet_lite0" / "dah" / "A->B" / "seed0"
-    run.mkdir(parents=True)
-    head = DAHHead(1280, (8, 8), 16, generator=torch.Generator().manual_seed(0)).eval()
-    torch.save({"config": {"bn_momentum": 0.05}, "state_dict": head.state_dict()}, run / "model.pt")
-    (run / "run.json").write_text(json.dumps({"mode": "head"}))
-    rng = np.random.default_rng(0)
-    images = tmp / "images"
-    for label, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
-        (images / label).mkdir(parents=True)
-        for i in range(3):
-            arr = np.clip(np.array(colour) + rng.normal(0, 40, (48, 64, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(arr).save(images / label / f"{i}.jpg")
+    run = head_run(tmp)
+    images = labelled_images(tmp / "images")
     (images / "blue" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     (images / "notes.txt").write_text("not an image")
     return {"tmp": tmp, "run": run, "images": images}

@@ -22,7 +22,7 @@ from PIL import Image
 
 from dahash.codes.index import Index
 from dahash.codes.serving import parse_code_hex
-from dahash.nn.model import DAHHead
+from tests.toy_run import head_run
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -36,11 +36,7 @@ def toy(tmp_path_factory) -> dict:
     """A head-mode EfficientNet-Lite0 run folder (random 64-bit head), two images (real Office-Caltech-10 ones
     when the shared data is here, else made here), and their codes from `dahash encode`."""
     tmp = tmp_path_factory.mktemp("pyfunc")
-    run = tmp / "proj" / "models" / "toy" / "efficientnet_lite0" / "dah" / "A->B" / "seed0"
-    run.mkdir(parents=True)
-    head = DAHHead(1280, (32, 32), 64, generator=torch.Generator().manual_seed(0)).eval()
-    torch.save({"config": {"bn_momentum": 0.05}, "state_dict": head.state_dict()}, run / "model.pt")
-    (run / "run.json").write_text(json.dumps({"mode": "head"}))
+    run = head_run(tmp, (32, 32), 64)
     images = tmp / "images"
     images.mkdir()
     found = sorted((REAL / "images").rglob("*.jpg")) if REAL.is_dir() else []

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
 
-from dahash.nn.model import DAHHead
+from tests.toy_run import dahash_cli, head_run, labelled_images
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -47,11 +42,7 @@ document.getElementById('f').addEventListener('load', function () {
 
 
 def _dahash(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "dahash.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return proc
+    return dahash_cli(*args)
 
 
 def _browser_view(page_dir: Path) -> list[list[str]]:
@@ -70,18 +61,8 @@ def _browser_view(page_dir: Path) -> list[list[str]]:
 
 
 def test_search_page_in_headless_chromium(tmp_path: Path) -> None:
-    run = tmp_path / "proj" / "models" / "toy" / "efficientnet_lite0" / "dah" / "A->B" / "seed0"
-    run.mkdir(parents=True)
-    head = DAHHead(1280, (8, 8), 16, generator=torch.Generator().manual_seed(0)).eval()
-    torch.save({"config": {"bn_momentum": 0.05}, "state_dict": head.state_dict()}, run / "model.pt")
-    (run / "run.json").write_text(json.dumps({"mode": "head"}))
-    rng = np.random.default_rng(0)
-    images = tmp_path / "images"
-    for label, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
-        (images / label).mkdir(parents=True)
-        for i in range(3):
-            arr = np.clip(np.array(colour) + rng.normal(0, 40, (48, 64, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(arr).save(images / label / f"{i}.jpg")
+    run = head_run(tmp_path)
+    images = labelled_images(tmp_path / "images")
     index = tmp_path / "toy.parquet"
     _dahash("encode", str(run), str(images), "-o", str(index), "-q")
     site = tmp_path / "site"

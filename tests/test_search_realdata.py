@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +20,14 @@ import torch
 from dahash.codes.index import Index, unpack_codes
 from dahash.eval.evaluation import score
 from dahash.eval.metrics import binarize, hamming_distance, precision_recall_curve, retrieval_scores
+from tests.toy_run import dahash_cli
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.realdata
 
 
 def _dahash(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "dahash.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    return proc
+    return dahash_cli(*args, timeout=600)
 
 
 def test_encode_dslr_and_search(shared_data: Path, tmp_path: Path) -> None:

@@ -19,6 +19,15 @@ from dahash.report.model import (_MISSING_TASK_MARK, _PARTIAL_AVG_MARK, _RETRIEV
 # --------------------------------------------------------------------------------------------
 # sections
 # --------------------------------------------------------------------------------------------
+#: where the published values of the accuracy and mAP tables come from ({name}: the paper's table)
+_ACCURACY_SOURCE = ("Published values: {name} of the paper. Each method is followed by a \"paper\" column holding the "
+                    "paper's value for that method and task (the column's header names the paper's method); it is "
+                    "blank where the paper has no such method or task.")
+_MAP_SOURCE = ("Published values: {name} of the paper (printed as fractions, shown here as percent); blank where the "
+               "paper has no such method or domain. The paper's Avg. column averages domains of both of its datasets "
+               "and is not shown.")
+
+
 def _published_note(sec: _Section, run: _Run, pub: Mapping | None, what: str, shown: str) -> None:
     """The paragraph on the published values: ``shown`` when the paper has a ``what`` table for this dataset and
     backbone (``pub``), else that it has none."""
@@ -43,10 +52,7 @@ def _accuracy_section(run: _Run) -> _Section:
         sec.paragraphs.append("The DAH paper's accuracies are not shown: this run follows the pwcf protocol (its "
                               "query images are left out of training), not the paper's.")
     else:
-        _published_note(sec, run, pub, "accuracy",
-                        f"Published values: {name} of the paper. Each method is followed by a \"paper\" column "
-                        "holding the paper's value for that method and task (the column's header names the "
-                        "paper's method); it is blank where the paper has no such method or task.")
+        _published_note(sec, run, pub, "accuracy", _ACCURACY_SOURCE.format(name=name))
     header = ["task", "source → target"]
     paper_cols: set[int] = set()
     keys: dict[str, str | None] = {}
@@ -124,10 +130,7 @@ def _map_sections(run: _Run, sources: dict[str, str]) -> list[_Section]:
         f"protocol (source → target): {rule}. For methods retrieving within a target split the "
         "source plays no part.")
     if not (pub is None and _pwcf_run(run)):  # pwcf: said above, the paper's protocol differs
-        _published_note(sec, run, pub, "mAP",
-                        f"Published values: {name} of the paper (printed as fractions, shown here as percent); "
-                        "blank where the paper has no such method or domain. The paper's Avg. column averages "
-                        "domains of both of its datasets and is not shown.")
+        _published_note(sec, run, pub, "mAP", _MAP_SOURCE.format(name=name))
     header = ["method", "retrieval"]
     paper_cols: set[int] = set()
     missing: list[str] = []

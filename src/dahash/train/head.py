@@ -54,6 +54,7 @@ __all__ = [
     "batch_losses",
     "encode",
     "lr_schedule",
+    "checked_step",
     "sgd_step",
     "train_dah",
 ]
@@ -419,12 +420,20 @@ def sgd_step(terms: Mapping[str, Tensor], optimizer: torch.optim.Optimizer, conf
     component values in :data:`LOSS_NAMES` order (for the epoch means).
     """
     loss = terms["total"] / (2 * n_source) if config.divide_by_batch else terms["total"]
+    return checked_step({**terms, "loss": loss}, LOSS_NAMES, optimizer, epoch, batch)
+
+
+def checked_step(terms: Mapping[str, Tensor], names: tuple[str, ...], optimizer: torch.optim.Optimizer,
+                 epoch: int, batch: int) -> list[float]:
+    """One optimiser step: zero the gradients, backpropagate ``terms["loss"]``, check the components ``names``
+    are finite (:class:`NonFiniteLossError` names epoch, batch and component; the weights are then left
+    unchanged) and step. Returns the components' values in ``names`` order (float32)."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    terms["loss"].backward()
     # one device->host transfer per step, after the backward pass is queued (on a GPU the host waits here,
     # not before the backward); a non-finite value stops before the weights change
-    values = torch.stack([terms[n].detach() for n in LOSS_NAMES]).cpu().tolist()
-    for name, value in zip(LOSS_NAMES, values):
+    values = torch.stack([terms[n].detach().float() for n in names]).cpu().tolist()
+    for name, value in zip(names, values):
         if not math.isfinite(value):
             optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(epoch, batch, name, value)

@@ -20,7 +20,6 @@ checks every component is finite, backpropagates ``"loss"`` and steps.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dahash.train.head import LOSS_NAMES, NonFiniteLossError, batch_losses
+from dahash.train.head import LOSS_NAMES, batch_losses, checked_step
 
 __all__ = ["Batch", "DAHObjective", "Objective", "objective_step"]
 
@@ -121,13 +120,4 @@ def objective_step(terms: Mapping[str, Tensor], names: tuple[str, ...], optimize
     """One optimiser step: zero the gradients, backpropagate ``terms["loss"]``, check the components
     ``names`` are finite (:class:`dahash.train.head.NonFiniteLossError` names epoch, batch and component;
     the weights are then left unchanged) and step. Returns the components' values in ``names`` order."""
-    optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
-    # one device->host transfer per step, after the backward pass is queued
-    values = torch.stack([terms[n].detach().float() for n in names]).cpu().tolist()
-    for name, value in zip(names, values):
-        if not math.isfinite(value):
-            optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLossError(epoch, batch, name, value)
-    optimizer.step()
-    return values
+    return checked_step(terms, names, optimizer, epoch, batch)
