@@ -2,12 +2,14 @@
 feature kinds.
 
 Needs (checked with params.yaml before anything runs, stages.common.check_cross_keys): ``methods.dah``,
-``baselines.methods.dan`` and ``train.mode: head``. dvc.yaml has one analysis stage per task of ``analysis.tasks``,
+``baselines.methods.dan`` and a backbone with pretrained features. dvc.yaml has one analysis stage per task of ``analysis.tasks``,
 so with ``analysis.tasks: []`` (e.g. a run without DAH or DAN) the stage is not in the DAG at all.
 
 Feature kinds (source and target items of the task):
 * ``backbone``: the extracted features the heads are trained on (the paper's "Deep (VGG-F)");
-* ``dan``: fc7 of the DAN baseline (baselines.methods.dan, seed baselines.seed);
+* ``dan``: fc7 of the DAN baseline (baselines.methods.dan, seed baselines.seed) as its run stored it: with
+  ``mode: finetune`` (the paper's) the fine-tuned DAN network's fc7 on the images (evaluation transform), in head
+  mode the head's fc7 on the cached features;
 * ``dah``: fc7 of the DAH model (methods.dah, first of train.seeds), recomputed from its model.pt (head mode:
   on the cached features; fine-tune mode: the fine-tuned network on the images).
 A-distance: 2 (1 - 2 err), err of a linear SVM telling source from target, 5-fold cross-validation

@@ -11,6 +11,12 @@ labels are NOT read, except by SuH (``suh``: supervised hashing on the labelled 
 paper's upper bound), which reads the labels of the split's database items only (split rule:
 ``eval.query_fraction``, ``eval.split_seed``; see dahash.baselines.registry).
 
+``mode: finetune`` (source_only, dan, dann, noda, suh; the paper's setting, params.yaml's default): the method is
+trained end to end from images by DAH's fine-tuning loop with its own loss (stages.baseline_finetune): a GPU
+job, checkpointed every ``train.checkpoint_every`` epochs into checkpoints/<same path as the run> and resumed
+after a kill (the checkpoints of the job's tasks are deleted once every task is written), its epochs logged to
+one MLflow run per task as the train stage does.
+
 Writes models/<dataset>/<backbone>/<M>/<KEY>/seed<S>/ per task (the stage's out is the method's folder
 models/<dataset>/<backbone>/<M>): codes.npz (pred_target and/or u_source/u_target,
 f_source/f_target), history.csv (deep methods) and run.json (algorithm, family, retrieval protocol, MLflow
@@ -20,6 +26,7 @@ run id, wall time). The evaluate stage scores it like DAH.
 from __future__ import annotations
 
 import argparse
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +34,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dahash.baselines.registry import (
+    ALGORITHMS,
+    algorithm_of,
+    check_options,
+    mode_of,
+    run_baseline,
+)
 from dahash.eval.split import target_query_database_split
-from dahash.baselines.registry import ALGORITHMS, algorithm_of, check_options, run_baseline
 from stages import tracking
-from stages.common import StageError, atomic_path, dataset_spec, load_params, main_wrapper, run_dir, task_of, write_json
-from stages.gpu import resolve_device
+from stages.common import (
+    StageError,
+    atomic_path,
+    dataset_spec,
+    load_params,
+    main_wrapper,
+    run_dir,
+    task_of,
+    write_json,
+)
 from stages.features import labels_for, load_features
+from stages.gpu import resolve_device
 from stages.runs import penultimate_features, pretrained_head
 
 
@@ -61,6 +83,11 @@ class MethodSetup:
         """Fitted on the target features alone (retrieval inside the target): one fit serves every task with
         that target."""
         return self.algo.retrieval == "target_split"
+
+    @property
+    def mode(self) -> str:
+        """``head`` (cached features) or ``finetune`` (end to end from images)."""
+        return mode_of(self.options)
 
 
 class Domains:
@@ -126,10 +153,14 @@ def main(argv: list[str] | None = None) -> None:
     for key in tasks:
         task_of(params, key)
     domains = Domains(params["data"]["dataset"], params["backbone"]["name"])
-    pretrained = pretrained_head(params["backbone"]["name"]) if setup.algo.family == "deep" else None
+    pretrained = (pretrained_head(params["backbone"]["name"]) if setup.algo.family == "deep" and setup.mode == "head"
+                  else None)
     fitted: dict[str, tuple[str, Any]] = {}  # target-only methods: target domain -> (task, BaselineOutput)
     for key in tasks:
         run_task(params, setup, key, domains, fitted, pretrained)
+    if setup.mode == "finetune":  # every task is written: the checkpoints (kept for a resumed job) can go
+        for key in tasks:
+            shutil.rmtree(run_dir("checkpoints", params, setup.name, key, setup.seed), ignore_errors=True)
 
 
 def run_task(params: dict[str, Any], setup: MethodSetup, key: str, domains: Domains,
@@ -150,41 +181,71 @@ def run_task(params: dict[str, Any], setup: MethodSetup, key: str, domains: Doma
 
     experiment = params["tracking"]["experiment"] or f"dahash-{dataset}"
     shapes = {"source": xs_raw.shape, "target": xt_raw.shape}  # the feature files as stored (dataset inputs)
-    run_id = tracking.start_run(
+    finetune = setup.mode == "finetune"
+    inputs = (tracking.image_inputs(dataset, task, {"source": len(ys), "target": len(tgt_paths)}) if finetune
+              else tracking.feature_inputs(dataset, backbone, task, shapes))
+    start = lambda: tracking.start_run(
         experiment, f"{method}:{key}:seed{seed}",
         tags={"task": key, "source": task["source"], "target": task["target"], "dataset": dataset,
               "backbone": backbone, "method": method, "algorithm": algorithm, "family": algo.family,
               "seed": str(seed), "device": setup.device, "uses_target_labels": str(algo.uses_target_labels).lower(),
-              **({"fitted_for": reuse[0]} if reuse else {})},
+              "mode": setup.mode, **({"fitted_for": reuse[0]} if reuse else {})},
         params={**{f"option.{k}": v for k, v in options.items()}, "algorithm": algorithm, "hash_bits": setup.bits,
                 "seed": seed, "backbone": backbone, "dataset": dataset, "task": key, "method": method,
-                "n_source": len(ys), "n_target": len(tgt_paths)},
-        group=f"{method}:{key}", inputs=tracking.feature_inputs(dataset, backbone, task, shapes),
-        source="stages/baseline.py",
+                "n_source": len(ys), "n_target": len(tgt_paths), "mode": setup.mode},
+        group=f"{method}:{key}", inputs=inputs, source="stages/baseline.py",
     )
+    logged: set[int] = set()
+    pending: list[dict] = []
+    keys: list[str] = []
+    if finetune and reuse is None:  # as the train stage: a killed job's MLflow run goes on (same per-epoch series)
+        from stages.resume import logged_epochs, restored_unlogged, resumable_run
+
+        ckpt = run_dir("checkpoints", params, method, key, seed)
+        run_id, resumed_run = resumable_run(ckpt, start)
+        logged = logged_epochs(run_id) if resumed_run else set()
+    else:
+        run_id = start()
     try:
-        out = reuse[1] if reuse else fit(params, setup, task, domains, pretrained)
+        if finetune and reuse is None:
+            from stages.baseline_finetune import fit_finetuned
+
+            def on_epoch(row: dict) -> None:
+                keys[:] = [k for k in row if k != "epoch"]
+                if row["epoch"] not in logged:
+                    pending.append(row)
+                if len(pending) >= 10:
+                    tracking.log_history(run_id, pending, keys)
+                    pending.clear()
+                print(f"[{method} {key}] epoch {row['epoch']} " + " ".join(f"{k}={row[k]:.4g}" for k in keys), flush=True)
+
+            out, resumed = fit_finetuned(params, setup, task, domains, on_epoch=on_epoch, checkpoint_dir=ckpt)
+            pending.extend(restored_unlogged(out.history, logged, resumed))
+        else:
+            out = reuse[1] if reuse else fit(params, setup, task, domains, pretrained)
         if setup.target_only and reuse is None:
             fitted[task["target"]] = (key, out)
     except Exception:
-        tracking.end_run(run_id, {}, status="FAILED")
+        tracking.end_run(run_id, {}, pending, keys, status="FAILED")
         raise
     keys = [k for k in out.history[0] if k != "epoch"] if out.history else []
+    history = pending if finetune and reuse is None else (out.history or [])
     ended_ms = tracking.now_ms()  # the run's end: the work's, recorded in run.json (the evaluation logs at it)
     dest = run_dir("models", params, method, key, seed)
     record = {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
               "algorithm": algorithm, "family": algo.family, "retrieval": algo.retrieval,
               "uses_target_labels": algo.uses_target_labels, "options": options, "seed": seed,
               "hash_bits": setup.bits, "train_seconds": out.seconds, "device": setup.device, "paper": algo.paper,
-              "epochs": options.get("epochs"), "ended_ms": ended_ms,
+              "epochs": options.get("epochs", params["train"]["epochs"] if finetune else None), "ended_ms": ended_ms,
+              "mode": setup.mode,
               "fitted_for": reuse[0] if reuse else key}
     try:
         write_run(dest, out, record)
     except Exception:
-        tracking.end_run(run_id, {}, status="FAILED")
+        tracking.end_run(run_id, {}, history, keys, status="FAILED")
         raise
     # one call: the history, the wall time, the run closed at the work's end
-    tracking.end_run(run_id, {"train_seconds": out.seconds}, out.history or [], keys, end_time=ended_ms)
+    tracking.end_run(run_id, {"train_seconds": out.seconds}, history, keys, end_time=ended_ms)
     how = f"the fit of {reuse[0]} (same target, {algorithm} sees the target only)" if reuse else \
         f"{out.seconds:.1f} s"
     print(f"[{method} {key}] {algorithm} ({algo.family}): {how} (MLflow run {run_id})", flush=True)

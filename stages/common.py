@@ -128,6 +128,7 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
                          "(they share models/<dataset>/<backbone>/<name>/)")
     train = params["train"]
     modes = {m: (o or {}).get("mode", train["mode"]) for m, o in params["methods"].items()}
+    modes.update({m: (o or {}).get("mode", "head") for m, o in params["baselines"]["methods"].items()})
     if params["backbone"]["name"] == "surf800" and (dataset != "office_caltech10" or any(m != "head" for m in modes.values())):
         raise StageError(f"{path}: backbone.name = surf800 (precomputed SURF-800 features) needs "
                          f"data.dataset: office_caltech10 and train.mode: head for every method (modes: {modes})")

@@ -7,7 +7,8 @@ with the real file's layer list (reduced widths) placed where a user puts it by 
 checksum is published for it). Then the README's main command runs on the
 default params.yaml with only epoch/size knobs changed (epochs, K, the fc widths of the small VGG-F, a
 subset of the tasks and comparison methods) and one extra head-mode method: download, weights, preprocess,
-moments, extract, train (fine-tune AND head), evaluate, baselines, analysis, report.
+moments, extract, train (fine-tune AND head), evaluate, baselines (DAN, DANN, NoDA and SuH fine-tuned end to end
+as params.yaml's defaults say, ITQ on features), analysis (Figure 3 with the fine-tuned DAN's fc7), report.
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     params["train"].update(epochs=2, k_per_class=1, hidden_dims=[fc, fc])
     params["extract"]["batch_size"] = 64
     params["methods"]["dah_head"] = {"mode": "head"}
-    params["baselines"]["methods"] = {m: params["baselines"]["methods"][m] for m in ("dan", "noda", "itq")}
-    params["baselines"]["methods"]["dan"] = {"epochs": 1}
-    params["baselines"]["methods"]["noda"] = {"epochs": 1}
+    finetuned = ("dan", "dann", "noda", "suh")
+    assert all(params["baselines"]["methods"][m] == {"mode": "finetune"} for m in finetuned)  # the paper's protocol
+    params["baselines"]["methods"] = {m: params["baselines"]["methods"][m] for m in (*finetuned, "itq")}
+    for m in ("noda", "suh"):  # DAN and DANN at train.epochs (2), the DPSH runs at 1 (time)
+        params["baselines"]["methods"][m] = {"mode": "finetune", "epochs": 1}
     params["tasks"] = {k: params["tasks"][k] for k in TASKS}
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(proj, "git", "init", "-q", env=env)
@@ -105,7 +108,29 @@ def test_main_command_runs_the_paper_job_on_the_standins(standin: tuple[Path, di
             metrics = json.loads((proj / "metrics" / "office_home" / method / task / "seed0.json").read_text())
             assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["map"] <= 1.0
             assert metrics["n_target"] == 130 and metrics["hash_bits"] == 64
+    models = proj / "models" / "office_home" / "vggf"
+    for method in ("dan", "dann", "noda", "suh"):  # the comparison methods, fine-tuned end to end
+        for task in TASKS:
+            run = json.loads((models / method / task / "seed0" / "run.json").read_text())
+            epochs = 2 if method in ("dan", "dann") else 1
+            assert run["mode"] == "finetune" and run["epochs"] == epochs, run
+            metrics = json.loads((proj / "metrics" / "office_home" / method / task / "seed0.json").read_text())
+            assert metrics["n_target"] == 130
+            history = (models / method / task / "seed0" / "history.csv").read_text().splitlines()
+            assert len(history) == 1 + epochs  # header + one row per epoch
+    assert "mmd" in (models / "dan" / "Ar_Cl" / "seed0" / "history.csv").read_text().splitlines()[0]
+    assert "lambda" in (models / "dann" / "Ar_Cl" / "seed0" / "history.csv").read_text().splitlines()[0]
+    dan = np.load(models / "dan" / "Ar_Cl" / "seed0" / "codes.npz")  # fc7 of the fine-tuned network: Figure 3
+    assert dan["f_source"].shape == (130, vggf_fc_width(WIDTH)) and dan["pred_target"].shape == (130,)
+    analysis = json.loads((proj / "analysis" / "office_home" / "Ar_Cl" / "analysis.json").read_text())
+    assert set(analysis["a_distance"]) == {"backbone", "dan", "dah"}
+    assert not (proj / "checkpoints" / "office_home" / "vggf" / "dan").exists() or not any(
+        (proj / "checkpoints" / "office_home" / "vggf" / "dan").rglob("*.pt"))  # deleted once every task is written
     results = (proj / "report" / "results.md").read_text()
+    for method in ("dan", "dann", "noda", "suh"):
+        assert f"{method}: finetune;" in results or f"{method}: finetune " in results, method
+    assert "itq: features" in results and "dah_head: head (NOT the paper's: finetune)" in results
+    assert "SuH uses target labels" in results
     # the paper's Table 3 (accuracy) and Table 4 (mAP) columns beside ours: dataset and backbone match
     assert "paper DAH" in results
     assert "31.64" in results  # DAH, Ar -> Cl, Table 3

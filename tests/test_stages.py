@@ -295,10 +295,11 @@ def test_snakefile_rules_match_dvc_stages() -> None:
 
 
 def test_every_stage_declares_its_cluster_resources() -> None:
-    """dvc.yaml's meta.snakemake sizes every stage for a Slurm job; the GPU goes to extraction and training only."""
+    """dvc.yaml's meta.snakemake sizes every stage for a Slurm job; the GPU goes to extraction and training only
+    (the comparison methods' baseline jobs included: they fine-tune end to end with ``mode: finetune``)."""
     stages = dvcdag.load_stages(PARAMS_FILE.parent)
     gpu_stages = {s.name.split("@")[0] for s in stages if s.resources.get("gpu")}
-    assert {"extract", "train"} <= gpu_stages <= {"extract", "gamma_sweep", "train"}
+    assert {"extract", "train", "baseline"} <= gpu_stages <= {"extract", "gamma_sweep", "train", "baseline"}
     for s in stages:
         assert s.threads >= 1 and s.resources["mem_mb"] >= 1000 and s.resources["runtime"] >= 1, s
         assert set(s.resources) <= {"mem_mb", "runtime", "gpu"}, s

@@ -42,13 +42,12 @@ from torch import Tensor, nn
 
 from dahash.baselines.deep import DeepOutput, dann_lambda, grad_reverse
 from dahash.baselines.dpsh import dpsh_batch_terms
+from dahash.baselines.modes import FINETUNE_METHODS, FINETUNE_TRAIN_KEYS, OBJECTIVE_OPTIONS
 from dahash.train.losses import DEFAULT_MMD_SCALES, linear_mk_mmd
 from dahash.train.objectives import Batch, Objective
 
-__all__ = ["ClassifierObjective", "DPSHObjective", "FINETUNE_METHODS", "make_objective"]
-
-#: comparison algorithms that can be fine-tuned end to end
-FINETUNE_METHODS: tuple[str, ...] = ("source_only", "dan", "dann", "noda", "suh")
+__all__ = ["ClassifierObjective", "DPSHObjective", "FINETUNE_METHODS", "FINETUNE_TRAIN_KEYS", "OBJECTIVE_OPTIONS",
+           "make_objective"]
 
 
 class ClassifierObjective(Objective):
@@ -188,14 +187,12 @@ def make_objective(method: str, *, num_classes: int, bits: int, feature_dim: int
     ``options``: the method's own settings (``mmd_weight`` for DAN; ``dann_weight``, ``domain_hidden`` for
     DANN; ``eta`` for NoDA/SuH); others raise ValueError naming them. ``labels``: DPSH's training labels.
     """
-    allowed = {"source_only": set(), "dan": {"mmd_weight"}, "dann": {"dann_weight", "domain_hidden"},
-               "noda": {"eta"}, "suh": {"eta"}}
-    if method not in allowed:
+    if method not in OBJECTIVE_OPTIONS:
         raise ValueError(f"{method!r} cannot be fine-tuned; these can: {', '.join(FINETUNE_METHODS)}")
-    unknown = sorted(set(options) - allowed[method])
+    unknown = sorted(set(options) - OBJECTIVE_OPTIONS[method])
     if unknown:
         raise ValueError(f"{method} (mode: finetune): unknown option(s) {unknown}; accepted: "
-                         f"{sorted(allowed[method])} and the train.* keys")
+                         f"{sorted(OBJECTIVE_OPTIONS[method])} and the train keys {sorted(FINETUNE_TRAIN_KEYS)}")
     if method in ("noda", "suh"):
         if labels is None:
             raise ValueError(f"{method} needs the labels of its training items")
