@@ -200,7 +200,7 @@ def test_manifest_reports_upright_size_and_excludes_float_images(tmp_path: Path)
 def test_training_decoders_share_the_rules(tmp_path: Path) -> None:
     """augment.load_image (fine-tune augmentation) and finetune's loader decode a 16-bit PNG like load_rgb."""
     from dahash.nn.augment import load_image as augment_load
-    from dahash.train.finetune import _open_native
+    from dahash.train.inputs import _open_native
 
     a = np.array([[0, 257 * 100, 65535]], np.uint16)
     f = tmp_path / "a.png"

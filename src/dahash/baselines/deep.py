@@ -281,6 +281,42 @@ class _Cycler:
 # --------------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------------
+def _check_options(method: str, num_classes: int, hidden_dims: Sequence[int], **numbers: float) -> None:
+    """Raise ValueError naming the first bad argument of :func:`train_deep_baseline`."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
+    dims = tuple(int(h) for h in hidden_dims)
+    if len(dims) != 2 or min(dims) < 1:
+        raise ValueError(f"hidden_dims must be two positive ints, got {dims}")
+    for name, minimum in (("epochs", 1), ("batch_size", 2), ("seed", 0)):
+        value = numbers[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    if not float(numbers["lr"]) > 0:
+        raise ValueError(f"lr must be > 0, got {numbers['lr']}")
+    for name in ("mmd_weight", "dann_weight", "momentum", "weight_decay"):
+        if not float(numbers[name]) >= 0:
+            raise ValueError(f"{name} must be >= 0, got {numbers[name]}")
+
+
+def _transfer_loss(method: str, model: DeepDAModel, out: Any, batch_size: int, mmd_gen: torch.Generator,
+                   mmd_weight: float, coeff: float, domain_labels: Tensor) -> Tensor:
+    """The adaptation term on a joint batch (``batch_size`` source rows, then as many target rows).
+
+    DAN: ``mmd_weight * sum_l MMD^2_lin(a_l[:B], a_l[B:])`` over fc6/fc7/fc8 (:func:`linear_mk_mmd`, mean, odd
+    rows dropped). DANN: ``BCE(D(GRL_coeff(h)), [1]*B + [0]*B)`` with the gradient reversed and scaled by ``coeff``.
+    """
+    if method == "dan":
+        mmd = sum(linear_mk_mmd(a[:batch_size], a[batch_size:], reduction="mean", generator=mmd_gen, odd="drop")
+                  for a in out.mmd_layers())
+        return mmd_weight * mmd
+    assert model.domain_classifier is not None
+    d_logit = model.domain_classifier(grad_reverse(out.last_hidden, coeff)).squeeze(1)
+    return F.binary_cross_entropy_with_logits(d_logit, domain_labels)
+
+
 def train_deep_baseline(
     method: Method,
     xs: np.ndarray,
@@ -306,51 +342,30 @@ def train_deep_baseline(
     """Train a source-only, DAN or DANN network on cached features (see the module docstring).
 
     Args:
-        method: ``"source_only"``, ``"dan"`` or ``"dann"``.
-        xs: ``(n_s, f)`` source features; ys: ``(n_s,)`` integer labels in ``[0, num_classes)``.
-        xt: ``(n_t, f)`` unlabelled target features (unused by ``source_only``).
-        num_classes: ``C >= 2``.
-        hidden_dims: widths of fc6 and fc7.
-        epochs: epochs of ``ceil(max(n_s, n_t) / batch_size)`` steps.
-        lr: base learning rate (annealed when ``anneal_lr``).
-        batch_size: items per domain per step (``>= 2``; DAN's linear MMD pairs halves).
-        seed: seeds the initialisation (torch.Generator), the batch streams (numpy Generators)
-            and DAN's random halves (torch.Generator).
-        device: torch device for training.
-        mmd_weight: DAN's weight on the summed layer MMDs.
-        dann_weight: DANN's maximum adaptation factor (multiplies the lambda schedule).
-        bottleneck_dim: optional bottleneck width between fc7 and the classifier.
-        domain_hidden: DANN domain-classifier hidden widths.
-        momentum, weight_decay: SGD settings.
-        anneal_lr: use ``lr / (1 + 10 p)^0.75``; otherwise a constant ``lr``.
+        method: ``"source_only"``, ``"dan"`` or ``"dann"``. num_classes: ``C >= 2``.
+        xs: ``(n_s, f)`` source features; ys: ``(n_s,)`` labels in ``[0, C)``; xt: ``(n_t, f)`` unlabelled target
+            features (unused by ``source_only``).
+        hidden_dims: widths of fc6 and fc7. bottleneck_dim: optional width between fc7 and the classifier.
+        epochs: epochs of ``ceil(max(n_s, n_t) / batch_size)`` steps; batch_size: items per domain per step
+            (``>= 2``; DAN's linear MMD pairs halves).
+        lr, anneal_lr: base rate, ``lr / (1 + 10 p)^0.75`` when ``anneal_lr`` else constant; momentum,
+            weight_decay: SGD settings.
+        seed: seeds the initialisation, the batch streams and DAN's random halves. device: where it trains.
+        mmd_weight: DAN's weight on the summed layer MMDs; dann_weight: DANN's maximum adaptation factor
+            (times the lambda schedule); domain_hidden: DANN domain-classifier hidden widths.
         pretrained: optional fc6/fc7 weights (see :class:`DeepDAModel`).
 
     Returns:
-        ``(model in eval mode on device, history)`` with per-epoch lists ``"loss"``,
-        ``"cls_loss"``, ``"transfer_loss"`` (summed MMD for DAN, domain BCE for DANN, 0 for
-        source-only), ``"lambda"`` (DANN factor at the epoch's end, else 0), ``"lr"`` and
-        ``"source_acc"`` (training-batch accuracy).
+        ``(model in eval mode on device, history)``, per-epoch lists ``"loss"``, ``"cls_loss"``,
+        ``"transfer_loss"`` (summed MMD for DAN, domain BCE for DANN, 0 for source-only), ``"lambda"`` (DANN
+        factor at the epoch's end, else 0), ``"lr"`` and ``"source_acc"`` (training-batch accuracy).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
+    _check_options(method, num_classes, hidden_dims, epochs=epochs, batch_size=batch_size, seed=seed, lr=lr,
+                   mmd_weight=mmd_weight, dann_weight=dann_weight, momentum=momentum, weight_decay=weight_decay)
     xs_np = _as_matrix(xs, "xs")
     xt_np = _as_matrix(xt, "xt", n_features=xs_np.shape[1])
     ys_np = _as_labels(ys, xs_np.shape[0], int(num_classes))
     hidden_dims = tuple(int(h) for h in hidden_dims)
-    if len(hidden_dims) != 2 or min(hidden_dims) < 1:
-        raise ValueError(f"hidden_dims must be two positive ints, got {hidden_dims}")
-    for name, value, minimum in (("epochs", epochs, 1), ("batch_size", batch_size, 2), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    for name, value in (("lr", lr),):
-        if not float(value) > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
-    for name, value in (("mmd_weight", mmd_weight), ("dann_weight", dann_weight),
-                        ("momentum", momentum), ("weight_decay", weight_decay)):
-        if not float(value) >= 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
     device = torch.device(device)
 
     init_gen = torch.Generator().manual_seed(int(seed))
@@ -363,59 +378,44 @@ def train_deep_baseline(
     src_stream = _Cycler(xs_np.shape[0], np.random.default_rng(src_seq))
     tgt_stream = _Cycler(xt_np.shape[0], np.random.default_rng(tgt_seq))
     mmd_gen = torch.Generator().manual_seed(int(seed) + 1)
-    xs_t = torch.as_tensor(xs_np, device=device)
-    ys_t = torch.as_tensor(ys_np, device=device)
-    xt_t = torch.as_tensor(xt_np, device=device)
+    xs_t, ys_t, xt_t = (torch.as_tensor(a, device=device) for a in (xs_np, ys_np, xt_np))
     domain_labels = torch.cat([torch.ones(batch_size), torch.zeros(batch_size)]).to(device)
 
     steps_per_epoch = math.ceil(max(xs_np.shape[0], xt_np.shape[0]) / batch_size)
     total_steps = int(epochs) * steps_per_epoch
     history: dict[str, list[float]] = {k: [] for k in ("loss", "cls_loss", "transfer_loss", "lambda", "lr", "source_acc")}
-    step = 0
     model.train()
-    for _ in range(int(epochs)):
+    for epoch in range(int(epochs)):
         sums = {"loss": 0.0, "cls_loss": 0.0, "transfer_loss": 0.0, "correct": 0.0}
         coeff, cur_lr = 0.0, float(lr)
-        for _ in range(steps_per_epoch):
+        for step in range(epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch):
             progress = step / total_steps
             cur_lr = annealed_lr(lr, progress) if anneal_lr else float(lr)
             for group in opt.param_groups:
                 group["lr"] = cur_lr
             s_idx = torch.as_tensor(src_stream.next(batch_size), device=device)
             if method == "source_only":
-                out = model(xs_t[s_idx])
-                logits_s = out.logits
-                transfer = torch.zeros((), device=device)
+                logits_s, transfer = model(xs_t[s_idx]).logits, torch.zeros((), device=device)
             else:
                 t_idx = torch.as_tensor(tgt_stream.next(batch_size), device=device)
                 out = model(torch.cat([xs_t[s_idx], xt_t[t_idx]]))
                 logits_s = out.logits[:batch_size]
-                if method == "dan":
-                    transfer = sum(
-                        linear_mk_mmd(a[:batch_size], a[batch_size:], reduction="mean", generator=mmd_gen, odd="drop")
-                        for a in out.mmd_layers()
-                    )
-                    transfer = float(mmd_weight) * transfer
-                else:
+                if method == "dann":
                     coeff = float(dann_weight) * dann_lambda(progress)
-                    assert model.domain_classifier is not None
-                    d_logit = model.domain_classifier(grad_reverse(out.last_hidden, coeff)).squeeze(1)
-                    transfer = F.binary_cross_entropy_with_logits(d_logit, domain_labels)
+                transfer = _transfer_loss(method, model, out, batch_size, mmd_gen, float(mmd_weight), coeff,
+                                          domain_labels)
             cls = F.cross_entropy(logits_s, ys_t[s_idx])
             loss = cls + transfer
             opt.zero_grad()
             loss.backward()
             opt.step()
-            step += 1
             sums["loss"] += float(loss.detach())
             sums["cls_loss"] += float(cls.detach())
             sums["transfer_loss"] += float(transfer.detach()) if isinstance(transfer, Tensor) else float(transfer)
             sums["correct"] += float((logits_s.detach().argmax(1) == ys_t[s_idx]).float().mean())
-        for key in ("loss", "cls_loss", "transfer_loss"):
-            history[key].append(sums[key] / steps_per_epoch)
-        history["source_acc"].append(sums["correct"] / steps_per_epoch)
-        history["lambda"].append(coeff)
-        history["lr"].append(cur_lr)
+        means = {k: sums[k] / steps_per_epoch for k in ("loss", "cls_loss", "transfer_loss")}
+        for key, value in {**means, "lambda": coeff, "lr": cur_lr, "source_acc": sums["correct"] / steps_per_epoch}.items():
+            history[key].append(value)
     return model.eval(), history
 
 

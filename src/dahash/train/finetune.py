@@ -40,9 +40,15 @@ torch RNG is not used. The trunk and head are initialised by the caller (so, unl
 MMD generator is not first advanced by the head's initialisation: the halves differ from head mode's). On CPU a fixed seed gives
 bit-identical histories and weights.
 
-With ``checkpoint_dir`` the run is checkpointed every ``checkpoint_every`` epochs and resumed from its
-newest checkpoint (:mod:`dahash.train.checkpoint`), as head mode does. The per-image augmentation generators
-are derived from ``(seed, epoch, batch, slot)``, so they carry no state between epochs.
+With ``checkpoint_dir`` the run is checkpointed and resumed from its newest checkpoint
+(:mod:`dahash.train.checkpoint`), as head mode does: after every ``checkpoint_every``-th epoch and after the last
+one (never mid-epoch) ``epoch-XXXX.pt`` is saved atomically with the trunk, head, objective and optimizer state,
+the torch and numpy generator states, the sampler's permutations and cursors, the history, the epoch and the run's
+fingerprint (config, seed, ``num_classes``, ``trunk_pretrained``, the objective, the image paths -- or a digest
+of PIL images' bytes --, the labels and the initial trunk, head and objective state); the last 2 are kept. On
+start the newest readable checkpoint with the same fingerprint is resumed. The per-image augmentation generators
+are derived from ``(seed, epoch, batch, slot)``, so they carry no state between epochs; on CPU a resumed run ends
+bit-identical (history and state_dicts) to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -58,11 +64,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
 
 from dahash.data.image_cache import CachedImages
-from dahash.nn.augment import ImageInput, normalize_batch
-from dahash.nn.device_augment import CachedCrops, cached_loader, crops_to_batch
+from dahash.nn.augment import ImageInput
 from dahash.train.checkpoint import (
     capture_rng_state,
     checkpoint_progress,
@@ -72,10 +76,10 @@ from dahash.train.checkpoint import (
     run_fingerprint,
     save_checkpoint,
 )
-from dahash.data.images import load_image, to_8bit
 from dahash.train.losses import is_class_ordered_k_batch
 from dahash.nn.model import DAHHead
 from dahash.train.objectives import Batch, DAHObjective, Objective, objective_step
+from dahash.train.inputs import ImageTransformFn, _EpochBatches, _inputs
 from dahash.train.sampler import KPerClassSampler, target_batches
 from dahash.train.head import CHECKPOINTS_KEPT, DAHConfig, lr_schedule, make_sgd
 
@@ -91,7 +95,6 @@ __all__ = [
 
 _NORM_TYPES: tuple[type[nn.Module], ...] = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
-ImageTransformFn = Callable[..., Tensor]
 
 
 @dataclass
@@ -171,114 +174,6 @@ def finetune_param_groups(
 # ---------------------------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------------------------
-def _open_native(item: ImageInput) -> Image.Image:
-    """A decoded PIL image in its own mode (for transforms that do their own conversion)."""
-    if isinstance(item, Image.Image):
-        return to_8bit(item)
-    try:
-        return load_image(item, "native")  # upright (EXIF), 8-bit L or RGB (dahash.data.images)
-    except (OSError, ValueError) as exc:
-        raise OSError(f"cannot decode image {item}: {exc}; remove or replace the file") from exc
-
-
-def _apply(transform: ImageTransformFn, item: ImageInput, rng: np.random.Generator) -> Tensor:
-    """``transform(item, rng)`` for transforms with ``takes_rng`` (dahash.nn.augment), else
-    ``transform(PIL image)`` (e.g. :class:`dahash.nn.preprocess_image.ImageTransform`)."""
-    if getattr(transform, "takes_rng", False):
-        return transform(item, rng)
-    return transform(_open_native(item))
-
-
-class _KeyedImages(Dataset):
-    """``dataset[(domain, index, seed_key)]`` -> transformed image; domain 0 = source, 1 = target."""
-
-    def __init__(self, domains: Sequence[Sequence[ImageInput]], transform: ImageTransformFn) -> None:
-        self.domains, self.transform = domains, transform
-
-    def __len__(self) -> int:  # not used by the batch sampler; informative only
-        return sum(len(d) for d in self.domains)
-
-    def __getitem__(self, key: tuple[int, int, tuple[int, ...]]) -> Tensor | tuple[Tensor, Tensor]:
-        domain, index, seed_key = key
-        item, rng = self.domains[domain][index], np.random.default_rng(list(seed_key))
-        raw = getattr(self.transform, "raw", None)
-        out = raw(item, rng) if callable(raw) else _apply(self.transform, item, rng)
-        image = out[0] if isinstance(out, tuple) else out
-        if not isinstance(image, Tensor) or image.dim() != 3:
-            raise ValueError(
-                f"the image transform must return a (C, H, W) tensor, got "
-                f"{getattr(image, 'shape', type(image).__name__)} for item {index} of the "
-                f"{'source' if domain == 0 else 'target'} set"
-            )
-        return out
-
-
-def _stack(items: list) -> Tensor | tuple[Tensor, Tensor]:
-    """Collate: ``(N, C, S, S)``; for raw items (uint8 image, shift) the pair ``(uint8 batch, (N, C) shifts)``."""
-    raw = isinstance(items[0], tuple)
-    images = [t[0] for t in items] if raw else items
-    shapes = {tuple(t.shape) for t in images}
-    if len(shapes) != 1:
-        raise ValueError(f"the image transform produced tensors of different shapes {sorted(shapes)}; "
-                         f"it must resize every image to one size")
-    return (torch.stack(images), torch.stack([t[1] for t in items])) if raw else torch.stack(images)
-
-
-class _EpochBatches:
-    """A batch sampler whose batches are replaced every epoch, so that ONE DataLoader (and, with workers,
-    the same persistent worker processes) serves the whole run: the loop sets ``.batches`` and iterates
-    the loader again."""
-
-    def __init__(self) -> None:
-        self.batches: list[list] = []
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-def _loader(dataset: Dataset, batches: _EpochBatches | list[list], num_workers: int,
-            device: torch.device) -> DataLoader:
-    """Workers decode and crop (uint8 when the transform has ``raw``), keep running across epochs
-    (``persistent_workers``) and prefetch 4 batches each; pinned memory for a GPU."""
-    workers = int(num_workers)
-    extra = {"persistent_workers": True, "prefetch_factor": 4} if workers > 0 else {}
-    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=_stack,
-                      pin_memory=device.type == "cuda", **extra)
-
-
-def _to_device(batch: Tensor | tuple[Tensor, Tensor], transform: ImageTransformFn, device: torch.device,
-               memory_format: torch.memory_format) -> Tensor:
-    """A collated batch as float32 network input on ``device``: raw (uint8, shifts) batches are copied as
-    uint8 and normalised there (:func:`dahash.nn.augment.normalize_batch`)."""
-    if isinstance(batch, tuple):
-        u8, shifts = batch
-        x = normalize_batch(u8.to(device, non_blocking=True), shifts.to(device, non_blocking=True),
-                            transform.mean, transform.std)
-    else:
-        x = batch.to(device, non_blocking=True)
-    return x.contiguous(memory_format=memory_format)
-
-
-def _inputs(domains: Sequence[Sequence[ImageInput] | CachedImages], transform: ImageTransformFn,
-            batches: _EpochBatches | list[list], num_workers: int, device: torch.device,
-            memory_format: torch.memory_format) -> tuple[DataLoader, Callable[[Any], Tensor]]:
-    """The input side of a step: ``(loader over batches of keys (domain, index, seed key), batch -> float32
-    (N, C, S, S) network input on device)``. Cached images (:class:`~dahash.data.image_cache.CachedImages`):
-    workers gather crop bytes, the recipe's augmentation runs on the device (:mod:`dahash.nn.device_augment`);
-    paths / PIL images: workers decode and transform each image (:class:`_KeyedImages`)."""
-    cached = [isinstance(d, CachedImages) for d in domains]
-    if all(cached):
-        loader = cached_loader(CachedCrops(domains, transform), batches, num_workers, device)
-        return loader, lambda b: crops_to_batch(b, transform, device, memory_format)
-    if any(cached):
-        raise ValueError("source and target must both be CachedImages (the image cache) or both image lists")
-    loader = _loader(_KeyedImages(domains, transform), batches, num_workers, device)
-    return loader, lambda b: _to_device(b, transform, device, memory_format)
-
-
 def _validate(source: Sequence, ys: np.ndarray, target: Sequence, num_classes: int, head: nn.Module,
               trunk: nn.Module, objective: Objective) -> None:
     if not (isinstance(head, nn.Module) and hasattr(head, "in_dim") and callable(getattr(head, "param_groups", None))):
@@ -349,6 +244,120 @@ def train_dah_finetune(
                           objective=DAHObjective(config, num_classes), **kwargs)
 
 
+@dataclass
+class _Run:
+    """What one epoch of :func:`train_finetune` reads: the networks, optimiser, loader and the run's draws."""
+
+    trunk: nn.Module
+    head: nn.Module
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    loader: Any
+    to_input: Callable[[Any], Tensor]
+    epoch_batches: _EpochBatches
+    sampler: KPerClassSampler
+    rng: np.random.Generator
+    generator: torch.Generator
+    ys_np: np.ndarray
+    ys_d: Tensor
+    n_target: int
+    num_classes: int
+    config: DAHConfig
+    seed: int
+    device: torch.device
+    trunk_pretrained: bool
+
+
+def _train_modes(trunk: nn.Module, head: nn.Module, objective: Objective, trunk_pretrained: bool) -> None:
+    """Training mode for the trunk, head and objective; a pretrained trunk keeps its BatchNorm statistics."""
+    trunk.train()
+    head.train()
+    objective.train()
+    if trunk_pretrained:
+        freeze_batchnorm(trunk)
+
+
+def _train_epoch(run: _Run, epoch_idx: int, lr: float) -> np.ndarray:
+    """One epoch at learning rate ``lr``: ``ceil(nt / batch_ns)`` steps, each on ``batch_ns`` source items (K per
+    class) plus a target batch when the objective reads the target. Draws are keyed by (seed, epoch, batch, slot).
+
+    Returns:
+        ``(len(objective.names),)`` mean of each loss term over the epoch's steps.
+    """
+    config, objective = run.config, run.objective
+    epoch = epoch_idx + 1
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr * group["lr_mult"]
+    _train_modes(run.trunk, run.head, objective, run.trunk_pretrained)
+    batch_ns = run.sampler.batch_size
+    t_batches = target_batches(run.n_target, batch_ns, run.rng)
+    s_batches = [run.sampler.next_batch() for _ in t_batches]  # same rng order as head mode
+    run.epoch_batches.batches = [
+        [(0, int(i), (run.seed, epoch, b, j)) for j, i in enumerate(s)]
+        + ([(1, int(i), (run.seed, epoch, b, batch_ns + j)) for j, i in enumerate(t)] if objective.reads_target
+           else [])
+        for b, (s, t) in enumerate(zip(s_batches, t_batches))
+    ]
+    sums = np.zeros(len(objective.names))
+    for b_idx, batch in enumerate(run.loader, start=1):
+        s_np = s_batches[b_idx - 1]
+        gate_open = (not config.entropy_gate) or is_class_ordered_k_batch(
+            run.ys_np[s_np], run.num_classes, config.k_per_class
+        )
+        feats = trunk_features(run.trunk, run.to_input(batch))
+        if feats.dim() != 2 or feats.shape[1] != run.head.in_dim:
+            raise ValueError(
+                f"the trunk produced features of shape {tuple(feats.shape)} but the head expects "
+                f"(N, {run.head.in_dim}); build DAHHead with in_dim = the trunk's feature size"
+            )
+        s_idx = torch.from_numpy(s_np).to(run.device)
+        step = epoch_idx * len(t_batches) + b_idx - 1
+        info = Batch(n_source=batch_ns, ys=run.ys_d[s_idx], source_index=s_idx, epoch=epoch, generator=run.generator,
+                     progress=step / (config.epochs * len(t_batches)), gate_open=gate_open)
+        terms = objective.losses(run.head(feats), info)
+        sums += objective_step(terms, objective.names, run.optimizer, epoch, b_idx)
+    return sums / len(t_batches)
+
+
+def _placed_optimizer(trunk: nn.Module, head: nn.Module, objective: Objective, config: DAHConfig,
+                      device: torch.device, memory_format: torch.memory_format, trunk_pretrained: bool) -> torch.optim.Optimizer:
+    """Move trunk (in ``memory_format``), head and objective to ``device``; their SGD with momentum over
+    :func:`finetune_param_groups` plus the objective's own groups."""
+    trunk.to(device=device, memory_format=memory_format)
+    head.to(device)
+    objective.to(device)
+    groups = finetune_param_groups(trunk, head, config, trunk_pretrained=trunk_pretrained)
+    groups += objective.param_groups(config.lr_start, config.weight_decay, config.new_lr_mult, config.bias_decay)
+    return make_sgd(groups, config.lr_start, config.momentum)
+
+
+def _resume(run: _Run, checkpoint_dir: Path | None, fingerprint: str) -> tuple[int, list[dict[str, float]]]:
+    """Load the newest checkpoint of ``checkpoint_dir`` with ``fingerprint`` into ``run`` (networks, objective,
+    optimiser, generators, sampler). Returns ``(epochs already trained, their history)``; ``(0, [])`` without one."""
+    if checkpoint_dir is None:
+        return 0, []
+    ckpt = load_latest_checkpoint(checkpoint_dir, fingerprint)
+    if ckpt is None:
+        return 0, []
+    start_epoch, history = checkpoint_progress(ckpt, run.config.epochs)
+    run.trunk.load_state_dict(ckpt["trunk"])
+    run.head.load_state_dict(ckpt["head"])
+    run.objective.load_state_dict(ckpt.get("objective", {}))
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    restore_rng_state(ckpt, run.generator, run.rng, run.sampler)
+    _train_modes(run.trunk, run.head, run.objective, run.trunk_pretrained)  # the modes training leaves (also
+    # when no epoch is left to train)
+    return start_epoch, history
+
+
+def _save(run: _Run, checkpoint_dir: Path, epoch: int, fingerprint: str, history: list[dict[str, float]]) -> None:
+    """Checkpoint ``epoch`` atomically: networks, objective, optimiser, generators, sampler and history."""
+    state = {"fingerprint": fingerprint, "trunk": cpu_state_dict(run.trunk), "head": cpu_state_dict(run.head),
+             "objective": cpu_state_dict(run.objective), "optimizer": run.optimizer.state_dict(),
+             **capture_rng_state(run.generator, run.rng, run.sampler), "history": [dict(h) for h in history]}
+    save_checkpoint(checkpoint_dir, epoch, state, keep=CHECKPOINTS_KEPT)
+
+
 def train_finetune(
     source: Sequence[ImageInput],
     ys: Sequence[int] | np.ndarray | Tensor,
@@ -369,17 +378,13 @@ def train_finetune(
     checkpoint_dir: Path | None = None,
     checkpoint_every: int = 10,
 ) -> FinetuneResult:
-    """Train ``trunk`` + ``head`` (+ the objective's own parameters) end to end with ``objective``
-    (module docstring).
+    """Train ``trunk`` + ``head`` (+ the objective's own parameters) end to end with ``objective`` (module doc).
 
     Args:
-        source: ``ns`` labelled source images: paths or PIL images (decoded and transformed per item in the
-            loader), or :class:`~dahash.data.image_cache.CachedImages` (bytes gathered from the decode-once
-            cache, the recipe's augmentation on ``device``: :mod:`dahash.nn.device_augment`; ``target``
-            likewise). ys: ``(ns,)`` labels in ``[0, num_classes)``, every class present. target: ``nt``
-            unlabelled target images
-            (their labels are never seen; an objective with ``reads_target = False`` never loads them,
-            they only set the epoch length).
+        source: ``ns`` labelled source images: paths or PIL images, or a decode-once cache's
+            :class:`~dahash.data.image_cache.CachedImages` (:mod:`dahash.train.inputs`; ``target`` likewise).
+            ys: ``(ns,)`` labels in ``[0, num_classes)``, every class present. target: ``nt`` unlabelled target
+            images (labels never seen; with ``objective.reads_target = False`` they only set the epoch length).
         config: hyper-parameters (``epochs``, ``k_per_class``, lr schedule, multipliers; DAH's loss weights).
         trunk: image -> features network (``trunk_features``); its output size must be ``head.in_dim``.
         head: the :class:`DAHHead` or a comparison method's head (an ``nn.Module`` with ``in_dim`` and
@@ -400,15 +405,8 @@ def train_finetune(
             place, batches converted on the fly). Same maths, different kernels (results differ in the
             last bits, still deterministic); about 3x faster training steps for EfficientNet-Lite0 on
             CPU (depthwise-convolution backward), so recommended there.
-        checkpoint_dir: folder of this run's checkpoints (:mod:`dahash.train.checkpoint`), or None for
-            none. After every ``checkpoint_every``-th epoch and after the last one (never mid-epoch)
-            ``epoch-XXXX.pt`` is saved atomically with the trunk, head and optimizer state, the torch
-            and numpy generator states, the sampler's permutations and cursors, the history, the epoch
-            and the run's fingerprint (config, seed, ``num_classes``, ``trunk_pretrained``, the objective,
-            the image paths -- or a digest of PIL images' bytes --, the labels and the initial trunk, head
-            and objective state); the last 2 are kept. On start the newest readable checkpoint with the same
-            fingerprint is resumed, so pass the same freshly initialised trunk and head. On CPU a
-            resumed run ends bit-identical (history and state_dicts) to an uninterrupted one.
+        checkpoint_dir: folder of this run's checkpoints, or None for none (module docstring: what is saved,
+            when, and how a run resumes; pass the same freshly initialised trunk and head to resume).
         checkpoint_every: epochs between checkpoints, ``>= 1``.
 
     Returns:
@@ -428,93 +426,35 @@ def train_finetune(
     if (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer))
             or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be an int >= 1, got {checkpoint_every!r}")
-    device = torch.device(device)
-    seed = int(seed)
-    fingerprint = ""
-    if checkpoint_dir is not None:  # of the trunk and head as passed in (before any training)
-        checkpoint_dir = Path(checkpoint_dir)
-        fingerprint = _fingerprint(source, ys_np, target, num_classes, config, seed, trunk, head, trunk_pretrained,
-                                   objective)
+    device, seed = torch.device(device), int(seed)
+    checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+    fingerprint = "" if checkpoint_dir is None else _fingerprint(  # of the trunk and head as passed in
+        source, ys_np, target, num_classes, config, seed, trunk, head, trunk_pretrained, objective)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     sampler = KPerClassSampler(ys_np, num_classes, config.k_per_class, rng)
-    batch_ns = sampler.batch_size
     ys_d = torch.from_numpy(ys_np).to(device)
 
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    trunk.to(device=device, memory_format=memory_format)
-    head.to(device)
-    objective.to(device)
-    groups = finetune_param_groups(trunk, head, config, trunk_pretrained=trunk_pretrained)
-    groups += objective.param_groups(config.lr_start, config.weight_decay, config.new_lr_mult, config.bias_decay)
-    optimizer = make_sgd(groups, config.lr_start, config.momentum)
+    optimizer = _placed_optimizer(trunk, head, objective, config, device, memory_format, trunk_pretrained)
     schedule = lr_schedule(config.lr_start, config.lr_end, config.epochs)
     epoch_batches = _EpochBatches()
     loader, to_input = _inputs((source, target), train_transform, epoch_batches, num_workers, device, memory_format)
 
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    if checkpoint_dir is not None:
-        ckpt = load_latest_checkpoint(checkpoint_dir, fingerprint)
-        if ckpt is not None:
-            start_epoch, history = checkpoint_progress(ckpt, config.epochs)
-            trunk.load_state_dict(ckpt["trunk"])
-            head.load_state_dict(ckpt["head"])
-            objective.load_state_dict(ckpt.get("objective", {}))
-            optimizer.load_state_dict(ckpt["optimizer"])
-            restore_rng_state(ckpt, generator, rng, sampler)
-            trunk.train()  # the modes training leaves (also when no epoch is left to train)
-            head.train()
-            objective.train()
-            if trunk_pretrained:
-                freeze_batchnorm(trunk)
-
+    run = _Run(trunk=trunk, head=head, objective=objective, optimizer=optimizer, loader=loader, to_input=to_input,
+               epoch_batches=epoch_batches, sampler=sampler, rng=rng, generator=generator, ys_np=ys_np, ys_d=ys_d,
+               n_target=len(target), num_classes=num_classes, config=config, seed=seed, device=device,
+               trunk_pretrained=trunk_pretrained)
+    start_epoch, history = _resume(run, checkpoint_dir, fingerprint)
     for epoch_idx in range(start_epoch, config.epochs):
         epoch = epoch_idx + 1
         lr = float(schedule[epoch_idx])
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_mult"]
-        trunk.train()
-        head.train()
-        objective.train()
-        if trunk_pretrained:
-            freeze_batchnorm(trunk)
-        t_batches = target_batches(len(target), batch_ns, rng)
-        s_batches = [sampler.next_batch() for _ in t_batches]  # same rng order as head mode
-        keys = [
-            [(0, int(i), (seed, epoch, b, j)) for j, i in enumerate(s)]
-            + ([(1, int(i), (seed, epoch, b, batch_ns + j)) for j, i in enumerate(t)] if objective.reads_target
-               else [])
-            for b, (s, t) in enumerate(zip(s_batches, t_batches))
-        ]
-        sums = np.zeros(len(objective.names))
-        epoch_batches.batches = keys
-        for b_idx, batch in enumerate(loader, start=1):
-            s_np = s_batches[b_idx - 1]
-            gate_open = (not config.entropy_gate) or is_class_ordered_k_batch(
-                ys_np[s_np], num_classes, config.k_per_class
-            )
-            feats = trunk_features(trunk, to_input(batch))
-            if feats.dim() != 2 or feats.shape[1] != head.in_dim:
-                raise ValueError(
-                    f"the trunk produced features of shape {tuple(feats.shape)} but the head expects "
-                    f"(N, {head.in_dim}); build DAHHead with in_dim = the trunk's feature size"
-                )
-            s_idx = torch.from_numpy(s_np).to(device)
-            step = epoch_idx * len(t_batches) + b_idx - 1
-            info = Batch(n_source=batch_ns, ys=ys_d[s_idx], source_index=s_idx, epoch=epoch, generator=generator,
-                         progress=step / (config.epochs * len(t_batches)), gate_open=gate_open)
-            terms = objective.losses(head(feats), info)
-            sums += objective_step(terms, objective.names, optimizer, epoch, b_idx)
-        means = sums / len(t_batches)
+        means = _train_epoch(run, epoch_idx, lr)
         record: dict[str, float] = {"epoch": epoch, "lr": lr}
         record.update({name: float(v) for name, v in zip(objective.names, means)})
         history.append(record)
         if checkpoint_dir is not None and (epoch % int(checkpoint_every) == 0 or epoch == config.epochs):
-            state = {"fingerprint": fingerprint, "trunk": cpu_state_dict(trunk), "head": cpu_state_dict(head),
-                     "objective": cpu_state_dict(objective), "optimizer": optimizer.state_dict(), **capture_rng_state(generator, rng, sampler),
-                     "history": [dict(h) for h in history]}
-            save_checkpoint(checkpoint_dir, epoch, state, keep=CHECKPOINTS_KEPT)
+            _save(run, checkpoint_dir, epoch, fingerprint, history)
         if on_epoch is not None:
             on_epoch(dict(record))
     return FinetuneResult(trunk=trunk, head=head, history=history, resumed_epoch=start_epoch)
