@@ -24,8 +24,11 @@ import os
 import socket
 import ssl
 import textwrap
+import subprocess
 import threading
+import time
 import urllib.parse
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -318,6 +321,29 @@ def checkout_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)])
     return env
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_answering(url: str, proc: subprocess.Popen, log: Path, *, within: float, every: float) -> None:
+    """Poll ``url`` every ``every`` seconds until it answers HTTP 200; fails the test, with the end of ``log``
+    (the server's output), when ``proc`` (the server) exits first or no answer comes within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=every * 4) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"{url} did not answer within {within:g} s:\n" + log.read_text()[-3000:]
+        time.sleep(every)
 
 
 #: Source for a child script: ``signal_ready(path, **info)`` atomically writes ``path`` (JSON: ``info`` plus
