@@ -24,8 +24,11 @@ import os
 import socket
 import ssl
 import textwrap
+import subprocess
 import threading
+import time
 import urllib.parse
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -320,8 +323,32 @@ def checkout_env() -> dict[str, str]:
     return env
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_answering(url: str, proc: subprocess.Popen, log: Path, *, within: float, every: float) -> None:
+    """Poll ``url`` every ``every`` seconds until it answers HTTP 200; fails the test, with the end of ``log``
+    (the server's output), when ``proc`` (the server) exits first or no answer comes within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=every * 4) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"{url} did not answer within {within:g} s:\n" + log.read_text()[-3000:]
+        time.sleep(every)
+
+
 #: Source for a child script: ``signal_ready(path, **info)`` atomically writes ``path`` (JSON: ``info`` plus
-#: the ``dahash`` package file the child imported), then the child waits to be killed (``wait_for_kill``).
+#: the ``dahash`` package file the child imported), then the child waits to be killed (``wait_for_kill``);
+#: ``kill_after_epoch(mode, ckpt)`` is the ``on_epoch`` callback doing both after epoch 2's checkpoint.
 CHILD_SIGNAL_SRC = textwrap.dedent(
     """
     def signal_ready(path, **info):
@@ -334,6 +361,15 @@ CHILD_SIGNAL_SRC = textwrap.dedent(
         import time
         while True:
             time.sleep(60)
+
+    def kill_after_epoch(mode, ckpt, epoch=2):
+        # an on_epoch callback (called after the epoch's checkpoint is saved): in mode "slow", signal
+        # ckpt.parent / "ready.json" once that epoch's checkpoint is on disk, then wait for the SIGKILL
+        def on_epoch(record):
+            if mode == "slow" and record["epoch"] == epoch:
+                signal_ready(ckpt.parent / "ready.json", epoch=epoch)
+                wait_for_kill()
+        return on_epoch
     """
 )
 
@@ -380,3 +416,36 @@ def kill_at_checkpoint() -> Callable[[list[str], Path, Path], dict]:
         return info
 
     return kill
+
+
+@pytest.fixture
+def kill_and_resume(kill_at_checkpoint) -> Callable[[list[str], Path, Path], dict]:
+    """``resume(cmd, ckpt_dir, out) -> saved``: the SIGKILL-then-resume round of a training script whose
+    ``on_epoch`` is :data:`CHILD_SIGNAL_SRC`'s ``kill_after_epoch(mode, ckpt_dir)`` and which ``torch.save``s a
+    dict with ``resumed`` (the epoch it resumed from) and ``dahash`` (the package file it imported) to ``out``.
+
+    Runs ``cmd + ["slow"]`` in ``ckpt_dir.parent`` until it signals after epoch 2's checkpoint and SIGKILLs it
+    (:func:`kill_at_checkpoint`); asserts it wrote no ``out`` and left the checkpoints of epochs 1 and 2 only;
+    reruns ``cmd + ["fast"]`` to completion; asserts that run imported this checkout and resumed from epoch 2;
+    returns the loaded ``out``.
+    """
+    import subprocess
+
+    import torch
+
+    from dahash.train.checkpoint import list_checkpoints
+
+    def resume(cmd: list[str], ckpt_dir: Path, out: Path) -> dict:
+        cwd = ckpt_dir.parent
+        assert kill_at_checkpoint([*cmd, "slow"], cwd / "ready.json", cwd)["epoch"] == 2
+        assert not out.exists()
+        assert [e for e, _ in list_checkpoints(ckpt_dir)] == [1, 2]  # killed after epoch 2, before epoch 3
+        resumed = subprocess.run([*cmd, "fast"], capture_output=True, text=True, timeout=300, cwd=cwd,
+                                 env=checkout_env())
+        assert resumed.returncode == 0, resumed.stderr
+        saved = torch.load(out, weights_only=True)
+        assert_imports_checkout(saved["dahash"])
+        assert saved["resumed"] == 2
+        return saved
+
+    return resume

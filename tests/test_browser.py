@@ -26,17 +26,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import free_port, wait_until_answering
 from stages import tracking
 from tests.test_baseline_stage import DATASET, TASK, stages_rooted_at
 from tests.test_tracking_runs import EXPERIMENT, Tracked, build_tracked_project
@@ -44,12 +42,6 @@ from tests.test_tracking_runs import EXPERIMENT, Tracked, build_tracked_project
 pytestmark = pytest.mark.browser
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dom_text(dom: str) -> str:
@@ -84,7 +76,7 @@ def tracked(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) ->
 @pytest.fixture(scope="module")
 def server(tracked: Tracked, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mlflow server`` over the tracked project's store on 127.0.0.1; stopped by PID, bounded in time."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(
@@ -93,17 +85,7 @@ def server(tracked: Tracked, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             cwd=tracked.root, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow server did not answer within 120 s:\n" + log.read_text()[-3000:]
-            time.sleep(0.5)
+        wait_until_answering(url + "/health", proc, log, within=120, every=0.5)
         yield url
     finally:
         try:
@@ -142,7 +124,7 @@ def test_run_page_shows_metrics_parent_source_and_datasets(server: str, tracked:
     for key in ("accuracy", "map", "total", "train_seconds"):  # metric name then its value, as the store holds it
         assert f" {key} {run.data.metrics[key]!r} " in f" {text} ", key
     assert f"Parent run dah:{TASK}" in text
-    assert f"Source train.py" in text and tracked.commit[:7] in text
+    assert "Source train.py" in text and tracked.commit[:7] in text
     assert "Duration" in text and "Status Finished" in text
     first = next(i for i in run.inputs.dataset_inputs if i.dataset.name.startswith("src-"))
     assert f"Datasets {first.dataset.name} ({first.dataset.digest}) source +1" in text  # +1: the target's

@@ -4,7 +4,6 @@ from a corrupt checkpoint, and bit-identical resumption (in process and after a 
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -23,7 +22,7 @@ from dahash.train.checkpoint import (
 )
 from dahash.train.sampler import KPerClassSampler
 from dahash.train.head import DAHResult, train_dah
-from conftest import CHILD_SIGNAL_SRC, assert_imports_checkout, checkout_env
+from conftest import CHILD_SIGNAL_SRC
 
 C = 3
 
@@ -252,10 +251,7 @@ SCRIPT = PROBLEM_SRC + CHILD_SIGNAL_SRC + textwrap.dedent(
     torch.set_num_threads(1)
     out, ckpt, mode = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 
-    def on_epoch(record):  # called after the epoch's checkpoint is saved
-        if mode == "slow" and record["epoch"] == 2:
-            signal_ready(ckpt.parent / "ready.json", epoch=2)
-            wait_for_kill()
+    on_epoch = kill_after_epoch(mode, ckpt)  # signals after epoch 2's checkpoint, then waits for the SIGKILL
 
     xs, ys, xt = make_problem()
     res = train_dah(xs, ys, xt, 3, make_config(EPOCHS), seed=11, on_epoch=on_epoch, checkpoint_dir=ckpt,
@@ -266,21 +262,11 @@ SCRIPT = PROBLEM_SRC + CHILD_SIGNAL_SRC + textwrap.dedent(
 ).replace("EPOCHS", str(EPOCHS))
 
 
-def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, kill_at_checkpoint) -> None:
+def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, kill_and_resume) -> None:
     script = tmp_path / "train_script.py"
     script.write_text(SCRIPT)
     ckpt_dir, killed_out = tmp_path / "ckpt", tmp_path / "resumed.pt"
-    cmd = [sys.executable, str(script), str(killed_out), str(ckpt_dir)]
-    assert kill_at_checkpoint([*cmd, "slow"], tmp_path / "ready.json", tmp_path)["epoch"] == 2
-    assert not killed_out.exists()
-    assert [e for e, _ in list_checkpoints(ckpt_dir)] == [1, 2]  # killed after epoch 2, before epoch 3
-
-    resumed = subprocess.run([*cmd, "fast"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                             env=checkout_env())
-    assert resumed.returncode == 0, resumed.stderr
-    a = torch.load(killed_out, weights_only=True)
-    assert_imports_checkout(a["dahash"])
-    assert a["resumed"] == 2
+    a = kill_and_resume([sys.executable, str(script), str(killed_out), str(ckpt_dir)], ckpt_dir, killed_out)
 
     xs, ys, xt = make_problem()  # the uninterrupted reference, same arithmetic (one thread)
     plain = train_dah(xs, ys, xt, C, make_config(EPOCHS), seed=11)

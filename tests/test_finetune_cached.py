@@ -4,7 +4,6 @@ bit-identically on the CPU (the problem of test_finetune_checkpoint, its images 
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -13,10 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CHILD_SIGNAL_SRC, assert_imports_checkout, checkout_env
+from conftest import CHILD_SIGNAL_SRC
 from dahash.data.image_cache import CachedImages, ImageCache, build_image_cache
 from dahash.nn.augment import EvalTransform
-from dahash.train.checkpoint import list_checkpoints
 from dahash.train.finetune import encode_images, train_dah_finetune
 from test_finetune_checkpoint import PROBLEM_SRC, make_config, make_images, make_models, TRANSFORM
 
@@ -85,10 +83,7 @@ SCRIPT = PROBLEM_SRC + CACHE_SRC + CHILD_SIGNAL_SRC + textwrap.dedent(
     torch.set_num_threads(1)
     out, images, ckpt, mode = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 
-    def on_epoch(record):  # called after the epoch's checkpoint is saved
-        if mode == "slow" and record["epoch"] == 2:
-            signal_ready(ckpt.parent / "ready.json", epoch=2)
-            wait_for_kill()
+    on_epoch = kill_after_epoch(mode, ckpt)  # signals after epoch 2's checkpoint, then waits for the SIGKILL
 
     source, ys, target = cached_problem(images)
     trunk, head = make_models(0)
@@ -101,21 +96,13 @@ SCRIPT = PROBLEM_SRC + CACHE_SRC + CHILD_SIGNAL_SRC + textwrap.dedent(
 )
 
 
-def test_cached_run_resumes_bit_identically_after_sigkill(tmp_path: Path, kill_at_checkpoint) -> None:
+def test_cached_run_resumes_bit_identically_after_sigkill(tmp_path: Path, kill_and_resume) -> None:
     script = tmp_path / "finetune_cached.py"
     script.write_text(SCRIPT)
     images, ckpt_dir, out = tmp_path / "images", tmp_path / "ckpt", tmp_path / "resumed.pt"
     images.mkdir()
     problem = cached_problem(images)
-    args = [sys.executable, str(script), str(out), str(images), str(ckpt_dir)]
-    assert kill_at_checkpoint([*args, "slow"], tmp_path / "ready.json", tmp_path)["epoch"] == 2
-    assert [e for e, _ in list_checkpoints(ckpt_dir)] == [1, 2] and not out.exists()
-    resumed = subprocess.run([*args, "fast"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                             env=checkout_env())
-    assert resumed.returncode == 0, resumed.stderr
-    a = torch.load(out, weights_only=True)
-    assert_imports_checkout(a["dahash"])
-    assert a["resumed"] == 2
+    a = kill_and_resume([sys.executable, str(script), str(out), str(images), str(ckpt_dir)], ckpt_dir, out)
     plain = run(problem, 5)  # uninterrupted, in this process, no workers
     assert a["history"] == plain.history
     assert all(torch.equal(a["trunk"][k], v) for k, v in plain.trunk.state_dict().items())

@@ -5,7 +5,6 @@ another run (config, seed, images, trunk) is refused with an error naming the fi
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -13,9 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dahash.train.checkpoint import list_checkpoints
 from dahash.train.finetune import FinetuneResult, train_dah_finetune
-from conftest import CHILD_SIGNAL_SRC, assert_imports_checkout, checkout_env
+from conftest import CHILD_SIGNAL_SRC
 
 # The problem of the in-process tests and of the subprocess script (one string: the same problem).
 # 12 source + 12 target 16x16 grayscale images, 2 classes (a bright bar's position), SmallCNN trunk
@@ -201,10 +199,7 @@ SCRIPT = PROBLEM_SRC + CHILD_SIGNAL_SRC + textwrap.dedent(
     torch.set_num_threads(1)
     out, images, ckpt, mode = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 
-    def on_epoch(record):  # called after the epoch's checkpoint is saved
-        if mode == "slow" and record["epoch"] == 2:
-            signal_ready(ckpt.parent / "ready.json", epoch=2)
-            wait_for_kill()
+    on_epoch = kill_after_epoch(mode, ckpt)  # signals after epoch 2's checkpoint, then waits for the SIGKILL
 
     source, ys, target = make_images(images)
     trunk, head = make_models(0)
@@ -217,23 +212,14 @@ SCRIPT = PROBLEM_SRC + CHILD_SIGNAL_SRC + textwrap.dedent(
 ).replace("EPOCHS", str(EPOCHS))
 
 
-def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, kill_at_checkpoint) -> None:
+def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, kill_and_resume) -> None:
     script = tmp_path / "finetune_script.py"
     script.write_text(SCRIPT)
     images, ckpt_dir, killed_out = tmp_path / "images", tmp_path / "ckpt", tmp_path / "resumed.pt"
     images.mkdir()
     source, ys, target = make_images(images)
     args = [sys.executable, str(script), str(killed_out), str(images), str(ckpt_dir)]
-    assert kill_at_checkpoint([*args, "slow"], tmp_path / "ready.json", tmp_path)["epoch"] == 2
-    assert not killed_out.exists()
-    assert [e for e, _ in list_checkpoints(ckpt_dir)] == [1, 2]  # killed after epoch 2, before epoch 3
-
-    resumed = subprocess.run([*args, "fast"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                             env=checkout_env())
-    assert resumed.returncode == 0, resumed.stderr
-    a = torch.load(killed_out, weights_only=True)
-    assert_imports_checkout(a["dahash"])
-    assert a["resumed"] == 2
+    a = kill_and_resume(args, ckpt_dir, killed_out)
 
     # the uninterrupted reference, in this process (same problem, same one-thread arithmetic)
     trunk, head = make_models(0)

@@ -265,10 +265,7 @@ SCRIPT = PROBLEM_SRC + CHILD_SIGNAL_SRC + textwrap.dedent(
     torch.set_num_threads(1)
     out, images, ckpt, mode, method = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], sys.argv[5]
 
-    def on_epoch(record):  # called after the epoch's checkpoint is saved
-        if mode == "slow" and record["epoch"] == 2:
-            signal_ready(ckpt.parent / "ready.json", epoch=2)
-            wait_for_kill()
+    on_epoch = kill_after_epoch(mode, ckpt)  # signals after epoch 2's checkpoint, then waits for the SIGKILL
 
     def models():
         trunk, _ = make_models(0)

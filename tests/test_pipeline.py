@@ -69,6 +69,21 @@ def copy_checkout(dest: Path) -> None:
             shutil.copy2(src, dest / rel)
 
 
+def tiny_project(base: Path, per_class: int = 6) -> tuple[Path, dict]:
+    """A copy of this checkout at ``base/proj`` whose dataset is the custom one of :data:`DOMAINS` with
+    ``per_class`` images a class (:func:`make_images`, its mirror ``base/images``), on EfficientNet-Lite0 with
+    extraction batches of 8. Returns ``(proj, params)``: its params.yaml loaded, for the caller to set and write."""
+    proj = base / "proj"
+    proj.mkdir()
+    copy_checkout(proj)
+    make_images(base / "images", per_class=per_class)
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["data"].update(dataset="custom", domains=DOMAINS, mirror=str(base / "images"))
+    params["backbone"]["name"] = "efficientnet_lite0"
+    params["extract"]["batch_size"] = 8
+    return proj, params
+
+
 def make_images(root: Path, per_class: int = 6) -> None:
     """Tiny shape images per domain; d2 is a darker, noisier version of d1 (a domain shift)."""
     rng = np.random.default_rng(0)
@@ -148,14 +163,7 @@ def private_copy(project: Pipeline, dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     base = tmp_path_factory.mktemp("pipeline")
-    proj = base / "proj"
-    proj.mkdir()
-    copy_checkout(proj)
-    make_images(base / "images")
-    params = yaml.safe_load((proj / "params.yaml").read_text())
-    params["data"].update(dataset="custom", domains=DOMAINS, mirror=str(base / "images"))
-    params["backbone"]["name"] = "efficientnet_lite0"
-    params["extract"]["batch_size"] = 8
+    proj, params = tiny_project(base)
     params["train"].update(mode="head", hash_bits=16, hidden_dims=[32, 32], k_per_class=2, epochs=3, lr_start=1e-2, lr_end=1e-3,
                            gamma="auto", seeds=[0], checkpoint_every=1)
     params["gamma_sweep"].update(grid=[0.5, 5.0], epochs=2)
@@ -401,14 +409,7 @@ def test_a_method_set_without_dah_ends_green_and_committed(tmp_path: Path) -> No
     """A no-adaptation floor alone (no `dah`, no comparison methods, no analysis): every job runs, the end-of-run
     commit records them (it used to fail on a `methods.dah` param), DVC and Snakemake agree there is nothing to
     do, and the method's own gamma (0) is what it trained with, not train.gamma."""
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    copy_checkout(proj)
-    make_images(tmp_path / "images", per_class=4)
-    params = yaml.safe_load((proj / "params.yaml").read_text())
-    params["data"].update(dataset="custom", domains=DOMAINS, mirror=str(tmp_path / "images"))
-    params["backbone"]["name"] = "efficientnet_lite0"
-    params["extract"]["batch_size"] = 8
+    proj, params = tiny_project(tmp_path, per_class=4)
     params["train"].update(hash_bits=16, hidden_dims=[32, 32], k_per_class=2, epochs=2, lr_start=1e-2, lr_end=1e-3,
                            gamma=5.0, seeds=[0], checkpoint_every=1)
     params["methods"] = {"noadapt": {"eta": 0.0, "gamma": 0.0}}

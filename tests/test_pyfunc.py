@@ -7,10 +7,8 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import free_port, wait_until_answering
 from dahash.codes.index import Index
 from dahash.codes.serving import parse_code_hex
 from tests.toy_run import head_run
@@ -108,32 +107,16 @@ def test_logged_to_a_run_and_registered(toy: dict, tmp_path: Path, monkeypatch) 
         np.testing.assert_array_equal(_codes(got), toy["codes"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_mlflow_models_serve_answers_with_the_codes(toy: dict, saved: Path) -> None:
     """`mlflow models serve -m <model> --env-manager local` on 127.0.0.1: POST two images, compare, stop it."""
-    port = _free_port()
+    port = free_port()
     log = toy["tmp"] / "serve.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(saved),
                                  "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
                                 env=ENV, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the server did not answer /ping in 180 s:\n" + log.read_text()[-3000:]
-            time.sleep(1)
+        wait_until_answering(f"http://127.0.0.1:{port}/ping", proc, log, within=180, every=1)
         images = [base64.b64encode((toy["images"] / f"{i}.jpg").read_bytes()).decode() for i in (0, 1)]
         body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[b] for b in images]}}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_pipeline import DOMAINS, TASKS, _env, copy_checkout, dvc_stale, make_images, run
+from test_pipeline import TASKS, _env, dvc_stale, run, tiny_project
 
 pytestmark = pytest.mark.pipeline
 
@@ -84,14 +84,7 @@ class Killed:
 def killed(tmp_path_factory: pytest.TempPathFactory) -> Killed:
     """The project after its first Snakemake run was killed (SIGKILL) during the training."""
     base = tmp_path_factory.mktemp("guard")
-    proj = base / "proj"
-    proj.mkdir()
-    copy_checkout(proj)
-    make_images(base / "images", per_class=3)
-    params = yaml.safe_load((proj / "params.yaml").read_text())
-    params["data"].update(dataset="custom", domains=DOMAINS, mirror=str(base / "images"))
-    params["backbone"]["name"] = "efficientnet_lite0"
-    params["extract"]["batch_size"] = 8
+    proj, params = tiny_project(base, per_class=3)
     params["train"].update(hash_bits=16, hidden_dims=[16, 16], k_per_class=2, epochs=100000, gamma=5.0, seeds=[0],
                            checkpoint_every=1000)  # a training that is still running when each test stops it
     params.update(methods={"dah": {}}, baselines={"seed": 0, "methods": {}}, tasks={"d1_d2": TASKS["d1_d2"]},

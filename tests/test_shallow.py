@@ -358,27 +358,27 @@ def test_bad_input(name: str, make, k: int) -> None:
         model.predict(Xt[:, :3])
 
 
-def test_bad_parameters() -> None:
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [
+        (lambda: SourceOnly("knn"), "classifier"),
+        (lambda: TCA(kernel="poly"), "kernel"),
+        (lambda: TCA(dim=2, mu=0.0), "mu"),
+        (lambda: TCA(dim=0), "dim"),
+        (lambda: TCA(dim=1000), "dim"),
+        (lambda: TCA(dim=2, kernel="rbf", gamma=-1.0), "gamma"),
+        (lambda: JDA(dim=2, n_iter=0), "n_iter"),
+        (lambda: GFK(dim=30), "dim"),
+        (lambda: CORAL(eps=0.0), "eps"),
+        (lambda: CORAL(C=-1.0), "C"),
+    ],
+)
+def test_bad_parameters(model, match: str) -> None:
     Xs, ys, Xt, _ = two_domains(0, "subspace", n_per=10)
-    with pytest.raises(ValueError, match="classifier"):
-        SourceOnly("knn").fit(Xs, ys, Xt)
-    with pytest.raises(ValueError, match="kernel"):
-        TCA(kernel="poly").fit(Xs, ys, Xt)
-    with pytest.raises(ValueError, match="mu"):
-        TCA(dim=2, mu=0.0).fit(Xs, ys, Xt)
-    with pytest.raises(ValueError, match="dim"):
-        TCA(dim=0).fit(Xs, ys, Xt)
-    with pytest.raises(ValueError, match="dim"):
-        TCA(dim=1000).fit(Xs, ys, Xt)
-    with pytest.raises(ValueError, match="gamma"):
-        TCA(dim=2, kernel="rbf", gamma=-1.0).fit(Xs, ys, Xt)
-    with pytest.raises(ValueError, match="n_iter"):
-        JDA(dim=2, n_iter=0).fit(Xs, ys, Xt)
-    with pytest.raises(ValueError, match="dim"):
-        GFK(dim=30).fit(Xs, ys, Xt)
-    with pytest.raises(ValueError, match="eps"):
-        CORAL(eps=0.0).fit(Xs, ys, Xt)
-    with pytest.raises(ValueError, match="C"):
-        CORAL(C=-1.0).fit(Xs, ys, Xt)
+    with pytest.raises(ValueError, match=match):
+        model().fit(Xs, ys, Xt)
+
+
+def test_bad_gfk_subspaces() -> None:
     with pytest.raises(ValueError, match="Ps"):
         geodesic_flow_kernel(np.ones((5, 2)), _random_basis(np.random.default_rng(0), 5, 2))

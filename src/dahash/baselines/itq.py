@@ -37,9 +37,12 @@ __all__ = ["ITQ", "as_features", "check_bits", "check_positive_int", "check_seed
 # shared helpers
 # --------------------------------------------------------------------------------------------
 def as_features(x: Any, name: str, *, n_features: int | None = None, min_rows: int = 1) -> np.ndarray:
-    """Return ``x`` as a finite float64 ``(n, f)`` array or raise ``ValueError`` naming ``name``.
+    """Return ``x`` as a finite float64 ``(N, d)`` array (``N >= min_rows``, ``d >= 1``, ``d == n_features``
+    when given) or raise ``ValueError`` naming ``name``; the one input check of every baseline (the shallow
+    ones import it as ``source_only.check_matrix``).
 
     Torch tensors are accepted (detached and moved to the CPU).
+    Example: ``as_features([[1, 2], [3, 4]], "Xs").shape == (2, 2)``.
     """
     if hasattr(x, "detach") and hasattr(x, "cpu"):
         x = x.detach().cpu().numpy()
@@ -48,13 +51,15 @@ def as_features(x: Any, name: str, *, n_features: int | None = None, min_rows: i
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a numeric 2-D array; {exc}") from exc
     if a.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n, f); got shape {a.shape}")
+        raise ValueError(f"{name} must be a 2-D array (N, d); got shape {a.shape}")
     if a.shape[0] < min_rows:
-        raise ValueError(f"{name} must have at least {min_rows} rows; got {a.shape[0]}")
+        raise ValueError(f"{name} must have at least {min_rows} row(s); got {a.shape[0]}")
+    if a.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one feature column; got shape {a.shape}")
     if n_features is not None and a.shape[1] != n_features:
-        raise ValueError(f"{name} must have {n_features} features (as in fit); got {a.shape[1]}")
+        raise ValueError(f"{name} has {a.shape[1]} features but the model was fitted with {n_features}")
     if not np.isfinite(a).all():
-        raise ValueError(f"{name} contains NaN or inf")
+        raise ValueError(f"{name} contains NaN or infinite values")
     return a
 
 

@@ -25,6 +25,8 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.svm import LinearSVC
 
+from dahash.baselines.itq import as_features as check_matrix  # one input check for every baseline
+
 __all__ = ["SourceOnly", "check_domains", "check_matrix", "nearest_neighbour_predict"]
 
 Classifier = Literal["1nn", "svm"]
@@ -36,28 +38,6 @@ _NN_BLOCK_ELEMENTS = 1 << 22
 # --------------------------------------------------------------------------------------------
 # input validation (shared by all baselines)
 # --------------------------------------------------------------------------------------------
-def check_matrix(x: Any, name: str, *, n_features: int | None = None, min_rows: int = 1) -> np.ndarray:
-    """Return ``x`` as a finite float64 ``(N, d)`` array, or raise ``ValueError`` naming ``name``.
-
-    Example: ``check_matrix([[1, 2], [3, 4]], "Xs").shape == (2, 2)``.
-    """
-    try:
-        a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric 2-D array; {exc}") from exc
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (N, d); got shape {a.shape}")
-    if a.shape[0] < min_rows:
-        raise ValueError(f"{name} must have at least {min_rows} row(s); got {a.shape[0]}")
-    if a.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one feature column; got shape {a.shape}")
-    if n_features is not None and a.shape[1] != n_features:
-        raise ValueError(f"{name} has {a.shape[1]} features but the model was fitted with {n_features}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return a
-
-
 def check_domains(Xs: Any, ys: Any, Xt: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate a source ``(Xs (ns, d), ys (ns,))`` / target ``Xt (nt, d)`` triple.
 

@@ -445,6 +445,33 @@ def _write_domain(root: Path, images: np.ndarray, labels: np.ndarray, keep: np.n
     return {c: int(hist[int(c)]) for c in DIGITS_CLASSES}
 
 
+def _check_digits_args(mnist_split: Split, usps_split: Split, interpolation: Interpolation, size: int,
+                       limit_per_class: int | None) -> None:
+    """:func:`prepare_digits`'s argument checks: ``ValueError`` naming the argument and what it must be."""
+    _check_split("mnist_split", mnist_split)
+    _check_split("usps_split", usps_split)
+    if usps_split == "authors":
+        raise ValueError("usps_split must be train, test or all ('authors' is an MNIST list; the authors' USPS is all)")
+    if interpolation not in _RESAMPLE:
+        raise ValueError(f"interpolation must be one of {sorted(_RESAMPLE)}, got {interpolation!r}")
+    if int(size) < 8:
+        raise ValueError(f"size must be >= 8 pixels, got {size}")
+    if limit_per_class is not None and int(limit_per_class) < 1:
+        raise ValueError(f"limit_per_class must be >= 1 or None, got {limit_per_class}")
+
+
+def _locate_all(needed: dict[str, DigitsFile], *, mirror: Path | None, manual_dir: Path | None, cache_dir: Path,
+                offline: bool) -> dict[str, tuple[Path, str, str]]:
+    """``{key: (path, how obtained, how verified)}`` for every needed file (:func:`_locate`); one
+    :class:`DownloadError` listing every file that could not be found or fetched."""
+    got = {k: _locate(f, mirror=mirror, manual_dir=manual_dir, cache_dir=cache_dir, offline=offline)
+           for k, f in needed.items()}
+    missing = [needed[k] for k, where in got.items() if where is None]
+    if missing:
+        raise DownloadError(_missing_message(missing, manual_dir, mirror))
+    return {k: where for k, where in got.items() if where is not None}
+
+
 def prepare_digits(
     out_dir: Path,
     *,
@@ -482,33 +509,14 @@ def prepare_digits(
             where to place it), a download failure, or a local copy failing its checksums.
         ValueError: bad arguments, or a source file that is not valid IDX/HDF5 (names the file).
     """
-    _check_split("mnist_split", mnist_split)
-    _check_split("usps_split", usps_split)
-    if usps_split == "authors":
-        raise ValueError("usps_split must be train, test or all ('authors' is an MNIST list; the authors' USPS is all)")
-    if interpolation not in _RESAMPLE:
-        raise ValueError(f"interpolation must be one of {sorted(_RESAMPLE)}, got {interpolation!r}")
-    if int(size) < 8:
-        raise ValueError(f"size must be >= 8 pixels, got {size}")
-    if limit_per_class is not None and int(limit_per_class) < 1:
-        raise ValueError(f"limit_per_class must be >= 1 or None, got {limit_per_class}")
+    _check_digits_args(mnist_split, usps_split, interpolation, size, limit_per_class)
     out_dir, cache_dir = Path(out_dir), Path(cache_dir)
     mnist_parts = {"all": ("train", "test"), "authors": ("train",)}.get(mnist_split, (mnist_split,))
     mnist_keys = [f"{p}-{k}" for p in mnist_parts for k in ("images", "labels")]
     needed: dict[str, DigitsFile] = {k: sources.mnist[k] for k in mnist_keys}
     needed["usps"] = sources.usps
 
-    found: dict[str, tuple[Path, str, str]] = {}
-    missing: list[DigitsFile] = []
-    for key, spec in needed.items():
-        got = _locate(spec, mirror=mirror, manual_dir=manual_dir, cache_dir=cache_dir, offline=offline)
-        if got is None:
-            missing.append(spec)
-        else:
-            found[key] = got
-    if missing:
-        raise DownloadError(_missing_message(missing, manual_dir, mirror))
-
+    found = _locate_all(needed, mirror=mirror, manual_dir=manual_dir, cache_dir=cache_dir, offline=offline)
     mnist_x, mnist_y = _mnist_arrays({k: found[k][0] for k in mnist_keys}, mnist_split)
     usps_x, usps_y = _usps_arrays(found["usps"][0], usps_split)
 
