@@ -214,6 +214,14 @@ def _norm_vectors(mean, std, channels: int) -> tuple[np.ndarray, np.ndarray]:
     return m, s
 
 
+def _check_common(size: int, channels: int, mean, std) -> tuple[int, np.ndarray, np.ndarray]:
+    """The output side ``size >= 1``, the channel mode and the per-channel mean/std vectors of a transform."""
+    if int(size) < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    _mode(channels)
+    return (int(size), *_norm_vectors(mean, std, channels))
+
+
 @dataclass
 class TrainTransform:
     """Random crop (aspect, scale, location), flip, brightness, resize, normalise (module docstring).
@@ -254,11 +262,7 @@ class TrainTransform:
     takes_rng = True  # class attribute: dahash.train.finetune passes a generator per item
 
     def __post_init__(self) -> None:
-        if int(self.size) < 1:
-            raise ValueError(f"size must be >= 1, got {self.size}")
-        self.size = int(self.size)
-        _mode(self.channels)
-        self.mean, self.std = _norm_vectors(self.mean, self.std, self.channels)
+        self.size, self.mean, self.std = _check_common(self.size, self.channels, self.mean, self.std)
         self.aspect = _check_pair("aspect", self.aspect)
         self.scale = _check_pair("scale", self.scale, upper=1.0)
         _check_interpolation(self.interpolation)
@@ -319,11 +323,7 @@ class EvalTransform:
     takes_rng = True
 
     def __post_init__(self) -> None:
-        if int(self.size) < 1:
-            raise ValueError(f"size must be >= 1, got {self.size}")
-        self.size = int(self.size)
-        _mode(self.channels)
-        self.mean, self.std = _norm_vectors(self.mean, self.std, self.channels)
+        self.size, self.mean, self.std = _check_common(self.size, self.channels, self.mean, self.std)
         center_box(1, 1, self.crop_fraction)  # validates
         _check_interpolation(self.interpolation)
 
