@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     xt, _ = load_features(dataset, backbone, task["target"])
     ys = labels_for(dataset, task["source"], src_paths)
     result = train_dah(torch.from_numpy(xs), torch.tensor(ys), torch.from_numpy(xt), len(dataset_spec(params).classes),
-                       config, device=device, seed=seed, pretrained=pretrained_head(backbone))
+                       config, device=device, seed=seed, pretrained=pretrained_head(backbone),
+                       progress=f"gamma {args.gamma:g} {args.task}")
     model = result.model.eval()
     with torch.inference_mode():
         fs = model(torch.from_numpy(xs).to(device)).fc7.cpu().numpy()

@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.perf_counter()
     resumed = 0
+    bar = f"{args.method} {args.task} seed{args.seed}"  # the progress bars' label (DAHASH_PROGRESS=0: none)
     try:
         if tp["mode"] == "finetune":
             from stages.finetune import finetune_run
@@ -100,13 +101,13 @@ def main(argv: list[str] | None = None) -> None:
                 backbone=backbone, moments=load_moments(dataset, backbone, [task["source"], task["target"]]),
                 device=device, seed=args.seed, num_workers=loader_workers(tp["num_workers"], device),
                 on_epoch=on_epoch, checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"],
-                encode_target=cached_target)
+                encode_target=cached_target, progress=bar)
             state, history, resumed = out["state_dict"], out["history"], out["resumed_epoch"]
         else:
             result = train_dah(
                 torch.from_numpy(xs), torch.tensor(ys), torch.from_numpy(xt[fit_t]), len(spec.classes), config,
                 device=device, seed=args.seed, pretrained=pretrained_head(backbone, config.hidden_dims), on_epoch=on_epoch,
-                checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"],
+                checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"], progress=bar,
             )
             us = encode(result.model, torch.from_numpy(xs), device=device)
             ut = encode(result.model, torch.from_numpy(xt), device=device)
