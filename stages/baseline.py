@@ -42,7 +42,7 @@ from dahash.baselines.registry import (
     run_baseline,
 )
 from dahash.eval.split import target_query_database_split
-from dahash.progress import progress
+from dahash.progress import echo, progress
 from stages import tracking
 from stages.common import (
     StageError,
@@ -218,7 +218,7 @@ def run_task(params: dict[str, Any], setup: MethodSetup, key: str, domains: Doma
                 if len(pending) >= 10:
                     tracking.log_history(run_id, pending, keys)
                     pending.clear()
-                print(f"[{method} {key}] epoch {row['epoch']} " + " ".join(f"{k}={row[k]:.4g}" for k in keys), flush=True)
+                echo(f"[{method} {key}] epoch {row['epoch']} " + " ".join(f"{k}={row[k]:.4g}" for k in keys))
 
             out, resumed = fit_finetuned(params, setup, task, domains, on_epoch=on_epoch, checkpoint_dir=ckpt,
                                          progress=f"{method} {key}")

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     with torch.inference_mode():
         fs = model(torch.from_numpy(xs).to(device)).fc7.cpu().numpy()
         ft = model(torch.from_numpy(xt).to(device)).fc7.cpu().numpy()
+    from dahash.progress import note
+
+    note(f"[{args.task}] gamma {args.gamma:g}: domain classifier on {len(fs) + len(ft)} x {fs.shape[1]} fc7 features")
     err = domain_classification_error(fs, ft, seed=seed, held_out=sweep["held_out"])
     write_json(out, {**record, "domain_error": err, "layer": "fc7", "epochs": sweep["epochs"], "seed": seed,
                      "held_out": sweep["held_out"], "final_total_loss": result.history[-1]["total"],

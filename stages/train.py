@@ -26,6 +26,7 @@ from stages.common import atomic_path, dataset_spec, load_params, main_wrapper, 
 from stages.gpu import resolve_device
 from stages.paths import run_dir
 from dahash.eval.split import pwcf_training_rows
+from dahash.progress import echo
 from stages.features import labels_for, load_features
 from stages.gamma_select import selected_gamma
 from stages.preprocess import warn_small_classes
@@ -82,8 +83,8 @@ def main(argv: list[str] | None = None) -> None:
             tracking.log_history(run_id, pending, LOSS_KEYS)
             pending.clear()
         if row["epoch"] % max(1, config.epochs // 10) == 0 or row["epoch"] == config.epochs:
-            print(f"[{args.method} {args.task} seed{args.seed}] epoch {row['epoch']}/{config.epochs} "
-                  + " ".join(f"{k}={row[k]:.4g}" for k in LOSS_KEYS if k in row), flush=True)
+            echo(f"[{args.method} {args.task} seed{args.seed}] epoch {row['epoch']}/{config.epochs} "
+                 + " ".join(f"{k}={row[k]:.4g}" for k in LOSS_KEYS if k in row))  # print, above the bar
 
     t0 = time.perf_counter()
     resumed = 0

@@ -80,9 +80,16 @@ def test_env_var_and_flag_silence_every_bar(monkeypatch: pytest.MonkeyPatch) -> 
     assert log.getvalue() == "hello\n"
 
 
+def test_echo_prints_to_stdout_even_when_bars_are_off(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv(pg.ENV_VAR, "0")
+    pg.echo("[dah T seed0] epoch 3/3")
+    assert capsys.readouterr().out == "[dah T seed0] epoch 3/3\n"
+
+
 def test_label_of_a_progress_argument() -> None:
     assert pg.label(False, "train") is None and pg.label(True, "train") == "train"
-    assert pg.label("dah Ar_Cl seed0", "train") == "dah Ar_Cl seed0"
+    assert pg.label("dah Ar_Cl seed0", "train") == "dah Ar_Cl seed0" and pg.label("", "train") == "train"
 
 
 def _problem(seed: int = 0):

@@ -34,7 +34,7 @@ from tqdm.std import tqdm as _console_tqdm
 #: True in a Jupyter notebook: tqdm.auto draws a widget there, not text (the log rule does not apply)
 _WIDGET = _display_tqdm is not _console_tqdm
 
-__all__ = ["ENV_VAR", "LOG_INTERVAL", "is_enabled", "label", "loss_postfix", "min_interval", "note", "progress",
+__all__ = ["ENV_VAR", "LOG_INTERVAL", "echo", "is_enabled", "label", "loss_postfix", "min_interval", "note", "progress",
            "progress_for"]
 
 #: Environment variable that silences every bar when set to 0 / false / no / off.
@@ -90,8 +90,8 @@ def progress(iterable: Iterable | None = None, *, total: float | None = None, de
     if not _WIDGET and not _is_tty(stream):
         stream = _Lines(stream)
         # every bar on "line 0" (no cursor moves between nested bars), refreshed by time only (miniters=1: tqdm's
-        # monitor thread then never forces a redraw)
-        # a transient bar (leave=False, e.g. one epoch's batches) shows only once it has run that long
+        # monitor thread then never forces a redraw); a transient bar (leave=False, e.g. one epoch's batches)
+        # shows only once it has run LOG_INTERVAL
         kwargs = {"mininterval": LOG_INTERVAL, "maxinterval": LOG_INTERVAL, "miniters": 1, "position": 0,
                   **({"delay": LOG_INTERVAL} if kwargs.get("leave") is False else {}), **kwargs}
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=stream, disable=not is_enabled(enabled), **kwargs)
@@ -111,8 +111,8 @@ def note(message: str, *, enabled: bool = True, file: IO[str] | None = None) -> 
 
 
 def label(progress: bool | str, default: str) -> str | None:
-    """The bar label of a ``progress`` argument (``False``: silent; ``True``: ``default``; a string: itself) or
-    None for no bar."""
+    """The bar label of a ``progress`` argument: None (no bar) for ``False``, ``default`` for ``True`` or an empty
+    string, else the string itself."""
     if isinstance(progress, str):
         return progress or default
     return default if progress else None
@@ -128,3 +128,10 @@ def progress_for(arg: bool | str, default: str, iterable: Iterable | None = None
     ``default`` for True, or labelled ``arg`` for a string (:func:`label`)."""
     desc = label(arg, default)
     return progress(iterable, desc=desc, enabled=desc is not None, **kwargs)
+
+
+def echo(message: str) -> None:
+    """``print(message)`` to stdout (never silenced) without tearing an open bar on a terminal (``tqdm.write``
+    clears the bars, prints, redraws them)."""
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()
