@@ -10,8 +10,11 @@ import pytest
 import torch
 
 from dahash import progress as pg
+from dahash.baselines.bdnn import BDNN
 from dahash.baselines.deep import train_deep_baseline
+from dahash.baselines.dpsh import DPSH
 from dahash.baselines.jda import JDA
+from dahash.baselines.kmh import KMeansHashing
 from dahash.baselines.registry import accepted_options, algorithm_of, check_options
 from dahash.eval.analysis import a_distance, tsne_embedding
 from dahash.train.head import DAHConfig, train_dah
@@ -176,3 +179,37 @@ def test_analysis_shows_svm_fits_and_tsne_start_and_changes_nothing(capfd: pytes
     out = capfd.readouterr()
     assert "dan A-distance" in out.err and "5/5" in out.err
     assert "[dan] t-SNE of 80 points x 6 dims" in out.err
+
+
+def test_image_loops_count_the_images_and_change_nothing(tmp_path, make_image_tree,
+                                                         capfd: pytest.CaptureFixture) -> None:
+    from dahash.data.manifest import build_manifest
+    from dahash.nn.augment import channel_moments
+    from tests.test_manifest import SPEC
+
+    rels = make_image_tree(tmp_path, ["src", "tgt"], ["cat", "dog", "owl"], n_per_class=2, size=(20, 16))
+    quiet = build_manifest(tmp_path, SPEC)
+    shown = build_manifest(tmp_path, SPEC, progress=True)
+    paths = [tmp_path / r for r in rels]
+    m0 = channel_moments(paths, 8, num_threads=2)
+    m1 = channel_moments(paths, 8, num_threads=2, progress="moments src")
+    m2 = channel_moments(iter(paths), 8, progress=True)  # an iterator: a bar without a total
+    err = capfd.readouterr().err
+    assert shown.equals(quiet) and "check images" in err and "12/12" in err
+    assert "moments src" in err and f"{len(paths)}/{len(paths)}" in err and "moments: " in err
+    for m in (m1, m2):
+        assert np.array_equal(m.mean, m0.mean) and np.array_equal(m.cov, m0.cov) and m.images == m0.images
+
+
+@pytest.mark.parametrize("name, make, total", [
+    ("kmh", lambda p: KMeansHashing(8, n_iter=3, progress=p), "2/2"),  # 2 subspaces of 4 bits
+    ("bdnn", lambda p: BDNN(4, hidden_dims=(8,), outer_iter=2, inner_iter=3, progress=p), "2/2"),
+    ("dpsh", lambda p: DPSH(4, epochs=3, batch_size=8, progress=p), "3/3"),
+])
+def test_iterative_hashing_bars_count_and_change_nothing(name, make, total, capfd: pytest.CaptureFixture) -> None:
+    xs, ys, _ = _problem()
+    args = (xs, ys) if name == "dpsh" else (xs,)
+    quiet, shown = make(False).fit(*args), make(True).fit(*args)
+    err = capfd.readouterr().err
+    assert name in err and total in err
+    assert np.array_equal(shown.encode(xs), quiet.encode(xs))
