@@ -59,6 +59,18 @@ def test_a_log_gets_plain_lines_at_the_log_interval() -> None:
     assert "inner" not in text
 
 
+def test_a_log_gets_one_plain_line_per_refresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pg, "LOG_INTERVAL", 0.0)  # every update refreshes: the lines a 30 s interval would thin out
+    log = io.StringIO()
+    with pg.progress(total=3, desc="train", unit="epoch", file=log) as bar:
+        for epoch in range(3):
+            bar.set_postfix_str(f"total={epoch}", refresh=False)
+            bar.update()
+    lines = log.getvalue().splitlines()
+    assert [line.split("|")[2].split()[0] for line in lines] == ["0/3", "1/3", "2/3", "3/3"]  # the close: no repeat
+    assert lines[-1].endswith("total=2]") and "\r" not in log.getvalue()
+
+
 def test_a_terminal_gets_redraws() -> None:
     term = _Terminal()
     assert pg.min_interval(term) == 0.1

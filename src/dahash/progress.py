@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable
 from typing import IO, Any
@@ -63,16 +64,21 @@ def min_interval(stream: Any = None) -> float:
 
 
 class _Lines:
-    """A log stream for tqdm: each redraw (``"\\r" + status``) becomes one line, blank redraws vanish."""
+    """A log stream for tqdm: each redraw (``"\\r" + status``) becomes one line; blank redraws vanish, and so does
+    a line that repeats the previous one but for its times and rate (a bar's last update, then its close)."""
+
+    _TIMES = re.compile(r"\[[^,\]]*,\s*[^,\]]*")  # "[elapsed<remaining, rate" of tqdm's meter
 
     def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
+        self.stream, self.last = stream, ""
 
     def write(self, text: str) -> int:
         for part in text.replace("\r", "\n").split("\n"):
             part = part.rstrip()
-            if part:
+            key = self._TIMES.sub("[", part)
+            if part and key != self.last:
                 self.stream.write(part + "\n")
+                self.last = key
         return len(text)
 
     def flush(self) -> None:
