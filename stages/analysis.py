@@ -71,7 +71,8 @@ def _finetuned_fc7(state: dict, images, backbone: str | None, model_dir) -> tupl
                           feature_dim=int(state["head"]["fc6.weight"].shape[1]), input_size=int(norm["size"]))
     tf = EvalTransform(int(norm["size"]), np.asarray(norm["mean"]), np.asarray(norm["std"]), channels=len(norm["mean"]),
                        crop_fraction=float(norm["eval_crop"]), interpolation=norm["interpolation"])
-    return tuple(encode_images(trunk, head, paths, tf, output="fc7") for paths in images)  # type: ignore[return-value]
+    return tuple(encode_images(trunk, head, paths, tf, output="fc7", progress=f"dah fc7 {side}")  # type: ignore[misc]
+                 for side, paths in zip(("source", "target"), images))
 
 
 def sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -134,23 +135,24 @@ def analyse_task(params: dict, key: str, out) -> dict:
     record = {"task": key, "source": task["source"], "target": task["target"], "dataset": dataset,
               "backbone": backbone, "a_distance": {}, "tsne": {}, "n_points": {"source": len(si), "target": len(ti)}}
     out.mkdir()
-    from tqdm import tqdm
+    from dahash.progress import note, progress
 
-    # minutes per step on a large task (A->C: 9 min in all): a bar, so a long job is seen to move
-    with tqdm(total=2 * len(KINDS), desc=f"analysis {key}", unit="step", mininterval=1.0) as bar:
+    # minutes per step on a large task (A->C: 9 min in all): a bar, so a long job is seen to move; each step shows
+    # its own progress too (the A-distance's SVM fits, t-SNE's start and stages). DAHASH_PROGRESS=0: silent
+    with progress(total=2 * len(KINDS), desc=f"analysis {key}", unit="step") as bar:
         for kind in KINDS:
             fs, ft = feats[kind]
             bar.set_postfix_str(f"{kind}: A-distance (5-fold SVM)")
-            record["a_distance"][kind] = a_distance(fs, ft, seed=0)
+            record["a_distance"][kind] = a_distance(fs, ft, seed=0, progress=f"{kind} A-distance")
             bar.update()
             both = np.concatenate([fs[si], ft[ti]])[keep]
             bar.set_postfix_str(f"{kind}: t-SNE of {len(both)} points")
-            emb = tsne_embedding(both, seed=0, perplexity=min(30.0, (len(both) - 1) / 3))
+            emb = tsne_embedding(both, seed=0, perplexity=min(30.0, (len(both) - 1) / 3), progress=kind)
             name = f"tsne_{kind}.png"
             plot_tsne(emb, domain, labels, out / name, title=f"{kind}: {task['source']} -> {task['target']}")
             record["tsne"][kind] = name
             bar.update()
-            tqdm.write(f"[analysis {key}] {kind}: A-distance {record['a_distance'][kind]:.3f}")
+            note(f"[analysis {key}] {kind}: A-distance {record['a_distance'][kind]:.3f}")
     write_json(out / "analysis.json", record)
     return record
 

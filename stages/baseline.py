@@ -42,6 +42,7 @@ from dahash.baselines.registry import (
     run_baseline,
 )
 from dahash.eval.split import target_query_database_split
+from dahash.progress import echo, progress
 from stages import tracking
 from stages.common import (
     StageError,
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     pretrained = (pretrained_head(params["backbone"]["name"]) if setup.algo.family == "deep" and setup.mode == "head"
                   else None)
     fitted: dict[str, tuple[str, Any]] = {}  # target-only methods: target domain -> (task, BaselineOutput)
-    for key in tasks:
+    for key in progress(tasks, desc=f"baseline {args.method}", unit="task"):  # DAHASH_PROGRESS=0: no bars
         run_task(params, setup, key, domains, fitted, pretrained)
     if setup.mode == "finetune":  # every task is written: the checkpoints (kept for a resumed job) can go
         for key in tasks:
@@ -217,9 +218,10 @@ def run_task(params: dict[str, Any], setup: MethodSetup, key: str, domains: Doma
                 if len(pending) >= 10:
                     tracking.log_history(run_id, pending, keys)
                     pending.clear()
-                print(f"[{method} {key}] epoch {row['epoch']} " + " ".join(f"{k}={row[k]:.4g}" for k in keys), flush=True)
+                echo(f"[{method} {key}] epoch {row['epoch']} " + " ".join(f"{k}={row[k]:.4g}" for k in keys))
 
-            out, resumed = fit_finetuned(params, setup, task, domains, on_epoch=on_epoch, checkpoint_dir=ckpt)
+            out, resumed = fit_finetuned(params, setup, task, domains, on_epoch=on_epoch, checkpoint_dir=ckpt,
+                                         progress=f"{method} {key}")
             pending.extend(restored_unlogged(out.history, logged, resumed))
         else:
             out = reuse[1] if reuse else fit(params, setup, task, domains, pretrained)
@@ -268,7 +270,8 @@ def fit(params: dict[str, Any], setup: MethodSetup, task: dict[str, str], domain
     else:
         xs, xt = domains.fc7(task["source"]), domains.fc7(task["target"])
     return run_baseline(setup.algorithm, xs, domains.labels(task["source"]), xt, setup.num_classes,
-                        options=setup.options, bits=setup.bits, seed=setup.seed, device=setup.device, **extra)
+                        options=setup.options, bits=setup.bits, seed=setup.seed, device=setup.device,
+                        progress=f"{setup.name} {task['source']}->{task['target']}", **extra)
 
 
 def write_run(dest: Path, out, record: dict) -> None:

@@ -42,10 +42,11 @@ def split_options(train: dict[str, Any], algorithm: str, options: dict[str, Any]
 
 
 def fit_finetuned(params: dict[str, Any], setup: Any, task: dict[str, str], domains: Any, *, on_epoch,
-                  checkpoint_dir: Path) -> tuple[Any, int]:
+                  checkpoint_dir: Path, progress: bool | str = False) -> tuple[Any, int]:
     """Fine-tune comparison method ``setup`` (stages.baseline.MethodSetup) on ``task``, checkpointed into (and
     resumed from) ``checkpoint_dir``; returns (dahash.baselines.registry.BaselineOutput: arrays, history, seconds;
-    the epochs restored from a checkpoint). No model.pt is kept (VGG-F's is 0.4 GB a run): the arrays are what
+    the epochs restored from a checkpoint). ``progress``: bars over the epochs, batches and encodings (False, True
+    or their label). No model.pt is kept (VGG-F's is 0.4 GB a run): the arrays are what
     evaluation and Figure 3 read."""
     from dahash.baselines.deep import DeepDAModel
     from dahash.baselines.objectives import make_objective
@@ -97,7 +98,7 @@ def fit_finetuned(params: dict[str, Any], setup: Any, task: dict[str, str], doma
                            on_epoch=on_epoch, checkpoint_dir=checkpoint_dir,
                            checkpoint_every=int(setup.options.get("checkpoint_every",
                                                                   params["train"]["checkpoint_every"])),
-                           make_head=make_head, objective=objective)
+                           make_head=make_head, objective=objective, progress=progress)
     arrays = encode_outputs(net, algorithm, all_source, all_target)
     return BaselineOutput(arrays=arrays, history=net.history, seconds=time.perf_counter() - t0), net.resumed_epoch
 

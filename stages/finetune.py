@@ -25,6 +25,7 @@ from dahash.data.image_cache import CachedImages
 from dahash.nn.augment import ChannelMoments
 from dahash.nn.model import DAHHead
 from dahash.nn.recipes import input_recipe
+from dahash.progress import label
 from dahash.train.checkpoint import cpu_state_dict
 from dahash.train.finetune import encode_images, train_finetune
 from dahash.train.head import DAHConfig
@@ -53,11 +54,14 @@ class Trained:
     eval_tf: Any
     device: str
     channels_last: bool
+    progress: bool | str = False  # the training's bar label: its encodings show a bar too
 
     def encode(self, images: CachedImages, output: str = "u") -> np.ndarray:
         """``(N, w)`` float32 ``output`` (``u``, ``fc6``, ``fc7``, ``fc8``) of ``images``."""
+        desc = label(self.progress, "finetune")
         return encode_images(self.trunk, self.head, images, self.eval_tf, device=self.device,
-                             channels_last=self.channels_last, output=output)
+                             channels_last=self.channels_last, output=output,
+                             progress=False if desc is None else f"{desc}: encode {output}")
 
     def state_dict(self) -> dict:
         """model.pt's ``state_dict``: trunk, head (CPU tensors) and the evaluation normalisation."""
@@ -71,12 +75,13 @@ def finetune_trained(source: CachedImages, ys: np.ndarray, target: CachedImages,
                      *, backbone: str, moments: ChannelMoments, device: str, seed: int, num_workers: int, on_epoch,
                      checkpoint_dir: Path | None = None, checkpoint_every: int = 10,
                      make_head: Callable[[int, dict | None], torch.nn.Module] | None = None,
-                     objective: Objective | None = None) -> Trained:
+                     objective: Objective | None = None, progress: bool | str = False) -> Trained:
     """Train end to end (checkpointed into ``checkpoint_dir`` and resumed from it, if given). The images come from
     the decode-once image cache (:func:`stages.image_cache.open_cached`): loader workers gather crop bytes, the
     recipe's augmentation runs on ``device`` (:mod:`dahash.nn.device_augment`). ``moments``: of the task's source +
     target images (the recipe's mean and brightness jitter). ``make_head(feature size, pretrained fc6/fc7 or
-    None)`` and ``objective``: a comparison method's (default: the DAH head and objective)."""
+    None)`` and ``objective``: a comparison method's (default: the DAH head and objective). ``progress``: bars over
+    the epochs, batches and encoded images (:func:`dahash.train.finetune.train_finetune`)."""
     recipe = input_recipe(backbone, moments)
     pretrained, channels = PRETRAINED_TRUNKS[backbone], recipe.channels
     train_tf, eval_tf = recipe.train_transform(seed), recipe.eval_transform()
@@ -95,21 +100,22 @@ def finetune_trained(source: CachedImages, ys: np.ndarray, target: CachedImages,
     result = train_finetune(source, ys, target, num_classes, config, trunk=trunk, head=head, objective=objective,
                             trunk_pretrained=pretrained, train_transform=train_tf, device=device, seed=seed,
                             num_workers=num_workers, on_epoch=on_epoch, channels_last=channels_last,
-                            checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
+                            checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, progress=progress)
     return Trained(result.trunk, result.head, result.history, result.resumed_epoch, recipe, eval_tf, device,
-                   channels_last)
+                   channels_last, progress)
 
 
 def finetune_run(source: CachedImages, ys: np.ndarray, target: CachedImages, num_classes: int, config: DAHConfig, *,
                  backbone: str, moments: ChannelMoments, device: str, seed: int, num_workers: int, on_epoch,
                  checkpoint_dir: Path | None = None, checkpoint_every: int = 10,
-                 encode_target: CachedImages | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                 encode_target: CachedImages | None = None,
+                 progress: bool | str = False) -> tuple[np.ndarray, np.ndarray, dict]:
     """DAH fine-tuned (:func:`finetune_trained`); return (u_source, u_target, {"state_dict": ..., "history": ...,
     "resumed_epoch": ...}). ``encode_target``: the target images ``u_target`` encodes (default: ``target``, the
     ones trained on; the pwcf protocol trains on all but its query images and encodes all)."""
     encode_target = target if encode_target is None else encode_target
     net = finetune_trained(source, ys, target, num_classes, config, backbone=backbone, moments=moments, device=device,
                            seed=seed, num_workers=num_workers, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir,
-                           checkpoint_every=checkpoint_every)
+                           checkpoint_every=checkpoint_every, progress=progress)
     us, ut = net.encode(source), net.encode(encode_target)
     return us, ut, {"state_dict": net.state_dict(), "history": net.history, "resumed_epoch": net.resumed_epoch}

@@ -49,11 +49,15 @@ def main(argv: list[str] | None = None) -> None:
     xt, _ = load_features(dataset, backbone, task["target"])
     ys = labels_for(dataset, task["source"], src_paths)
     result = train_dah(torch.from_numpy(xs), torch.tensor(ys), torch.from_numpy(xt), len(dataset_spec(params).classes),
-                       config, device=device, seed=seed, pretrained=pretrained_head(backbone))
+                       config, device=device, seed=seed, pretrained=pretrained_head(backbone),
+                       progress=f"gamma {args.gamma:g} {args.task}")
     model = result.model.eval()
     with torch.inference_mode():
         fs = model(torch.from_numpy(xs).to(device)).fc7.cpu().numpy()
         ft = model(torch.from_numpy(xt).to(device)).fc7.cpu().numpy()
+    from dahash.progress import note
+
+    note(f"[{args.task}] gamma {args.gamma:g}: domain classifier on {len(fs) + len(ft)} x {fs.shape[1]} fc7 features")
     err = domain_classification_error(fs, ft, seed=seed, held_out=sweep["held_out"])
     write_json(out, {**record, "domain_error": err, "layer": "fc7", "epochs": sweep["epochs"], "seed": seed,
                      "held_out": sweep["held_out"], "final_total_loss": result.history[-1]["total"],

@@ -54,9 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     args = domain_args(argv, __doc__)
     params = load_params()
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
-    from tqdm.auto import tqdm
-
     from dahash.data.image_cache import build_image_cache
+    from dahash.progress import progress
 
     side, channels, exif = cache_settings(params)
     rows = domain_rows(dataset, args.domain) if side else None
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     raw = raw_dir(dataset)
     out = image_cache_dir(dataset, backbone, args.domain)
     threads = max(1, min(8, os.cpu_count() or 1))
-    with atomic_path(out) as tmp, tqdm(total=len(names), desc=f"{args.domain} (S={side})", unit="img") as bar:
+    with atomic_path(out) as tmp, progress(total=len(names), desc=f"{args.domain} (S={side})", unit="img") as bar:
         build_image_cache([raw / p for p in names], names, tmp, short_side=max(side, 1), channels=channels,
                           exif=exif, num_threads=threads, progress=bar)
     size = (out / "pixels.u8").stat().st_size

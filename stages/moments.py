@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         for domain in params["data"]["domains"]:
             paths = [raw / p for p in domain_rows(dataset, domain)["path"]]
             m = channel_moments(paths, size, channels=channels, crop_fraction=1.0, interpolation=interpolation,
-                                num_threads=threads, exif=exif)
+                                num_threads=threads, exif=exif, progress=f"moments {domain}")
             record["domains"][domain] = moments_to_dict(m)
             print(f"{domain}: {m.images} images, mean {[round(float(v), 2) for v in m.mean]}")
     else:

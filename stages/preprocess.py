@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     spec = dataset_spec(params)
     raw = raw_dir(spec.name)
-    df = build_manifest(raw, spec, domains=params["data"]["domains"])
+    df = build_manifest(raw, spec, domains=params["data"]["domains"], progress=True)  # every image decoded once
     out = manifest_path(spec.name)
     excluded = df[df["status"] != "ok"]
     for row in excluded.itertuples():

@@ -26,6 +26,7 @@ from stages.common import atomic_path, dataset_spec, load_params, main_wrapper, 
 from stages.gpu import resolve_device
 from stages.paths import run_dir
 from dahash.eval.split import pwcf_training_rows
+from dahash.progress import echo
 from stages.features import labels_for, load_features
 from stages.gamma_select import selected_gamma
 from stages.preprocess import warn_small_classes
@@ -82,11 +83,12 @@ def main(argv: list[str] | None = None) -> None:
             tracking.log_history(run_id, pending, LOSS_KEYS)
             pending.clear()
         if row["epoch"] % max(1, config.epochs // 10) == 0 or row["epoch"] == config.epochs:
-            print(f"[{args.method} {args.task} seed{args.seed}] epoch {row['epoch']}/{config.epochs} "
-                  + " ".join(f"{k}={row[k]:.4g}" for k in LOSS_KEYS if k in row), flush=True)
+            echo(f"[{args.method} {args.task} seed{args.seed}] epoch {row['epoch']}/{config.epochs} "
+                 + " ".join(f"{k}={row[k]:.4g}" for k in LOSS_KEYS if k in row))  # print, above the bar
 
     t0 = time.perf_counter()
     resumed = 0
+    bar = f"{args.method} {args.task} seed{args.seed}"  # the progress bars' label (DAHASH_PROGRESS=0: none)
     try:
         if tp["mode"] == "finetune":
             from stages.finetune import finetune_run
@@ -100,13 +102,13 @@ def main(argv: list[str] | None = None) -> None:
                 backbone=backbone, moments=load_moments(dataset, backbone, [task["source"], task["target"]]),
                 device=device, seed=args.seed, num_workers=loader_workers(tp["num_workers"], device),
                 on_epoch=on_epoch, checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"],
-                encode_target=cached_target)
+                encode_target=cached_target, progress=bar)
             state, history, resumed = out["state_dict"], out["history"], out["resumed_epoch"]
         else:
             result = train_dah(
                 torch.from_numpy(xs), torch.tensor(ys), torch.from_numpy(xt[fit_t]), len(spec.classes), config,
                 device=device, seed=args.seed, pretrained=pretrained_head(backbone, config.hidden_dims), on_epoch=on_epoch,
-                checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"],
+                checkpoint_dir=ckpt, checkpoint_every=tp["checkpoint_every"], progress=bar,
             )
             us = encode(result.model, torch.from_numpy(xs), device=device)
             ut = encode(result.model, torch.from_numpy(xt), device=device)

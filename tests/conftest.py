@@ -11,6 +11,7 @@
   answers ``CONNECT`` itself with a certificate from a throw-away CA in ``REQUESTS_CA_BUNDLE``):
   nothing leaves 127.0.0.1.
 * ``closed_port_url``: a URL on 127.0.0.1 where nothing listens.
+* ``DAHASH_PROGRESS=0`` unless set: no progress bars (dahash.progress) in the tests' output.
 * ``checkout_env`` / ``kill_at_checkpoint``: subprocesses import THIS checkout (absolute PYTHONPATH, checked in
   the child); a child script signals the test by a file instead of the test sleeping.
 """
@@ -39,6 +40,9 @@ from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# no progress bars in the tests and the pipelines they start (stderr holds only what a test looks at);
+# tests/test_progress.py turns them on where it checks them; DAHASH_PROGRESS=1 shows them everywhere
+os.environ.setdefault("DAHASH_PROGRESS", "0")
 
 
 @pytest.fixture(scope="session")

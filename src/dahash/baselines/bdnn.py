@@ -51,6 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from dahash.baselines.itq import ITQ, as_features, check_bits, check_positive_int, check_seed, sign_pm1
+from dahash.progress import progress_for
 
 __all__ = ["BDNN", "BDNNNet", "bdnn_objective"]
 
@@ -159,7 +160,9 @@ class BDNN:
         itq_iter: int = 50,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        progress: bool | str = False,
     ) -> None:
+        self.progress = progress  # a bar over the outer iterations (dahash.progress): False, True or its label
         self.bits = check_bits(bits)
         hidden_dims = tuple(hidden_dims)
         if not hidden_dims:
@@ -202,7 +205,7 @@ class BDNN:
         with torch.no_grad():
             self.init_stats_ = self._stats(net.encode(x))
         self.history_: list[dict[str, float]] = []
-        for _ in range(self.outer_iter):
+        for _ in progress_for(self.progress, "bdnn", range(self.outer_iter), unit="iter"):
             opt = torch.optim.LBFGS(net.parameters(), lr=1.0, max_iter=self.inner_iter,
                                     line_search_fn="strong_wolfe")
 

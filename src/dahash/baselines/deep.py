@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from dahash.train.losses import linear_mk_mmd
 from dahash.nn.model import DAHHead
+from dahash.progress import loss_postfix, progress_for
 
 __all__ = [
     "DeepDAModel",
@@ -317,6 +318,19 @@ def _transfer_loss(method: str, model: DeepDAModel, out: Any, batch_size: int, m
     return F.binary_cross_entropy_with_logits(d_logit, domain_labels)
 
 
+def _sgd_step(opt: torch.optim.Optimizer, cls: Tensor, transfer: Tensor | float, logits_s: Tensor, ys_s: Tensor,
+              sums: dict[str, float]) -> None:
+    """One SGD step on ``cls + transfer``; adds the step's losses and source-batch accuracy to ``sums``."""
+    loss = cls + transfer
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sums["loss"] += float(loss.detach())
+    sums["cls_loss"] += float(cls.detach())
+    sums["transfer_loss"] += float(transfer.detach()) if isinstance(transfer, Tensor) else float(transfer)
+    sums["correct"] += float((logits_s.detach().argmax(1) == ys_s).float().mean())
+
+
 def train_deep_baseline(
     method: Method,
     xs: np.ndarray,
@@ -338,6 +352,7 @@ def train_deep_baseline(
     weight_decay: float = 5e-4,
     anneal_lr: bool = True,
     pretrained: Mapping[str, Tensor] | None = None,
+    progress: bool | str = False,
 ) -> tuple[DeepDAModel, dict[str, list[float]]]:
     """Train a source-only, DAN or DANN network on cached features (see the module docstring).
 
@@ -354,6 +369,8 @@ def train_deep_baseline(
         mmd_weight: DAN's weight on the summed layer MMDs; dann_weight: DANN's maximum adaptation factor
             (times the lambda schedule); domain_hidden: DANN domain-classifier hidden widths.
         pretrained: optional fc6/fc7 weights (see :class:`DeepDAModel`).
+        progress: a bar over the epochs (:mod:`dahash.progress`; postfix the epoch's losses): False none, True
+            labelled with ``method``, or a string: the label. It changes no result.
 
     Returns:
         ``(model in eval mode on device, history)``, per-epoch lists ``"loss"``, ``"cls_loss"``,
@@ -385,12 +402,13 @@ def train_deep_baseline(
     total_steps = int(epochs) * steps_per_epoch
     history: dict[str, list[float]] = {k: [] for k in ("loss", "cls_loss", "transfer_loss", "lambda", "lr", "source_acc")}
     model.train()
-    for epoch in range(int(epochs)):
+    bar = progress_for(progress, method, range(int(epochs)), unit="epoch")
+    for epoch in bar:
         sums = {"loss": 0.0, "cls_loss": 0.0, "transfer_loss": 0.0, "correct": 0.0}
         coeff, cur_lr = 0.0, float(lr)
         for step in range(epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch):
-            progress = step / total_steps
-            cur_lr = annealed_lr(lr, progress) if anneal_lr else float(lr)
+            done = step / total_steps  # training progress p in [0, 1)
+            cur_lr = annealed_lr(lr, done) if anneal_lr else float(lr)
             for group in opt.param_groups:
                 group["lr"] = cur_lr
             s_idx = torch.as_tensor(src_stream.next(batch_size), device=device)
@@ -401,21 +419,15 @@ def train_deep_baseline(
                 out = model(torch.cat([xs_t[s_idx], xt_t[t_idx]]))
                 logits_s = out.logits[:batch_size]
                 if method == "dann":
-                    coeff = float(dann_weight) * dann_lambda(progress)
+                    coeff = float(dann_weight) * dann_lambda(done)
                 transfer = _transfer_loss(method, model, out, batch_size, mmd_gen, float(mmd_weight), coeff,
                                           domain_labels)
-            cls = F.cross_entropy(logits_s, ys_t[s_idx])
-            loss = cls + transfer
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sums["loss"] += float(loss.detach())
-            sums["cls_loss"] += float(cls.detach())
-            sums["transfer_loss"] += float(transfer.detach()) if isinstance(transfer, Tensor) else float(transfer)
-            sums["correct"] += float((logits_s.detach().argmax(1) == ys_t[s_idx]).float().mean())
-        means = {k: sums[k] / steps_per_epoch for k in ("loss", "cls_loss", "transfer_loss")}
-        for key, value in {**means, "lambda": coeff, "lr": cur_lr, "source_acc": sums["correct"] / steps_per_epoch}.items():
+            _sgd_step(opt, F.cross_entropy(logits_s, ys_t[s_idx]), transfer, logits_s, ys_t[s_idx], sums)
+        record = {**{k: sums[k] / steps_per_epoch for k in ("loss", "cls_loss", "transfer_loss")}, "lambda": coeff,
+                  "lr": cur_lr, "source_acc": sums["correct"] / steps_per_epoch}
+        for key, value in record.items():
             history[key].append(value)
+        bar.set_postfix_str(loss_postfix(record, ("loss", "cls_loss", "transfer_loss")), refresh=False)
     return model.eval(), history
 
 

@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from dahash.baselines.bdnn import init_linear
 from dahash.baselines.itq import as_features, check_bits, check_positive_int, check_seed, sign_pm1
+from dahash.progress import progress_for
 
 __all__ = ["DPSH", "DPSHNet", "dpsh_batch_loss", "dpsh_batch_terms", "fit_noda", "fit_suh"]
 
@@ -153,7 +154,9 @@ class DPSH:
         optimizer: Literal["adam", "sgd"] = "adam",
         seed: int = 0,
         device: str | torch.device = "cpu",
+        progress: bool | str = False,
     ) -> None:
+        self.progress = progress  # a bar over the epochs (dahash.progress): False, True or its label
         self.bits = check_bits(bits)
         self.hidden_dims = tuple(check_positive_int(h, "hidden_dims") for h in hidden_dims)
         if not float(eta) >= 0:
@@ -187,7 +190,7 @@ class DPSH:
         memory = torch.zeros(n, self.bits, device=self.device)
         self.history_: list[float] = []
         net.train()
-        for _ in range(self.epochs):
+        for _ in progress_for(self.progress, "dpsh", range(self.epochs), unit="epoch"):
             perm = rng.permutation(n)
             losses = []
             for start in range(0, n, self.batch_size):

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from dahash.baselines.source_only import check_domains, nearest_neighbour_predict
+from dahash.progress import progress_for
 from dahash.baselines.tca import TCA, Kernel, _row_normalise, mmd_matrix_factor, transfer_components
 
 __all__ = ["JDA", "jda_mmd_factor"]
@@ -90,10 +91,11 @@ class JDA(TCA):
     """
 
     def __init__(self, dim: int = 100, lam: float = 1.0, n_iter: int = 10, kernel: Kernel = "linear", *,
-                 gamma: float | None = None, normalize: bool = True) -> None:
+                 gamma: float | None = None, normalize: bool = True, progress: bool | str = False) -> None:
         super().__init__(dim=dim, mu=lam, kernel=kernel, gamma=gamma, normalize=normalize)
         self.lam = lam
         self.n_iter = n_iter
+        self.progress = progress  # a bar over the passes (dahash.progress): False, True or its label
 
     def fit(self, Xs: Any, ys: Any, Xt: Any) -> JDA:
         """Alternate ``n_iter`` times: solve for ``A`` -> embed -> 1-NN pseudo-label the target."""
@@ -107,7 +109,7 @@ class JDA(TCA):
         classes = np.unique(ys)
         pseudo: np.ndarray | None = None
         history: list[np.ndarray] = []
-        for _ in range(int(self.n_iter)):
+        for _ in progress_for(self.progress, "jda", range(int(self.n_iter)), unit="pass"):
             E = mmd_matrix_factor(ns, nt)[:, None] if pseudo is None else jda_mmd_factor(ys, pseudo, classes)
             # ||E E^T||_F = ||E^T E||_F (cheap: r x r).
             E = E / np.sqrt(np.linalg.norm(E.T @ E, "fro"))

@@ -70,6 +70,7 @@ import scipy.optimize
 from threadpoolctl import threadpool_limits
 
 from dahash.baselines.itq import as_features, check_bits, check_positive_int, pca_top
+from dahash.progress import progress_for
 
 __all__ = ["KMeansHashing", "balanced_partition", "index_codes"]
 
@@ -279,7 +280,9 @@ class KMeansHashing:
         pca_dim: int | None = None,
         max_inner_iter: int = 100,
         optimizer: str = "lbfgs",
+        progress: bool | str = False,
     ) -> None:
+        self.progress = progress  # a bar over the subspaces (dahash.progress): False, True or its label
         self.bits = check_bits(bits)
         self.bits_per_subspace = check_positive_int(bits_per_subspace, "bits_per_subspace")
         if self.bits_per_subspace > 8:
@@ -334,7 +337,7 @@ class KMeansHashing:
         # threads only add synchronisation (measured: 15 s -> 232 s for one A->C fit with 2 threads on a
         # loaded 2-core machine); it also makes the fit independent of the machine's thread count.
         with threadpool_limits(limits=1, user_api="blas"):
-            for cols in self.subspaces_:
+            for cols in progress_for(self.progress, "kmh", self.subspaces_, unit="subspace"):
                 centers, scale, hist = affinity_preserving_kmeans(
                     z[:, cols], self.bits_per_subspace, n_iter=self.n_iter,
                     weight=self.affinity_weight, max_inner_iter=self.max_inner_iter, optimizer=self.optimizer,

@@ -111,7 +111,8 @@ def _registry() -> dict[str, Algorithm]:
 ALGORITHMS: tuple[str, ...] = ("source_only", "dan", "dann", "shallow_source_only", "tca", "gfk", "coral", "jda",
                                "itq", "kmh", "ba", "bdnn", "noda", "suh")
 #: keyword arguments the runner fills in itself (not options)
-_RESERVED = {"self", "method", "xs", "ys", "xt", "num_classes", "bits", "seed", "device", "X", "y", "Xs", "Xt"}
+_RESERVED = {"self", "method", "xs", "ys", "xt", "num_classes", "bits", "seed", "device", "progress", "X", "y", "Xs",
+             "Xt"}
 
 
 def algorithm_of(name: str) -> Algorithm:
@@ -182,6 +183,7 @@ def run_baseline(
     pretrained: Mapping[str, Any] | None = None,
     yt_database: np.ndarray | None = None,
     database_idx: np.ndarray | None = None,
+    progress: bool | str = False,
 ) -> BaselineOutput:
     """Fit algorithm ``name`` on one task and return its target predictions and/or codes.
 
@@ -194,6 +196,8 @@ def run_baseline(
         pretrained: optional fc6/fc7 weights for the deep algorithms.
         yt_database, database_idx: SuH only: target labels of the split's DATABASE items and their indices
             into ``xt`` (the query items' labels are never passed).
+        progress: a bar over the epochs or iterations of the algorithms that have a ``progress`` argument (deep,
+            JDA, KMH, BDNN, DPSH; :mod:`dahash.progress`): False none, True, or a string: the bar's label.
 
     Returns:
         :class:`BaselineOutput`; codes are float32 in {-1, +1} (hashing) or continuous (noda: DPSH outputs).
@@ -212,7 +216,7 @@ def run_baseline(
     if algo.family == "deep":
         from dahash.baselines.deep import features, predict
 
-        kw = _kwargs(algo, opts, seed=seed, device=device)
+        kw = _kwargs(algo, opts, seed=seed, device=device, progress=progress)
         if pretrained is not None and "pretrained" not in kw:
             kw["pretrained"] = pretrained
         model, hist = algo.target(name, xs, ys, xt, num_classes, **kw)
@@ -221,18 +225,19 @@ def run_baseline(
         keys = list(hist)
         history = [{"epoch": i + 1, **{k: float(hist[k][i]) for k in keys}} for i in range(len(hist[keys[0]]))] if keys else []
     elif algo.family == "shallow":
-        est = algo.target(**_kwargs(algo, opts, seed=seed))
+        est = algo.target(**_kwargs(algo, opts, seed=seed, progress=progress))
         arrays["pred_target"] = np.asarray(est.fit(xs, ys, xt).predict(xt), dtype=np.int64)
     elif name == "noda":
-        est = algo.target(bits, **_kwargs(algo, opts, seed=seed, device=device)).fit(xs, ys)
+        est = algo.target(bits, **_kwargs(algo, opts, seed=seed, device=device, progress=progress)).fit(xs, ys)
         arrays["u_source"], arrays["u_target"] = est.project(xs), est.project(xt)
     elif name == "suh":
         if yt_database is None or database_idx is None:
             raise ValueError("suh needs yt_database and database_idx (labels of the target split's database part)")
-        est = algo.target(bits, **_kwargs(algo, opts, seed=seed, device=device)).fit(xt[database_idx], yt_database)
+        est = algo.target(bits, **_kwargs(algo, opts, seed=seed, device=device, progress=progress))
+        est.fit(xt[database_idx], yt_database)
         arrays["u_target"] = est.encode(xt)
     else:  # unsupervised hashing: target features only
-        est = algo.target(bits, **_kwargs(algo, opts, seed=seed, device=device)).fit(xt)
+        est = algo.target(bits, **_kwargs(algo, opts, seed=seed, device=device, progress=progress)).fit(xt)
         arrays["u_target"] = est.encode(xt)
     for k in ("u_source", "u_target", "f_source", "f_target"):
         if k in arrays:

@@ -321,15 +321,14 @@ class Encoder:
             :class:`EncodeResult`; ``u[i]`` belongs to ``paths[i]`` of the result.
         """
         from PIL import Image
-        from tqdm.auto import tqdm
-
+        from dahash.progress import progress as progress_bar
         from dahash.train.finetune import trunk_features
 
         ok: list[Path] = []
         skipped: list[tuple[Path, str]] = []
         chunks: list[np.ndarray] = []
         paths = [Path(p) for p in paths]
-        with torch.no_grad(), tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
+        with torch.no_grad(), progress_bar(total=len(paths), desc=desc, unit="img", enabled=progress) as bar:
             for start in range(0, len(paths), max(1, int(batch_size))):
                 xs, names = [], []
                 for p in paths[start:start + batch_size]:

@@ -22,6 +22,7 @@ import pooch
 
 from dahash.atomic import mkstemp, remove_tree, sweep_stale_temps, temp_prefix
 from dahash.data.datasets import RemoteFile, get_weights
+from dahash.progress import progress as progress_bar
 
 __all__ = ["DownloadError", "ManualCopyError", "GOOGLE_DRIVE_HOSTS", "is_google_drive", "fetch", "fetch_weights",
            "sha256_file", "hash_file"]
@@ -104,16 +105,31 @@ def _gdrive_downloader(progress: bool):
     return download
 
 
+class _PoochBar:
+    """A :func:`dahash.progress.progress` bar as pooch's custom progress bar (pooch sets ``total``, calls ``update``,
+    ``reset``, ``close``); it tests ``if progressbar:``, which a tqdm without a total cannot answer."""
+
+    def __init__(self, bar) -> None:
+        object.__setattr__(self, "_bar", bar)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str):
+        return getattr(self._bar, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self._bar, name, value)
+
+
 def _downloader(url: str, progress: bool):
     if is_google_drive(url):
         return _gdrive_downloader(progress)
     if url.startswith(("http://", "https://")):
-        if progress:
-            try:
-                import tqdm  # noqa: F401
-            except ImportError:  # pragma: no cover - tqdm is a dependency
-                progress = False
-        return pooch.HTTPDownloader(progressbar=progress, timeout=60)
+        # our bar (dahash.progress: one line per 30 s in a log, none with DAHASH_PROGRESS=0), which pooch fills
+        bar = _PoochBar(progress_bar(desc=url.rsplit("/", 1)[-1][:40] or "download", unit="B", unit_scale=True,
+                                     unit_divisor=1024)) if progress else False
+        return pooch.HTTPDownloader(progressbar=bar, timeout=60)
     return None  # pooch chooses (ftp://, doi:)
 
 

@@ -28,6 +28,7 @@ from PIL import Image
 from dahash.atomic import mkstemp, sweep_stale_temps, temp_prefix
 from dahash.data.datasets import DatasetSpec
 from dahash.data.images import UnsupportedImage, load_rgb
+from dahash.progress import progress as progress_bar
 
 __all__ = [
     "COLUMNS",
@@ -102,7 +103,7 @@ def _walk(top: Path) -> Iterator[tuple[str, list[str]]]:
 
 
 def build_manifest(
-    root: Path, spec: DatasetSpec, *, domains: Sequence[str] | None = None
+    root: Path, spec: DatasetSpec, *, domains: Sequence[str] | None = None, progress: bool = False
 ) -> pd.DataFrame:
     """Manifest of the tree ``root/<domain>/<class>/<file>`` (see module docstring).
 
@@ -110,6 +111,7 @@ def build_manifest(
         root: the prepared dataset folder (``dahash.data.download.prepare_dataset``'s ``out_dir``).
         spec: the dataset's registry entry; its ``classes`` give the labels.
         domains: subset of ``spec.domains`` (default: all), listed in ``spec`` order.
+        progress: a bar over the images decoded (:mod:`dahash.progress`).
 
     Rows are sorted by domain (spec order), label, path. Files not directly inside a class folder,
     in an unknown class folder, empty or undecodable are ``status="excluded"`` with the reason.
@@ -172,7 +174,8 @@ def build_manifest(
 
     to_probe = [i for i, r in enumerate(rows) if not r["reason"]]
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
-        results = list(pool.map(lambda i: _probe(files[i]), to_probe))
+        results = list(progress_bar(pool.map(lambda i: _probe(files[i]), to_probe), total=len(to_probe),
+                                    desc="check images", unit="img", enabled=progress))
     for i, (w, h, mode, reason) in zip(to_probe, results):
         rows[i].update(width=w, height=h, mode=mode)
         if reason:

@@ -31,6 +31,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from dahash.atomic import write_bytes_atomic
+from dahash.progress import label, note, progress_for
 
 __all__ = ["a_distance", "plot_tsne", "tsne_embedding"]
 
@@ -54,7 +55,8 @@ def _features(x: Any, name: str, *, min_rows: int = 1) -> np.ndarray:
     return a
 
 
-def a_distance(f_source: Any, f_target: Any, *, seed: int = 0, folds: int = 5, C: float = 1.0) -> float:
+def a_distance(f_source: Any, f_target: Any, *, seed: int = 0, folds: int = 5, C: float = 1.0,
+               progress: bool | str = False) -> float:
     """Proxy A-distance ``2 (1 - 2 err)`` between two feature sets (paper fig. 3a).
 
     ``err`` = the ``folds``-fold cross-validated error (misclassified / all points, pooled over the
@@ -63,6 +65,9 @@ def a_distance(f_source: Any, f_target: Any, *, seed: int = 0, folds: int = 5, C
     :class:`~sklearn.model_selection.StratifiedKFold` (shuffled with ``seed``); the standardiser is
     fitted on each training fold only. Shapes ``(ns, d)``, ``(nt, d)`` with
     ``ns, nt >= folds``. Returns a float in ``[-2, 2]`` (in practice ``~[0, 2]``).
+
+    ``progress``: a bar over the folds' SVM fits (:mod:`dahash.progress`): False none, True labelled
+    "A-distance", or a string: the label.
 
     Example: identical distributions -> ``~0``; far-apart Gaussians -> ``2.0``.
     """
@@ -77,7 +82,8 @@ def a_distance(f_source: Any, f_target: Any, *, seed: int = 0, folds: int = 5, C
     X = np.vstack([fs, ft])
     y = np.r_[np.zeros(fs.shape[0], dtype=np.int64), np.ones(ft.shape[0], dtype=np.int64)]
     wrong = 0
-    for train, test in StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=seed).split(X, y):
+    splits = StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=seed).split(X, y)
+    for train, test in progress_for(progress, "A-distance", splits, total=int(folds), unit="fit"):
         svm = LinearSVC(C=float(C), dual=True, random_state=seed, max_iter=100_000)
         clf = make_pipeline(StandardScaler(), svm)
         clf.fit(X[train], y[train])
@@ -87,12 +93,14 @@ def a_distance(f_source: Any, f_target: Any, *, seed: int = 0, folds: int = 5, C
 
 
 def tsne_embedding(features: Any, *, seed: int = 0, perplexity: float = 30.0,
-                   max_iter: int = 1000) -> np.ndarray:
+                   max_iter: int = 1000, progress: bool | str = False) -> np.ndarray:
     """2-D t-SNE of ``features (N, d)`` -> ``(N, 2)`` float64 (:class:`sklearn.manifold.TSNE`).
 
     PCA initialisation, ``random_state=seed`` (so the result is reproducible for a seed), automatic
     learning rate, ``max_iter`` gradient steps (sklearn's default 1000; at least 250). Requires
-    ``0 < perplexity < N`` (sklearn's condition).
+    ``0 < perplexity < N`` (sklearn's condition). ``progress`` (False, True or a label): a line when t-SNE starts
+    (its size) and sklearn's own stage lines (``verbose=1``: neighbours, affinities, KL divergence after the
+    early exaggeration and at the end); the embedding is the same.
 
     Example: ``tsne_embedding(np.random.default_rng(0).normal(size=(50, 8)), perplexity=10).shape``
     -> ``(50, 2)``.
@@ -102,8 +110,12 @@ def tsne_embedding(features: Any, *, seed: int = 0, perplexity: float = 30.0,
         raise ValueError(f"perplexity must be in (0, N={X.shape[0]}); got {perplexity!r}")
     if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 250):
         raise ValueError(f"max_iter must be an integer >= 250; got {max_iter!r}")
+    desc = label(progress, "t-SNE")
+    if desc is not None:
+        note(f"[{desc}] t-SNE of {X.shape[0]} points x {X.shape[1]} dims (perplexity {perplexity:g}, "
+             f"{max_iter} iterations)")
     tsne = TSNE(n_components=2, perplexity=float(perplexity), init="pca", learning_rate="auto",
-                max_iter=int(max_iter), random_state=seed)
+                max_iter=int(max_iter), random_state=seed, verbose=int(desc is not None))
     return np.asarray(tsne.fit_transform(X), dtype=np.float64)
 
 

@@ -53,6 +53,7 @@ import torch
 from PIL import Image
 
 from dahash.data.images import load_image as decode_image
+from dahash.progress import progress_for
 from dahash.data.images import to_8bit
 
 __all__ = [
@@ -381,7 +382,7 @@ def _merge(n_a: int, mu_a: np.ndarray, m_a: np.ndarray, n_b: int, mu_b: np.ndarr
 
 def channel_moments(
     images: Iterable[ImageInput], size: int, *, channels: int = 3, crop_fraction: float = 1.0,
-    interpolation: str = "bilinear", num_threads: int = 1, exif: bool = True,
+    interpolation: str = "bilinear", num_threads: int = 1, exif: bool = True, progress: bool | str = False,
 ) -> ChannelMoments:
     """Stream ``images`` once and return their per-channel pixel mean, std and covariance.
 
@@ -397,7 +398,8 @@ def channel_moments(
     so memory is O(C^2) whatever the number of images, and constant images give std exactly 0.
     ``num_threads > 1`` decodes that many images at once (PIL releases the GIL while decoding and
     resizing); the merge order, hence the result, is the same. ``exif``: the recipe's EXIF policy
-    (:func:`dahash.nn.recipes.exif_orientation`).
+    (:func:`dahash.nn.recipes.exif_orientation`). ``progress``: a bar over the images (:mod:`dahash.progress`;
+    False, True or its label).
 
     Raises:
         ValueError: no images. OSError: an image cannot be decoded (named).
@@ -416,16 +418,21 @@ def channel_moments(
 
         with ThreadPoolExecutor(int(num_threads)) as pool:
             parts = pool.map(one, images)
-            for nb, mu_b, m_b in parts:
+            for nb, mu_b, m_b in progress_for(progress, "moments", parts, total=_length(images), unit="img"):
                 n, mu, m2 = _merge(n, mu, m2, nb, mu_b, m_b)
                 count += 1
     else:
-        for item in images:
+        for item in progress_for(progress, "moments", images, total=_length(images), unit="img"):
             n, mu, m2 = _merge(n, mu, m2, *one(item))
             count += 1
     if count == 0:
         raise ValueError("channel_moments needs at least one training image, got none")
     return _finish(n, mu, m2, count)
+
+
+def _length(items: Iterable) -> int | None:
+    """``len(items)``, or None for an iterator (a bar then counts without a total)."""
+    return len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
 
 
 def _finish(n: int, mu: np.ndarray, m2: np.ndarray, images: int) -> ChannelMoments:

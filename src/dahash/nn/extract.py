@@ -41,13 +41,13 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from dahash.atomic import sweep_stale_temps, temp_prefix
 from dahash.nn.augment import EvalTransform, normalize_batch
 from dahash.nn.backbones import Backbone
 from dahash.data.images import load_image, load_rgb
 from dahash.nn.preprocess_image import ImageTransform, center_crop, resize_shorter_side
+from dahash.progress import progress as progress_bar
 
 __all__ = ["ImageFileDataset", "auto_workers", "draft_side", "extract_features"]
 
@@ -204,7 +204,8 @@ def extract_features(
             ``None`` or 0: full decode (exact).
         out: a ``.npy`` path: the features are streamed there (atomically replaced at the end) and returned
             as a read-only memory map; ``None``: returned in memory.
-        progress: show a tqdm bar (``desc`` is its label).
+        progress: show a bar (``desc`` is its label; :mod:`dahash.progress`: one line per 30 s in a log,
+            none with ``DAHASH_PROGRESS=0``).
 
     Returns:
         float32 array (len(paths), backbone.feature_dim), row i for paths[i].
@@ -229,8 +230,8 @@ def extract_features(
             loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                 pin_memory=dev.type == "cuda")
             module.to(dev, memory_format=torch.channels_last).eval()
-            with torch.inference_mode(), tqdm(total=len(dataset), desc=desc or None, unit="img",
-                                              disable=not progress) as bar:
+            with torch.inference_mode(), progress_bar(total=len(dataset), desc=desc or None, unit="img",
+                                                      enabled=progress) as bar:
                 for images, shifts in loader:
                     images = images.to(dev, non_blocking=True)
                     batch = dataset.normalize(images, shifts).contiguous(memory_format=torch.channels_last)

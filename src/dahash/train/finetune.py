@@ -67,6 +67,8 @@ from torch import Tensor, nn
 
 from dahash.data.image_cache import CachedImages
 from dahash.nn.augment import ImageInput
+from dahash.progress import label, loss_postfix, progress_for
+from dahash.progress import progress as progress_bar
 from dahash.train.checkpoint import (
     capture_rng_state,
     checkpoint_progress,
@@ -266,6 +268,7 @@ class _Run:
     seed: int
     device: torch.device
     trunk_pretrained: bool
+    bar_label: str | None = None  # the run's progress label (None: no bars)
 
 
 def _train_modes(trunk: nn.Module, head: nn.Module, objective: Objective, trunk_pretrained: bool) -> None:
@@ -299,23 +302,25 @@ def _train_epoch(run: _Run, epoch_idx: int, lr: float) -> np.ndarray:
         for b, (s, t) in enumerate(zip(s_batches, t_batches))
     ]
     sums = np.zeros(len(objective.names))
-    for b_idx, batch in enumerate(run.loader, start=1):
-        s_np = s_batches[b_idx - 1]
-        gate_open = (not config.entropy_gate) or is_class_ordered_k_batch(
-            run.ys_np[s_np], run.num_classes, config.k_per_class
-        )
-        feats = trunk_features(run.trunk, run.to_input(batch))
-        if feats.dim() != 2 or feats.shape[1] != run.head.in_dim:
-            raise ValueError(
-                f"the trunk produced features of shape {tuple(feats.shape)} but the head expects "
-                f"(N, {run.head.in_dim}); build DAHHead with in_dim = the trunk's feature size"
+    with progress_bar(run.loader, total=len(t_batches), desc=f"{run.bar_label} epoch {epoch}", unit="batch",
+                      leave=False, enabled=run.bar_label is not None) as batches:
+        for b_idx, batch in enumerate(batches, start=1):
+            s_np = s_batches[b_idx - 1]
+            gate_open = (not config.entropy_gate) or is_class_ordered_k_batch(
+                run.ys_np[s_np], run.num_classes, config.k_per_class
             )
-        s_idx = torch.from_numpy(s_np).to(run.device)
-        step = epoch_idx * len(t_batches) + b_idx - 1
-        info = Batch(n_source=batch_ns, ys=run.ys_d[s_idx], source_index=s_idx, epoch=epoch, generator=run.generator,
-                     progress=step / (config.epochs * len(t_batches)), gate_open=gate_open)
-        terms = objective.losses(run.head(feats), info)
-        sums += objective_step(terms, objective.names, run.optimizer, epoch, b_idx)
+            feats = trunk_features(run.trunk, run.to_input(batch))
+            if feats.dim() != 2 or feats.shape[1] != run.head.in_dim:
+                raise ValueError(
+                    f"the trunk produced features of shape {tuple(feats.shape)} but the head expects "
+                    f"(N, {run.head.in_dim}); build DAHHead with in_dim = the trunk's feature size"
+                )
+            s_idx = torch.from_numpy(s_np).to(run.device)
+            step = epoch_idx * len(t_batches) + b_idx - 1
+            info = Batch(n_source=batch_ns, ys=run.ys_d[s_idx], source_index=s_idx, epoch=epoch,
+                         generator=run.generator, progress=step / (config.epochs * len(t_batches)), gate_open=gate_open)
+            terms = objective.losses(run.head(feats), info)
+            sums += objective_step(terms, objective.names, run.optimizer, epoch, b_idx)
     return sums / len(t_batches)
 
 
@@ -377,6 +382,7 @@ def train_finetune(
     channels_last: bool = False,
     checkpoint_dir: Path | None = None,
     checkpoint_every: int = 10,
+    progress: bool | str = False,
 ) -> FinetuneResult:
     """Train ``trunk`` + ``head`` (+ the objective's own parameters) end to end with ``objective`` (module doc).
 
@@ -408,6 +414,9 @@ def train_finetune(
         checkpoint_dir: folder of this run's checkpoints, or None for none (module docstring: what is saved,
             when, and how a run resumes; pass the same freshly initialised trunk and head to resume).
         checkpoint_every: epochs between checkpoints, ``>= 1``.
+        progress: bars (:mod:`dahash.progress`) over the epochs (from the resumed epoch; postfix the epoch's
+            losses) and over each epoch's batches: False none, True labelled "finetune", or a string: the label.
+            They change no result.
 
     Returns:
         :class:`FinetuneResult` (trunk and head are the objects passed in, trained in place).
@@ -444,20 +453,34 @@ def train_finetune(
     run = _Run(trunk=trunk, head=head, objective=objective, optimizer=optimizer, loader=loader, to_input=to_input,
                epoch_batches=epoch_batches, sampler=sampler, rng=rng, generator=generator, ys_np=ys_np, ys_d=ys_d,
                n_target=len(target), num_classes=num_classes, config=config, seed=seed, device=device,
-               trunk_pretrained=trunk_pretrained)
+               trunk_pretrained=trunk_pretrained, bar_label=label(progress, "finetune"))
     start_epoch, history = _resume(run, checkpoint_dir, fingerprint)
-    for epoch_idx in range(start_epoch, config.epochs):
-        epoch = epoch_idx + 1
-        lr = float(schedule[epoch_idx])
-        means = _train_epoch(run, epoch_idx, lr)
-        record: dict[str, float] = {"epoch": epoch, "lr": lr}
-        record.update({name: float(v) for name, v in zip(objective.names, means)})
-        history.append(record)
-        if checkpoint_dir is not None and (epoch % int(checkpoint_every) == 0 or epoch == config.epochs):
-            _save(run, checkpoint_dir, epoch, fingerprint, history)
-        if on_epoch is not None:
-            on_epoch(dict(record))
+    _train_epochs(run, start_epoch, history, schedule, on_epoch, (checkpoint_dir, int(checkpoint_every), fingerprint))
     return FinetuneResult(trunk=trunk, head=head, history=history, resumed_epoch=start_epoch)
+
+
+def _train_epochs(run: _Run, start_epoch: int, history: list[dict[str, float]], schedule: np.ndarray,
+                  on_epoch: Callable[[dict[str, float]], None] | None,
+                  checkpoints: tuple[Path | None, int, str]) -> None:
+    """Train epochs ``start_epoch + 1 .. config.epochs`` of :func:`train_finetune`, appending each epoch's record
+    to ``history``; ``checkpoints``: (folder or None, every how many epochs, the run's fingerprint)."""
+    config, names = run.config, run.objective.names
+    checkpoint_dir, every, fingerprint = checkpoints
+    with progress_bar(total=config.epochs, initial=start_epoch, desc=run.bar_label, unit="epoch",
+                      enabled=run.bar_label is not None) as bar:
+        for epoch_idx in range(start_epoch, config.epochs):
+            epoch = epoch_idx + 1
+            lr = float(schedule[epoch_idx])
+            means = _train_epoch(run, epoch_idx, lr)
+            record: dict[str, float] = {"epoch": epoch, "lr": lr}
+            record.update({name: float(v) for name, v in zip(names, means)})
+            history.append(record)
+            if checkpoint_dir is not None and (epoch % every == 0 or epoch == config.epochs):
+                _save(run, checkpoint_dir, epoch, fingerprint, history)
+            if on_epoch is not None:
+                on_epoch(dict(record))
+            bar.set_postfix_str(loss_postfix(record, names), refresh=False)
+            bar.update()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,6 +497,7 @@ def encode_images(
     num_workers: int = 0,
     channels_last: bool = False,
     output: str = "u",
+    progress: bool | str = False,
 ) -> np.ndarray:
     """Continuous hash outputs ``u = tanh(BN(fc8(head(trunk(x)))))`` of ``images`` as float32 ``(N, d)``
     (or, with ``output`` = ``"fc6"``, ``"fc7"``, ``"fc8"``, that layer of :class:`~dahash.nn.model.HeadOutput`:
@@ -484,7 +508,8 @@ def encode_images(
     afterwards. ``eval_transform`` is called as ``transform(image, rng)`` when it has ``takes_rng``
     (e.g. :class:`dahash.nn.augment.EvalTransform`, which ignores ``rng``), else as
     ``transform(PIL image)``. Binary codes are ``u >= 0`` (see :func:`dahash.train.losses.hash_sign`).
-    ``channels_last`` as in :func:`train_dah_finetune` (the trunk is converted in place).
+    ``channels_last`` as in :func:`train_dah_finetune` (the trunk is converted in place). ``progress``: a bar over
+    the images (:mod:`dahash.progress`): False none, True labelled "encode", or a string: the label.
     """
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -504,10 +529,11 @@ def encode_images(
     loader, to_input = _inputs((images,), eval_transform, batches, num_workers, device, memory_format)
     chunks: list[np.ndarray] = []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), progress_for(progress, "encode", total=n, unit="img") as bar:
             for batch in loader:
                 feats = trunk_features(trunk, to_input(batch))
                 chunks.append(getattr(head(feats), output).float().cpu().numpy())
+                bar.update(chunks[-1].shape[0])
     finally:
         for m, was_training in modes.items():
             m.training = was_training

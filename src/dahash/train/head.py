@@ -27,15 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dahash.train.checkpoint import (
-    capture_rng_state,
-    checkpoint_progress,
-    cpu_state_dict,
-    load_latest_checkpoint,
-    restore_rng_state,
-    run_fingerprint,
-    save_checkpoint,
-)
+from dahash.progress import label, loss_postfix
+from dahash.progress import progress as progress_bar
+from dahash.train.checkpoint import (capture_rng_state, checkpoint_progress, cpu_state_dict, load_latest_checkpoint,
+                                     restore_rng_state, run_fingerprint, save_checkpoint)
 from dahash.train.losses import (
     is_class_ordered_k_batch,
     linear_mk_mmd,
@@ -485,6 +480,7 @@ def train_dah(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     checkpoint_dir: Path | None = None,
     checkpoint_every: int = 10,
+    progress: bool | str = False,
 ) -> DAHResult:
     """Train a :class:`~dahash.nn.model.DAHHead` on source features/labels and unlabeled target features.
 
@@ -508,6 +504,8 @@ def train_dah(
             (an unreadable newest file is set aside and the previous one used). On CPU a resumed run
             ends bit-identical (history and state_dict) to an uninterrupted one.
         checkpoint_every: epochs between checkpoints, ``>= 1``.
+        progress: a bar over the epochs (:mod:`dahash.progress`; from the resumed epoch, postfix the epoch's
+            losses): False none, True labelled "train", or a string: the label. It changes no result.
 
     Raises:
         ValueError: bad shapes/labels, a class without source items, ``checkpoint_every < 1``, or a
@@ -552,16 +550,21 @@ def train_dah(
             start_epoch, history = _restore_state(ckpt, model, optimizer, generator, rng, sampler, config.epochs)
 
     model.train()
-    for epoch_idx in range(start_epoch, config.epochs):
-        epoch = epoch_idx + 1
-        record = _train_epoch(model, optimizer, sampler, (xs_d, ys_d, ys_np, xt_d), num_classes, config, generator,
-                              rng, epoch, float(schedule[epoch_idx]))
-        history.append(record)
-        if checkpoint_dir is not None and (epoch % int(checkpoint_every) == 0 or epoch == config.epochs):
-            state = _capture_state(model, optimizer, generator, rng, sampler, history, fingerprint)
-            save_checkpoint(checkpoint_dir, epoch, state, keep=CHECKPOINTS_KEPT)
-        if on_epoch is not None:
-            on_epoch(dict(record))
+    desc = label(progress, "train")
+    with progress_bar(total=config.epochs, initial=start_epoch, desc=desc, unit="epoch",
+                      enabled=desc is not None) as bar:
+        for epoch_idx in range(start_epoch, config.epochs):
+            epoch = epoch_idx + 1
+            record = _train_epoch(model, optimizer, sampler, (xs_d, ys_d, ys_np, xt_d), num_classes, config,
+                                  generator, rng, epoch, float(schedule[epoch_idx]))
+            history.append(record)
+            if checkpoint_dir is not None and (epoch % int(checkpoint_every) == 0 or epoch == config.epochs):
+                state = _capture_state(model, optimizer, generator, rng, sampler, history, fingerprint)
+                save_checkpoint(checkpoint_dir, epoch, state, keep=CHECKPOINTS_KEPT)
+            if on_epoch is not None:
+                on_epoch(dict(record))
+            bar.set_postfix_str(loss_postfix(record, LOSS_NAMES), refresh=False)
+            bar.update()
     return DAHResult(model=model, history=history, resumed_epoch=start_epoch)
 
 
