@@ -66,7 +66,10 @@ def stop(started: Started, sig: int) -> float:
     after 60 s) until no process of the group is left, so that no job of this run is still writing when the
     next test starts its own (the leader may exit before a job it told to stop)."""
     t0 = time.monotonic()
-    os.killpg(started.proc.pid, sig)
+    try:
+        os.killpg(started.proc.pid, sig)
+    except ProcessLookupError:  # the whole group has already ended
+        pass
     started.proc.wait(timeout=300)
     seconds = time.monotonic() - t0
     deadline = time.monotonic() + 120
@@ -155,4 +158,31 @@ def test_dvc_refuses_beside_a_running_snakemake_and_snakemake_beside_dvc(killed:
         assert "rule train" not in res.stdout + res.stderr
     finally:
         stop(repro, signal.SIGINT)
+    assert dvc_status(proj) == UNFINISHED
+
+
+def test_sigterm_to_snakemake_then_a_failed_job_keeps_the_record(killed: Killed, tmp_path: Path) -> None:
+    """`kill <snakemake's pid>` (SIGTERM to the main process, as `kill` or a batch system sends it): Snakemake's
+    graceful stop, it starts no new job and exits when the running one ends; here that job then fails (its
+    process terminated, as a batch system's time limit does to a job). Snakemake exits, nothing after the failed
+    job ran, and `dvc status` lists only the unfinished stages (the finished ones stay recorded)."""
+    import psutil
+
+    proj = killed.proj
+    smk = start(proj, SNAKEMAKE, tmp_path / "term.log")
+    try:
+        wait_for(smk, r"rule train__dah_d1_d2_0")
+        trainings = [p for p in psutil.Process(smk.proc.pid).children(recursive=True)
+                     if "stages.train" in " ".join(p.cmdline())]
+        assert trainings, "no training process under snakemake"
+        os.kill(smk.proc.pid, signal.SIGTERM)
+        wait_for(smk, r"Will exit after finishing currently running jobs", timeout=60)
+        assert smk.proc.poll() is None  # graceful: it waits for the running training
+        for p in trainings:
+            p.terminate()
+        smk.proc.wait(timeout=120)
+    finally:
+        stop(smk, signal.SIGKILL)  # whatever is left of the run
+    assert smk.proc.returncode != 0
+    assert "rule evaluate" not in smk.text() and "rule report" not in smk.text()
     assert dvc_status(proj) == UNFINISHED
