@@ -107,8 +107,10 @@ def parent_run(exp_id: str, group: str, tags: Mapping[str, str], source: str) ->
     """The id of the parent run of ``group`` (``<method>:<task>``) in experiment ``exp_id``, created when missing.
 
     Under the project's file lock (concurrent seeds of one task must find ONE parent). The parent holds the
-    group's tags and params (method, task, ...) and is closed at once: it does no work, its children do; it gets
-    their seed summary as they are evaluated (:func:`supersede_and_summarise`).
+    group's keys (method, task, ...) as PARAMS, not as tags: the UI shows a matching child's parent whatever the
+    search, and "Group by -> Tags -> method" would count it in the method's group ("dah 8" for 4 runs); without
+    the tags, parents fall into the UI's "Additional runs". It is closed at once: it does no work, its children
+    do; it gets their seed summary as they are evaluated (:func:`supersede_and_summarise`).
     """
     from mlflow.entities import Param
 
@@ -121,7 +123,7 @@ def parent_run(exp_id: str, group: str, tags: Mapping[str, str], source: str) ->
         now = int(time.time() * 1000)
         shared = {k: str(v) for k, v in tags.items() if k in _GROUP_KEYS}
         run = c.create_run(exp_id, start_time=now, run_name=group, tags={
-            **source_tags(source), GROUP_TAG: group, "role": "parent", **shared})
+            **source_tags(source), GROUP_TAG: group, "role": "parent"})
         c.log_batch(run.info.run_id, params=[Param(k, v) for k, v in shared.items()])
         # closed at once (it does no work); each evaluation of a child moves its end and updates its summary
         c.set_terminated(run.info.run_id, "FINISHED", end_time=now)
@@ -240,13 +242,15 @@ def experiment_tags() -> dict[str, str]:
 
 SUMMARISED = ("accuracy", "map", "precision_radius2")  # and every precision_at_<k>
 SUPERSEDED = "superseded"  # the role of a run an evaluated rerun of its (method, task, seed) replaced
+SUPERSEDED_SUFFIX = " (superseded)"  # appended to such a run's name (the UI shows it under its parent)
 
 
 def supersede_and_summarise(c, run_id: str) -> None:
     """``run_id`` was just evaluated: it is now THE run of its (method, task, seed).
 
     Earlier runs of that group and seed (tags ``group``, ``seed``, ``role = seed``) get ``role = superseded``
-    and ``superseded_by = <run_id>`` (kept for the record; out of ``tags.role = 'seed'`` searches, so the
+    and ``superseded_by = <run_id>``, and " (superseded)" after their name (kept for the record, and shown
+    under the parent by the UI's expander; out of ``tags.role = 'seed'`` searches, so the
     README's comparison snippet and the UI's grouping count each result once). Then the parent run gets the seed
     summary of its current children: ``<metric>_mean`` and ``<metric>_std`` (sample std, ddof = 1, as the
     report; 0 for one seed) of accuracy, mAP, precision@k, ``n_seeds``, and the span of its children
@@ -270,6 +274,9 @@ def supersede_and_summarise(c, run_id: str) -> None:
             if r.info.run_id != run_id and r.data.tags.get("seed") == seed:
                 c.set_tag(r.info.run_id, "role", SUPERSEDED)
                 c.set_tag(r.info.run_id, "superseded_by", run_id)
+                # the UI lists a parent's children whatever their role: the name says which one is old
+                if not (r.info.run_name or "").endswith(SUPERSEDED_SUFFIX):
+                    c.update_run(r.info.run_id, name=f"{r.info.run_name}{SUPERSEDED_SUFFIX}")
             else:
                 children.append(r)
     if not parent:

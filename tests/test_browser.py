@@ -163,3 +163,47 @@ def test_report_images_all_load(tracked: Tracked, tmp_path: Path) -> None:
     dom = dump_dom((out / "check.html").as_uri(), tmp_path / "p", budget_ms=5000)
     broken = json.loads(html.unescape(re.search(r'<pre id="imgcheck">(.*?)</pre>', dom, flags=re.S).group(1)))
     assert broken[0][2] == 0 and all(w > 0 for _, _, w in broken[1:])
+
+
+def test_ui_group_by_method_gives_the_reports_means(server: str, tracked: Tracked) -> None:
+    """docs/mlflow.md's UI recipe, clicked in the browser: search ``tags.role = 'seed'``, Group by -> Tags ->
+    method, add the ``accuracy`` column: each method's group holds its seed runs only (the parents, which carry
+    no ``method`` tag, go to "Additional runs") and the group's average is the mean of the metrics files the
+    report reads (oracle: those files and numpy). Playwright drives Debian's chromium."""
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    exp_id, runs = _runs()
+    expected = {}
+    for method in ("dah", "coral"):
+        files = sorted((tracked.root / "metrics" / DATASET / method / TASK).glob("seed*.json"))
+        expected[method] = (len(files), float(np.mean([json.loads(f.read_text())["accuracy"] for f in files])))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        try:
+            page = browser.new_page(viewport={"width": 2000, "height": 1200})
+            page.set_default_timeout(60_000)
+            page.goto(f"{server}/#/experiments/{exp_id}?workflowType=machine_learning")
+            search = page.get_by_placeholder(re.compile("metrics.rmse"))
+            search.fill("tags.role = 'seed'")
+            search.press("Enter")
+            page.get_by_text(f"{len(runs)} matching runs").wait_for()  # children + the parents the UI fetches
+            page.get_by_text("Group by", exact=True).click()
+            page.get_by_text("method", exact=True).first.click()  # the Tags section comes first
+            page.keyboard.press("Escape")
+            page.get_by_text("Columns", exact=True).click()
+            page.keyboard.type("accuracy")
+            page.get_by_text("accuracy", exact=True).first.click()  # accuracy, then accuracy_mean, accuracy_std
+            page.keyboard.press("Escape")
+            for method, (n, mean) in expected.items():
+                group = page.locator(f"[role=row][row-id='tag.method.{method}']").first
+                group.wait_for()
+                cell = page.locator(f"[role=row][row-id='tag.method.{method}'] [role=gridcell][col-id*='accuracy']")
+                shown = cell.first.inner_text()
+                print(f"UI group {method}: {group.inner_text()!r} accuracy {shown!r}; report mean {mean}")
+                assert re.search(rf"Group: {method}\s+{n}\b", group.inner_text()), group.inner_text()
+                assert float(shown.split()[0]) == pytest.approx(mean, abs=1e-12), shown
+            parents = sum(1 for r in runs.values() if r.data.tags.get("role") == "parent")
+            assert re.search(rf"Additional runs\s+{parents}\b", page.inner_text("body"))
+        finally:
+            browser.close()

@@ -59,6 +59,7 @@ def test_a_rerun_supersedes_the_earlier_run_of_its_method_task_and_seed(rerun) -
     assert new != first and new in {r.info.run_id for r in current}
     old = c.get_run(first).data.tags
     assert old["role"] == "superseded" and old["superseded_by"] == new
+    assert c.get_run(first).info.run_name == f"dah:{TASK}:seed0 (superseded)"  # as the UI lists it
     assert c.get_run(new).data.tags["dvc_experiment"] == "epochs5"
     assert c.get_run(new).data.params["train.epochs"] == "5"
 

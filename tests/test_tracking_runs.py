@@ -127,7 +127,8 @@ def test_one_parent_run_per_method_and_task_with_a_child_per_seed(tracked: Track
                          f"coral:{TASK}:seed0"}
     for method, seeds in (("dah", (0, 1)), ("coral", (0,))):
         parent = runs[f"{method}:{TASK}"]
-        assert parent.data.tags["role"] == "parent" and parent.data.tags["method"] == method
+        assert parent.data.tags["role"] == "parent" and parent.data.params["method"] == method
+        assert "method" not in parent.data.tags and "task" not in parent.data.tags  # not in the UI's method groups
         assert parent.info.status == "FINISHED"
         for s in seeds:
             child = runs[f"{method}:{TASK}:seed{s}"]
