@@ -207,16 +207,16 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
 
 
 def ratios(fig: dict[str, float]) -> str:
-    """Shares of the exp run's CPU time: DVC's own, the stage commands, their imports, the epochs."""
-    cpu = fig["exp run, CPU (DVC + stages)"]
+    """Shares of the exp run's wall time: DVC's own, the stage commands, their imports, the epochs (all wall
+    times: on a loaded machine they are inflated alike, the CPU rows of the table are the steadier ones)."""
+    wall = fig["exp run, wall"]
     imports = sum(v for k, v in fig.items() if k.endswith("(-X importtime)"))
     trained = sum(v for k, v in fig.items() if k.endswith('("trained in")'))
     work = trained - fig["(ref) torch._dynamo import, in training's time"] if trained else 0.0
-    own = fig["DVC's own, CPU (exp run - commands alone)"]
-    return (f"of the exp run's CPU time: DVC's own {100 * own / cpu:.0f} %, the stage commands "
-            f"{100 * fig['stage commands alone, CPU'] / cpu:.0f} % (their imports {100 * imports / cpu:.0f} %), "
-            f"the epochs {100 * work / cpu:.0f} %" + (f"; exp run wall / epochs = {fig['exp run, wall'] / work:.0f}x"
-                                                      if work > 0 else ""))
+    own = fig["DVC's own, wall (exp run - commands alone)"]
+    return (f"of the exp run's wall time: DVC's own {100 * own / wall:.0f} %, the stage commands "
+            f"{100 * fig['stage commands alone, wall'] / wall:.0f} % (their imports {100 * imports / wall:.0f} %), "
+            f"the epochs {100 * work / wall:.0f} %" + (f"; exp run / epochs = {wall / work:.0f}x" if work > 0 else ""))
 
 
 def main() -> None:
