@@ -182,7 +182,7 @@ def test_dpsh_gradient_is_autograd_of_its_value() -> None:
 
 
 def test_make_objective_names_unknown_options() -> None:
-    with pytest.raises(ValueError, match=r"dan \(mode: finetune\): unknown option\(s\) \['eta'\]"):
+    with pytest.raises(ValueError, match=r"dan \(fine-tuned\): unknown option\(s\) \['eta'\]"):
         make_objective("dan", num_classes=2, bits=8, feature_dim=4, eta=1.0)
     with pytest.raises(ValueError, match="cannot be fine-tuned"):
         make_objective("itq", num_classes=2, bits=8, feature_dim=4)
