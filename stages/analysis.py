@@ -2,7 +2,8 @@
 feature kinds.
 
 Needs (checked with params.yaml before anything runs, stages.common.check_cross_keys): ``methods.dah``,
-``dan`` in ``baselines.methods`` or ``baselines.finetune`` and a backbone with pretrained features. dvc.yaml has one analysis stage per task of ``analysis.tasks``,
+``dan`` in ``baselines.methods`` or ``baselines.finetune`` and a backbone with pretrained features. dvc.yaml has one
+analysis stage per task of ``analysis.tasks``,
 so with ``analysis.tasks: []`` (e.g. a run without DAH or DAN) the stage is not in the DAG at all.
 
 Feature kinds (source and target items of the task):

@@ -8,9 +8,9 @@ domain, as in stages.baseline (run.json ``fitted_for``). Setup, run folder and r
 
 Everything but the loss is DAH's fine-tuning (stages.finetune.finetune_trained): the backbone's trunk and input
 recipe (moments of the task's source + target images), K-per-class batches from the training items (plus
-target batches for DAN and DANN), lr multipliers, schedule and the ``train.*`` settings of :data:`CONFIG_KEYS`, with the method's
-``FINETUNE_TRAIN_KEYS`` overrides (dahash.baselines.objectives). The head is fc6 -> fc7 -> fc8 (the pretrained
-fc6/fc7 for VGG-F), fc8 with C outputs (classifiers) or ``train.hash_bits`` (DPSH). Training items:
+target batches for DAN and DANN), lr multipliers, schedule and the ``train.*`` settings of :data:`CONFIG_KEYS`,
+with the method's ``FINETUNE_TRAIN_KEYS`` overrides (dahash.baselines.objectives). The head is fc6 -> fc7 -> fc8
+(the pretrained fc6/fc7 for VGG-F), fc8 with C outputs (classifiers) or ``train.hash_bits`` (DPSH). Training items:
 
 * source_only, dan, dann, noda: the labelled source (DAN, DANN also read the target images, never their labels;
   under ``eval.protocol: pwcf`` not the query images);

@@ -1,7 +1,8 @@
 """Stage `evaluate --method M [--task KEY ...] [--seed S ...]`: target accuracy, mAP and PR curve of the FINAL
 models of method M: every task of params.yaml x every seed (``train.seeds`` for DAH methods, ``baselines.seed``
 for comparison methods), or the given subset. One job per method (the DAG's ``evaluate@M``,
-``evaluate_baseline@M`` and ``evaluate_finetuned@M``): a run's evaluation takes well under a second, a job's start-up seconds.
+``evaluate_baseline@M`` and ``evaluate_finetuned@M``): a run's evaluation takes well under a second, a job's
+start-up seconds.
 
 This is the first and only place target labels are read. The rules (accuracy by the eq. 6 classifier, codes
 u > 0, mAP over a full stable Hamming ranking, PR curves, precision@k and within radius 2, the protocols dah and
@@ -39,7 +40,8 @@ from stages.features import domain_rows
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """--method (required), --task and --seed (repeatable; default: every task, every seed of the method)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--method", required=True, help="methods.<M>, baselines.methods.<M> or baselines.finetune.<M> of params.yaml")
+    ap.add_argument("--method", required=True,
+                    help="methods.<M>, baselines.methods.<M> or baselines.finetune.<M> of params.yaml")
     ap.add_argument("--task", action="append", help="a tasks.<KEY> (repeatable; default: every task)")
     ap.add_argument("--seed", type=int, action="append",
                     help="a seed (repeatable; default: train.seeds for DAH methods, baselines.seed otherwise)")

@@ -346,7 +346,8 @@ def test_each_family_declares_exactly_the_train_keys_it_reads() -> None:
     other = copy.deepcopy(train)
     unread = [k for k in train if k not in (*CONFIG_KEYS, *JOB_KEYS, "seeds")]
     assert {"eta", "gamma", "beta", "sign_zero", "bn_momentum", "mmd_layers", "entropy_gate"} <= set(unread)
-    other.update(mode="head" if train["mode"] == "finetune" else "finetune", eta=0.0, gamma="auto", beta=3.0, sign_zero=-1.0, bn_momentum=0.5, mmd_layers=["fc8"],
+    other.update(mode="head" if train["mode"] == "finetune" else "finetune")
+    other.update(eta=0.0, gamma="auto", beta=3.0, sign_zero=-1.0, bn_momentum=0.5, mmd_layers=["fc8"],
                  entropy_gate=not train["entropy_gate"], similar_weight=2.0, hash_scale=1.0, reduction="mean",
                  divide_by_batch=not train["divide_by_batch"], hash_diagonal_grad=not train["hash_diagonal_grad"])
     assert set(unread) <= {k for k in other if other[k] != train[k]}  # every unread key changed here

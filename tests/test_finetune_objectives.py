@@ -315,8 +315,8 @@ def test_options_are_checked_per_algorithm_and_mode() -> None:
 
     assert check_options("dan", {"mmd_weight": 2.0, "lr_start": 1e-3}, "finetune")["mmd_weight"] == 2.0
     assert check_options("dan", {"epochs": 3})["epochs"] == 3
-    with pytest.raises(ValueError, match=r"tca cannot be fine-tuned; these can: \['source_only', 'dan', 'dann', 'noda', "
-                                         r"'suh'\]"):
+    with pytest.raises(ValueError,
+                       match=r"tca cannot be fine-tuned; these can: \['source_only', 'dan', 'dann', 'noda', 'suh'\]"):
         check_options("tca", {}, "finetune")
     with pytest.raises(ValueError, match=r"dan: unknown option\(s\) \['batch_size'\] \(finetune mode\)"):
         check_options("dan", {"batch_size": 8}, "finetune")

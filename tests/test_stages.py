@@ -172,7 +172,8 @@ def test_baseline_options_resolve_algorithm_and_refuse_unknown_keys(params: dict
                                   "suh": {"eta": 0.5, "dim": 3}}
     assert baseline_options(p, "dan2", "finetune") == ("dan", {"mmd_weight": 2.0, "epochs": 3,
                                                                "hidden_dims": [4096, 4096]})
-    with pytest.raises(StageError, match=r"baselines\.finetune\.suh: suh: unknown option\(s\) \['dim'\] \(finetune mode\)"):
+    with pytest.raises(StageError,
+                       match=r"baselines\.finetune\.suh: suh: unknown option\(s\) \['dim'\] \(finetune mode\)"):
         baseline_options(p, "suh", "finetune")
     with pytest.raises(StageError, match=r"baselines\.methods\.dan2 not defined; .*dan2 is under baselines\.finetune: "
                                          r"its stage is baseline_finetune@dan2"):
