@@ -4,7 +4,8 @@ A preset (workflow/presets/NAME.yaml) overrides a few keys of params.yaml; ``tas
 ``baselines.methods``) and ``baselines.finetune`` are replaced as a whole, every other mapping is merged key by
 key. ``--set`` overrides single keys afterwards (the value is parsed as YAML). Comments in params.yaml are kept
 (ruamel.yaml round trip); the result is validated before params.yaml is replaced atomically, so an invalid preset
-leaves params.yaml untouched. After applying one, ``dvc repro`` / ``snakemake`` rerun exactly the stages whose params changed.
+leaves params.yaml untouched. After applying one, ``dvc repro`` / ``snakemake`` rerun exactly the stages whose
+params changed.
 """
 
 from __future__ import annotations
