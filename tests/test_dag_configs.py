@@ -49,7 +49,8 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "quickstart-no-comparison-methods": ("quickstart", ["baselines.methods={}", "analysis.tasks=[]"]),
     # a fine-tuned DAN (its own family, baseline_finetune) is the DAN Figure 3 reads
     "quickstart-full-dan-fine-tuned": ("quickstart-full", ["baselines.methods={itq: {}}",
-                                                           "baselines.finetune={dan: {epochs: 2}}"]),
+                                                           "baselines.finetune={dan: {epochs: 2}}",
+                                                           "image_cache.short_side=auto"]),
 }
 
 
