@@ -111,10 +111,11 @@ def test_fine_tuned_comparison_method_edits_on_the_paper_preset(tmp_path: Path, 
     proj, cut = committed_project(tmp_path, "paper", [], monkeypatch)
     params = load_params(proj / "params.yaml")
     finetuned = set(params["baselines"]["finetune"])
-    edit(proj, "paper", cut, "train.new_lr_mult=[1.0, 3.0]")
-    planned = assert_same_plan(proj, "train.new_lr_mult")
-    assert {s.split("@")[1] for s in planned if s.startswith("baseline_finetune@")} == finetuned
-    assert not {s for s in planned if s.startswith(("baseline@", "evaluate_baseline@"))}, sorted(planned)
     edit(proj, "paper", cut, "baselines.finetune.dan={mmd_weight: 2.0}")
     planned = assert_same_plan(proj, "baselines.finetune.dan")
     assert planned == {"baseline_finetune@dan", "evaluate_finetuned@dan", "analysis@Ar_Cl", "report"}, sorted(planned)
+    edit(proj, "paper", cut, "train.new_lr_mult=[1.0, 3.0]")  # on top of the edit above (a preset keeps --set keys)
+    planned = assert_same_plan(proj, "train.new_lr_mult")
+    assert {s.split("@")[1] for s in planned if s.startswith("baseline_finetune@")} == finetuned
+    assert not {s for s in planned if s.startswith(("baseline@", "evaluate_baseline@"))}, sorted(planned)
+    assert {"train@dah-Ar_Cl-0", "train@dah_e-Ar_Cl-0"} <= planned
