@@ -2,14 +2,15 @@
 feature kinds.
 
 Needs (checked with params.yaml before anything runs, stages.common.check_cross_keys): ``methods.dah``,
-``baselines.methods.dan`` and a backbone with pretrained features. dvc.yaml has one analysis stage per task of ``analysis.tasks``,
+``dan`` in ``baselines.methods`` or ``baselines.finetune`` and a backbone with pretrained features. dvc.yaml has one
+analysis stage per task of ``analysis.tasks``,
 so with ``analysis.tasks: []`` (e.g. a run without DAH or DAN) the stage is not in the DAG at all.
 
 Feature kinds (source and target items of the task):
 * ``backbone``: the extracted features the heads are trained on (the paper's "Deep (VGG-F)");
-* ``dan``: fc7 of the DAN baseline (baselines.methods.dan, seed baselines.seed) as its run stored it: with
-  ``mode: finetune`` (the paper's) the fine-tuned DAN network's fc7 on the images (evaluation transform), in head
-  mode the head's fc7 on the cached features;
+* ``dan``: fc7 of the DAN baseline (seed baselines.seed) as its run stored it: under ``baselines.finetune`` (the
+  paper's) the fine-tuned DAN network's fc7 on the images (evaluation transform), under ``baselines.methods``
+  (head mode) the head's fc7 on the cached features;
 * ``dah``: fc7 of the DAH model (methods.dah, first of train.seeds), recomputed from its model.pt (head mode:
   on the cached features; fine-tune mode: the fine-tuned network on the images).
 A-distance: 2 (1 - 2 err), err of a linear SVM telling source from target, 5-fold cross-validation
@@ -26,7 +27,8 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from stages.common import StageError, atomic_path, load_arrays, load_params, main_wrapper, task_of, write_json
+from stages.common import (StageError, atomic_path, load_arrays, load_params, main_wrapper, producer_stage, task_of,
+                           write_json)
 from stages.features import domain_rows, load_features
 from stages.paths import a_distance_csv, analysis_dir, run_dir, weights_file
 from stages.runs import penultimate_features
@@ -116,11 +118,12 @@ def analyse_task(params: dict, key: str, out) -> dict:
     xt, tgt_paths = load_features(dataset, backbone, task["target"])
     feats = {"backbone": penultimate_features(backbone, xs, xt)}
     dan_dir = run_dir("models", params, "dan", key, params["baselines"]["seed"])
+    stage = f"{producer_stage(params, 'dan')}@dan"
     try:
-        codes = load_arrays(dan_dir / "codes.npz", redo="dvc repro baseline@dan")
+        codes = load_arrays(dan_dir / "codes.npz", redo=f"dvc repro {stage}")
         feats["dan"] = (codes["f_source"], codes["f_target"])
     except (FileNotFoundError, KeyError) as exc:
-        raise StageError(f"{dan_dir}: no DAN features; run baseline@dan-{key}") from exc
+        raise StageError(f"{dan_dir}: no DAN features; run {stage}") from exc
     feats["dah"] = dah_fc7(run_dir("models", params, "dah", key, params["train"]["seeds"][0]), xs, xt,
                            _cached_images(params, task, src_paths, tgt_paths), backbone)
 

@@ -1,21 +1,20 @@
-"""Stage `baseline --method M [--task KEY ...]`: one comparison method (paper Tables 2-4) on every transfer task of
-params.yaml (or the given ones). One job per method (the DAG's ``baseline@M``): most methods fit in seconds, less
-than a job's start-up, and the methods that see the target only (unsupervised hashing, SuH: ``target_split``
-retrieval) are fitted ONCE per target domain, their run folders for tasks sharing that target hold the same codes
-(run.json ``fitted_for``: the task whose fit they reuse).
+"""Stage `baseline --method M [--task KEY ...]`: one comparison method of ``baselines.methods`` (paper Tables
+2-4, on the cached features: head mode) on every transfer task of params.yaml (or the given ones). One job per
+method (the DAG's ``baseline@M``): most methods fit in seconds, less than a job's start-up, and the methods that see
+the target only (unsupervised hashing, SuH: ``target_split`` retrieval) are fitted ONCE per target domain, their run
+folders for tasks sharing that target hold the same codes (run.json ``fitted_for``: the task whose fit they reuse).
 
 ``baselines.methods.<M>`` names the algorithm (``algorithm:``, default M) and its options; the run uses
-``baselines.seed`` and ``train.hash_bits``. Inputs are the same cached features DAH trains on (shallow and
-hashing methods: the backbone's fc7-level features, see stages.runs.penultimate_features). Target
-labels are NOT read, except by SuH (``suh``: supervised hashing on the labelled target database part, the
-paper's upper bound), which reads the labels of the split's database items only (split rule:
-``eval.query_fraction``, ``eval.split_seed``; see dahash.baselines.registry).
+``baselines.seed``, ``train.hash_bits``, ``train.device`` and (deep algorithms' default head) ``train.hidden_dims``,
+none of DAH's ``train.*`` schedule. Inputs are the same cached features DAH trains on (shallow and hashing methods:
+the backbone's fc7-level features, see stages.runs.penultimate_features). Target labels are NOT read, except by SuH
+(``suh``: supervised hashing on the labelled target database part, the paper's upper bound), which reads the labels
+of the split's database items only (split rule: ``eval.query_fraction``, ``eval.split_seed``; see
+dahash.baselines.registry).
 
-``mode: finetune`` (source_only, dan, dann, noda, suh; the paper's setting, params.yaml's default): the method is
-trained end to end from images by DAH's fine-tuning loop with its own loss (stages.baseline_finetune): a GPU
-job, checkpointed every ``train.checkpoint_every`` epochs into checkpoints/<same path as the run> and resumed
-after a kill (the checkpoints of the job's tasks are deleted once every task is written), its epochs logged to
-one MLflow run per task as the train stage does.
+The methods of ``baselines.finetune`` (source_only, dan, dann, noda, suh fine-tuned end to end from images, the
+paper's setting) are the stage ``baseline_finetune`` (stages.baseline_finetune), which shares this module's setup,
+run records and MLflow runs.
 
 Writes models/<dataset>/<backbone>/<M>/<KEY>/seed<S>/ per task (the stage's out is the method's folder
 models/<dataset>/<backbone>/<M>): codes.npz (pred_target and/or u_source/u_target,
@@ -26,7 +25,7 @@ run id, wall time). The evaluate stage scores it like DAH.
 from __future__ import annotations
 
 import argparse
-import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ from dahash.baselines.registry import (
     ALGORITHMS,
     algorithm_of,
     check_options,
-    mode_of,
     run_baseline,
 )
 from dahash.eval.split import target_query_database_split
@@ -58,6 +56,10 @@ from stages.features import labels_for, load_features
 from stages.gpu import resolve_device
 from stages.runs import penultimate_features, pretrained_head
 
+#: the params dict of each mode's methods, and the stage (dvc.yaml family and module) that runs them
+MODE_KEYS = {"head": "methods", "finetune": "finetune"}
+MODE_STAGES = {"head": "baseline", "finetune": "baseline_finetune"}
+
 
 @dataclass(frozen=True)
 class MethodSetup:
@@ -71,24 +73,20 @@ class MethodSetup:
     bits: int
     device: str
     num_classes: int
+    mode: str = "head"  # head (baselines.methods, cached features) or finetune (baselines.finetune, from images)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], name: str) -> MethodSetup:
-        algorithm, options = baseline_options(params, name)  # the method exists and its options are valid
+    def from_params(cls, params: dict[str, Any], name: str, mode: str = "head") -> MethodSetup:
+        algorithm, options = baseline_options(params, name, mode)  # the method exists and its options are valid
         return cls(name, algorithm, options, algorithm_of(algorithm), int(params["baselines"]["seed"]),
                    int(params["train"]["hash_bits"]), resolve_device(params["train"]["device"]),
-                   len(dataset_spec(params).classes))
+                   len(dataset_spec(params).classes), mode)
 
     @property
     def target_only(self) -> bool:
         """Fitted on the target features alone (retrieval inside the target): one fit serves every task with
         that target."""
         return self.algo.retrieval == "target_split"
-
-    @property
-    def mode(self) -> str:
-        """``head`` (cached features) or ``finetune`` (end to end from images)."""
-        return mode_of(self.options)
 
 
 class Domains:
@@ -120,48 +118,60 @@ class Domains:
         return self._labels[domain]
 
 
-def baseline_options(params: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
-    """(algorithm, options) of ``baselines.methods.<name>``; the algorithm defaults to the name.
+def baseline_options(params: dict[str, Any], name: str, mode: str = "head") -> tuple[str, dict[str, Any]]:
+    """(algorithm, options) of ``baselines.methods.<name>`` (``mode`` head) or ``baselines.finetune.<name>``
+    (``mode`` finetune); the algorithm defaults to the name.
 
     Deep algorithms get ``hidden_dims`` from ``train.hidden_dims`` unless the entry sets it (same head as DAH).
     """
-    methods = params["baselines"]["methods"]
+    key = MODE_KEYS[mode]
+    methods = params["baselines"][key]
     if name not in methods:
-        raise StageError(f"params.yaml: baselines.methods.{name} not defined; baselines are {list(methods)}")
+        other = next(m for m in MODE_KEYS if m != mode)
+        hint = (f"; {name} is under baselines.{MODE_KEYS[other]}: its stage is {MODE_STAGES[other]}@{name}"
+                if name in params["baselines"][MODE_KEYS[other]] else "")
+        raise StageError(f"params.yaml: baselines.{key}.{name} not defined; baselines.{key} has {list(methods)}{hint}")
     entry = dict(methods[name] or {})
     algorithm = entry.pop("algorithm", name)
     if algorithm not in ALGORITHMS:
-        raise StageError(f"params.yaml: baselines.methods.{name}: algorithm {algorithm!r} unknown; "
+        raise StageError(f"params.yaml: baselines.{key}.{name}: algorithm {algorithm!r} unknown; "
                          f"set `algorithm:` to one of {list(ALGORITHMS)}")
     try:
-        options = check_options(algorithm, entry)
+        options = check_options(algorithm, entry, mode)
     except ValueError as exc:
-        raise StageError(f"params.yaml: baselines.methods.{name}: {exc}") from exc
+        raise StageError(f"params.yaml: baselines.{key}.{name}: {exc}") from exc
     if algorithm in ("source_only", "dan", "dann"):
         options.setdefault("hidden_dims", list(params["train"]["hidden_dims"]))
     return algorithm, options
 
 
-@main_wrapper
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--method", required=True, help="baselines.methods.<M> of params.yaml")
+def method_args(argv: list[str] | None, doc: str | None, mode: str) -> argparse.Namespace:
+    """--method (required) and --task (repeatable) of a comparison-method stage."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--method", required=True, help=f"baselines.{MODE_KEYS[mode]}.<M> of params.yaml")
     ap.add_argument("--task", action="append", help="a tasks.<KEY> (repeatable; default: every task)")
-    args = ap.parse_args(argv)
-    params = load_params()
-    setup = MethodSetup.from_params(params, args.method)
-    tasks = args.task or list(params["tasks"])
+    return ap.parse_args(argv)
+
+
+def method_tasks(params: dict[str, Any], given: list[str] | None) -> list[str]:
+    """The task keys a job runs: ``given`` (each checked) or every task of params.yaml."""
+    tasks = given or list(params["tasks"])
     for key in tasks:
         task_of(params, key)
+    return tasks
+
+
+@main_wrapper
+def main(argv: list[str] | None = None) -> None:
+    args = method_args(argv, __doc__, "head")
+    params = load_params()
+    setup = MethodSetup.from_params(params, args.method)
+    tasks = method_tasks(params, args.task)
     domains = Domains(params["data"]["dataset"], params["backbone"]["name"])
-    pretrained = (pretrained_head(params["backbone"]["name"]) if setup.algo.family == "deep" and setup.mode == "head"
-                  else None)
+    pretrained = pretrained_head(params["backbone"]["name"]) if setup.algo.family == "deep" else None
     fitted: dict[str, tuple[str, Any]] = {}  # target-only methods: target domain -> (task, BaselineOutput)
     for key in progress(tasks, desc=f"baseline {args.method}", unit="task"):  # DAHASH_PROGRESS=0: no bars
         run_task(params, setup, key, domains, fitted, pretrained)
-    if setup.mode == "finetune":  # every task is written: the checkpoints (kept for a resumed job) can go
-        for key in tasks:
-            shutil.rmtree(run_dir("checkpoints", params, setup.name, key, setup.seed), ignore_errors=True)
 
 
 def run_task(params: dict[str, Any], setup: MethodSetup, key: str, domains: Domains,
@@ -173,84 +183,72 @@ def run_task(params: dict[str, Any], setup: MethodSetup, key: str, domains: Doma
     deep methods' starting fc6/fc7 (VGG-F), or None.
     """
     task = task_of(params, key)
-    dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
-    method, algorithm, options, algo, seed = setup.name, setup.algorithm, setup.options, setup.algo, setup.seed
     xs_raw, _ = domains.stored(task["source"])
-    xt_raw, tgt_paths = domains.stored(task["target"])
-    ys = domains.labels(task["source"])  # source labels
+    xt_raw, _ = domains.stored(task["target"])
     reuse = fitted.get(task["target"]) if setup.target_only else None
-
-    experiment = params["tracking"]["experiment"] or f"dahash-{dataset}"
     shapes = {"source": xs_raw.shape, "target": xt_raw.shape}  # the feature files as stored (dataset inputs)
-    finetune = setup.mode == "finetune"
-    inputs = (tracking.image_inputs(dataset, task, {"source": len(ys), "target": len(tgt_paths)}) if finetune
-              else tracking.feature_inputs(dataset, backbone, task, shapes))
-    start = lambda: tracking.start_run(
-        experiment, f"{method}:{key}:seed{seed}",
-        tags={"task": key, "source": task["source"], "target": task["target"], "dataset": dataset,
-              "backbone": backbone, "method": method, "algorithm": algorithm, "family": algo.family,
-              "seed": str(seed), "device": setup.device, "uses_target_labels": str(algo.uses_target_labels).lower(),
-              "mode": setup.mode, **({"fitted_for": reuse[0]} if reuse else {})},
-        params={**{f"option.{k}": v for k, v in options.items()}, "algorithm": algorithm, "hash_bits": setup.bits,
-                "seed": seed, "backbone": backbone, "dataset": dataset, "task": key, "method": method,
-                "n_source": len(ys), "n_target": len(tgt_paths), "mode": setup.mode},
-        group=f"{method}:{key}", inputs=inputs, source="stages/baseline.py",
-    )
-    logged: set[int] = set()
-    pending: list[dict] = []
-    keys: list[str] = []
-    if finetune and reuse is None:  # as the train stage: a killed job's MLflow run goes on (same per-epoch series)
-        from stages.resume import logged_epochs, restored_unlogged, resumable_run
-
-        ckpt = run_dir("checkpoints", params, method, key, seed)
-        run_id, resumed_run = resumable_run(ckpt, start)
-        logged = logged_epochs(run_id) if resumed_run else set()
-    else:
-        run_id = start()
+    inputs = tracking.feature_inputs(params["data"]["dataset"], params["backbone"]["name"], task, shapes)
+    run_id = run_starter(params, setup, key, domains, inputs, reuse[0] if reuse else None)()
     try:
-        if finetune and reuse is None:
-            from stages.baseline_finetune import fit_finetuned
-
-            def on_epoch(row: dict) -> None:
-                keys[:] = [k for k in row if k != "epoch"]
-                if row["epoch"] not in logged:
-                    pending.append(row)
-                if len(pending) >= 10:
-                    tracking.log_history(run_id, pending, keys)
-                    pending.clear()
-                echo(f"[{method} {key}] epoch {row['epoch']} " + " ".join(f"{k}={row[k]:.4g}" for k in keys))
-
-            out, resumed = fit_finetuned(params, setup, task, domains, on_epoch=on_epoch, checkpoint_dir=ckpt,
-                                         progress=f"{method} {key}")
-            pending.extend(restored_unlogged(out.history, logged, resumed))
-        else:
-            out = reuse[1] if reuse else fit(params, setup, task, domains, pretrained)
-        if setup.target_only and reuse is None:
-            fitted[task["target"]] = (key, out)
+        out = reuse[1] if reuse else fit(params, setup, task, domains, pretrained)
     except Exception:
-        tracking.end_run(run_id, {}, pending, keys, status="FAILED")
+        tracking.end_run(run_id, {}, [], [], status="FAILED")
         raise
+    if setup.target_only and reuse is None:
+        fitted[task["target"]] = (key, out)
+    finish_run(params, setup, key, run_id, out, out.history or [], reuse[0] if reuse else None)
+
+
+def run_starter(params: dict[str, Any], setup: MethodSetup, key: str, domains: Domains, inputs: list,
+                fitted_for: str | None) -> Callable[[], str]:
+    """A function that creates the MLflow run of ``setup`` on task ``key`` (tags, params, dataset ``inputs``) and
+    returns its id; ``fitted_for``: the task whose fit this run reuses (target-only methods), or None."""
+    task = task_of(params, key)
+    dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
+    method, algorithm, seed = setup.name, setup.algorithm, setup.seed
+    n_source, n_target = len(domains.stored(task["source"])[1]), len(domains.stored(task["target"])[1])
+    return lambda: tracking.start_run(
+        experiment_name(params), f"{method}:{key}:seed{seed}",
+        tags={"task": key, "source": task["source"], "target": task["target"], "dataset": dataset,
+              "backbone": backbone, "method": method, "algorithm": algorithm, "family": setup.algo.family,
+              "seed": str(seed), "device": setup.device,
+              "uses_target_labels": str(setup.algo.uses_target_labels).lower(),
+              "mode": setup.mode, **({"fitted_for": fitted_for} if fitted_for else {})},
+        params={**{f"option.{k}": v for k, v in setup.options.items()}, "algorithm": algorithm,
+                "hash_bits": setup.bits, "seed": seed, "backbone": backbone, "dataset": dataset, "task": key,
+                "method": method, "n_source": n_source, "n_target": n_target, "mode": setup.mode},
+        group=f"{method}:{key}", inputs=inputs, source=f"stages/{MODE_STAGES[setup.mode]}.py",
+    )
+
+
+def experiment_name(params: dict[str, Any]) -> str:
+    """The MLflow experiment of the runs: ``tracking.experiment``, default ``dahash-<dataset>``."""
+    return params["tracking"]["experiment"] or f"dahash-{params['data']['dataset']}"
+
+
+def finish_run(params: dict[str, Any], setup: MethodSetup, key: str, run_id: str, out: Any,
+               history: list[dict], fitted_for: str | None) -> None:
+    """Write the run folder of ``setup`` on task ``key`` (``out``: its BaselineOutput) and close its MLflow run
+    with ``history`` (the epochs not logged yet) and the wall time; ``fitted_for`` as :func:`run_starter`."""
     keys = [k for k in out.history[0] if k != "epoch"] if out.history else []
-    history = pending if finetune and reuse is None else (out.history or [])
     ended_ms = tracking.now_ms()  # the run's end: the work's, recorded in run.json (the evaluation logs at it)
-    dest = run_dir("models", params, method, key, seed)
-    record = {"run_id": run_id, "experiment": experiment, "tracking_uri": tracking.portable_uri(),
-              "algorithm": algorithm, "family": algo.family, "retrieval": algo.retrieval,
-              "uses_target_labels": algo.uses_target_labels, "options": options, "seed": seed,
+    algo, finetune = setup.algo, setup.mode == "finetune"
+    record = {"run_id": run_id, "experiment": experiment_name(params), "tracking_uri": tracking.portable_uri(),
+              "algorithm": setup.algorithm, "family": algo.family, "retrieval": algo.retrieval,
+              "uses_target_labels": algo.uses_target_labels, "options": setup.options, "seed": setup.seed,
               "hash_bits": setup.bits, "train_seconds": out.seconds, "device": setup.device, "paper": algo.paper,
-              "epochs": options.get("epochs", params["train"]["epochs"] if finetune else None), "ended_ms": ended_ms,
-              "mode": setup.mode,
-              "fitted_for": reuse[0] if reuse else key}
+              "epochs": setup.options.get("epochs", params["train"]["epochs"] if finetune else None),
+              "ended_ms": ended_ms, "mode": setup.mode, "fitted_for": fitted_for or key}
     try:
-        write_run(dest, out, record)
+        write_run(run_dir("models", params, setup.name, key, setup.seed), out, record)
     except Exception:
         tracking.end_run(run_id, {}, history, keys, status="FAILED")
         raise
     # one call: the history, the wall time, the run closed at the work's end
     tracking.end_run(run_id, {"train_seconds": out.seconds}, history, keys, end_time=ended_ms)
-    how = f"the fit of {reuse[0]} (same target, {algorithm} sees the target only)" if reuse else \
+    how = f"the fit of {fitted_for} (same target, {setup.algorithm} sees the target only)" if fitted_for else \
         f"{out.seconds:.1f} s"
-    print(f"[{method} {key}] {algorithm} ({algo.family}): {how} (MLflow run {run_id})", flush=True)
+    print(f"[{setup.name} {key}] {setup.algorithm} ({algo.family}): {how} (MLflow run {run_id})", flush=True)
 
 
 def fit(params: dict[str, Any], setup: MethodSetup, task: dict[str, str], domains: Domains,

@@ -1,11 +1,16 @@
-"""A comparison method with ``mode: finetune`` (baselines.methods.<M>), for the baseline stage: the paper's
-deep columns (source-only "Deep", DAN, DANN, NoDA, SuH) trained end to end from images, as DAH fine-tunes.
+"""Stage `baseline_finetune --method M [--task KEY ...]`: one comparison method of ``baselines.finetune``, the
+paper's deep columns (source-only "Deep", DAN, DANN, NoDA, SuH) trained end to end from images, as DAH fine-tunes,
+on every transfer task of params.yaml (or the given ones). One GPU job per method (the DAG's
+``baseline_finetune@M``), checkpointed every ``train.checkpoint_every`` epochs into checkpoints/<same path as the
+run> and resumed after a kill (the checkpoints of the job's tasks are deleted once every task is written), its
+epochs logged to one MLflow run per task as the train stage does. SuH sees the target only: trained once per target
+domain, as in stages.baseline (run.json ``fitted_for``). Setup, run folder and run.json: stages.baseline.
 
 Everything but the loss is DAH's fine-tuning (stages.finetune.finetune_trained): the backbone's trunk and input
 recipe (moments of the task's source + target images), K-per-class batches from the training items (plus
-target batches for DAN and DANN), lr multipliers, schedule and ``train.*`` settings, with the method's
-``FINETUNE_TRAIN_KEYS`` overrides (dahash.baselines.objectives). The head is fc6 -> fc7 -> fc8 (the pretrained
-fc6/fc7 for VGG-F), fc8 with C outputs (classifiers) or ``train.hash_bits`` (DPSH). Training items:
+target batches for DAN and DANN), lr multipliers, schedule and the ``train.*`` settings of :data:`CONFIG_KEYS`,
+with the method's ``FINETUNE_TRAIN_KEYS`` overrides (dahash.baselines.objectives). The head is fc6 -> fc7 -> fc8
+(the pretrained fc6/fc7 for VGG-F), fc8 with C outputs (classifiers) or ``train.hash_bits`` (DPSH). Training items:
 
 * source_only, dan, dann, noda: the labelled source (DAN, DANN also read the target images, never their labels;
   under ``eval.protocol: pwcf`` not the query images);
@@ -19,6 +24,7 @@ noda ``u_source``/``u_target`` (fc8); suh ``u_target`` (signs of fc8 on every ta
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -26,24 +32,90 @@ from typing import Any
 import numpy as np
 import torch
 
-from stages.common import StageError
+from dahash.progress import echo, progress
+from stages import tracking
+from stages.baseline import Domains, MethodSetup, finish_run, method_args, method_tasks, run_starter
+from stages.common import StageError, load_params, main_wrapper, run_dir, task_of
 from stages.runs import dah_config
+
+#: the ``train.*`` keys of DAHConfig a fine-tuned comparison method reads (hash_bits: its code length, hidden_dims:
+#: fc6/fc7, the schedule and SGD settings, new_lr_mult: its new layers, mmd_odd: DAN's MMD); the run's DAHConfig is
+#: built from these only (the other fields: defaults no comparison objective reads), so they, with the job's
+#: device, num_workers and checkpoint_every, are the stage's train params in dvc.yaml (tests/test_baseline_stage.py)
+CONFIG_KEYS: tuple[str, ...] = ("hash_bits", "hidden_dims", "k_per_class", "epochs", "lr_start", "lr_end", "momentum",
+                                "weight_decay", "bias_decay", "new_lr_mult", "mmd_odd")
+#: the other ``train.*`` keys the stage reads
+JOB_KEYS: tuple[str, ...] = ("device", "num_workers", "checkpoint_every")
 
 
 def split_options(train: dict[str, Any], algorithm: str, options: dict[str, Any], bits: int) -> tuple[Any, dict]:
-    """(DAHConfig of the run, the objective's options): ``train`` with the method's train-key overrides and
-    ``hash_bits = bits``; the objective gets the algorithm's own options only."""
+    """(DAHConfig of the run, the objective's options): the :data:`CONFIG_KEYS` of ``train`` with the method's
+    train-key overrides and ``hash_bits = bits``; the objective gets the algorithm's own options only."""
     from dahash.baselines.modes import FINETUNE_TRAIN_KEYS, OBJECTIVE_OPTIONS
 
-    tp = {**train, **{k: v for k, v in options.items() if k in FINETUNE_TRAIN_KEYS}, "hash_bits": bits}
-    if "gamma" in tp and not isinstance(tp["gamma"], (int, float)):
-        tp["gamma"] = 0.0  # DAH's weight ("auto" is resolved for DAH only); no comparison loss reads it
+    tp = {**{k: train[k] for k in CONFIG_KEYS if k in train},
+          **{k: v for k, v in options.items() if k in FINETUNE_TRAIN_KEYS}, "hash_bits": bits}
     return dah_config(tp), {k: v for k, v in options.items() if k in OBJECTIVE_OPTIONS[algorithm]}
+
+
+@main_wrapper
+def main(argv: list[str] | None = None) -> None:
+    args = method_args(argv, __doc__, "finetune")
+    params = load_params()
+    setup = MethodSetup.from_params(params, args.method, "finetune")
+    tasks = method_tasks(params, args.task)
+    domains = Domains(params["data"]["dataset"], params["backbone"]["name"])
+    fitted: dict[str, tuple[str, Any]] = {}  # SuH: target domain -> (task, BaselineOutput)
+    for key in progress(tasks, desc=f"baseline_finetune {args.method}", unit="task"):  # DAHASH_PROGRESS=0: no bars
+        run_task(params, setup, key, domains, fitted)
+    for key in tasks:  # every task is written: the checkpoints (kept for a resumed job) can go
+        shutil.rmtree(run_dir("checkpoints", params, setup.name, key, setup.seed), ignore_errors=True)
+
+
+def run_task(params: dict[str, Any], setup: MethodSetup, key: str, domains: Domains,
+             fitted: dict[str, tuple[str, Any]]) -> None:
+    """Fine-tune ``setup`` on task ``key`` (a killed job's checkpoint and MLflow run go on), or reuse the fit of a
+    task with the same target (SuH); write its run folder and close its MLflow run."""
+    from stages.resume import logged_epochs, restored_unlogged, resumable_run
+
+    task = task_of(params, key)
+    counts = {side: len(domains.stored(task[side])[1]) for side in ("source", "target")}
+    inputs = tracking.image_inputs(params["data"]["dataset"], task, counts)
+    reuse = fitted.get(task["target"]) if setup.target_only else None
+    if reuse is not None:
+        run_id = run_starter(params, setup, key, domains, inputs, reuse[0])()
+        finish_run(params, setup, key, run_id, reuse[1], reuse[1].history or [], reuse[0])
+        return
+    ckpt = run_dir("checkpoints", params, setup.name, key, setup.seed)
+    run_id, resumed_run = resumable_run(ckpt, run_starter(params, setup, key, domains, inputs, None))
+    logged = logged_epochs(run_id) if resumed_run else set()
+    pending: list[dict] = []
+    keys: list[str] = []
+
+    def on_epoch(row: dict) -> None:
+        keys[:] = [k for k in row if k != "epoch"]
+        if row["epoch"] not in logged:
+            pending.append(row)
+        if len(pending) >= 10:
+            tracking.log_history(run_id, pending, keys)
+            pending.clear()
+        echo(f"[{setup.name} {key}] epoch {row['epoch']} " + " ".join(f"{k}={row[k]:.4g}" for k in keys))
+
+    try:
+        out, resumed = fit_finetuned(params, setup, task, domains, on_epoch=on_epoch, checkpoint_dir=ckpt,
+                                     progress=f"{setup.name} {key}")
+    except Exception:
+        tracking.end_run(run_id, {}, pending, keys, status="FAILED")
+        raise
+    pending.extend(restored_unlogged(out.history, logged, resumed))
+    if setup.target_only:
+        fitted[task["target"]] = (key, out)
+    finish_run(params, setup, key, run_id, out, pending, None)
 
 
 def fit_finetuned(params: dict[str, Any], setup: Any, task: dict[str, str], domains: Any, *, on_epoch,
                   checkpoint_dir: Path, progress: bool | str = False) -> tuple[Any, int]:
-    """Fine-tune comparison method ``setup`` (stages.baseline.MethodSetup) on ``task``, checkpointed into (and
+    """Fine-tune comparison method ``setup`` (:class:`stages.baseline.MethodSetup`) on ``task``, checkpointed into (and
     resumed from) ``checkpoint_dir``; returns (dahash.baselines.registry.BaselineOutput: arrays, history, seconds;
     the epochs restored from a checkpoint). ``progress``: bars over the epochs, batches and encodings (False, True
     or their label). No model.pt is kept (VGG-F's is 0.4 GB a run): the arrays are what
@@ -113,3 +185,6 @@ def encode_outputs(net: Any, algorithm: str, source: Any, target: Any) -> dict[s
     u = net.encode(target, "fc8")  # suh: codes of every target image (queries and database)
     return {"u_target": np.where(u >= 0, 1.0, -1.0).astype(np.float32)}
 
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,9 @@ import yaml
 
 from stages.paths import PARAMS_FILE, ROOT, project_path, run_dir
 
-__all__ = ["PARAMS_FILE", "ROOT", "StageError", "atomic_path", "check_cross_keys", "dataset_spec", "file_md5",
+__all__ = ["PARAMS_FILE", "ROOT", "StageError", "atomic_path", "check_comparison_keys", "check_cross_keys",
+           "comparison_methods", "producer_stage", "dataset_spec",
+           "file_md5",
            "load_params", "main_wrapper", "method_params", "project_path", "run_dir", "run_seed", "storage_error",
            "task_of", "write_json"]
 
@@ -111,30 +113,33 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
                 )
         if task["source"] == task["target"]:
             raise StageError(f"{path}: tasks.{key}: source and target are the same domain")
-    if params["backbone"]["name"] == "smallcnn" and params["baselines"]["methods"]:
-        raise StageError(f"{path}: baselines.methods run on cached pretrained features, which backbone.name = "
-                         "smallcnn (trained from scratch) does not have; set baselines.methods: {}")
-    if not params["methods"] and not params["baselines"]["methods"]:
-        raise StageError(f"{path}: methods and baselines.methods are both empty: nothing to train or compare; "
-                         "add a method (e.g. methods: {dah: {}}) or a comparison method")
+    check_comparison_keys(params, path)
+    comparison = comparison_methods(params)
+    if params["backbone"]["name"] == "smallcnn" and comparison:
+        raise StageError(f"{path}: comparison methods need a backbone with pretrained weights, which backbone.name = "
+                         "smallcnn (trained from scratch) does not have; set baselines.methods: {} and "
+                         "baselines.finetune: {}")
+    if not params["methods"] and not comparison:
+        raise StageError(f"{path}: methods, baselines.methods and baselines.finetune are all empty: nothing to train "
+                         "or compare; add a method (e.g. methods: {dah: {}}) or a comparison method")
     for name, overrides in params["methods"].items():
         gamma = (overrides or {}).get("gamma")
         if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma < 0):
             raise StageError(f"{path}: methods.{name}.gamma = {gamma!r}: a method's own gamma must be a number >= 0 "
                              "(train.gamma: auto is swept once for every method that does not set its own)")
-    clash = sorted(set(params["methods"]) & set(params["baselines"]["methods"]))
+    clash = sorted(set(params["methods"]) & set(comparison))
     if clash:
-        raise StageError(f"{path}: {clash} named in both methods and baselines.methods; rename one "
+        raise StageError(f"{path}: {clash} named in both methods and baselines.methods/finetune; rename one "
                          "(they share models/<dataset>/<backbone>/<name>/)")
     train = params["train"]
     modes = {m: (o or {}).get("mode", train["mode"]) for m, o in params["methods"].items()}
-    modes.update({m: (o or {}).get("mode", "head") for m, o in params["baselines"]["methods"].items()})
+    modes.update(comparison)
     if params["backbone"]["name"] == "surf800" and (dataset != "office_caltech10" or any(m != "head" for m in modes.values())):
         raise StageError(f"{path}: backbone.name = surf800 (precomputed SURF-800 features) needs "
                          f"data.dataset: office_caltech10 and train.mode: head for every method (modes: {modes})")
     if params["analysis"]["tasks"]:
         missing = [k for k, ok in (("methods.dah", "dah" in params["methods"]),
-                                   ("baselines.methods.dan", "dan" in params["baselines"]["methods"]),
+                                   ("baselines.methods.dan or baselines.finetune.dan", "dan" in comparison),
                                    ("a backbone with pretrained features (not smallcnn)",
                                     params["backbone"]["name"] != "smallcnn")) if not ok]
         if missing:
@@ -151,11 +156,11 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
     if params["backbone"]["name"] == "smallcnn" and any(m != "finetune" for m in modes.values()):
         raise StageError(f"{path}: backbone.name = smallcnn has no pretrained weights: set train.mode: finetune "
                          f"for every method (modes: {modes})")
-    if (params.get("eval") or {}).get("protocol", "dah") == "pwcf" and params["baselines"]["methods"]:
+    if (params.get("eval") or {}).get("protocol", "dah") == "pwcf" and comparison:
         raise StageError(f"{path}: eval.protocol = pwcf (queries = {params['eval']['query_fraction']:g} of the target, "
                          "left out of training) is implemented for the DAH methods only; the comparison methods "
-                         f"{list(params['baselines']['methods'])} would train on the queries. Set "
-                         "baselines.methods: {} (e.g. python -m stages.preset quickstart-pwcf) or eval.protocol: dah")
+                         f"{list(comparison)} would train on the queries. Set baselines.methods: {{}} and "
+                         "baselines.finetune: {} (e.g. python -m stages.preset quickstart-pwcf) or eval.protocol: dah")
     if (params.get("eval") or {}).get("protocol", "dah") == "pwcf" and train["gamma"] == "auto":
         raise StageError(f"{path}: eval.protocol = pwcf with train.gamma = auto: the gamma sweep would train on the "
                          "query items; set a fixed train.gamma")
@@ -170,6 +175,53 @@ def check_cross_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> 
     if train["gamma"] == "auto" and train["mode"] != "head":
         raise StageError(f"{path}: train.gamma = auto runs the gamma sweep in head mode; set train.mode: head "
                          "or a fixed train.gamma")
+
+
+def check_comparison_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> None:
+    """``baselines.methods`` (head mode) and ``baselines.finetune`` (fine-tuned end to end) name disjoint methods,
+    no entry has the former ``mode`` key, and only the algorithms that can be fine-tuned are (the schema's
+    ``baselines.finetune`` algorithm list, :data:`dahash.baselines.modes.FINETUNE_METHODS`: read from the schema so
+    that no stage imports dahash.baselines for this check)."""
+    FINETUNE_METHODS = finetune_algorithms()
+    head, finetune = params["baselines"]["methods"], params["baselines"]["finetune"]
+    for name, entry in head.items():
+        if "mode" in (entry or {}):
+            raise StageError(f"{path}: baselines.methods.{name}.mode: the key is gone; to fine-tune {name} end to end "
+                             f"move it under baselines.finetune, else drop `mode`")
+    for name, entry in finetune.items():
+        if "mode" in (entry or {}):
+            raise StageError(f"{path}: baselines.finetune.{name}.mode: the key is gone (a method under "
+                             "baselines.finetune is fine-tuned end to end); drop it")
+        algorithm = (entry or {}).get("algorithm", name)
+        if algorithm not in FINETUNE_METHODS:
+            raise StageError(f"{path}: baselines.finetune.{name}: {algorithm} cannot be fine-tuned; baselines.finetune "
+                             f"takes {', '.join(FINETUNE_METHODS)} only: move {name} under baselines.methods")
+    both = sorted(set(head) & set(finetune))
+    if both:
+        raise StageError(f"{path}: {both} in both baselines.methods and baselines.finetune; keep each in one "
+                         "(baselines.finetune: fine-tuned end to end; baselines.methods: on the cached features)")
+
+
+def finetune_algorithms() -> list[str]:
+    """The algorithms ``baselines.finetune`` accepts, as the schema lists them (tests/test_stages.py checks that
+    they are :data:`dahash.baselines.modes.FINETUNE_METHODS`)."""
+    schema = yaml.safe_load(SCHEMA_FILE.read_text())
+    return list(schema["properties"]["baselines"]["properties"]["finetune"]["additionalProperties"]["properties"]
+                ["algorithm"]["enum"])
+
+
+def comparison_methods(params: dict[str, Any]) -> dict[str, str]:
+    """Every comparison method of params.yaml -> its mode: ``head`` (``baselines.methods``) or ``finetune``
+    (``baselines.finetune``), in that order."""
+    baselines = params["baselines"]
+    return {**{m: "head" for m in baselines["methods"]}, **{m: "finetune" for m in baselines.get("finetune") or {}}}
+
+
+def producer_stage(params: dict[str, Any], method: str) -> str:
+    """The dvc.yaml stage family that writes ``method``'s models: ``train`` (a DAH method), ``baseline``
+    (``baselines.methods``) or ``baseline_finetune`` (``baselines.finetune``)."""
+    mode = comparison_methods(params).get(method)
+    return "train" if mode is None else "baseline" if mode == "head" else "baseline_finetune"
 
 
 def dataset_spec(params: dict[str, Any], *, source: bool = False):  # -> dahash.data.datasets.DatasetSpec
@@ -210,7 +262,7 @@ def method_params(params: dict[str, Any], method: str) -> dict[str, Any]:
 
 def run_seed(params: dict[str, Any], method: str, seed: int | None = None) -> int:
     """The seed of a run: the given one for DAH methods, ``baselines.seed`` for comparison methods."""
-    if method in params["baselines"]["methods"]:
+    if method in comparison_methods(params):
         return int(params["baselines"]["seed"])
     if seed is None:
         raise StageError(f"{method}: a DAH method needs --seed")

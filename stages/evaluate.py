@@ -1,7 +1,8 @@
 """Stage `evaluate --method M [--task KEY ...] [--seed S ...]`: target accuracy, mAP and PR curve of the FINAL
 models of method M: every task of params.yaml x every seed (``train.seeds`` for DAH methods, ``baselines.seed``
-for comparison methods), or the given subset. One job per method (the DAG's ``evaluate@M`` and
-``evaluate_baseline@M``): a run's evaluation takes well under a second, a job's start-up seconds.
+for comparison methods), or the given subset. One job per method (the DAG's ``evaluate@M``,
+``evaluate_baseline@M`` and ``evaluate_finetuned@M``): a run's evaluation takes well under a second, a job's
+start-up seconds.
 
 This is the first and only place target labels are read. The rules (accuracy by the eq. 6 classifier, codes
 u > 0, mAP over a full stable Hamming ranking, PR curves, precision@k and within radius 2, the protocols dah and
@@ -31,15 +32,16 @@ from dahash.eval.evaluation import score
 from dahash.eval.records import metrics_record
 from dahash.report.figures import plot_pr_curve
 from stages import tracking
-from stages.common import (StageError, atomic_path, dataset_spec, load_arrays, load_params, main_wrapper,
-                           method_params, run_seed, task_of, write_json)
+from stages.common import (StageError, atomic_path, comparison_methods, dataset_spec, load_arrays, load_params,
+                           main_wrapper, method_params, producer_stage, run_seed, task_of, write_json)
 from stages.paths import metrics_dir, metrics_file, metrics_path, pr_dir, pr_file, pr_path, run_dir, shown
 from stages.features import domain_rows
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """--method (required), --task and --seed (repeatable; default: every task, every seed of the method)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--method", required=True, help="methods.<M> or baselines.methods.<M> of params.yaml")
+    ap.add_argument("--method", required=True,
+                    help="methods.<M>, baselines.methods.<M> or baselines.finetune.<M> of params.yaml")
     ap.add_argument("--task", action="append", help="a tasks.<KEY> (repeatable; default: every task)")
     ap.add_argument("--seed", type=int, action="append",
                     help="a seed (repeatable; default: train.seeds for DAH methods, baselines.seed otherwise)")
@@ -50,12 +52,13 @@ def runs_of(params: dict[str, Any], method: str, tasks: list[str] | None = None,
             seeds: list[int] | None = None) -> list[tuple[str, int]]:
     """The (task, seed) pairs to evaluate: ``tasks`` (default every task) x ``seeds`` (default the method's:
     ``train.seeds``, or ``[baselines.seed]`` for a comparison method, which runs once)."""
-    if method not in params["methods"] and method not in params["baselines"]["methods"]:
+    if method not in params["methods"] and method not in comparison_methods(params):
         raise StageError(f"params.yaml: {method!r} is neither in methods ({list(params['methods'])}) nor in "
-                         f"baselines.methods ({list(params['baselines']['methods'])})")
+                         f"baselines.methods ({list(params['baselines']['methods'])}) nor in baselines.finetune "
+                         f"({list(params['baselines']['finetune'])})")
     for t in tasks or []:
         task_of(params, t)
-    if method in params["baselines"]["methods"]:
+    if method in comparison_methods(params):
         seeds = [run_seed(params, method, s) for s in (seeds or [None])]
     return [(t, int(s)) for t in (tasks or list(params["tasks"])) for s in (seeds or params["train"]["seeds"])]
 
@@ -98,7 +101,7 @@ def evaluate_run(params: dict[str, Any], method: str, task_key: str, seed: int,
     dataset, backbone = params["data"]["dataset"], params["backbone"]["name"]
     spec = dataset_spec(params)
     mdir = run_dir("models", params, method, task_key, seed)
-    producer = "baseline" if method in params["baselines"]["methods"] else "train"
+    producer = producer_stage(params, method)
     try:
         redo = f"dvc repro {producer}@{method}" + (f"-{task_key}-{seed}" if producer == "train" else "")
         codes = load_arrays(mdir / "codes.npz", redo=redo)

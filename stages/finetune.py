@@ -1,5 +1,5 @@
-"""Full fine-tuning (train.mode = finetune) for the train stage, and for the comparison methods with
-``mode: finetune`` (stages.baseline_finetune): trunk + head trained from images.
+"""Full fine-tuning (train.mode = finetune) for the train stage, and for the comparison methods of
+``baselines.finetune`` (stages.baseline_finetune): trunk + head trained from images.
 
 The paper's setting: every pretrained layer fine-tuned at the lower learning-rate multipliers
 (``train.pretrained_lr_mult`` via DAHConfig), new layers at the higher ones, and the backbone's input

@@ -1,10 +1,11 @@
 """Apply a preset to params.yaml: ``python -m stages.preset NAME [--set key.path=value ...]``.
 
-A preset (workflow/presets/NAME.yaml) overrides a few keys of params.yaml; ``tasks`` and ``methods`` are replaced as a
-whole, every other mapping is merged key by key. ``--set`` overrides single keys afterwards (the value
-is parsed as YAML). Comments in params.yaml are kept (ruamel.yaml round trip); the result is validated
-before params.yaml is replaced atomically, so an invalid preset leaves params.yaml untouched.
-After applying one, ``dvc repro`` / ``snakemake`` rerun exactly the stages whose params changed.
+A preset (workflow/presets/NAME.yaml) overrides a few keys of params.yaml; ``tasks``, ``methods`` (DAH's and
+``baselines.methods``) and ``baselines.finetune`` are replaced as a whole, every other mapping is merged key by
+key. ``--set`` overrides single keys afterwards (the value is parsed as YAML). Comments in params.yaml are kept
+(ruamel.yaml round trip); the result is validated before params.yaml is replaced atomically, so an invalid preset
+leaves params.yaml untouched. After applying one, ``dvc repro`` / ``snakemake`` rerun exactly the stages whose
+params changed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ruamel.yaml import YAML
 from stages.common import PARAMS_FILE, ROOT, StageError, atomic_path, load_params, main_wrapper
 
 PRESET_DIR = ROOT / "workflow" / "presets"
-REPLACED_WHOLE = {"tasks", "methods"}
+REPLACED_WHOLE = {"tasks", "methods", "finetune"}
 
 
 def available() -> list[str]:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from dahash.eval.records import PROTOCOL_SETTINGS, report_rules
 from dahash.report.page import collect_analysis, collect_records, method_summary, render_report
-from stages.common import StageError, atomic_path, load_params, main_wrapper, write_json
+from stages.common import StageError, atomic_path, comparison_methods, load_params, main_wrapper, write_json
 from stages.paths import analysis_path, metrics_path, pr_path, report_dir, summary_dir
 
 
@@ -29,11 +29,12 @@ def main(argv: list[str] | None = None) -> None:
     seeds = params["train"]["seeds"]
     tasks = list(params["tasks"])
     baselines = params["baselines"]
+    comparison = comparison_columns(params)
     # DAH methods run once per train.seeds, comparison methods once with baselines.seed
-    first_seed = {**{m: seeds[0] for m in params["methods"]}, **{m: baselines["seed"] for m in baselines["methods"]}}
+    first_seed = {**{m: seeds[0] for m in params["methods"]}, **{m: baselines["seed"] for m in comparison}}
     methods = list(first_seed)
     runs = [(m, t, s) for m in params["methods"] for t in tasks for s in seeds]
-    runs += [(m, t, baselines["seed"]) for m in baselines["methods"] for t in tasks]
+    runs += [(m, t, baselines["seed"]) for m in comparison for t in tasks]
     records = collect_records([metrics_path(dataset, m, t, s) for m, t, s in runs])
     first = {(r["method"], r["task"]): r for r in records if r["seed"] == first_seed[r["method"]]}
 
@@ -65,9 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         "training mode": training_modes(params),
         "methods": (", ".join(f"{m} ({json.dumps(o or {})})" for m, o in params["methods"].items())
                     + f"; trained once per seed in {seeds}") if params["methods"] else "none",
-        "comparison methods": (", ".join(f"{m} ({json.dumps(o or {})})" for m, o in baselines["methods"].items())
-                               + f"; each run once, seed {baselines['seed']}")
-        if baselines["methods"] else "none",
+        "comparison methods": (", ".join(f"{m} ({json.dumps(options or {})})" for m, options in comparison.items())
+                               + f"; each run once, seed {baselines['seed']}") if comparison else "none",
         "hash bits": str(tp["hash_bits"]) + "".join(
             f"; {m}: {o['hash_bits']}" for m, o in params["methods"].items() if (o or {}).get("hash_bits") is not None),
         "epochs": str(tp["epochs"]),
@@ -89,6 +89,22 @@ def main(argv: list[str] | None = None) -> None:
     write_summary(dataset, method_summary(records, methods))
 
 
+#: the comparison columns' order (the paper's tables), whichever of baselines.methods / baselines.finetune lists them
+COLUMN_ORDER = ("source_only", "dan", "dann", "shallow_source_only", "gfk", "tca", "coral", "jda", "noda", "itq", "kmh",
+                "ba", "bdnn", "suh")
+
+
+def comparison_columns(params: dict) -> dict[str, dict]:
+    """Every comparison method -> its options (``baselines.methods`` and ``baselines.finetune``), ordered by the
+    algorithm's place in :data:`COLUMN_ORDER` (unknown last), params.yaml's order among equals."""
+    baselines = params["baselines"]
+    entries = {m: baselines["methods"].get(m) if mode == "head" else baselines["finetune"].get(m)
+               for m, mode in comparison_methods(params).items()}
+    place = {m: (COLUMN_ORDER.index(a) if (a := (o or {}).get("algorithm", m)) in COLUMN_ORDER else len(COLUMN_ORDER))
+             for m, o in entries.items()}
+    return {m: entries[m] for m in sorted(entries, key=place.__getitem__)}
+
+
 def training_modes(params: dict) -> str:
     """Each column's training mode, marked where it differs from the paper's: DAH, DAH-e and the deep comparison
     methods (source-only, DAN, DANN, NoDA, SuH) are fine-tuned end to end in the paper; the shallow and
@@ -96,9 +112,10 @@ def training_modes(params: dict) -> str:
     from dahash.baselines.modes import FINETUNE_METHODS
 
     cols = [(m, (o or {}).get("mode", params["train"]["mode"]), "finetune") for m, o in params["methods"].items()]
-    for m, o in params["baselines"]["methods"].items():
+    modes = comparison_methods(params)
+    for m, o in comparison_columns(params).items():
         if (o or {}).get("algorithm", m) in FINETUNE_METHODS:
-            cols.append((m, (o or {}).get("mode", "head"), "finetune"))
+            cols.append((m, modes[m], "finetune"))
         else:
             cols.append((m, "features", "features"))
     if not cols:

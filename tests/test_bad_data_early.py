@@ -87,7 +87,7 @@ def test_preprocess_stage_stops_and_writes_nothing(tmp_path: Path, tree, params,
         f.write_bytes(b"")
     params["data"].update(dataset="custom", mirror=str(raw))
     params["analysis"]["tasks"] = []
-    params["baselines"]["methods"] = {}
+    params["baselines"].update(methods={}, finetune={})
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     point_stages_at(monkeypatch, root)
     monkeypatch.setattr(pre, "load_params", lambda: common.load_params(root / "params.yaml"))

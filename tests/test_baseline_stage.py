@@ -67,7 +67,8 @@ def make_project(root: Path) -> dict:
     params["train"].update(mode="head", hash_bits=BITS, hidden_dims=[16, 16], device="cpu", gamma=5000.0)
     params["methods"] = {"dah": {}}
     params["baselines"] = {"seed": 0, "methods": {"coral": {}, "itq": {"n_iter": 5},
-                                                 "suh": {"epochs": 20, "batch_size": 16, "lr": 0.01}}}
+                                                 "suh": {"epochs": 20, "batch_size": 16, "lr": 0.01}},
+                           "finetune": {}}
     params["eval"].update(max_per_class=200, query_fraction=0.2, split_seed=1)
     params["analysis"] = {"tasks": [], "max_points": 1000}
     params["tracking"]["experiment"] = "dahash-baseline-stage-test"
@@ -319,3 +320,37 @@ def test_one_job_runs_every_task_and_fits_a_target_only_method_once_per_target(
     assert not marker.exists()  # the folder was rebuilt: an old marker would date it before the new models
     m = [json.loads((own_project / "metrics" / DATASET / "itq" / t / "seed0.json").read_text()) for t in tasks]
     assert m[0]["map"] == m[1]["map"] and m[0]["source"] != m[1]["source"]
+
+
+def test_each_family_declares_exactly_the_train_keys_it_reads() -> None:
+    """dvc.yaml: ``baseline`` (baselines.methods, head mode) declares no train.* schedule key, so a train.epochs
+    edit reruns none of those methods; ``baseline_finetune`` declares exactly the train keys of the fine-tuned path
+    (the DAHConfig fields it builds, stages.baseline_finetune.CONFIG_KEYS, and its job keys), and a train key outside
+    them leaves the run's DAHConfig as it was."""
+    import copy
+
+    from stages.baseline_finetune import CONFIG_KEYS, JOB_KEYS, split_options
+    from workflow import dvcdag
+
+    stages = dvcdag.load_stages(common.PARAMS_FILE.parent)
+    declared = {}
+    for family in ("baseline", "baseline_finetune"):
+        stage = next(s for s in stages if s.name.split("@")[0] == family)
+        declared[family] = {k.split(":", 1)[1] for k in stage.params}
+    assert {k for k in declared["baseline"] if k.startswith("train.")} == {"train.hash_bits", "train.hidden_dims",
+                                                                          "train.device"}
+    assert {k for k in declared["baseline_finetune"] if k.startswith("train.")} == {
+        f"train.{k}" for k in (*CONFIG_KEYS, *JOB_KEYS)}
+    train = common.load_params()["train"]
+    config, _ = split_options(train, "dan", {"mmd_weight": 2.0}, 16)
+    other = copy.deepcopy(train)
+    unread = [k for k in train if k not in (*CONFIG_KEYS, *JOB_KEYS, "seeds")]
+    assert {"eta", "gamma", "beta", "sign_zero", "bn_momentum", "mmd_layers", "entropy_gate"} <= set(unread)
+    other.update(mode="head" if train["mode"] == "finetune" else "finetune")
+    other.update(eta=0.0, gamma="auto", beta=3.0, sign_zero=-1.0, bn_momentum=0.5, mmd_layers=["fc8"],
+                 entropy_gate=not train["entropy_gate"], similar_weight=2.0, hash_scale=1.0, reduction="mean",
+                 divide_by_batch=not train["divide_by_batch"], hash_diagonal_grad=not train["hash_diagonal_grad"])
+    assert set(unread) <= {k for k in other if other[k] != train[k]}  # every unread key changed here
+    assert split_options(other, "dan", {"mmd_weight": 2.0}, 16)[0] == config
+    for key, value in (("epochs", 7), ("new_lr_mult", [3.0, 4.0]), ("mmd_odd", "drop")):  # read ones do change it
+        assert split_options({**train, key: value}, "dan", {"mmd_weight": 2.0}, 16)[0] != config, key

@@ -37,7 +37,8 @@ def test_the_dag_has_every_stage_template(project: Path) -> None:
 
     names = {s.name.split(":")[-1].split("@")[0] for s in load_stages(project)}
     assert names == {"mirror_state", "download", "weights", "preprocess", "image_cache", "moments", "extract", "gamma_sweep", "train",
-                     "evaluate", "baseline", "evaluate_baseline", "analysis", "report"}
+                     "evaluate", "baseline", "evaluate_baseline", "baseline_finetune", "evaluate_finetuned", "analysis",
+                     "report"}
 
 
 def test_a_removed_dep_is_caught(project: Path, tmp_path: Path) -> None:
@@ -103,3 +104,14 @@ def test_the_evaluate_stage_does_not_reach_the_downloader_or_the_networks() -> N
                                                          "src/dahash/nn/", "src/dahash/train/",
                                                          "src/dahash/baselines/")))
     assert reached == []
+
+
+def test_the_head_mode_baseline_stage_does_not_reach_the_fine_tuning_code() -> None:
+    """baseline@M (baselines.methods, cached features) imports none of the fine-tuning path, so an edit of it
+    reruns only baseline_finetune@M; the fine-tuned stage reaches both."""
+    head = {p.as_posix() for p in import_closure("stages.baseline", REPO)}
+    finetune = {p.as_posix() for p in import_closure("stages.baseline_finetune", REPO)}
+    fine_tuning = {"stages/baseline_finetune.py", "stages/resume.py", "stages/finetune.py", "stages/image_cache.py",
+                   "src/dahash/train/finetune.py", "src/dahash/baselines/objectives.py"}
+    assert head & fine_tuning == set() and fine_tuning <= finetune
+    assert "stages/baseline.py" in finetune and "src/dahash/baselines/registry.py" in head

@@ -47,6 +47,10 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "paper-custom-method-names": ("paper", ["methods={floor: {eta: 0.0, gamma: 0.0}, mine: null}",
                                             "analysis.tasks=[]"]),
     "quickstart-no-comparison-methods": ("quickstart", ["baselines.methods={}", "analysis.tasks=[]"]),
+    # a fine-tuned DAN (its own family, baseline_finetune) is the DAN Figure 3 reads
+    "quickstart-full-dan-fine-tuned": ("quickstart-full", ["baselines.methods={itq: {}}",
+                                                           "baselines.finetune={dan: {epochs: 2}}",
+                                                           "image_cache.short_side=auto"]),
 }
 
 
@@ -82,6 +86,7 @@ def expected_stages(params: dict) -> set[str]:
     names |= {f"train@{m}-{t}-{seed}" for m in params["methods"] for t in tasks for seed in seeds}
     names |= {f"evaluate@{m}" for m in params["methods"]}  # one job per method: every task and seed
     names |= {f"{s}@{m}" for s in ("baseline", "evaluate_baseline") for m in params["baselines"]["methods"]}
+    names |= {f"{s}@{m}" for s in ("baseline_finetune", "evaluate_finetuned") for m in params["baselines"]["finetune"]}
     return names | {f"analysis@{t}" for t in params["analysis"]["tasks"]}
 
 
@@ -213,13 +218,14 @@ def test_analysis_needs_dah_dan_and_pretrained_features_named_in_the_error(tmp_p
     proj_params.write_text((REPO_ROOT / "params.yaml").read_text())
     with pytest.raises(StageError, match=r"lacks methods\.dah\..*analysis\.tasks: \[\]"):
         apply_preset("quickstart-full", ["data.mirror=x", NOADAPT], proj_params)
-    with pytest.raises(StageError, match=r"lacks baselines\.methods\.dan\b"):
+    with pytest.raises(StageError, match=r"lacks baselines\.methods\.dan or baselines\.finetune\.dan\b"):
         apply_preset("quickstart-full", ["data.mirror=x", "baselines.methods={itq: {}}"], proj_params)
-    with pytest.raises(StageError, match=r"lacks baselines\.methods\.dan, a backbone with pretrained features"):
+    with pytest.raises(StageError, match=r"lacks baselines\.methods\.dan or baselines\.finetune\.dan, a backbone "
+                                         r"with pretrained features"):
         apply_preset("digits", ["data.mirror=x", "analysis.tasks=[M_U]"], proj_params)
     with pytest.raises(StageError, match=r"methods\.noadapt\.gamma = 'auto'"):
         apply_preset("digits", ["data.mirror=x", "methods={noadapt: {gamma: auto}}"], proj_params)
-    with pytest.raises(StageError, match="both empty"):
+    with pytest.raises(StageError, match="all empty"):
         apply_preset("surf", ["data.mirror=x", "methods={}", "baselines.methods={}"], proj_params)
 
 

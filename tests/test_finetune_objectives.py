@@ -182,7 +182,7 @@ def test_dpsh_gradient_is_autograd_of_its_value() -> None:
 
 
 def test_make_objective_names_unknown_options() -> None:
-    with pytest.raises(ValueError, match=r"dan \(mode: finetune\): unknown option\(s\) \['eta'\]"):
+    with pytest.raises(ValueError, match=r"dan \(fine-tuned\): unknown option\(s\) \['eta'\]"):
         make_objective("dan", num_classes=2, bits=8, feature_dim=4, eta=1.0)
     with pytest.raises(ValueError, match="cannot be fine-tuned"):
         make_objective("itq", num_classes=2, bits=8, feature_dim=4)
@@ -310,20 +310,20 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, kill_at_checkpoin
 
 
 # ----------------------------------------------------------------------------- options, presets, report
-def test_mode_option_is_checked_per_algorithm() -> None:
-    from dahash.baselines.registry import check_options, run_baseline
+def test_options_are_checked_per_algorithm_and_mode() -> None:
+    from dahash.baselines.registry import check_options
 
-    assert check_options("dan", {"mode": "finetune", "mmd_weight": 2.0, "lr_start": 1e-3})["mmd_weight"] == 2.0
-    assert check_options("dan", {"mode": "head", "epochs": 3})["epochs"] == 3
-    with pytest.raises(ValueError, match=r"tca: mode: finetune is for \['source_only', 'dan', 'dann', 'noda', 'suh'\]"):
-        check_options("tca", {"mode": "finetune"})
-    with pytest.raises(ValueError, match=r"dan: unknown option\(s\) \['batch_size'\] \(mode: finetune\)"):
-        check_options("dan", {"mode": "finetune", "batch_size": 8})
+    assert check_options("dan", {"mmd_weight": 2.0, "lr_start": 1e-3}, "finetune")["mmd_weight"] == 2.0
+    assert check_options("dan", {"epochs": 3})["epochs"] == 3
+    with pytest.raises(ValueError,
+                       match=r"tca cannot be fine-tuned; these can: \['source_only', 'dan', 'dann', 'noda', 'suh'\]"):
+        check_options("tca", {}, "finetune")
+    with pytest.raises(ValueError, match=r"dan: unknown option\(s\) \['batch_size'\] \(finetune mode\)"):
+        check_options("dan", {"batch_size": 8}, "finetune")
+    with pytest.raises(ValueError, match=r"dan: unknown option\(s\) \['mode'\] \(head mode\)"):
+        check_options("dan", {"mode": "finetune"})  # the former key is no option
     with pytest.raises(ValueError, match="mode must be one of"):
-        check_options("dan", {"mode": "end-to-end"})
-    x = np.zeros((4, 3), dtype=np.float32)
-    with pytest.raises(ValueError, match="run_baseline trains on features"):
-        run_baseline("dan", x, np.array([0, 1, 0, 1]), x, 2, options={"mode": "finetune"})
+        check_options("dan", {}, "end-to-end")
 
 
 def test_paper_preset_fine_tunes_the_deep_columns_and_paper_head_says_it_does_not(tmp_path: Path) -> None:
@@ -336,13 +336,14 @@ def test_paper_preset_fine_tunes_the_deep_columns_and_paper_head_says_it_does_no
     deep = ("source_only", "dan", "dann", "noda", "suh")
     params_file = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", params_file)
-    assert all(load_params(params_file)["baselines"]["methods"][m] == {"mode": "finetune"} for m in deep)
+    assert load_params(params_file)["baselines"]["finetune"] == {m: {} for m in deep}
     for preset, mode in (("paper", "finetune"), ("paper-head", "head")):
         apply_preset(preset, [], params_file)
         params = load_params(params_file)
         line = training_modes(params)
+        assert set(params["baselines"]["finetune" if mode == "finetune" else "methods"]) >= set(deep)
+        assert not set(params["baselines"]["methods" if mode == "finetune" else "finetune"]) & set(deep)
         for m in deep:
-            assert params["baselines"]["methods"][m].get("mode", "head") == mode
             assert f"{m}: {mode}" + (" (NOT the paper's: finetune)" if mode == "head" else "") in line
             assert f"{m}: finetune (NOT" not in line
         assert "tca: features;" in line and "NOT the paper's: features" not in line

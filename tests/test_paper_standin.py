@@ -60,10 +60,11 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     params["extract"]["batch_size"] = 64
     params["methods"]["dah_head"] = {"mode": "head"}
     finetuned = ("dan", "dann", "noda", "suh")
-    assert all(params["baselines"]["methods"][m] == {"mode": "finetune"} for m in finetuned)  # the paper's protocol
-    params["baselines"]["methods"] = {m: params["baselines"]["methods"][m] for m in (*finetuned, "itq")}
+    assert all(params["baselines"]["finetune"][m] == {} for m in finetuned)  # the paper's protocol
+    params["baselines"]["finetune"] = {m: params["baselines"]["finetune"][m] for m in finetuned}
+    params["baselines"]["methods"] = {"itq": params["baselines"]["methods"]["itq"]}
     for m in ("noda", "suh"):  # DAN and DANN at train.epochs (2), the DPSH runs at 1 (time)
-        params["baselines"]["methods"][m] = {"mode": "finetune", "epochs": 1}
+        params["baselines"]["finetune"][m] = {"epochs": 1}
     params["tasks"] = {k: params["tasks"][k] for k in TASKS}
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(proj, "git", "init", "-q", env=env)

@@ -89,7 +89,7 @@ def test_source_json_of_a_custom_mirror_is_relative(tmp_path: Path, monkeypatch,
     params["data"].update(dataset="custom", domains=["day", "night"], mirror=str(mirror))
     params["tasks"] = {"D_N": {"source": "day", "target": "night"}}
     params["analysis"]["tasks"] = []
-    params["baselines"]["methods"] = {}
+    params["baselines"].update(methods={}, finetune={})
     root.mkdir()
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     point_stages_at(monkeypatch, root)

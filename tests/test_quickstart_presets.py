@@ -39,6 +39,7 @@ def test_quickstart_is_the_first_look_subset() -> None:
         assert full["methods"][m] == opts
     for m, opts in quick["baselines"]["methods"].items():
         assert full["baselines"]["methods"][m] == opts
+    assert quick["baselines"]["finetune"] == full["baselines"]["finetune"] == {}  # every comparison method in head mode
 
 
 def test_quickstart_full_after_quickstart_reuses_every_training_and_extraction(tmp_path: Path,

@@ -461,3 +461,19 @@ def test_method_summary_means_over_tasks_and_seeds_by_hand() -> None:
     assert list(got) == ["itq", "dah"]  # the given order; a method without records has no entry
     assert got["dah"] == {"accuracy": pytest.approx(2.0 / 4), "map": pytest.approx(1.5 / 3), "runs": 4}
     assert got["itq"] == {"accuracy": None, "map": 0.25, "runs": 1}
+
+
+def test_comparison_columns_keep_the_papers_order_across_both_dicts() -> None:
+    """baselines.methods and baselines.finetune give one list of columns in the paper's order (the fine-tuned ones
+    are not all pushed to the end), each with its mode in the protocol's training-mode line."""
+    from stages.report import comparison_columns, training_modes
+
+    params = {"methods": {"dah": {}}, "train": {"mode": "finetune"},
+              "baselines": {"seed": 0, "methods": {"itq": {}, "mine": {"algorithm": "coral"}, "tca": {}},
+                            "finetune": {"suh": {"eta": 2.0}, "dan": {}}}}
+    assert list(comparison_columns(params)) == ["dan", "tca", "mine", "itq", "suh"]
+    assert comparison_columns(params)["suh"] == {"eta": 2.0}
+    line = training_modes(params)
+    assert line.startswith("dah: finetune; dan: finetune; tca: features; mine: features; itq: features; suh: finetune")
+    params["baselines"]["methods"]["dann"] = {}
+    assert "dann: head (NOT the paper's: finetune)" in training_modes(params)

@@ -101,7 +101,8 @@ def killed(tmp_path_factory: pytest.TempPathFactory) -> Killed:
     proj, params = tiny_project(base, per_class=3)
     params["train"].update(hash_bits=16, hidden_dims=[16, 16], k_per_class=2, epochs=100000, gamma=5.0, seeds=[0],
                            checkpoint_every=1000)  # a training that is still running when each test stops it
-    params.update(methods={"dah": {}}, baselines={"seed": 0, "methods": {}}, tasks={"d1_d2": TASKS["d1_d2"]},
+    params.update(methods={"dah": {}}, baselines={"seed": 0, "methods": {}, "finetune": {}},
+                  tasks={"d1_d2": TASKS["d1_d2"]},
                   analysis={"tasks": [], "max_points": 100})
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "guard test"]):

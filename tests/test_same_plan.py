@@ -10,7 +10,8 @@ them in DVC's graph. After a params edit the two must be the same set of stages.
 Projects: every shipped preset cut to its first task and seed (tests/test_dag_configs.py's helpers), every stage's
 outputs written as placeholders, recorded in dvc.lock and dated in DAG order (both tools: nothing to do); then one
 params edit: `train.epochs` for every preset, and on the full quickstart a set of single-key edits (train.*, eval.*,
-analysis.*, a method's and a comparison method's options).
+analysis.*, a method's and a comparison method's options), and on the paper preset edits read by the fine-tuned
+comparison methods only.
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ def test_every_preset_after_an_epochs_edit(preset: str, tmp_path: Path, monkeypa
     edit(proj, preset, cut, f"train.epochs={epochs + 1}")
     planned = assert_same_plan(proj, "train.epochs")
     assert {s for s in planned if s.startswith("train@")}  # the trainings, and what reads them
+    # exactly what reads train.epochs: the fine-tuned comparison methods, none of those on the features
+    params = load_params(proj / "params.yaml")
+    assert not {s for s in planned if s.startswith(("baseline@", "evaluate_baseline@"))}, sorted(planned)
+    assert {f"{s}@{m}" for s in ("baseline_finetune", "evaluate_finetuned")
+            for m in params["baselines"]["finetune"]} <= planned
 
 
 # quickstart-full cut to A_C: dah, dah_e, 13 comparison methods, the A_C analysis. One edit per kind of key
@@ -95,3 +101,21 @@ def test_single_key_edits_on_the_full_quickstart(tmp_path: Path, monkeypatch: py
     for change in EDITS:
         edit(proj, "quickstart-full", cut, change)
         assert_same_plan(proj, change)
+
+
+def test_fine_tuned_comparison_method_edits_on_the_paper_preset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    """The paper preset (cut to Ar_Cl) fine-tunes source_only, dan, dann, noda, suh (baselines.finetune): a train key
+    only the fine-tuning reads (train.new_lr_mult) reruns the DAH trainings and those five, no method on the
+    features; a fine-tuned method's options rerun that method, its evaluation and what reads it."""
+    proj, cut = committed_project(tmp_path, "paper", [], monkeypatch)
+    params = load_params(proj / "params.yaml")
+    finetuned = set(params["baselines"]["finetune"])
+    edit(proj, "paper", cut, "baselines.finetune.dan={mmd_weight: 2.0}")
+    planned = assert_same_plan(proj, "baselines.finetune.dan")
+    assert planned == {"baseline_finetune@dan", "evaluate_finetuned@dan", "analysis@Ar_Cl", "report"}, sorted(planned)
+    edit(proj, "paper", cut, "train.new_lr_mult=[1.0, 3.0]")  # on top of the edit above (a preset keeps --set keys)
+    planned = assert_same_plan(proj, "train.new_lr_mult")
+    assert {s.split("@")[1] for s in planned if s.startswith("baseline_finetune@")} == finetuned
+    assert not {s for s in planned if s.startswith(("baseline@", "evaluate_baseline@"))}, sorted(planned)
+    assert {"train@dah-Ar_Cl-0", "train@dah_e-Ar_Cl-0"} <= planned

@@ -42,6 +42,7 @@ def _base_params() -> dict:
     params["tasks"] = {"t": {"source": "d1", "target": "d2"}}
     params["methods"] = {"dah": {}}
     params["baselines"]["methods"] = {"dan": {}}
+    params["baselines"]["finetune"] = {"noda": {}}
     params["analysis"]["tasks"] = ["t"]
     params["train"].update(mode="head", gamma="auto", seeds=[0, 3])
     params["gamma_sweep"]["grid"] = [50.0, 0.001]
@@ -72,10 +73,12 @@ def _with(params: dict, slot: str, value: str) -> dict:
         p["methods"][value] = {}
     elif slot == "baseline":
         p["baselines"]["methods"][value] = {"algorithm": "coral"}
+    elif slot == "finetuned":
+        p["baselines"]["finetune"][value] = {"algorithm": "dann"}
     return p
 
 
-SLOTS = ["domain", "task", "method", "baseline"]
+SLOTS = ["domain", "task", "method", "baseline", "finetuned"]
 
 
 @pytest.mark.parametrize("slot", SLOTS)
@@ -87,7 +90,8 @@ def test_the_schema_refuses_unsafe_names_with_one_clear_line(tmp_path: Path, slo
     with pytest.raises(StageError) as ei:
         load_params(path)
     msg = str(ei.value)
-    key = {"domain": "data.domains.1", "task": "tasks", "method": "methods", "baseline": "baselines.methods"}[slot]
+    key = {"domain": "data.domains.1", "task": "tasks", "method": "methods", "baseline": "baselines.methods",
+           "finetuned": "baselines.finetune"}[slot]
     assert f"  {key}: {value!r} is not a safe" in msg, msg
     assert "letters, digits" in msg
 
@@ -95,7 +99,7 @@ def test_the_schema_refuses_unsafe_names_with_one_clear_line(tmp_path: Path, slo
 def test_safe_names_are_accepted(tmp_path: Path) -> None:
     for slot in SLOTS:
         for value in SAFE:
-            if slot != "domain" and "." in value or slot in ("method", "baseline") and "-" in value:
+            if slot != "domain" and "." in value or slot in ("method", "baseline", "finetuned") and "-" in value:
                 continue  # keys: no '.'; method names: no '-' (train@<method>-<task>-<seed>)
             assert _accepts(tmp_path, _with(_base_params(), slot, value)), (slot, value)
 
@@ -119,6 +123,7 @@ def _accepted_params(tmp_path: Path) -> tuple[dict, dict[str, list[str]]]:
     params["methods"].update({m: {} for m in accepted["method"]})
     # the same pattern as methods; a name may not be in both (they share models/<dataset>/<backbone>/<name>/)
     params["baselines"]["methods"].update({f"b{m}"[:64]: {"algorithm": "coral"} for m in accepted["baseline"]})
+    params["baselines"]["finetune"].update({f"f{m}"[:64]: {"algorithm": "dann"} for m in accepted["finetuned"]})
     (tmp_path / "all.yaml").write_text(yaml.safe_dump(params))
     load_params(tmp_path / "all.yaml")
     return params, accepted
@@ -165,7 +170,8 @@ def test_every_stage_command_gets_each_value_as_one_argument(tmp_path: Path, mon
         assert len(lines) == 1, (st.name, st.cmd, lines)  # one command, no second one smuggled in
         argv = json.loads(lines[0])
         kind = st.name.split("@")[0]
-        assert argv[:2] == ["-m", f"stages.{ {'evaluate_baseline': 'evaluate'}.get(kind, kind)}"], (st.name, argv)
+        module = {"evaluate_baseline": "evaluate", "evaluate_finetuned": "evaluate"}.get(kind, kind)
+        assert argv[:2] == ["-m", f"stages.{module}"], (st.name, argv)
         rest = argv[2:]
         assert len(rest) % 2 == 0, (st.name, argv)
         for flag, value in zip(rest[::2], rest[1::2]):
@@ -177,7 +183,8 @@ def test_every_stage_command_gets_each_value_as_one_argument(tmp_path: Path, mon
     # every domain, task and method of params.yaml arrived whole, as one argument
     assert seen["domain"] == set(params["data"]["domains"])
     assert seen["task"] == set(params["tasks"])
-    assert seen["method"] == set(params["methods"]) | set(params["baselines"]["methods"])
+    assert seen["method"] == set(params["methods"]) | set(params["baselines"]["methods"]) | set(
+        params["baselines"]["finetune"])
     assert set(accepted["domain"]) >= {v for v in SAFE if len(v) <= 64}
 
 

@@ -107,8 +107,10 @@ def test_cross_key_checks(params: dict) -> None:
     _refused(params, lambda p: p["baselines"]["methods"].update(dah={"algorithm": "tca"}),
              "both methods and baselines.methods")
     bad = _refused(params, lambda p: (p["backbone"].update(name="smallcnn"), p["train"].update(mode="finetune")),
-                   "baselines.methods run on cached pretrained features")
+                   "comparison methods need a backbone with pretrained weights")
     bad["baselines"]["methods"], bad["analysis"]["tasks"] = {}, []
+    _refused(bad, lambda p: None, "comparison methods need a backbone")  # the fine-tuned ones too
+    bad["baselines"]["finetune"] = {}
     check_cross_keys(bad)  # digits-like: fine-tuned from scratch, no comparison methods
     bad["methods"]["dah_head"] = {"mode": "head"}
     with pytest.raises(StageError, match="smallcnn has no pretrained weights"):
@@ -117,7 +119,38 @@ def test_cross_key_checks(params: dict) -> None:
     ok["train"]["mode"] = "finetune"  # the paper: fine-tuned DAH beside comparison methods on cached features
     check_cross_keys(ok)
     _refused(params, lambda p: p["backbone"].update(name="surf800"), "surf800")
-    _refused(params, lambda p: p["baselines"]["methods"].pop("dan"), "analysis.tasks")
+    _refused(params, lambda p: p["baselines"]["finetune"].pop("dan"), "analysis.tasks")
+    moved = copy.deepcopy(params)  # Figure 3 reads DAN under either dict
+    moved["baselines"]["methods"]["dan"] = moved["baselines"]["finetune"].pop("dan")
+    check_cross_keys(moved)
+
+
+def test_comparison_method_modes_are_the_dict_it_is_in(params: dict) -> None:
+    """baselines.methods (head mode) and baselines.finetune (end to end) name disjoint methods; the former
+    ``mode`` key is refused in one line naming it and saying where the method goes; only the algorithms that can be
+    fine-tuned are under baselines.finetune, and the schema lists exactly those."""
+    from dahash.baselines.modes import FINETUNE_METHODS
+    from stages.common import comparison_methods, finetune_algorithms, producer_stage
+
+    assert tuple(finetune_algorithms()) == FINETUNE_METHODS
+    assert comparison_methods(params) == {**{m: "head" for m in ("gfk", "tca", "coral", "jda", "itq", "kmh", "ba",
+                                                                   "bdnn")},
+                                          **{m: "finetune" for m in FINETUNE_METHODS}}
+    assert [producer_stage(params, m) for m in ("dah", "coral", "dan")] == ["train", "baseline", "baseline_finetune"]
+    _refused(params, lambda p: p["baselines"]["methods"].update(noda={"mode": "finetune"}),
+             r"params\.yaml: baselines\.methods\.noda\.mode: the key is gone; to fine-tune noda end to end move it "
+             r"under baselines\.finetune, else drop `mode`$")
+    _refused(params, lambda p: p["baselines"]["finetune"].update(noda={"mode": "finetune"}),
+             r"baselines\.finetune\.noda\.mode: the key is gone .*drop it$")
+    _refused(params, lambda p: p["baselines"]["methods"].update(dan={}),
+             r"\['dan'\] in both baselines\.methods and baselines\.finetune")
+    _refused(params, lambda p: p["baselines"]["finetune"].update(coral={}),
+             r"baselines\.finetune\.coral: coral cannot be fine-tuned; .*move coral under baselines\.methods")
+    _refused(params, lambda p: p["baselines"]["finetune"].update(mine={"algorithm": "itq"}),
+             r"baselines\.finetune\.mine: itq cannot be fine-tuned")
+    ok = copy.deepcopy(params)
+    ok["baselines"]["finetune"]["dan_w2"] = {"algorithm": "dan", "mmd_weight": 2.0}
+    check_cross_keys(ok)
     _refused(params, lambda p: p["analysis"].update(tasks=["Xx_Yy"]), "analysis.tasks has 'Xx_Yy'")
 
 
@@ -135,6 +168,16 @@ def test_baseline_options_resolve_algorithm_and_refuse_unknown_keys(params: dict
         baseline_options(p, "mystery")
     with pytest.raises(StageError, match="baselines.methods.gfk not defined"):
         baseline_options(p, "gfk")
+    p["baselines"]["finetune"] = {"dan2": {"algorithm": "dan", "mmd_weight": 2.0, "epochs": 3},
+                                  "suh": {"eta": 0.5, "dim": 3}}
+    assert baseline_options(p, "dan2", "finetune") == ("dan", {"mmd_weight": 2.0, "epochs": 3,
+                                                               "hidden_dims": [4096, 4096]})
+    with pytest.raises(StageError,
+                       match=r"baselines\.finetune\.suh: suh: unknown option\(s\) \['dim'\] \(finetune mode\)"):
+        baseline_options(p, "suh", "finetune")
+    with pytest.raises(StageError, match=r"baselines\.methods\.dan2 not defined; .*dan2 is under baselines\.finetune: "
+                                         r"its stage is baseline_finetune@dan2"):
+        baseline_options(p, "dan2")
 
 
 def test_preset_keeps_comments_replaces_tasks_and_rejects_bad_input(tmp_path: Path) -> None:
@@ -296,10 +339,12 @@ def test_snakefile_rules_match_dvc_stages() -> None:
 
 def test_every_stage_declares_its_cluster_resources() -> None:
     """dvc.yaml's meta.snakemake sizes every stage for a Slurm job; the GPU goes to extraction and training only
-    (the comparison methods' baseline jobs included: they fine-tune end to end with ``mode: finetune``)."""
+    (the comparison methods' jobs included: baseline_finetune fine-tunes end to end, baseline's deep methods train
+    their heads on train.device)."""
     stages = dvcdag.load_stages(PARAMS_FILE.parent)
     gpu_stages = {s.name.split("@")[0] for s in stages if s.resources.get("gpu")}
-    assert {"extract", "train", "baseline"} <= gpu_stages <= {"extract", "gamma_sweep", "train", "baseline"}
+    assert {"extract", "train", "baseline", "baseline_finetune"} <= gpu_stages <= {"extract", "gamma_sweep", "train",
+                                                                                  "baseline", "baseline_finetune"}
     for s in stages:
         assert s.threads >= 1 and s.resources["mem_mb"] >= 1000 and s.resources["runtime"] >= 1, s
         assert set(s.resources) <= {"mem_mb", "runtime", "gpu"}, s

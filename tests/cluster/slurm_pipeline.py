@@ -82,7 +82,7 @@ def build_project(work: Path) -> Path:
     params["gamma_sweep"].update(grid=[], epochs=1)  # fixed gamma: no sweep (a grid with a fixed gamma is refused)
     params["report"]["title"] = "local Slurm test"
     params["methods"] = {"dah": {}}
-    params["baselines"] = {"seed": 0, "methods": BASELINES}
+    params["baselines"] = {"seed": 0, "methods": BASELINES, "finetune": {}}
     params["analysis"] = {"tasks": [], "max_points": 100}
     params["tasks"] = {TASK: {"source": "d1", "target": "d2"}}
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -32,8 +32,9 @@ Generator (so the source stream is identical for the three methods). One epoch i
 decay; with ``anneal_lr`` the learning rate follows Ganin's annealing
 ``lr_p = lr / (1 + 10 p)^0.75`` for all three methods (comparable schedules).
 
-This module is the head mode (``mode: head``, the ``paper-head`` preset). ``mode: finetune`` trains the
-same head with the backbone end to end, as the papers (:mod:`dahash.baselines.objectives`, with this
+This module is the head mode (``baselines.methods``, the ``paper-head`` preset). The finetune mode
+(``baselines.finetune``) trains the same head with the backbone end to end, as the papers
+(:mod:`dahash.baselines.objectives`, with this
 module's :class:`DeepDAModel`, :func:`grad_reverse` and :func:`dann_lambda`).
 Simplifications of the head mode, stated explicitly: no dropout (as the DAH head); no per-layer learning-rate
 multipliers; the backbone is frozen (features cached) while the original papers fine-tune it;

@@ -1,9 +1,9 @@
-"""How a comparison method is trained (``baselines.methods.<M>.mode``), in one small module without imports so
-that the report and the params checks can read it without loading torch.
+"""How a comparison method is trained, in one small module without imports so that the report and the params
+checks can read it without loading torch. The pipeline sets it by where the method is listed:
 
-* ``head`` (default): on the cached backbone features (:mod:`dahash.baselines.registry`).
-* ``finetune``: end to end from images in DAH's fine-tuning loop (:mod:`dahash.baselines.objectives`), as the paper
-  trains its deep columns; only for :data:`FINETUNE_METHODS`.
+* ``head`` (``baselines.methods``): on the cached backbone features (:mod:`dahash.baselines.registry`).
+* ``finetune`` (``baselines.finetune``): end to end from images in DAH's fine-tuning loop
+  (:mod:`dahash.baselines.objectives`), as the paper trains its deep columns; only for :data:`FINETUNE_METHODS`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ __all__ = ["FINETUNE_METHODS", "FINETUNE_TRAIN_KEYS", "MODES", "OBJECTIVE_OPTION
 MODES: tuple[str, ...] = ("head", "finetune")
 #: comparison algorithms that can be fine-tuned end to end (the paper's deep columns: all fine-tuned there)
 FINETUNE_METHODS: tuple[str, ...] = ("source_only", "dan", "dann", "noda", "suh")
-#: each fine-tuned algorithm's own options (``baselines.methods.<M>`` with ``mode: finetune``)
+#: each fine-tuned algorithm's own options (``baselines.finetune.<M>``)
 OBJECTIVE_OPTIONS: dict[str, frozenset[str]] = {
     "source_only": frozenset(), "dan": frozenset({"mmd_weight"}), "dann": frozenset({"dann_weight", "domain_hidden"}),
     "noda": frozenset({"eta"}), "suh": frozenset({"eta"})}

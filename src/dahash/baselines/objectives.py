@@ -1,4 +1,4 @@
-"""The comparison methods' losses for end-to-end fine-tuning (``mode: finetune``), one
+"""The comparison methods' losses for end-to-end fine-tuning (the pipeline's ``baselines.finetune``), one
 :class:`~dahash.train.objectives.Objective` each, trained by the loop DAH fine-tunes with
 (:func:`dahash.train.finetune.train_finetune`: same trunk, input recipe, K-per-class source batches, lr
 multipliers and schedule). The head is a :class:`~dahash.baselines.deep.DeepDAModel`
@@ -191,7 +191,7 @@ def make_objective(method: str, *, num_classes: int, bits: int, feature_dim: int
         raise ValueError(f"{method!r} cannot be fine-tuned; these can: {', '.join(FINETUNE_METHODS)}")
     unknown = sorted(set(options) - OBJECTIVE_OPTIONS[method])
     if unknown:
-        raise ValueError(f"{method} (mode: finetune): unknown option(s) {unknown}; accepted: "
+        raise ValueError(f"{method} (fine-tuned): unknown option(s) {unknown}; accepted: "
                          f"{sorted(OBJECTIVE_OPTIONS[method])} and the train keys {sorted(FINETUNE_TRAIN_KEYS)}")
     if method in ("noda", "suh"):
         if labels is None:

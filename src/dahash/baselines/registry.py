@@ -21,10 +21,11 @@ algorithm                     family              what it outputs (arrays of :cl
 
 ``options`` are the algorithm's own keyword arguments (the estimator's constructor, or
 :func:`dahash.baselines.deep.train_deep_baseline`); unknown keys raise ``ValueError`` listing the
-accepted ones. That is the head mode (``mode: head``, the default) this module runs. ``mode: finetune``
-(source_only, dan, dann, noda, suh: the paper's protocol) trains the method end to end from images in DAH's
-fine-tuning loop with :mod:`dahash.baselines.objectives` (the pipeline's ``stages.baseline_finetune``); its
-options are then the objective's and a few ``train`` keys (:func:`check_options`). ``bits``/``seed``/``device`` are passed where the algorithm takes them.
+accepted ones. That is the head mode this module runs. The ``finetune`` mode (source_only, dan, dann, noda,
+suh: the paper's protocol; the pipeline's ``baselines.finetune``) trains the method end to end from images in
+DAH's fine-tuning loop with :mod:`dahash.baselines.objectives` (``stages.baseline_finetune``); its options are
+then the objective's and a few ``train`` keys (:func:`check_options` with ``mode="finetune"``).
+``bits``/``seed``/``device`` are passed where the algorithm takes them.
 
 Target split rule (``target_split``): :func:`dahash.eval.split.target_query_database_split` with
 ``(n_target, query_fraction, split_seed)``: a seeded, label-free random ``round(query_fraction * n_t)``
@@ -46,8 +47,7 @@ from dahash.baselines.modes import MODES
 Family = Literal["deep", "shallow", "hashing", "supervised_hashing"]
 Retrieval = Literal["source_database", "target_split"]
 
-__all__ = ["ALGORITHMS", "MODES", "Algorithm", "BaselineOutput", "algorithm_of", "check_options", "mode_of",
-           "run_baseline"]
+__all__ = ["ALGORITHMS", "MODES", "Algorithm", "BaselineOutput", "algorithm_of", "check_options", "run_baseline"]
 
 
 @dataclass(frozen=True)
@@ -128,34 +128,28 @@ def accepted_options(algo: Algorithm) -> list[str]:
     return [p for p in sig.parameters if p not in _RESERVED and not p.startswith("_")]
 
 
-def check_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def check_options(name: str, options: Mapping[str, Any], mode: str = "head") -> dict[str, Any]:
     """``options`` as a dict, or ValueError naming the unknown keys and the accepted ones.
 
-    ``mode``: ``head`` (default: the options are the algorithm's head-mode trainer's keyword arguments) or
-    ``finetune`` (:data:`dahash.baselines.objectives.FINETUNE_METHODS` only: the options are the objective's,
-    ``OBJECTIVE_OPTIONS``, and ``train`` keys of ``FINETUNE_TRAIN_KEYS``).
+    ``mode``: ``head`` (the options are the algorithm's head-mode trainer's keyword arguments) or ``finetune``
+    (:data:`dahash.baselines.modes.FINETUNE_METHODS` only: the options are the objective's, ``OBJECTIVE_OPTIONS``,
+    and ``train`` keys of ``FINETUNE_TRAIN_KEYS``).
     """
     from dahash.baselines.modes import FINETUNE_METHODS, FINETUNE_TRAIN_KEYS, OBJECTIVE_OPTIONS
 
     algo = algorithm_of(name)
-    mode = options.get("mode", "head")
     if mode not in MODES:
         raise ValueError(f"{name}: mode must be one of {list(MODES)}, got {mode!r}")
     if mode == "finetune":
         if name not in FINETUNE_METHODS:
-            raise ValueError(f"{name}: mode: finetune is for {list(FINETUNE_METHODS)} only (remove `mode`)")
-        allowed = sorted({"mode"} | OBJECTIVE_OPTIONS[name] | FINETUNE_TRAIN_KEYS)
+            raise ValueError(f"{name} cannot be fine-tuned; these can: {list(FINETUNE_METHODS)}")
+        allowed = sorted(OBJECTIVE_OPTIONS[name] | FINETUNE_TRAIN_KEYS)
     else:
-        allowed = [*accepted_options(algo), "mode"]
+        allowed = accepted_options(algo)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"{name}: unknown option(s) {unknown} (mode: {mode}); accepted: {allowed}")
+        raise ValueError(f"{name}: unknown option(s) {unknown} ({mode} mode); accepted: {allowed}")
     return dict(options)
-
-
-def mode_of(options: Mapping[str, Any] | None) -> str:
-    """A comparison method's training mode: ``options["mode"]``, default ``head``."""
-    return str((options or {}).get("mode", "head"))
 
 
 def _kwargs(algo: Algorithm, options: Mapping[str, Any], **auto: Any) -> dict[str, Any]:
@@ -204,9 +198,6 @@ def run_baseline(
     """
     algo = algorithm_of(name)
     opts = check_options(name, options or {})
-    if opts.pop("mode", "head") != "head":
-        raise ValueError(f"{name}: run_baseline trains on features (mode: head); mode: finetune runs through "
-                         "dahash.train.finetune.train_finetune with dahash.baselines.objectives")
     xs = np.ascontiguousarray(xs, dtype=np.float32)
     xt = np.ascontiguousarray(xt, dtype=np.float32)
     ys = np.asarray(ys, dtype=np.int64)
