@@ -46,9 +46,13 @@ def _env(proj: Path) -> dict[str, str]:
     return env
 
 
+#: hang guard of one command (not a speed target): a whole-DAG run took over 15 min on a loaded 2-core machine
+COMMAND_TIMEOUT_S = 3600
+
+
 def run(proj: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a command in the temp project; on failure show its output."""
-    res = subprocess.run(cmd, cwd=proj, env=_env(proj), capture_output=True, text=True, timeout=900)
+    res = subprocess.run(cmd, cwd=proj, env=_env(proj), capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
     if check and res.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
     return res
