@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dahash.progress import echo, progress
+from dahash.progress import echo, loss_postfix, progress
 from stages import tracking
 from stages.baseline import Domains, MethodSetup, finish_run, method_args, method_tasks, run_starter
 from stages.common import StageError, load_params, main_wrapper, run_dir, task_of
@@ -99,7 +99,7 @@ def run_task(params: dict[str, Any], setup: MethodSetup, key: str, domains: Doma
         if len(pending) >= 10:
             tracking.log_history(run_id, pending, keys)
             pending.clear()
-        echo(f"[{setup.name} {key}] epoch {row['epoch']} " + " ".join(f"{k}={row[k]:.4g}" for k in keys))
+        echo(f"[{setup.name} {key}] epoch {row['epoch']} {loss_postfix(row, keys)}")
 
     try:
         out, resumed = fit_finetuned(params, setup, task, domains, on_epoch=on_epoch, checkpoint_dir=ckpt,

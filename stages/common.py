@@ -24,9 +24,7 @@ import yaml
 from stages.paths import PARAMS_FILE, ROOT, project_path, run_dir
 
 __all__ = ["PARAMS_FILE", "ROOT", "StageError", "atomic_path", "check_comparison_keys", "check_cross_keys",
-           "comparison_methods", "producer_stage", "dataset_spec",
-           "file_md5",
-           "load_params", "main_wrapper", "method_params", "project_path", "run_dir", "run_seed", "storage_error",
+           "comparison_methods", "dataset_spec", "file_md5", "producer_stage", "load_params", "main_wrapper", "method_params", "project_path", "run_dir", "run_seed", "storage_error",
            "task_of", "write_json"]
 
 SCHEMA_FILE = ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -182,7 +180,7 @@ def check_comparison_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE
     no entry has the former ``mode`` key, and only the algorithms that can be fine-tuned are (the schema's
     ``baselines.finetune`` algorithm list, :data:`dahash.baselines.modes.FINETUNE_METHODS`: read from the schema so
     that no stage imports dahash.baselines for this check)."""
-    FINETUNE_METHODS = finetune_algorithms()
+    allowed = finetune_algorithms()
     head, finetune = params["baselines"]["methods"], params["baselines"]["finetune"]
     for name, entry in head.items():
         if "mode" in (entry or {}):
@@ -193,9 +191,9 @@ def check_comparison_keys(params: dict[str, Any], path: Path | str = PARAMS_FILE
             raise StageError(f"{path}: baselines.finetune.{name}.mode: the key is gone (a method under "
                              "baselines.finetune is fine-tuned end to end); drop it")
         algorithm = (entry or {}).get("algorithm", name)
-        if algorithm not in FINETUNE_METHODS:
+        if algorithm not in allowed:
             raise StageError(f"{path}: baselines.finetune.{name}: {algorithm} cannot be fine-tuned; baselines.finetune "
-                             f"takes {', '.join(FINETUNE_METHODS)} only: move {name} under baselines.methods")
+                             f"takes {', '.join(allowed)} only: move {name} under baselines.methods")
     both = sorted(set(head) & set(finetune))
     if both:
         raise StageError(f"{path}: {both} in both baselines.methods and baselines.finetune; keep each in one "
